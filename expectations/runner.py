@@ -1,0 +1,143 @@
+"""Run a suite: polars masks decide quarantine, GX (SUMMARY mode) reports results.
+
+GX validates pandas, not polars; the frame is converted once here. GX is imported lazily (2 s).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from expectations.suites import Suite, apply_suite, failing_mask
+from transforms import schema
+
+MAX_SAMPLE = 20
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    passed: pl.DataFrame  # rows that passed every expectation (row-level suites)
+    quarantine: pl.DataFrame  # schema.QUARANTINE
+    results: pl.DataFrame  # one row per expectation: suite, expectation, why, success, counts, sample
+
+
+RESULT_SCHEMA = {
+    "suite": pl.String(),
+    "expectation": pl.String(),
+    "why": pl.String(),
+    "success": pl.Boolean(),
+    "element_count": pl.Int64(),
+    "unexpected_count": pl.Int64(),
+    "unexpected_sample": pl.String(),
+    "engine": pl.String(),
+}
+
+
+def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
+    """Split ``frame`` by the suite's masks; each held row carries the first failed expectation's why."""
+    marked = apply_suite(frame, suite)
+    held: list[pl.DataFrame] = []
+    results: list[dict[str, Any]] = []
+    remaining = marked
+    for i, e in enumerate(suite.expectations):
+        col = f"__fail_{i}"
+        n_bad = int(marked[col].sum())
+        column = e.kwargs.get("column")
+        sample = (
+            marked.filter(pl.col(col)).get_column(column).cast(pl.String).head(MAX_SAMPLE).to_list()
+            if column and n_bad
+            else []
+        )
+        results.append(
+            {
+                "suite": suite.name,
+                "expectation": e.label,
+                "why": e.why,
+                "success": n_bad == 0,
+                "element_count": marked.height,
+                "unexpected_count": n_bad,
+                "unexpected_sample": ", ".join("null" if s is None else str(s) for s in sample) or None,
+                "engine": "polars",
+            }
+        )
+        bad = remaining.filter(pl.col(col))
+        if bad.height:
+            held.append(
+                schema.conform(
+                    bad.with_columns(
+                        pl.lit("qc").alias("stage"),
+                        pl.lit(f"{suite.name}.{e.label}").alias("check"),
+                        (
+                            pl.col("source_file") + pl.lit(": line ") + pl.col("line_number").cast(pl.String)
+                            + pl.lit(f": {e.why}")
+                        ).alias("reason"),
+                    ),
+                    schema.QUARANTINE,
+                )
+            )
+        remaining = remaining.filter(~pl.col(col))
+    fail_cols = [c for c in remaining.columns if c.startswith("__fail_")]
+    return SuiteOutcome(
+        passed=remaining.drop(fail_cols),
+        quarantine=pl.concat(held) if held else schema.empty(schema.QUARANTINE),
+        results=pl.DataFrame(results, schema=RESULT_SCHEMA),
+    )
+
+
+def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
+    """Validate ``frame`` with Great Expectations (ephemeral context, SUMMARY results).
+
+    Returns one row per expectation in RESULT_SCHEMA (engine = 'great_expectations').
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_def = (
+        context.data_sources.add_pandas(f"refranges_{suite.name}")
+        .add_dataframe_asset(suite.name)
+        .add_batch_definition_whole_dataframe("whole")
+    )
+    classes = {
+        "expect_column_values_to_not_be_null": gxe.ExpectColumnValuesToNotBeNull,
+        "expect_column_values_to_be_in_set": gxe.ExpectColumnValuesToBeInSet,
+        "expect_column_values_to_be_between": gxe.ExpectColumnValuesToBeBetween,
+        "expect_compound_columns_to_be_unique": gxe.ExpectCompoundColumnsToBeUnique,
+    }
+    gx_suite = gx.ExpectationSuite(
+        name=suite.name,
+        expectations=[classes[e.type](**e.kwargs, meta={"why": e.why}) for e in suite.expectations],
+    )
+    columns = sorted(
+        {e.kwargs["column"] for e in suite.expectations if "column" in e.kwargs}
+        | {c for e in suite.expectations for c in e.kwargs.get("column_list", [])}
+    )
+    batch = batch_def.get_batch(batch_parameters={"dataframe": frame.select(columns).to_pandas()})
+    result = batch.validate(gx_suite, result_format="SUMMARY")
+    rows = []
+    for e, r in zip(suite.expectations, result.results, strict=True):
+        res = r.result or {}
+        sample = res.get("partial_unexpected_list") or []
+        rows.append(
+            {
+                "suite": suite.name,
+                "expectation": e.label,
+                "why": e.why,
+                "success": bool(r.success),
+                "element_count": int(res.get("element_count", frame.height) or 0),
+                "unexpected_count": int(res.get("unexpected_count", 0) or 0),
+                "unexpected_sample": ", ".join(str(s) for s in sample[:MAX_SAMPLE]) or None,
+                "engine": "great_expectations",
+            }
+        )
+    return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+
+
+__all__ = ["SuiteOutcome", "failing_mask", "quarantine_rows", "validate_with_gx"]

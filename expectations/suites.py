@@ -1,0 +1,87 @@
+"""Load suite files and turn each expectation into a polars row mask."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+SUITE_DIR = Path(__file__).parent / "suites"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    type: str
+    kwargs: dict[str, Any]
+    why: str
+
+    @property
+    def label(self) -> str:
+        target = self.kwargs.get("column") or ",".join(self.kwargs.get("column_list", []))
+        return f"{self.type}({target})"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    grain: str
+    level: str
+    expectations: list[Expectation]
+
+
+def load_suite(name: str, directory: Path = SUITE_DIR) -> Suite:
+    """Read ``<directory>/<name>.json``. Raises ValueError naming the file for a malformed suite."""
+    path = directory / f"{name}.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    items = []
+    for i, e in enumerate(data.get("expectations", [])):
+        if not e.get("why"):
+            msg = f"{path}: expectation {i} ({e.get('type')}) has no 'why'; every failure must explain itself"
+            raise ValueError(msg)
+        items.append(Expectation(e["type"], dict(e.get("kwargs", {})), e["why"]))
+    return Suite(data["name"], data.get("grain", ""), data.get("level", "row"), items)
+
+
+def suite_names(directory: Path = SUITE_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.json"))
+
+
+def prepare_raw(frame: pl.DataFrame) -> pl.DataFrame:
+    """Derived columns the raw suite checks: the value split by scale (concentration vs NPX)."""
+    is_npx = pl.col("unit_raw") == "NPX"
+    return frame.with_columns(
+        pl.when(is_npx).then(None).otherwise(pl.col("value")).alias("concentration_value"),
+        pl.when(is_npx).then(pl.col("value")).otherwise(None).alias("npx_value"),
+    )
+
+
+def failing_mask(expectation: Expectation) -> pl.Expr:
+    """A polars expression that is True on the rows GX counts as unexpected for this expectation."""
+    kw = expectation.kwargs
+    if expectation.type == "expect_column_values_to_not_be_null":
+        return pl.col(kw["column"]).is_null()
+    if expectation.type == "expect_column_values_to_be_in_set":
+        col = pl.col(kw["column"])
+        return col.is_not_null() & ~col.is_in(list(kw["value_set"]))
+    if expectation.type == "expect_column_values_to_be_between":
+        col = pl.col(kw["column"])
+        bad = pl.lit(False)
+        if kw.get("min_value") is not None:
+            bad = bad | (col < kw["min_value"]) if not kw.get("strict_min") else bad | (col <= kw["min_value"])
+        if kw.get("max_value") is not None:
+            bad = bad | (col > kw["max_value"]) if not kw.get("strict_max") else bad | (col >= kw["max_value"])
+        return col.is_not_null() & bad
+    if expectation.type == "expect_compound_columns_to_be_unique":
+        return pl.struct(kw["column_list"]).is_duplicated()
+    msg = f"no polars mask for {expectation.type}; add one in expectations/suites.py"
+    raise NotImplementedError(msg)
+
+
+def apply_suite(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
+    """Add ``__fail_<i>`` columns (one per expectation) to ``frame``."""
+    return frame.with_columns(
+        failing_mask(e).fill_null(False).alias(f"__fail_{i}") for i, e in enumerate(suite.expectations)
+    )

@@ -1,0 +1,199 @@
+"""`refranges` command line. Thin: parse options, call flows and stores, print results."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flows.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Raw immunoassay exports -> versioned healthy reference distributions (never a diagnosis).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+releases_app = typer.Typer(help="List, show and verify published releases.", no_args_is_help=True)
+app.add_typer(releases_app, name="releases")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="refranges.toml to use (default: ./refranges.toml).")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def settings_or_exit(config: Path | None, **overrides: object) -> Settings:
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+        raise  # unreachable
+
+
+def quiet_environment(settings: Settings) -> None:
+    """Offline-safe, quiet defaults for Prefect and GX; set before they are imported."""
+    assert settings.prefect_home is not None
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home.resolve()))
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the demo files into.")],
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 2026,
+    healthy: Annotated[int, typer.Option(help="Number of healthy people.")] = 400,
+    patients: Annotated[int, typer.Option(help="Number of patients.")] = 200,
+) -> None:
+    """Write a demo data set (manifest, Olink NPX and MSD exports) into OUT."""
+    from flows.pipeline import copy_demo
+    from transforms.demo import generate_demo
+
+    if healthy < 1 or patients < 0:
+        fail("--healthy must be >= 1 and --patients >= 0")
+    demo = generate_demo(seed=seed, n_healthy=healthy, n_patients=patients)
+    paths = copy_demo(demo.files, out)
+    console.print(f"wrote {len(paths)} files to {out}")
+
+
+def _run(settings: Settings) -> int:
+    quiet_environment(settings)
+    from flows.pipeline import run_pipeline
+    from flows.summary import print_summary
+
+    summary = run_pipeline(settings)
+    print_summary(summary, console)
+    return 0
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run one pass of the pipeline over the landing folder."""
+    settings = settings_or_exit(config)
+    raise typer.Exit(_run(settings))
+
+
+@app.command()
+def demo(
+    home: Annotated[Path | None, typer.Option("--home", help="Data home (default from configuration: ./data).")] = None,
+    config: ConfigOption = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the demo data.")] = 2026,
+) -> None:
+    """Generate the demo data set into the landing folder and run the pipeline once."""
+    from flows.pipeline import copy_demo
+    from transforms.demo import generate_demo
+
+    settings = settings_or_exit(config, home=home)
+    assert settings.landing is not None
+    copy_demo(generate_demo(seed=seed).files, settings.landing)
+    raise typer.Exit(_run(settings))
+
+
+@releases_app.command("list")
+def releases_list(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List published releases, oldest first."""
+    from rich.table import Table
+
+    from warehouse.releases import read_index
+
+    settings = settings_or_exit(config)
+    assert settings.releases is not None
+    items = read_index(settings.releases)
+    if as_json:
+        typer.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        console.print(f"no releases under {settings.releases}")
+        return
+    table = Table("version", "created_at", "groups", "input_fingerprint")
+    for item in items:
+        table.add_row(item["version"], item["created_at"], str(item["groups"]), item["input_fingerprint"][:12])
+    console.print(table)
+
+
+@releases_app.command("show")
+def releases_show(version: str, config: ConfigOption = None) -> None:
+    """Print the manifest of one release."""
+    from warehouse.releases import ReleaseError, read_manifest
+
+    settings = settings_or_exit(config)
+    assert settings.releases is not None
+    try:
+        manifest = read_manifest(settings.releases, version)
+    except ReleaseError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(manifest, indent=2))
+
+
+@releases_app.command("verify")
+def releases_verify(
+    version: Annotated[str | None, typer.Argument(help="Version (default: every release).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Recompute every checksum of a release; exit 1 on any mismatch."""
+    from warehouse.releases import ReleaseError, read_index, verify
+
+    settings = settings_or_exit(config)
+    assert settings.releases is not None
+    versions = [version] if version else [i["version"] for i in read_index(settings.releases)]
+    bad = 0
+    for v in versions:
+        try:
+            problems = verify(settings.releases, v)
+        except ReleaseError as exc:
+            fail(str(exc))
+        if problems:
+            bad += 1
+            err.print(f"[red]{v}: {'; '.join(problems)}[/red]")
+        else:
+            console.print(f"{v}: ok")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A read-only SQL query over the warehouse views.")],
+    config: ConfigOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run a read-only query against the warehouse and print the result."""
+    import duckdb
+    from rich.table import Table
+
+    settings = settings_or_exit(config)
+    assert settings.warehouse is not None
+    if not settings.warehouse.exists():
+        fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
+    try:
+        con = duckdb.connect(str(settings.warehouse), read_only=True)
+        frame = con.sql(query).pl()
+    except duckdb.Error as exc:
+        fail(f"query failed: {str(exc).splitlines()[0]}")
+    if fmt == "csv":
+        typer.echo(frame.write_csv(), nl=False)
+    elif fmt == "json":
+        typer.echo(frame.write_json())
+    elif fmt == "table":
+        table = Table(*frame.columns)
+        for row in frame.iter_rows():
+            table.add_row(*["" if v is None else str(v) for v in row])
+        console.print(table)
+    else:
+        fail(f"--format must be table, csv or json, not {fmt!r}", 2)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,131 @@
+"""Settings: defaults, then refranges.toml, then REFRANGES_* environment variables (highest).
+
+Every key is documented in README.md; tests/test_docs.py fails when one is not.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "refranges.toml"
+
+
+class ConfigError(ValueError):
+    """Configuration cannot be used; the message names the key or file."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("data")
+    landing: Path | None = None  # default: <home>/landing
+    archive: Path | None = None  # default: <home>/archive
+    quarantine: Path | None = None  # default: <home>/quarantine
+    releases: Path | None = None  # default: <home>/releases
+    warehouse: Path | None = None  # default: <home>/warehouse.duckdb
+    landing_mode: str = "keep"  # keep | move
+    min_n: int = 120
+    coverage: float = 0.95
+    ci_level: float = 0.90
+    quantile_k: int = 5
+    msd_unit: str = "pg/mL"
+    subject_key: str | None = None  # default: a random key kept in <home>/.subject_key
+    prefect_home: Path | None = None  # default: <home>/.prefect (unless PREFECT_HOME is set)
+
+    def resolved(self) -> Settings:
+        h = self.home
+        return replace(
+            self,
+            landing=self.landing or h / "landing",
+            archive=self.archive or h / "archive",
+            quarantine=self.quarantine or h / "quarantine",
+            releases=self.releases or h / "releases",
+            warehouse=self.warehouse or h / "warehouse.duckdb",
+            prefect_home=self.prefect_home or h / ".prefect",
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        """The settings that change published numbers (recorded in every release manifest)."""
+        return {
+            "min_n": self.min_n,
+            "coverage": self.coverage,
+            "ci_level": self.ci_level,
+            "quantile_k": self.quantile_k,
+            "msd_unit": self.msd_unit,
+            "method": "nonparametric",
+            "quantile_rule": "type6: rank p(n+1), linear between order statistics",
+            "outliers": "tukey 1.5 IQR on log scale",
+            "batch_method": "plate_control",
+        }
+
+
+KEYS = {f.name: f for f in fields(Settings)}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    kind = KEYS[key].type
+    try:
+        if "Path" in str(kind):
+            return Path(str(value)).expanduser()
+        if kind == "int" or "int" == str(kind):
+            return int(value)
+        if kind == "float" or "float" == str(kind):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        msg = f"{source}: key '{key}' = {value!r} is not a valid {kind}"
+        raise ConfigError(msg) from exc
+
+
+def load_settings(config: Path | None = None, *, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Defaults <- refranges.toml (``config`` or ./refranges.toml) <- REFRANGES_<KEY> <- ``overrides``."""
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config if config is not None else (Path(CONFIG_FILE) if Path(CONFIG_FILE).exists() else None)
+    if config is not None and not config.exists():
+        msg = f"{config}: configuration file not found"
+        raise ConfigError(msg)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            msg = f"{path}: not valid TOML ({exc})"
+            raise ConfigError(msg) from exc
+        table = data.get("refranges", data)
+        for key, value in table.items():
+            if key not in KEYS:
+                msg = f"{path}: unknown key '{key}' (known: {', '.join(sorted(KEYS))})"
+                raise ConfigError(msg)
+            values[key] = _coerce(key, value, str(path))
+    for key in KEYS:
+        env_key = f"REFRANGES_{key.upper()}"
+        if environ.get(env_key):
+            values[key] = _coerce(key, environ[env_key], env_key)
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _coerce(key, value, f"--{key}")
+    settings = Settings(**values)
+    if settings.landing_mode not in {"keep", "move"}:
+        msg = f"landing_mode must be 'keep' or 'move', not {settings.landing_mode!r}"
+        raise ConfigError(msg)
+    if not 0 < settings.coverage < 1 or not 0 < settings.ci_level < 1:
+        msg = "coverage and ci_level must lie strictly between 0 and 1"
+        raise ConfigError(msg)
+    return settings.resolved()
+
+
+def subject_key(settings: Settings) -> bytes:
+    """The key for pseudonymising subject ids: configured, or created once per home (never in the repo)."""
+    if settings.subject_key:
+        return settings.subject_key.encode()
+    path = settings.home / ".subject_key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()

@@ -1,0 +1,288 @@
+"""The pipeline flow: landing folder -> warehouse -> reference release. Orchestration only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from expectations.runner import quarantine_rows, validate_with_gx
+from expectations.suites import load_suite, prepare_raw
+from flows.config import Settings, subject_key
+from transforms import schema
+from transforms.normalise import dictionary_lookup, normalise
+from transforms.privacy import pseudonymise_subjects
+from transforms.readers import UnreadableFileError, read_file
+from transforms.reference import build_reference
+from warehouse import db, loads, releases
+from warehouse.lookups import read_analyte_dictionary
+
+IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
+
+
+@dataclass
+class FileOutcome:
+    name: str
+    sha256: str
+    status: str  # loaded | skipped | quarantined
+    layout: str | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    reason: str | None = None
+    replaced: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    files: list[FileOutcome] = field(default_factory=list)
+    held_by_check: dict[str, int] = field(default_factory=dict)
+    groups_published: int = 0
+    groups_skipped: list[str] = field(default_factory=list)
+    release_version: str | None = None
+    release_path: str | None = None
+    release_message: str = ""
+    warehouse: str = ""
+    status: str = "completed"
+
+    @property
+    def files_new(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status != "skipped"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def code_version() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=here, capture_output=True, text=True, timeout=5, check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"refranges {version('refranges')}"
+
+
+@task(retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)
+def list_landing(landing: Path) -> list[Path]:
+    """Files waiting in the landing folder (I/O: retried)."""
+    landing.mkdir(parents=True, exist_ok=True)
+    return sorted(
+        p for p in landing.rglob("*")
+        if p.is_file() and p.name not in IGNORED_NAMES and not p.name.startswith((".", "~$"))
+    )
+
+
+def _archive(settings: Settings, path: Path, data: bytes, sha: str) -> Path:
+    assert settings.archive is not None
+    target = settings.archive / sha[:2] / f"{sha}{''.join(path.suffixes[-1:])}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+        target.chmod(0o444)
+    return target
+
+
+def _quarantine_file(settings: Settings, path: Path, data: bytes, reason: str) -> Path:
+    assert settings.quarantine is not None
+    settings.quarantine.mkdir(parents=True, exist_ok=True)
+    target = settings.quarantine / path.name
+    target.write_bytes(data)
+    (settings.quarantine / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+    return target
+
+
+@task(cache_policy=NO_CACHE)
+def ingest_file(path: Path, settings: Settings, run_id: str, known: set[str], key: bytes) -> tuple[FileOutcome, pl.DataFrame]:
+    """Read, check and load one file atomically. Returns its outcome and the rows to validate with GX."""
+    logger = get_run_logger()
+    data = path.read_bytes()
+    sha = _sha256(data)
+    name = path.name
+    if sha in known:
+        return FileOutcome(name, sha, "skipped", reason="already ingested (same content)"), schema.empty(
+            schema.MEASUREMENT
+        )
+    assert settings.warehouse is not None
+    try:
+        result = read_file(data, source=name, sha256=sha, options={"msd_unit": settings.msd_unit})
+    except UnreadableFileError as exc:
+        reason = str(exc)
+        _quarantine_file(settings, path, data, reason)
+        entry = loads.LedgerEntry(sha, name, None, len(data), 0, 0, 0, "quarantined", reason, None, run_id)
+        with db.connect(settings.warehouse) as con:
+            loads.load_file(con, entry)
+        logger.warning("quarantined file %s: %s", name, reason)
+        if settings.landing_mode == "move":
+            path.unlink()
+        return FileOutcome(name, sha, "quarantined", reason=reason), schema.empty(schema.MEASUREMENT)
+    held = [result.quarantine]
+    rows = result.rows
+    samples = None
+    checked = schema.empty(schema.MEASUREMENT)
+    if result.samples is not None:
+        samples = pseudonymise_subjects(result.samples, key)
+        n_loaded = samples.height
+    else:
+        outcome = quarantine_rows(prepare_raw(rows), load_suite("raw_measurements"))
+        held.append(outcome.quarantine)
+        checked = rows
+        rows = schema.conform(outcome.passed, schema.MEASUREMENT)
+        n_loaded = rows.height
+    quarantine = pl.concat(held)
+    archive = _archive(settings, path, data, sha)
+    entry = loads.LedgerEntry(
+        sha, name, result.layout, len(data), result.rows_read, n_loaded, quarantine.height, "loaded", None,
+        str(archive), run_id,
+    )
+    assert entry.rows_read == entry.rows_loaded + entry.rows_quarantined, f"ledger does not balance for {name}"
+    with db.connect(settings.warehouse) as con:
+        replaced = loads.load_file(con, entry, rows=rows if samples is None else None, quarantine=quarantine,
+                                   samples=samples)
+    if settings.landing_mode == "move":
+        path.unlink()
+    logger.info("%s: %s, %d rows read, %d loaded, %d quarantined", name, result.layout, result.rows_read,
+                n_loaded, quarantine.height)
+    return FileOutcome(name, sha, "loaded", result.layout, result.rows_read, n_loaded, quarantine.height,
+                       replaced=replaced), checked
+
+
+@task(cache_policy=NO_CACHE)
+def validate_run(rows: pl.DataFrame, settings: Settings, run_id: str) -> pl.DataFrame:
+    """Great Expectations over this run's newly parsed rows; results stored in qc_results."""
+    assert settings.warehouse is not None
+    suite = load_suite("raw_measurements")
+    results = validate_with_gx(prepare_raw(rows), suite)
+    with db.connect(settings.warehouse) as con:
+        loads.insert_qc_results(con, results, run_id=run_id)
+    return results
+
+
+@task(cache_policy=NO_CACHE)
+def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]:
+    """Rebuild the normalised measurements from every loaded raw row and every manifest."""
+    assert settings.warehouse is not None
+    dictionary, _ = read_analyte_dictionary()
+    with db.connect(settings.warehouse) as con:
+        raw = loads.read_raw(con)
+        samples = loads.read_samples(con)
+        normalised, held = normalise(raw, samples, dictionary_lookup(dictionary))
+        loads.replace_derived(con, normalised=normalised, held=held, run_id=run_id)
+        held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
+    return normalised.height, {str(k): int(v) for k, v in held_all}
+
+
+def input_fingerprint(settings: Settings, file_hashes: list[str], dictionary_sha: str) -> str:
+    payload = {"files": sorted(file_hashes), "parameters": settings.parameters(), "dictionary": dictionary_sha}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@task(cache_policy=NO_CACHE)
+def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Reference groups from healthy samples; publish a release when the inputs changed."""
+    assert settings.warehouse is not None and settings.releases is not None
+    _, dictionary_sha = read_analyte_dictionary()
+    with db.connect(settings.warehouse) as con:
+        files = con.sql("select file_name, sha256 from files where status = 'loaded' order by file_name").fetchall()
+        fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
+        last = releases.latest(settings.releases)
+        if last is not None and last["input_fingerprint"] == fingerprint:
+            return {"version": None, "message": f"inputs unchanged since release {last['version']}: nothing published"}
+        healthy = con.sql("select * from measurements where cohort = 'healthy'").pl()
+    build = build_reference(
+        healthy, min_n=settings.min_n, coverage=settings.coverage, ci_level=settings.ci_level,
+        k_privacy=settings.quantile_k,
+    )
+    skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
+    if build.intervals.height == 0:
+        return {"version": None, "message": "no reference group reached the minimum n: nothing published",
+                "skipped": skipped}
+    created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    published = releases.publish(
+        settings.releases,
+        tables={"reference_intervals": build.intervals, "reference_quantiles": build.quantiles},
+        created_at=created,
+        parameters=settings.parameters() | {"analyte_dictionary_sha256": dictionary_sha},
+        inputs=[{"file": n, "sha256": s} for n, s in files],
+        input_fingerprint=fingerprint,
+        code_version=code_version(),
+    )
+    with db.connect(settings.warehouse) as con:
+        loads.record_release(
+            con, version=published.version, created_at=created, input_fingerprint=fingerprint,
+            previous_version=published.manifest["previous_version"], path=str(published.path),
+            intervals=build.intervals, quantiles=build.quantiles, outliers=build.outliers, run_id=run_id,
+        )
+    return {"version": published.version, "path": str(published.path), "groups": build.intervals.height,
+            "message": f"published release {published.version}", "skipped": skipped}
+
+
+@flow(name="refranges-run", log_prints=True)
+def run_pipeline(settings: Settings) -> RunSummary:
+    """One pass: ingest new files, quality checks, normalise, build reference groups, publish."""
+    assert settings.warehouse is not None and settings.landing is not None
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
+    summary = RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
+    key = subject_key(settings)
+    with db.connect(settings.warehouse) as con:
+        loads.start_run(con, run_id)
+        known = loads.known_hashes(con)
+    paths = list_landing(settings.landing)
+    checked: list[pl.DataFrame] = []
+    for path in paths:
+        outcome, rows = ingest_file(path, settings, run_id, known, key)
+        known.add(outcome.sha256)
+        summary.files.append(outcome)
+        if rows.height:
+            checked.append(rows)
+    if checked:
+        validate_run(pl.concat(checked), settings, run_id)
+    _, summary.held_by_check = normalise_all(settings, run_id)
+    release = build_and_publish(settings, run_id)
+    summary.release_version = release.get("version")
+    summary.release_path = release.get("path")
+    summary.groups_published = int(release.get("groups", 0))
+    summary.groups_skipped = list(release.get("skipped", []))
+    summary.release_message = str(release["message"])
+    if any(f.status == "quarantined" for f in summary.files):
+        summary.status = "completed_with_problems"
+    with db.connect(settings.warehouse) as con:
+        loads.finish_run(con, run_id, status=summary.status, summary=summary.as_dict())
+    return summary
+
+
+def copy_demo(files: dict[str, bytes], landing: Path) -> list[Path]:
+    """Write generated demo files into the landing folder (same bytes for the same seed)."""
+    landing.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, data in files.items():
+        target = landing / name
+        if not target.exists() or target.read_bytes() != data:
+            tmp = landing / f".{name}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        out.append(target)
+    return out
+
+
+__all__ = ["RunSummary", "copy_demo", "run_pipeline"]

@@ -1,0 +1,313 @@
+"""Deterministic demo data set that looks like what labs send: a manifest plus vendor exports.
+
+:func:`generate_demo` returns file names mapped to bytes (the caller writes them) and the planted
+truth, so tests can check the pipeline recovers what was put in. Everything is drawn from one
+``numpy.random.default_rng(seed)``.
+
+Planted truth (all on the log scale, in units of the marker's between-person SD):
+
+* severity trend in patients: value shifts by ``SEVERITY_SLOPE_SD[marker] * severity / 100``;
+* early illness (duration < 3 years) only: ``EARLY_SHIFT_SD[marker]``;
+* a sex difference in healthy people: ``SEX_SHIFT_SD`` (men higher);
+* plate effects: Olink additive NPX offsets per plate and analyte, MSD multiplicative factors per plate
+  and analyte; ``PLATE_EFFECTS`` in the returned truth holds every one;
+* outliers: a few healthy values multiplied by 15 (MSD) or raised by 4 NPX (Olink).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+
+#: (name as Olink writes it, HGNC, OlinkID, UniProt, centre NPX, between-person SD in NPX)
+OLINK_ASSAYS: list[tuple[str, str, str, str, float, float]] = [
+    ("IL6", "IL6", "OID00482", "P05231", 3.2, 1.0),
+    ("TNF", "TNF", "OID00541", "P01375", 2.6, 0.7),
+    ("IFN-gamma", "IFNG", "OID00528", "P01579", 7.1, 1.1),
+    ("IL10", "IL10", "OID00510", "P22301", 3.9, 0.8),
+    ("IL-1 alpha", "IL1A", "OID00520", "P01583", 1.1, 0.6),
+    ("IL8", "CXCL8", "OID00471", "P10145", 6.0, 0.9),
+    ("CXCL10", "CXCL10", "OID00474", "P02778", 9.4, 0.9),
+    ("MCP-1", "CCL2", "OID00484", "P13500", 11.2, 0.6),
+    ("CCL11", "CCL11", "OID00481", "P51671", 7.9, 0.6),
+    ("CXCL1", "CXCL1", "OID00475", "P09341", 8.6, 0.9),
+    ("IL7", "IL7", "OID00491", "P13232", 3.3, 0.8),
+    ("IL-12B", "IL12B", "OID00503", "P29460", 5.3, 0.9),
+    ("IL-17A", "IL17A", "OID00501", "Q16552", 2.0, 0.9),
+    ("IL18", "IL18", "OID00514", "Q14116", 8.4, 0.6),
+    ("OSM", "OSM", "OID00494", "P13725", 4.1, 0.8),
+    ("HGF", "HGF", "OID00486", "P14210", 8.0, 0.5),
+    ("FGF-21", "FGF21", "OID00498", "Q9NSA1", 5.0, 1.3),
+    ("CCL4", "CCL4", "OID00530", "P13236", 6.4, 0.7),
+    ("TNFSF14", "TNFSF14", "OID00517", "O43557", 4.5, 0.8),
+    ("LIF", "LIF", "OID00526", "P15018", 1.2, 0.5),
+]
+
+#: (name as MSD V-PLEX writes it, HGNC, healthy median pg/mL, geometric SD, kit LLOD pg/mL)
+MSD_ASSAYS: list[tuple[str, str, float, float, float]] = [
+    ("IFN-γ", "IFNG", 6.0, 2.0, 0.37),
+    ("IL-1β", "IL1B", 0.12, 2.0, 0.05),
+    ("IL-2", "IL2", 0.2, 1.8, 0.09),
+    ("IL-4", "IL4", 0.035, 1.8, 0.02),
+    ("IL-6", "IL6", 1.0, 1.9, 0.06),
+    ("IL-8", "CXCL8", 9.0, 1.7, 0.07),
+    ("IL-10", "IL10", 0.35, 1.8, 0.04),
+    ("IL-12p70", "IL12A", 0.2, 1.7, 0.11),
+    ("IL-13", "IL13", 2.0, 1.7, 0.24),
+    ("TNF-α", "TNF", 2.0, 1.5, 0.04),
+]
+
+SEVERITY_SLOPE_SD: dict[str, float] = {"IL6": 0.6, "TNF": 0.5, "IFNG": 0.5}
+EARLY_SHIFT_SD: dict[str, float] = {"CXCL10": 0.6}
+SEX_SHIFT_SD: dict[str, float] = {"CCL11": 0.8}
+EARLY_YEARS = 3.0
+
+OLINK_PLATE_SIZE = 80  # study samples per Olink plate (plus controls)
+MSD_PLATE_SIZE = 38  # study samples per MSD plate: (7 standards + 2 controls + 38) x 2 wells <= 96
+N_BRIDGE = 8
+
+
+@dataclass
+class DemoData:
+    """Files of a demo data set (name -> bytes) and the truth planted in them."""
+
+    files: dict[str, bytes]
+    truth: dict[str, object] = field(default_factory=dict)
+
+
+def _rows(n: int) -> list[str]:
+    letters = "ABCDEFGH"
+    return [f"{letters[(i // 12) % 8]}{(i % 12) + 1:02d}" for i in range(n)]
+
+
+def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 200) -> DemoData:
+    """Build the demo data set. Deterministic for a seed.
+
+    >>> d = generate_demo(seed=1, n_healthy=30, n_patients=10)
+    >>> sorted(d.files)[0]
+    'manifest.csv'
+    """
+    rng = np.random.default_rng(seed)
+    n = n_healthy + n_patients
+    cohort = np.array(["healthy"] * n_healthy + ["patient"] * n_patients)
+    order = rng.permutation(n)  # healthy and patient samples share plates
+    cohort = cohort[order]
+    sample_ids = [f"{100000 + i:07d}" for i in range(n)]  # leading zeros: ids are text, not numbers
+    subject_ids = [f"SUBJ-{rng.integers(10**6, 10**7)}-{i}" for i in range(n)]
+    sex = rng.choice(["F", "M"], size=n)
+    age = np.round(rng.uniform(18, 70, size=n), 1)
+    matrix = np.where(rng.random(n) < 0.85, "serum", "plasma")
+    is_patient = cohort == "patient"
+    severity = np.where(is_patient, np.round(rng.uniform(5, 95, size=n)), np.nan)
+    duration = np.where(is_patient, np.round(rng.gamma(2.0, 3.0, size=n), 1), np.nan)
+    early = is_patient & (duration < EARLY_YEARS)
+    start = date(2026, 3, 2)
+    collection = [start + timedelta(days=int(d)) for d in rng.integers(0, 120, size=n)]
+
+    # the latent per-person level of each marker (shared by platforms measuring the same protein)
+    hgncs = sorted({a[1] for a in OLINK_ASSAYS} | {a[1] for a in MSD_ASSAYS})
+    latent = {h: rng.standard_normal(n) for h in hgncs}
+    for h in hgncs:
+        shift = np.zeros(n)
+        if h in SEVERITY_SLOPE_SD:
+            shift += np.where(is_patient, SEVERITY_SLOPE_SD[h] * np.nan_to_num(severity) / 100.0, 0.0)
+        if h in EARLY_SHIFT_SD:
+            shift += np.where(early, EARLY_SHIFT_SD[h], 0.0)
+        if h in SEX_SHIFT_SD:
+            shift += np.where(sex == "M", SEX_SHIFT_SD[h], 0.0)
+        latent[h] = latent[h] + shift
+    healthy_idx = np.flatnonzero(~is_patient)
+    outlier_idx = rng.choice(healthy_idx, size=min(3, len(healthy_idx)), replace=False)
+
+    files: dict[str, bytes] = {}
+    plate_effects: dict[str, dict[str, float]] = {}
+
+    # ---- manifest ---------------------------------------------------------------------------
+    sev_text = [("" if np.isnan(s) else f"{s:.0f}") for s in severity]
+    dur_text = [("" if np.isnan(d) else f"{d:.1f}") for d in duration]
+    manifest = pl.DataFrame(
+        {
+            "sample_id": sample_ids,
+            "subject_id": subject_ids,
+            "cohort": cohort.tolist(),
+            "matrix": matrix.tolist(),
+            "sex": sex.tolist(),
+            "age": age.tolist(),
+            "collection_date": [d.isoformat() for d in collection],
+            "severity": sev_text,
+            "illness_duration_years": dur_text,
+        }
+    )
+    files["manifest.csv"] = manifest.write_csv().encode()
+
+    # ---- Olink NPX: two batches, bridge samples measured in both -----------------------------
+    bridge = rng.choice(healthy_idx, size=min(N_BRIDGE, len(healthy_idx)), replace=False)
+    batch_of = np.where(np.arange(n) < n // 2 + n // 4, 1, 2)  # first ~75 % in batch 1
+    for batch in (1, 2):
+        members = np.flatnonzero(batch_of == batch)
+        if batch == 2:
+            members = np.concatenate([members, bridge[~np.isin(bridge, members)]])
+        else:
+            members = np.concatenate([members, bridge[~np.isin(bridge, members)]])
+        n_plates = max(1, int(np.ceil(len(members) / OLINK_PLATE_SIZE)))
+        batch_shift = {a[1]: rng.normal(0, 0.4) for a in OLINK_ASSAYS}
+        records: dict[str, list[object]] = {
+            k: []
+            for k in [
+                "SampleID",
+                "Index",
+                "OlinkID",
+                "UniProt",
+                "Assay",
+                "MissingFreq",
+                "Panel",
+                "Panel_Lot_Nr",
+                "PlateID",
+                "QC_Warning",
+                "LOD",
+                "NPX",
+                "Normalization",
+                "Assay_Warning",
+                "Sample_Type",
+            ]
+        }
+        for p in range(n_plates):
+            plate_id = f"OLINK_B{batch}_P{p + 1}"
+            on_plate = members[p * OLINK_PLATE_SIZE : (p + 1) * OLINK_PLATE_SIZE]
+            effects = {a[1]: batch_shift[a[1]] + rng.normal(0, 0.25) for a in OLINK_ASSAYS}
+            plate_effects[plate_id] = effects
+            ids = [sample_ids[i] for i in on_plate] + ["CONTROL_SAMPLE_1", "CONTROL_SAMPLE_2"]
+            types = ["SAMPLE"] * len(on_plate) + ["SAMPLE_CONTROL", "SAMPLE_CONTROL"]
+            for name, h, oid, uni, centre, sd in OLINK_ASSAYS:
+                lod = centre - 2.2 * sd
+                npx = centre + sd * latent[h][on_plate]
+                npx = np.where(np.isin(on_plate, outlier_idx), npx + 4.0, npx)
+                ctrl = np.array([centre + 0.5, centre - 0.3])
+                vals = np.concatenate([npx, ctrl]) + effects[h] + rng.normal(0, 0.12, size=len(ids))
+                for j, sid in enumerate(ids):
+                    records["SampleID"].append(sid)
+                    records["Index"].append(j + 1)
+                    records["OlinkID"].append(oid)
+                    records["UniProt"].append(uni)
+                    records["Assay"].append(name)
+                    records["MissingFreq"].append(0.02)
+                    records["Panel"].append("Olink Target 96 Inflammation")
+                    records["Panel_Lot_Nr"].append("B04414" if batch == 1 else "B11207")
+                    records["PlateID"].append(plate_id)
+                    records["QC_Warning"].append("Pass")
+                    records["LOD"].append(round(lod + effects[h], 4))
+                    records["NPX"].append(round(float(vals[j]), 5))
+                    records["Normalization"].append("Intensity")
+                    records["Assay_Warning"].append("Pass")
+                    records["Sample_Type"].append(types[j])
+        frame = pl.DataFrame(records)
+        if batch == 1:
+            # European locale export: semicolons and decimal commas, no Sample_Type column
+            frame = frame.drop("Sample_Type").with_columns(
+                pl.col(c).cast(pl.String).str.replace(".", ",", literal=True) for c in ("MissingFreq", "LOD", "NPX")
+            )
+            files["olink_npx_batch1.csv"] = frame.write_csv(separator=";").encode()
+        else:
+            files["olink_npx_batch2.csv"] = frame.write_csv().encode()
+
+    # ---- MSD V-PLEX: one plate CSV per plate, duplicate wells --------------------------------
+    n_msd = int(np.ceil(n / MSD_PLATE_SIZE))
+    ctrl_levels = {a[1]: (a[2] * 3.0, a[2] * 30.0) for a in MSD_ASSAYS}
+    for p in range(n_msd):
+        plate = f"Plate_2B{p + 1:03d}AW{4000 + 7 * p}"
+        on_plate = np.arange(p * MSD_PLATE_SIZE, min(n, (p + 1) * MSD_PLATE_SIZE))
+        effects = {a[1]: float(rng.normal(0, 0.15)) for a in MSD_ASSAYS}
+        plate_effects[plate] = effects
+        rows: dict[str, list[object]] = {
+            k: []
+            for k in [
+                "Sample",
+                "Assay",
+                "Well",
+                "Spot",
+                "Detection Range",
+                "Dilution",
+                "Concentration",
+                "Signal",
+                "Calc. Concentration",
+                "Calc. Conc. Mean",
+                "Calc. Conc. CV",
+                "Detection Limits: Calc. Low",
+                "Detection Limits: Calc. High",
+            ]
+        }
+        names = (
+            [f"S00{k}" for k in range(1, 8)]
+            + ["C1", "C2"]
+            + [sample_ids[i] for i in on_plate]
+        )
+        wells = _rows(2 * len(names))
+        for spot, (name, h, median, gsd, llod) in enumerate(MSD_ASSAYS, start=1):
+            uloq = median * 2000
+            std_expected = [median * 4 ** (3 - k) * 10 for k in range(7)]
+            true = np.concatenate(
+                [
+                    np.array(std_expected),
+                    np.array(ctrl_levels[h]),
+                    median * np.exp(np.log(gsd) * latent[h][on_plate]),
+                ]
+            )
+            is_out = np.concatenate([np.zeros(9, bool), np.isin(on_plate, outlier_idx)])
+            true = np.where(is_out, true * 15.0, true)
+            for j, sample in enumerate(names):
+                calc = true[j] * np.exp(effects[h]) * np.exp(rng.normal(0, 0.07, size=2))
+                mean = float(np.mean(calc))
+                cv = float(np.std(calc, ddof=1) / mean * 100)
+                for r in range(2):
+                    c = float(calc[r])
+                    if c < llod * 0.3:
+                        rng_text, calc_text = "Below Fit Curve Range", "NaN"
+                    elif c < llod:
+                        rng_text, calc_text = "Below Detection Range", f"{c:.4g}"
+                    elif c > uloq:
+                        rng_text, calc_text = "Above Detection Range", f"{c:.4g}"
+                    else:
+                        rng_text, calc_text = "In Detection Range", f"{c:.4g}"
+                    rows["Sample"].append(sample)
+                    rows["Assay"].append(name)
+                    rows["Well"].append(wells[2 * j + r])
+                    rows["Spot"].append(spot)
+                    rows["Detection Range"].append(rng_text)
+                    rows["Dilution"].append(2 if j >= 9 else 1)
+                    rows["Concentration"].append(f"{std_expected[j]:.4g}" if j < 7 else "")
+                    rows["Signal"].append(int(200 + 40 * c / max(llod, 1e-9)))
+                    rows["Calc. Concentration"].append(calc_text)
+                    rows["Calc. Conc. Mean"].append(f"{mean:.4g}")
+                    rows["Calc. Conc. CV"].append(f"{cv:.3g}")
+                    rows["Detection Limits: Calc. Low"].append(f"{llod:.4g}")
+                    rows["Detection Limits: Calc. High"].append(f"{uloq:.4g}")
+        table = pl.DataFrame(rows)
+        body = table.write_csv()
+        width = table.width
+        text = plate + "," * (width - 1) + "\n" + body
+        files[f"msd_vplex_proinflammatory_{plate}.csv"] = text.replace("\n", "\r\n").encode()
+
+    truth: dict[str, object] = {
+        "severity_slope_sd": SEVERITY_SLOPE_SD,
+        "early_shift_sd": EARLY_SHIFT_SD,
+        "early_years": EARLY_YEARS,
+        "sex_shift_sd": SEX_SHIFT_SD,
+        "plate_effects": plate_effects,
+        "outlier_samples": [sample_ids[i] for i in outlier_idx],
+        "bridge_samples": [sample_ids[i] for i in bridge],
+        "n_healthy": n_healthy,
+        "n_patients": n_patients,
+    }
+    return DemoData(files=files, truth=truth)
+
+
+def describe(demo: DemoData) -> str:
+    """One line per file with its size, for logs."""
+    out = io.StringIO()
+    for name, data in sorted(demo.files.items()):
+        out.write(f"{name}\t{len(data)} bytes\n")
+    return out.getvalue()

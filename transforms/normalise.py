@@ -1,0 +1,316 @@
+"""Normalisation: canonical analyte identity, canonical units, sample linkage, plate effects, replicates.
+
+Each step is ``verb_object(frame, ...) -> frame`` (plus, where rows can be held back, a quarantine frame
+in ``transforms.schema.QUARANTINE``). Rules:
+
+* analyte names are matched after folding case, spaces, punctuation and Greek letters; an unknown name is
+  held back with the closest known names, never guessed;
+* concentrations go to pg/mL through pint; molar units through the molecular weight; NPX stays NPX;
+* values are corrected on the log scale (natural log for concentrations, NPX as is) and transformed back;
+* censored values keep their flag; their limit moves with the plate shift like measured values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from functools import lru_cache
+
+import polars as pl
+
+from transforms import schema
+
+CANONICAL_UNIT = "pg/mL"
+LOG_SCALE_UNITS = {"NPX"}  # already log2 relative: never converted, never pooled with concentrations
+GREEK = {"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "κ": "kappa", "µ": "u", "μ": "u"}
+MEASURED_TYPES = ["sample", "bridge"]  # sample types that belong to a person in a manifest
+
+
+def fold_name(name: str) -> str:
+    """The matching key of an analyte name: 'TNF-α' -> 'tnfalpha', 'IL-6 (Human)' -> 'il6'."""
+    out = name.strip()
+    for greek, latin in GREEK.items():
+        out = out.replace(greek, latin)
+    out = re.sub(r"\((human|hu|h)\)\s*$", "", out, flags=re.IGNORECASE)
+    return re.sub(r"[\s\-_./()]", "", out).lower()
+
+
+def dictionary_lookup(dictionary: pl.DataFrame) -> pl.DataFrame:
+    """Expand the curated dictionary (hgnc, uniprot, label, mw_kda, aliases) to one row per folded alias.
+
+    Raises ValueError when two analytes claim the same alias: the dictionary must be unambiguous.
+    """
+    rows = dictionary.with_columns(
+        pl.concat_str([pl.col("hgnc"), pl.col("label"), pl.col("aliases")], separator="|").str.split("|").alias("alias")
+    ).explode("alias")
+    rows = rows.with_columns(pl.col("alias").map_elements(fold_name, return_dtype=pl.String).alias("key"))
+    rows = rows.unique(["key", "hgnc"]).filter(pl.col("key") != "")
+    clash = rows.group_by("key").agg(pl.col("hgnc").unique()).filter(pl.col("hgnc").list.len() > 1)
+    if clash.height:
+        msg = f"analyte dictionary is ambiguous: {clash.rows()[:5]}; give each alias to one analyte"
+        raise ValueError(msg)
+    return rows.select(
+        "key",
+        pl.col("hgnc").alias("analyte"),
+        "uniprot",
+        pl.col("label").alias("analyte_label"),
+        pl.col("mw_kda").cast(pl.Float64),
+    )
+
+
+def _quarantine(frame: pl.DataFrame, *, stage: str, check: str, reason: pl.Expr) -> pl.DataFrame:
+    held = frame.with_columns(
+        pl.lit(stage).alias("stage"),
+        pl.lit(check).alias("check"),
+        (
+            pl.col("source_file") + pl.lit(": line ") + pl.col("line_number").cast(pl.String) + pl.lit(": ") + reason
+        ).alias("reason"),
+    )
+    return schema.conform(held, schema.QUARANTINE)
+
+
+def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Attach analyte (HGNC), uniprot, analyte_label and mw_kda; hold back names the dictionary lacks."""
+    names = rows.select("analyte_raw").unique().with_columns(
+        pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key")
+    )
+    named = rows.join(names, on="analyte_raw", how="left").join(lookup, on="key", how="left").drop("key")
+    unknown = named.filter(pl.col("analyte").is_null())
+    known = named.filter(pl.col("analyte").is_not_null())
+    if unknown.height == 0:
+        return known, schema.empty(schema.QUARANTINE)
+    keys = lookup["key"].to_list()
+    key_to_name = dict(zip(lookup["key"], lookup["analyte"], strict=True))
+    hints = {}
+    for raw in unknown["analyte_raw"].unique().to_list():
+        close = difflib.get_close_matches(fold_name(raw), keys, n=3, cutoff=0.5)
+        names_close = sorted({key_to_name[k] for k in close})
+        hints[raw] = ", ".join(names_close) if names_close else "none"
+    unknown = unknown.with_columns(pl.col("analyte_raw").replace_strict(hints, return_dtype=pl.String).alias("__hint"))
+    reason = (
+        pl.lit("analyte '") + pl.col("analyte_raw") + pl.lit("' is not in the analyte dictionary (closest: ")
+        + pl.col("__hint") + pl.lit("); add it to transforms/analytes.csv if it is a new name for a known marker")
+    )
+    return known, _quarantine(unknown, stage="normalise", check="analyte_known", reason=reason)
+
+
+@lru_cache(maxsize=1)
+def _registry():  # pint builds its registry in ~0.4 s: once per process
+    import pint
+
+    return pint.UnitRegistry()
+
+
+def unit_factor(unit: str) -> tuple[float | None, str]:
+    """How to reach pg/mL from ``unit``: (factor, kind) with kind 'mass', 'molar' (factor in pg/mL per
+    pmol/L ... per kDa) or 'log' for NPX; (None, why) when the unit is unknown or not a concentration."""
+    text = unit.strip()
+    if text.upper() in LOG_SCALE_UNITS:
+        return 1.0, "log"
+    import pint
+
+    ureg = _registry()
+    try:
+        q = ureg.Quantity(1.0, text.replace("µ", "u").replace("μ", "u"))
+    except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError, ValueError):
+        return None, f"unit '{unit}' is unknown"
+    target = ureg.Quantity(1.0, "pg/mL")
+    if q.dimensionality == target.dimensionality:
+        return float(f"{q.to('pg/mL').magnitude:.12g}"), "mass"
+    molar = ureg.Quantity(1.0, "pmol/L")
+    if q.dimensionality == molar.dimensionality:
+        # x pmol/L * mw kDa = x * mw * 1000 pg/L = x * mw pg/mL
+        return float(f"{q.to('pmol/L').magnitude:.12g}"), "molar"
+    return None, f"unit '{unit}' is not a mass or molar concentration"
+
+
+def convert_units(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Convert value, limit_value and lod to the canonical unit (pg/mL, or NPX for Olink)."""
+    units = rows["unit_raw"].unique().drop_nulls().to_list()
+    table = []
+    for u in units:
+        factor, kind = unit_factor(u)
+        table.append({"unit_raw": u, "__factor": factor, "__kind": kind if factor is not None else "unknown",
+                      "__why": None if factor is not None else kind})
+    facts = pl.DataFrame(
+        table, schema={"unit_raw": pl.String, "__factor": pl.Float64, "__kind": pl.String, "__why": pl.String}
+    )
+    joined = rows.join(facts, on="unit_raw", how="left")
+    factor = (
+        pl.when(pl.col("__kind") == "molar").then(pl.col("__factor") * pl.col("mw_kda")).otherwise(pl.col("__factor"))
+    )
+    joined = joined.with_columns(factor.alias("__f"))
+    bad = joined.filter(pl.col("__f").is_null())
+    good = joined.filter(pl.col("__f").is_not_null()).with_columns(
+        pl.when(pl.col("__kind") == "log").then(pl.col("unit_raw").str.to_uppercase()).otherwise(pl.lit(CANONICAL_UNIT))
+        .alias("unit"),
+        (pl.col("value") * pl.col("__f")).alias("value"),
+        (pl.col("limit_value") * pl.col("__f")).alias("limit_value"),
+        (pl.col("lod") * pl.col("__f")).alias("lod"),
+    )
+    reason = pl.when(pl.col("__kind") == "molar").then(
+        pl.lit("unit '") + pl.col("unit_raw") + pl.lit("' is molar and the dictionary has no molecular weight for ")
+        + pl.col("analyte") + pl.lit("; add mw_kda to transforms/analytes.csv")
+    ).otherwise(
+        pl.col("__why").fill_null(pl.lit("unit missing"))
+        + pl.lit(" for ") + pl.col("analyte") + pl.lit("; correct the unit in the export")
+    )
+    held = _quarantine(bad, stage="normalise", check="unit_known", reason=reason)
+    return good.drop("__factor", "__kind", "__why", "__f"), held
+
+
+def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep study rows whose sample a manifest knows; controls, calibrators and blanks pass unlinked.
+
+    Rows of unknown samples are held back ('link' stage); they load as soon as a manifest names them,
+    because linking is recomputed from the raw rows on every run.
+    """
+    study = rows.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
+    other = rows.filter(~pl.col("sample_type").is_in(MEASURED_TYPES))
+    known = samples.select("sample_id", "cohort", "matrix")
+    joined = study.join(known, on="sample_id", how="left")
+    unknown = joined.filter(pl.col("cohort").is_null())
+    reason = (
+        pl.lit("sample ") + pl.col("sample_id")
+        + pl.lit(" is in no manifest; send a manifest that lists it (the rows load on the next run)")
+    )
+    held = _quarantine(unknown, stage="link", check="sample_in_manifest", reason=reason)
+    linked = pl.concat(
+        [
+            joined.filter(pl.col("cohort").is_not_null()),
+            other.with_columns(pl.lit(None, pl.String).alias("cohort"), pl.lit(None, pl.String).alias("matrix")),
+        ],
+        how="vertical",
+    )
+    return linked, held
+
+
+def to_log(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add log_value and log_limit: natural log for concentrations, NPX unchanged."""
+    is_log = pl.col("unit").is_in(list(LOG_SCALE_UNITS))
+
+    def _log(c: str) -> pl.Expr:
+        return pl.when(is_log).then(pl.col(c)).when(pl.col(c) > 0).then(pl.col(c).log()).otherwise(None)
+
+    return frame.with_columns(_log("value").alias("log_value"), _log("limit_value").alias("log_limit"),
+                              _log("lod").alias("log_lod"))
+
+
+def from_log(frame: pl.DataFrame) -> pl.DataFrame:
+    """Inverse of :func:`to_log` for value, limit_value and lod."""
+    is_log = pl.col("unit").is_in(list(LOG_SCALE_UNITS))
+
+    def _exp(c: str) -> pl.Expr:
+        return pl.when(is_log).then(pl.col(c)).otherwise(pl.col(c).exp())
+
+    return frame.with_columns(
+        _exp("log_value").alias("value"), _exp("log_limit").alias("limit_value"), _exp("log_lod").alias("lod")
+    )
+
+
+def plate_control_shifts(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per platform, panel, analyte and plate: the log-scale shift that brings the plate's controls onto
+    their long-run median (median over the control samples on that plate). Needs log_value.
+
+    Returns platform, panel, analyte, plate_id, shift, n_controls.
+    """
+    keys = ["platform", "panel", "analyte"]
+    ctrl = frame.filter((pl.col("sample_type") == "control") & pl.col("censoring").is_null() & pl.col("log_value").is_not_null())
+    per_plate = ctrl.group_by([*keys, "plate_id", "sample_id"]).agg(pl.col("log_value").mean().alias("m"))
+    long_run = per_plate.group_by([*keys, "sample_id"]).agg(pl.col("m").median().alias("ref"))
+    deltas = per_plate.join(long_run, on=[*keys, "sample_id"]).with_columns((pl.col("m") - pl.col("ref")).alias("d"))
+    return deltas.group_by([*keys, "plate_id"]).agg(
+        pl.col("d").median().alias("shift"), pl.col("sample_id").n_unique().alias("n_controls")
+    )
+
+
+def correct_plates(frame: pl.DataFrame) -> pl.DataFrame:
+    """Plate-control normalisation on the log scale; plates without usable controls stay as they are and
+    say so in batch_method."""
+    shifts = plate_control_shifts(frame)
+    out = frame.join(shifts, on=["platform", "panel", "analyte", "plate_id"], how="left")
+    has = pl.col("shift").is_not_null()
+    return out.with_columns(
+        pl.when(has).then(pl.col("log_value") - pl.col("shift")).otherwise(pl.col("log_value")).alias("log_value"),
+        pl.when(has).then(pl.col("log_limit") - pl.col("shift")).otherwise(pl.col("log_limit")).alias("log_limit"),
+        pl.when(has).then(pl.col("log_lod") - pl.col("shift")).otherwise(pl.col("log_lod")).alias("log_lod"),
+        pl.when(has).then(pl.lit("plate_control")).otherwise(pl.lit("none: no plate controls")).alias("batch_method"),
+    ).drop("shift", "n_controls")
+
+
+def combine_replicates(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per sample x analyte x platform x panel x unit (the `measurements` grain).
+
+    Rule (docs/normalisation.md): measured replicates are averaged on the log scale; the replicate CV is
+    the CV of the measured replicates on the linear scale (NPX: of 2**NPX). When at least half the
+    replicates are censored below a limit, the result is censored below the largest such limit; when at
+    least half are above the upper limit, it is censored above the smallest such limit. Replicates of the
+    same sample on several plates (bridge samples) are combined the same way after plate correction.
+    """
+    keys = ["sample_id", "analyte", "uniprot", "analyte_label", "platform", "panel", "unit"]
+    below = pl.col("censoring").is_in(["below_lod", "below_lloq"])
+    above = pl.col("censoring") == "above_uloq"
+    measured = pl.col("censoring").is_null() | (pl.col("censoring") == "extrapolated")
+    linear = pl.when(pl.col("unit").is_in(list(LOG_SCALE_UNITS))).then(2 ** pl.col("log_value")).otherwise(
+        pl.col("log_value").exp()
+    )
+    grouped = frame.with_columns(linear.alias("__lin")).group_by(keys).agg(
+        pl.len().alias("n_replicates"),
+        below.sum().alias("__n_below"),
+        above.sum().alias("__n_above"),
+        pl.col("log_value").filter(measured).mean().alias("__m"),
+        (pl.col("__lin").filter(measured).std() / pl.col("__lin").filter(measured).mean()).alias("replicate_cv"),
+        pl.col("log_limit").filter(below).max().alias("__below_limit"),
+        pl.col("log_limit").filter(above).min().alias("__above_limit"),
+        pl.col("log_lod").max().alias("log_lod"),
+        pl.col("censoring").filter(below).first().alias("__below_kind"),
+        pl.col("plate_id").unique().sort().str.join(",").alias("plate_id"),
+        pl.col("batch").unique().sort().str.join(",").alias("batch"),
+        pl.col("batch_method").unique().sort().str.join(",").alias("batch_method"),
+        pl.col("source_file").unique().sort().str.join(",").alias("source_file"),
+        (pl.col("censoring") == "extrapolated").any().alias("__extrap"),
+    )
+    half = pl.col("n_replicates") / 2
+    out = grouped.with_columns(
+        pl.when(pl.col("__n_below") >= half)
+        .then(pl.col("__below_kind"))
+        .when(pl.col("__n_above") >= half)
+        .then(pl.lit("above_uloq"))
+        .when(pl.col("__extrap"))
+        .then(pl.lit("extrapolated"))
+        .otherwise(pl.lit(None, pl.String))
+        .alias("censoring"),
+    ).with_columns(
+        pl.when(pl.col("censoring").is_in(["below_lod", "below_lloq"]))
+        .then(pl.col("__below_limit"))
+        .when(pl.col("censoring") == "above_uloq")
+        .then(pl.col("__above_limit"))
+        .otherwise(None)
+        .alias("log_limit"),
+    ).with_columns(
+        pl.when(pl.col("censoring").is_in(["below_lod", "below_lloq", "above_uloq"]))
+        .then(pl.col("log_limit"))
+        .otherwise(pl.col("__m"))
+        .alias("log_value"),
+    )
+    return schema.conform(from_log(out), schema.NORMALISED)
+
+
+def assign_batch(frame: pl.DataFrame) -> pl.DataFrame:
+    """The batch of a row: Olink panel lot (or file) for NPX, the plate otherwise."""
+    return frame.with_columns(pl.col("plate_id").alias("batch"))
+
+
+def normalise(
+    rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Raw measurement rows + manifest samples -> one row per sample x analyte, and what was held back."""
+    named, q1 = resolve_analytes(rows, lookup)
+    converted, q2 = convert_units(named)
+    linked, q3 = link_samples(converted, samples)
+    corrected = correct_plates(to_log(assign_batch(linked)))
+    study = corrected.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
+    combined = combine_replicates(study)
+    held = pl.concat([q1, q2, q3], how="vertical")
+    return combined, held
+

@@ -1,0 +1,97 @@
+"""Pieces every vendor reader shares: column lookup, numeric cells, splitting good rows from bad."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms import schema
+from transforms.text import Table, parse_numbers
+
+
+def column(table: Table, *names: str) -> str | None:
+    """The first column of ``table`` whose name matches one of ``names`` (case-insensitive)."""
+    lookup = {c.lower(): c for c in table.frame.columns}
+    for n in names:
+        if n.lower() in lookup:
+            return lookup[n.lower()]
+    return None
+
+
+def text_col(table: Table, *names: str) -> pl.Expr:
+    """A text column by any of its names, or typed nulls when the export does not carry it."""
+    name = column(table, *names)
+    if name is None:
+        return pl.lit(None, dtype=pl.String)
+    return pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name))
+
+
+def with_lines(table: Table) -> pl.DataFrame:
+    return table.frame.with_columns(pl.Series("line_number", table.line_numbers, dtype=pl.Int64))
+
+
+def numeric(expr: pl.Expr, *, decimal_comma: bool, prefix: str) -> list[pl.Expr]:
+    """parse_numbers with every output column prefixed (for a second numeric column such as LOD)."""
+    return [e.name.prefix(prefix) for e in parse_numbers(expr, decimal_comma=decimal_comma)]
+
+
+def split_bad(
+    frame: pl.DataFrame,
+    *,
+    bad: pl.Expr,
+    reason: pl.Expr,
+    check: str,
+    source: str,
+    sha256: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows where ``bad`` holds become quarantine rows with ``reason``; the rest are returned."""
+    flagged = frame.with_columns(bad.fill_null(False).alias("__bad"))
+    held = flagged.filter(pl.col("__bad")).with_columns(
+        pl.lit(source).alias("source_file"),
+        pl.lit(sha256).alias("source_sha256"),
+        pl.lit("parse").alias("stage"),
+        pl.lit(check).alias("check"),
+        (pl.lit(f"{source}: line ") + pl.col("line_number").cast(pl.String) + pl.lit(": ") + reason).alias("reason"),
+    )
+    return flagged.filter(~pl.col("__bad")).drop("__bad"), schema.conform(held, schema.QUARANTINE)
+
+
+def finish(frame: pl.DataFrame, *, source: str, sha256: str, checks: list[tuple[str, pl.Expr, pl.Expr]]):
+    """Apply row checks in order (each row is quarantined for the first check it fails) and conform."""
+    held: list[pl.DataFrame] = []
+    for check, bad, reason in checks:
+        frame, q = split_bad(frame, bad=bad, reason=reason, check=check, source=source, sha256=sha256)
+        held.append(q)
+    rows = schema.conform(
+        frame.with_columns(pl.lit(source).alias("source_file"), pl.lit(sha256).alias("source_sha256")),
+        schema.MEASUREMENT,
+    )
+    quarantine = pl.concat(held) if held else schema.empty(schema.QUARANTINE)
+    return rows, quarantine
+
+
+def value_checks(label: pl.Expr) -> list[tuple[str, pl.Expr, pl.Expr]]:
+    """The row checks every measurement reader applies to its value cell."""
+    return [
+        (
+            "value_is_number",
+            ~pl.col("is_number_ok"),
+            pl.lit("value '") + pl.col("value_text") + pl.lit("' for ") + label
+            + pl.lit(" is not a number; correct the cell or re-export"),
+        ),
+        (
+            "value_reported",
+            pl.col("is_missing") & pl.col("censoring").is_null(),
+            pl.lit("no value reported for ") + label
+            + pl.lit(" (cell '") + pl.col("value_text").fill_null("") + pl.lit("'); nothing to load"),
+        ),
+        (
+            "sample_id_present",
+            pl.col("sample_id").is_null(),
+            pl.lit("no sample id; add it in the export"),
+        ),
+        (
+            "analyte_present",
+            pl.col("analyte_raw").is_null(),
+            pl.lit("no analyte name; add it in the export"),
+        ),
+    ]

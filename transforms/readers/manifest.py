@@ -1,0 +1,102 @@
+"""Sample manifests: sample_id -> subject, cohort, matrix, sex, age, dates, severity, illness duration.
+
+Values are normalised only where the meaning is unambiguous (``female`` -> ``F``, ``Serum`` -> ``serum``);
+anything else is held back with the row's line and the field to fix, never guessed.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms import schema
+from transforms.readers.common import split_bad, text_col, with_lines
+from transforms.text import Table, parse_numbers
+
+COHORTS = ["healthy", "patient"]
+MATRICES = ["serum", "plasma"]
+SEX = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M"}
+SEVERITY_LABELS = ["mild", "moderate", "severe", "very severe"]
+
+
+def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    frame = with_lines(table)
+    sev_text = text_col(table, "severity")
+    frame = frame.with_columns(
+        text_col(table, "sample_id").alias("sample_id"),
+        text_col(table, "subject_id").alias("subject_id"),
+        text_col(table, "cohort").str.to_lowercase().alias("cohort"),
+        text_col(table, "matrix").str.to_lowercase().alias("matrix"),
+        text_col(table, "sex").str.to_lowercase().replace_strict(SEX, default=None).alias("sex"),
+        text_col(table, "sex").alias("__sex_text"),
+        text_col(table, "age").alias("__age_text"),
+        *[e.name.prefix("age_") for e in parse_numbers(text_col(table, "age"))],
+        *[e.name.prefix("sev_") for e in parse_numbers(sev_text)],
+        *[e.name.prefix("dur_") for e in parse_numbers(text_col(table, "illness_duration_years"))],
+        text_col(table, "collection_date").str.to_date(strict=False).alias("collection_date"),
+        text_col(table, "collection_date").alias("__date_text"),
+        sev_text.str.to_lowercase().alias("__sev_text"),
+    ).with_columns(
+        pl.col("age_value").alias("age"),
+        pl.col("sev_value").alias("severity"),
+        pl.when(pl.col("__sev_text").is_in(SEVERITY_LABELS)).then(pl.col("__sev_text")).alias("severity_label"),
+        pl.col("dur_value").alias("illness_duration_years"),
+    )
+    checks: list[tuple[str, pl.Expr, pl.Expr]] = [
+        ("sample_id_present", pl.col("sample_id").is_null(), pl.lit("no sample_id")),
+        ("subject_id_present", pl.col("subject_id").is_null(), pl.lit("no subject_id for sample ") + pl.col("sample_id")),
+        (
+            "cohort_known",
+            ~pl.col("cohort").is_in(COHORTS),
+            pl.lit("cohort '") + pl.col("cohort").fill_null("") + pl.lit(f"' is not one of {', '.join(COHORTS)}"),
+        ),
+        (
+            "matrix_known",
+            ~pl.col("matrix").is_in(MATRICES),
+            pl.lit("matrix '") + pl.col("matrix").fill_null("") + pl.lit(f"' is not one of {', '.join(MATRICES)}"),
+        ),
+        (
+            "sex_known",
+            pl.col("sex").is_null(),
+            pl.lit("sex '") + pl.col("__sex_text").fill_null("") + pl.lit("' is not F/M (female/male)"),
+        ),
+        (
+            "age_plausible",
+            pl.col("age").is_null() | (pl.col("age") < 0) | (pl.col("age") > 120),
+            pl.lit("age '") + pl.col("__age_text").fill_null("") + pl.lit("' is not a number of years in 0-120"),
+        ),
+        (
+            "collection_date_valid",
+            pl.col("collection_date").is_null() & pl.col("__date_text").is_not_null(),
+            pl.lit("collection_date '") + pl.col("__date_text") + pl.lit("' is not an ISO date (YYYY-MM-DD)"),
+        ),
+        (
+            "severity_valid",
+            (pl.col("__sev_text").is_not_null() & pl.col("severity").is_null() & pl.col("severity_label").is_null())
+            | (pl.col("severity") < 0)
+            | (pl.col("severity") > 100),
+            pl.lit("severity '") + pl.col("__sev_text").fill_null("")
+            + pl.lit(f"' is neither 0-100 nor one of {', '.join(SEVERITY_LABELS)}"),
+        ),
+    ]
+    held: list[pl.DataFrame] = []
+    for check, bad, reason in checks:
+        frame, q = split_bad(frame, bad=bad, reason=reason, check=check, source=source, sha256=sha256)
+        held.append(q)
+    # a sample listed twice with different content is ambiguous: hold back every copy
+    dup = pl.col("sample_id").is_duplicated()
+    frame, q = split_bad(
+        frame,
+        bad=dup,
+        reason=pl.lit("sample ") + pl.col("sample_id") + pl.lit(" is listed more than once in this manifest"),
+        check="sample_id_unique",
+        source=source,
+        sha256=sha256,
+    )
+    held.append(q)
+    samples = frame.with_columns(
+        pl.lit(source).alias("source_file"), pl.lit(sha256).alias("source_sha256")
+    ).select([*[c for c in schema.SAMPLE if c != "subject_key"], "subject_id"])
+    samples = samples.with_columns(
+        [pl.col(c).cast(t) for c, t in schema.SAMPLE.items() if c in samples.columns]
+    )
+    return samples, pl.concat(held)

@@ -1,0 +1,139 @@
+"""Column names and dtypes of every frame that crosses a stage boundary, declared once.
+
+Readers, transforms, the warehouse loader and the release writer all import these; nothing else
+spells a column list. Must not import anything that does I/O.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+#: One row per value as it appears in an export (one well, one analyte), whatever the vendor.
+MEASUREMENT: dict[str, pl.DataType] = {
+    "source_file": pl.String(),
+    "source_sha256": pl.String(),
+    "line_number": pl.Int64(),  # 1-based line of the row in the source file
+    "platform": pl.String(),  # olink | msd | luminex | bioplex | tidy
+    "panel": pl.String(),
+    "plate_id": pl.String(),
+    "well": pl.String(),
+    "run_date": pl.Date(),
+    "sample_id": pl.String(),
+    "sample_type": pl.String(),  # sample | control | bridge | calibrator | blank
+    "analyte_raw": pl.String(),  # the analyte name as the export writes it
+    "value_text": pl.String(),  # the cell as written
+    "value": pl.Float64(),  # numeric reading of the cell; null when censored without a number
+    "unit_raw": pl.String(),  # unit as written (or assumed, see unit_note)
+    "unit_note": pl.String(),  # why a unit was assumed, when the file carries none
+    "censoring": pl.String(),  # below_lod | below_lloq | above_uloq | extrapolated | null
+    "limit_value": pl.Float64(),  # the limit involved in the censoring, in unit_raw
+    "lod": pl.Float64(),  # limit of detection reported by the export, in unit_raw
+    "vendor_qc": pl.String(),  # vendor warnings (Olink QC_Warning / Assay_Warning, MSD CV flags ...)
+}
+
+#: One row per row of an export that could not be used, with a reason a person can act on.
+QUARANTINE: dict[str, pl.DataType] = {
+    "source_file": pl.String(),
+    "source_sha256": pl.String(),
+    "line_number": pl.Int64(),
+    "stage": pl.String(),  # parse | qc | link | normalise
+    "check": pl.String(),  # the rule that held the row back
+    "reason": pl.String(),
+    "sample_id": pl.String(),
+    "analyte_raw": pl.String(),
+    "value_text": pl.String(),
+}
+
+#: One row per sample in a manifest. subject_id never leaves ingestion: it becomes subject_key.
+SAMPLE: dict[str, pl.DataType] = {
+    "sample_id": pl.String(),
+    "subject_key": pl.String(),
+    "cohort": pl.String(),  # healthy | patient
+    "matrix": pl.String(),  # serum | plasma
+    "sex": pl.String(),  # F | M
+    "age": pl.Float64(),  # years
+    "collection_date": pl.Date(),
+    "severity": pl.Float64(),  # 0-100; mild/moderate/severe mapped to 25/50/75
+    "severity_label": pl.String(),
+    "illness_duration_years": pl.Float64(),
+    "source_file": pl.String(),
+    "source_sha256": pl.String(),
+    "line_number": pl.Int64(),
+}
+
+#: Keys that define one reference group. A group is always one platform + panel + matrix + unit.
+GROUP_KEYS: list[str] = ["analyte", "uniprot", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max"]
+
+#: One row per sample x analyte after normalisation (the analyst's `measurements`).
+NORMALISED: dict[str, pl.DataType] = {
+    "sample_id": pl.String(),
+    "analyte": pl.String(),  # HGNC symbol
+    "uniprot": pl.String(),
+    "analyte_label": pl.String(),
+    "platform": pl.String(),
+    "panel": pl.String(),
+    "unit": pl.String(),  # canonical unit: pg/mL, or NPX for log2 relative scales
+    "value": pl.Float64(),  # in unit; for censored values the limit (see censoring)
+    "log_value": pl.Float64(),  # natural log of value for concentrations, NPX as is
+    "censoring": pl.String(),
+    "limit_value": pl.Float64(),  # in unit
+    "lod": pl.Float64(),  # in unit
+    "n_replicates": pl.Int64(),
+    "replicate_cv": pl.Float64(),  # CV of replicate values on the linear scale, fraction
+    "plate_id": pl.String(),
+    "batch": pl.String(),
+    "batch_method": pl.String(),
+    "source_file": pl.String(),
+}
+
+REFERENCE_INTERVAL: dict[str, pl.DataType] = {
+    "analyte": pl.String(),
+    "uniprot": pl.String(),
+    "platform": pl.String(),
+    "panel": pl.String(),
+    "matrix": pl.String(),
+    "unit": pl.String(),
+    "sex": pl.String(),
+    "age_min": pl.Float64(),
+    "age_max": pl.Float64(),
+    "n": pl.Int64(),
+    "n_below_lod": pl.Int64(),
+    "n_outliers_excluded": pl.Int64(),
+    "method": pl.String(),
+    "lower_limit": pl.Float64(),
+    "upper_limit": pl.Float64(),
+    "lower_ci_low": pl.Float64(),
+    "lower_ci_high": pl.Float64(),
+    "upper_ci_low": pl.Float64(),
+    "upper_ci_high": pl.Float64(),
+    "median": pl.Float64(),
+    "coverage": pl.Float64(),
+    "ci_level": pl.Float64(),
+    "lod": pl.Float64(),
+    "lower_limit_censored": pl.Boolean(),
+}
+
+REFERENCE_QUANTILE: dict[str, pl.DataType] = {
+    **{k: REFERENCE_INTERVAL[k] for k in GROUP_KEYS},
+    "p": pl.Float64(),
+    "value": pl.Float64(),
+    "censored": pl.Boolean(),
+}
+
+
+def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """An empty frame with exactly these columns and dtypes."""
+    return pl.DataFrame(schema=schema)
+
+
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Select and cast ``frame`` to ``schema``; missing columns become typed nulls.
+
+    Casting is strict: a column that cannot take its declared dtype is a bug in the caller.
+    """
+    return frame.select(
+        [
+            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype, strict=True).alias(name)
+            for name, dtype in schema.items()
+        ]
+    )

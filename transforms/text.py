@@ -1,0 +1,176 @@
+"""Bytes of a delimited export -> clean text lines that keep their original line numbers.
+
+Handles what real lab files carry: UTF-8 BOM, UTF-16 with BOM (Excel "Unicode text"), Windows line
+endings, comment lines, blank lines, trailing empty columns and repeated header lines. Numeric cells are
+read by :func:`parse_numbers`, which keeps censoring tokens ("< 0.12", "OOR >", "*12.3") as flags.
+No I/O here: callers hand in bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import polars as pl
+
+
+class UnreadableFileError(ValueError):
+    """The file as a whole cannot be read; the message says why and what to do."""
+
+
+def decode(data: bytes, *, source: str) -> str:
+    """Decode an export to text: BOMs honoured, UTF-8 first, then Windows-1252 (old Excel exports)."""
+    if not data.strip():
+        msg = f"{source}: the file is empty; ask the lab to export it again"
+        raise UnreadableFileError(msg)
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = data.decode("utf-16")
+    elif data.startswith(b"\xef\xbb\xbf"):
+        text = data[3:].decode("utf-8", errors="strict")
+    else:
+        if b"\x00" in data[:4096]:
+            msg = f"{source}: the file is binary, not a text export (NUL bytes in the first 4 kB)"
+            raise UnreadableFileError(msg)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def sniff_separator(line: str) -> str:
+    """The field separator of a header line: tab, semicolon or comma, whichever occurs most."""
+    counts = {sep: line.count(sep) for sep in ("\t", ";", ",")}
+    return max(counts, key=lambda s: counts[s])
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table cut out of a text export: all cells as text, plus the 1-based source line of each row."""
+
+    frame: pl.DataFrame
+    line_numbers: list[int]
+    separator: str
+    header_line: int
+
+
+def split_fields(line: str, separator: str) -> list[str]:
+    """Fields of one line, honouring double quotes (used for header lines only)."""
+    import csv
+
+    return next(csv.reader([line], delimiter=separator))
+
+
+def read_table(
+    lines: list[str],
+    *,
+    header_index: int,
+    source: str,
+    end_index: int | None = None,
+    separator: str | None = None,
+    comment_prefixes: tuple[str, ...] = ("#",),
+) -> Table:
+    """Read the table whose header is ``lines[header_index]`` into an all-text frame.
+
+    Blank lines, comment lines and repeated copies of the header are skipped; each kept row remembers
+    its source line. Trailing unnamed columns are dropped.
+    """
+    header = lines[header_index]
+    sep = separator or sniff_separator(header)
+    names = [n.strip() for n in split_fields(header, sep)]
+    while names and names[-1] == "":
+        names.pop()
+    if not names:
+        msg = f"{source}: line {header_index + 1}: empty header"
+        raise UnreadableFileError(msg)
+    seen: dict[str, int] = {}
+    unique: list[str] = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    stop = len(lines) if end_index is None else end_index
+    header_stripped = header.strip()
+    kept: list[str] = []
+    numbers: list[int] = []
+    for i in range(header_index + 1, stop):
+        line = lines[i]
+        stripped = line.strip()
+        if not stripped.strip(sep + '"').strip():
+            continue
+        if stripped.startswith(comment_prefixes) or stripped == header_stripped:
+            continue
+        kept.append(line)
+        numbers.append(i + 1)
+    width = len(unique)
+    if not kept:
+        frame = pl.DataFrame(schema=dict.fromkeys(unique, pl.String))
+        return Table(frame, [], sep, header_index + 1)
+    body = "\n".join(kept)
+    raw = pl.read_csv(
+        io.StringIO(body),
+        has_header=False,
+        separator=sep,
+        infer_schema=False,
+        truncate_ragged_lines=True,
+        empty_string_is_null=False,
+    )
+    if raw.height != len(kept):
+        msg = (
+            f"{source}: {len(kept)} data lines but {raw.height} rows after parsing; a quoted cell spans "
+            "lines. Re-export without line breaks inside cells."
+        )
+        raise UnreadableFileError(msg)
+    if raw.width < width:
+        raw = raw.with_columns([pl.lit("").alias(f"__pad{i}") for i in range(width - raw.width)])
+    frame = raw.select(raw.columns[:width]).rename(dict(zip(raw.columns[:width], unique, strict=True)))
+    frame = frame.with_columns(pl.all().str.strip_chars())
+    return Table(frame, numbers, sep, header_index + 1)
+
+
+#: Cells that mean "no value reported".
+MISSING_TOKENS = ["", "na", "n/a", "nan", "none", "null", "-", "--", "n.a."]
+
+
+def parse_numbers(cells: pl.Expr, *, decimal_comma: bool = False) -> list[pl.Expr]:
+    """Read numeric cells with censoring tokens, vectorised.
+
+    Returns expressions for ``value`` (Float64), ``censoring`` and ``limit_value`` and ``is_number_ok``
+    (False where the cell is neither a number, a known token nor missing). Recognised forms:
+    ``12.3``, ``1,234.5`` (or ``1.234,5`` with decimal commas), ``< 0.12`` / ``<LOD`` / ``OOR <``
+    (below, limit when given), ``> 500`` / ``>ULOQ`` / ``OOR >`` (above), ``*12.3`` (extrapolated).
+    A cell that starts with '=', '+', '@' is never evaluated: it is text unless it is a plain number.
+    """
+    text = cells.str.strip_chars()
+    low = text.str.to_lowercase()
+    if decimal_comma:
+        numeric_text = text.str.replace_all(r"[\s']", "").str.replace_all(r"\.", "").str.replace(",", ".")
+    else:
+        numeric_text = text.str.replace_all(r"[\s']", "").str.replace_all(r",(\d{3})", "$1")
+    body = numeric_text.str.replace(r"^[<>*]+", "").str.replace(r"^(?i)(oor|lod|lloq|uloq)$", "")
+    number = body.cast(pl.Float64, strict=False)
+    plain = numeric_text.cast(pl.Float64, strict=False)
+    is_missing = low.is_in(MISSING_TOKENS) | text.is_null()
+    below = low.str.starts_with("<") | low.str.starts_with("oor <") | low.str.starts_with("oor<")
+    above = low.str.starts_with(">") | low.str.starts_with("oor >") | low.str.starts_with("oor>")
+    extrapolated = low.str.starts_with("*") & number.is_not_null()
+    below_kind = pl.when(low.str.contains("lloq")).then(pl.lit("below_lloq")).otherwise(pl.lit("below_lod"))
+    censoring = (
+        pl.when(below)
+        .then(below_kind)
+        .when(above)
+        .then(pl.lit("above_uloq"))
+        .when(extrapolated)
+        .then(pl.lit("extrapolated"))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    limit = pl.when(below | above).then(number).otherwise(pl.lit(None, dtype=pl.Float64))
+    value = pl.when(extrapolated).then(number).when(below | above).then(None).otherwise(plain)
+    token_ok = below | above | extrapolated
+    ok = is_missing | plain.is_not_null() | token_ok
+    return [
+        value.alias("value"),
+        censoring.alias("censoring"),
+        limit.alias("limit_value"),
+        ok.alias("is_number_ok"),
+        is_missing.alias("is_missing"),
+    ]

@@ -1,0 +1,59 @@
+"""Open the DuckDB warehouse and bring its schema up to date from the numbered SQL files."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migration_files() -> list[tuple[int, Path]]:
+    out = []
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        m = re.match(r"(\d+)_", path.name)
+        if m:
+            out.append((int(m.group(1)), path))
+    return out
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet recorded in schema_version, in order, each in a transaction.
+
+    Safe to re-run: statements are idempotent (``if not exists`` / ``or replace``) and applied versions
+    are skipped. Returns the names applied now.
+    """
+    con.execute(
+        "create table if not exists schema_version (version integer primary key, name varchar not null, "
+        "applied_at timestamp not null)"
+    )
+    done = {row[0] for row in con.execute("select version from schema_version").fetchall()}
+    applied = []
+    for version, path in migration_files():
+        if version in done:
+            continue
+        con.execute("begin")
+        try:
+            con.execute(path.read_text(encoding="utf-8"))
+            con.execute(
+                "insert into schema_version values (?, ?, ?)", [version, path.name, datetime.now(UTC).replace(tzinfo=None)]
+            )
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
+        applied.append(path.name)
+    return applied
+
+
+def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the warehouse file; read-write connections are migrated first."""
+    if read_only:
+        return duckdb.connect(str(path), read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    migrate(con)
+    return con

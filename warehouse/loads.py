@@ -1,0 +1,184 @@
+"""Idempotent loads into the warehouse. Every write of one input file is one transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import polars as pl
+
+from transforms import schema
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    sha256: str
+    file_name: str
+    layout: str | None
+    size_bytes: int
+    rows_read: int
+    rows_loaded: int
+    rows_quarantined: int
+    status: str
+    reason: str | None
+    archive_path: str | None
+    run_id: str
+
+
+def known_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute("select sha256 from files").fetchall()}
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    if frame.height == 0:
+        return
+    con.register("__frame", frame.to_arrow())
+    try:
+        con.execute(f"insert into {table} by name select * from __frame")  # table names are ours, not data
+    finally:
+        con.unregister("__frame")
+
+
+def load_file(
+    con: duckdb.DuckDBPyConnection,
+    entry: LedgerEntry,
+    *,
+    rows: pl.DataFrame | None = None,
+    quarantine: pl.DataFrame | None = None,
+    samples: pl.DataFrame | None = None,
+) -> list[str]:
+    """Write one file's rows, quarantine records and ledger entry atomically.
+
+    A loaded file with the same name and different content is marked replaced and its rows are removed
+    (the ledger and the archive keep its history). Returns the sha256 of files it replaced.
+    """
+    con.execute("begin")
+    try:
+        replaced = [
+            r[0]
+            for r in con.execute(
+                "select sha256 from files where file_name = ? and sha256 <> ? and status = 'loaded'",
+                [entry.file_name, entry.sha256],
+            ).fetchall()
+        ]
+        for old in replaced:
+            con.execute("delete from raw_measurements where source_sha256 = ?", [old])
+            con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
+            con.execute("delete from samples where source_sha256 = ?", [old])
+            con.execute(
+                "update files set status = 'replaced', replaced_by = ?, "
+                "reason = 'a newer file with the same name replaced it' where sha256 = ?",
+                [entry.sha256, old],
+            )
+        if rows is not None:
+            _insert(con, "raw_measurements", schema.conform(rows, schema.MEASUREMENT))
+        if quarantine is not None:
+            _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
+        if samples is not None and samples.height:
+            con.register("__ids", samples.select("sample_id").to_arrow())
+            con.execute("delete from samples where sample_id in (select sample_id from __ids)")
+            con.unregister("__ids")
+            _insert(con, "samples", schema.conform(samples, schema.SAMPLE))
+        con.execute(
+            "insert into files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
+            [
+                entry.sha256,
+                entry.file_name,
+                entry.layout,
+                entry.size_bytes,
+                entry.rows_read,
+                entry.rows_loaded,
+                entry.rows_quarantined,
+                entry.status,
+                entry.reason,
+                entry.archive_path,
+                entry.run_id,
+                now(),
+            ],
+        )
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return replaced
+
+
+def read_raw(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Raw rows of every currently loaded file."""
+    frame = con.sql(
+        "select r.* from raw_measurements r join files f on f.sha256 = r.source_sha256 where f.status = 'loaded'"
+    ).pl()
+    return schema.conform(frame, schema.MEASUREMENT)
+
+
+def read_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    return schema.conform(con.sql("select * from samples").pl(), schema.SAMPLE)
+
+
+def replace_derived(
+    con: duckdb.DuckDBPyConnection, *, normalised: pl.DataFrame, held: pl.DataFrame, run_id: str
+) -> None:
+    """Swap in this run's normalised measurements and link/normalise holds, in one transaction."""
+    con.execute("begin")
+    try:
+        con.execute("delete from measurements_normalised")
+        con.execute("delete from held_rows")
+        _insert(con, "measurements_normalised", normalised.with_columns(pl.lit(run_id).alias("run_id")))
+        _insert(con, "held_rows", held.with_columns(pl.lit(run_id).alias("run_id")))
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+def insert_qc_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, *, run_id: str) -> None:
+    _insert(con, "qc_results", results.with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now()).alias("checked_at")))
+
+
+def start_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    con.execute("insert into runs values (?, ?, null, 'running', null)", [run_id, now()])
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, *, status: str, summary: dict[str, object]) -> None:
+    con.execute(
+        "update runs set finished_at = ?, status = ?, summary_json = ? where run_id = ?",
+        [now(), status, json.dumps(summary, default=str), run_id],
+    )
+
+
+def record_release(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    version: str,
+    created_at: datetime,
+    input_fingerprint: str,
+    previous_version: str | None,
+    path: str,
+    intervals: pl.DataFrame,
+    quantiles: pl.DataFrame,
+    outliers: pl.DataFrame,
+    run_id: str,
+) -> None:
+    """Register a published release and its tables (idempotent per version)."""
+    con.execute("begin")
+    try:
+        for table in ("releases", "release_intervals", "release_quantiles", "release_outliers"):
+            con.execute(f"delete from {table} where version = ?", [version])
+        con.execute(
+            "insert into releases values (?, ?, ?, ?, ?, ?, ?)",
+            [version, created_at, input_fingerprint, previous_version, path, intervals.height, run_id],
+        )
+        v = pl.lit(version).alias("version")
+        _insert(con, "release_intervals", intervals.with_columns(v))
+        _insert(con, "release_quantiles", quantiles.with_columns(v))
+        _insert(con, "release_outliers", outliers.with_columns(v))
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
