@@ -148,7 +148,9 @@ def parse_numbers(cells: pl.Expr, *, decimal_comma: bool = False) -> list[pl.Exp
         numeric_text = text.str.replace_all(r"[\s']", "").str.replace_all(r",(\d{3})", "$1")
     body = numeric_text.str.replace(r"^[<>*]+", "").str.replace(r"^(?i)(oor|lod|lloq|uloq)$", "")
     number = body.cast(pl.Float64, strict=False)
+    number = pl.when(number.is_finite()).then(number)  # 'inf' or 'NaN' as numbers are not readings
     plain = numeric_text.cast(pl.Float64, strict=False)
+    plain = pl.when(plain.is_finite()).then(plain)
     is_missing = low.is_in(MISSING_TOKENS) | text.is_null()
     below = low.str.starts_with("<") | low.str.starts_with("oor <") | low.str.starts_with("oor<")
     above = low.str.starts_with(">") | low.str.starts_with("oor >") | low.str.starts_with("oor>")
@@ -174,3 +176,10 @@ def parse_numbers(cells: pl.Expr, *, decimal_comma: bool = False) -> list[pl.Exp
         ok.alias("is_number_ok"),
         is_missing.alias("is_missing"),
     ]
+
+
+def uses_decimal_comma(cells: pl.Series, separator: str) -> bool:
+    """True when a non-comma-separated file writes numbers with decimal commas ('1,5', '1.234,5')."""
+    if separator == ",":
+        return False
+    return bool(cells.drop_nulls().str.contains(r"^[<>*]?\s*-?[\d.]*\d,\d+$").any())

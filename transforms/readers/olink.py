@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.readers.common import finish, numeric, text_col, value_checks, with_lines
-from transforms.text import Table, parse_numbers
+from transforms.text import Table, parse_numbers, uses_decimal_comma
 
 CONTROL_PATTERN = r"(?i)(control|ipc|^neg|negative)"
 CONTROL_TYPES = ["sample_control", "plate_control", "negative_control", "control"]
@@ -18,7 +18,7 @@ CONTROL_TYPES = ["sample_control", "plate_control", "negative_control", "control
 def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     frame = with_lines(table)
     npx_name = next(c for c in frame.columns if c.lower() == "npx")
-    decimal_comma = table.separator == ";" and bool(frame[npx_name].str.contains(",").any())
+    decimal_comma = uses_decimal_comma(frame[npx_name], table.separator)
     sample = text_col(table, "SampleID")
     plate = text_col(table, "PlateID")
     stype = text_col(table, "Sample_Type").str.to_lowercase()

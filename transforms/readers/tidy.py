@@ -9,14 +9,14 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.readers.common import finish, numeric, text_col, value_checks, with_lines
-from transforms.text import Table, parse_numbers
+from transforms.text import Table, parse_numbers, uses_decimal_comma
 
 SAMPLE_TYPES = ["sample", "control", "bridge", "calibrator", "blank"]
 
 
 def read_tidy(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     frame = with_lines(table)
-    decimal_comma = table.separator == ";"
+    decimal_comma = uses_decimal_comma(frame["value"], table.separator)
     frame = frame.with_columns(
         text_col(table, "sample_id").alias("sample_id"),
         text_col(table, "analyte").alias("analyte_raw"),

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transforms import schema
+from transforms.normalise import (
+    combine_replicates,
+    convert_units,
+    correct_plates,
+    dictionary_lookup,
+    fold_name,
+    resolve_analytes,
+    to_log,
+    unit_factor,
+)
+from warehouse.lookups import read_analyte_dictionary
+
+
+@pytest.fixture(scope="module")
+def lookup() -> pl.DataFrame:
+    return dictionary_lookup(read_analyte_dictionary()[0])
+
+
+def raw(**cols) -> pl.DataFrame:
+    n = len(next(iter(cols.values())))
+    base = {"source_file": ["f.csv"] * n, "line_number": list(range(2, n + 2))}
+    return schema.conform(pl.DataFrame(base | cols), schema.MEASUREMENT)
+
+
+@pytest.mark.parametrize(
+    ("names", "hgnc"),
+    [
+        (["TNF-alpha", "TNFa", "TNF-α", "TNF", "TNF alpha"], "TNF"),
+        (["IL-1b", "IL1B", "IL-1β", "IL-1 beta"], "IL1B"),
+        (["IL-8", "IL8", "CXCL8"], "CXCL8"),
+        (["IFN-γ", "IFN-gamma", "IFNG", "Interferon gamma"], "IFNG"),
+        (["IL-6 (Human)", "IL-6", "il6"], "IL6"),
+        (["IL-12p70"], "IL12A"),
+        (["MCP-1", "CCL2"], "CCL2"),
+    ],
+)
+def test_vendor_names_land_on_one_hgnc_symbol(lookup: pl.DataFrame, names: list[str], hgnc: str) -> None:
+    rows = raw(analyte_raw=names, sample_id=["S"] * len(names))
+    known, held = resolve_analytes(rows, lookup)
+    assert held.height == 0
+    assert set(known["analyte"]) == {hgnc}
+
+
+def test_unknown_analyte_is_held_with_closest_names(lookup: pl.DataFrame) -> None:
+    rows = raw(analyte_raw=["IL-6", "IL-66", "Zorbin"], sample_id=["S1", "S2", "S3"])
+    known, held = resolve_analytes(rows, lookup)
+    assert known["analyte"].to_list() == ["IL6"]
+    reasons = held.sort("line_number")["reason"].to_list()
+    assert reasons[0].startswith("f.csv: line 3: analyte 'IL-66' is not in the analyte dictionary (closest: ")
+    assert "IL6" in reasons[0]
+    assert "(closest: none)" in reasons[1]
+
+
+def test_dictionary_has_no_ambiguous_alias_and_folds_greek() -> None:
+    assert fold_name("TNF-α") == fold_name("TNF alpha") == "tnfalpha"
+    frame = read_analyte_dictionary()[0]
+    dictionary_lookup(frame)  # raises on clashes
+    clash = pl.concat([frame, frame.head(1).with_columns(pl.lit("XYZ").alias("hgnc"))])
+    with pytest.raises(ValueError, match="ambiguous"):
+        dictionary_lookup(clash)
+
+
+@pytest.mark.parametrize(
+    ("unit", "factor"),
+    [("pg/mL", 1.0), ("ng/L", 1.0), ("ng/mL", 1000.0), ("fg/mL", 0.001), ("µg/L", 1000.0), ("ug/L", 1000.0)],
+)
+def test_mass_units_convert_to_pg_per_ml(unit: str, factor: float) -> None:
+    assert unit_factor(unit) == (factor, "mass")
+
+
+def test_molar_units_use_molecular_weight_and_unknown_units_are_held(lookup: pl.DataFrame) -> None:
+    rows = raw(
+        analyte_raw=["IL-6", "IL-6", "IL-6", "IL-6"],
+        sample_id=["S1", "S2", "S3", "S4"],
+        unit_raw=["pmol/L", "ng/mL", "U/mL", "NPX"],
+        value=[2.0, 1.5, 3.0, 4.2],
+    )
+    named, _ = resolve_analytes(rows, lookup)
+    good, held = convert_units(named)
+    got = dict(zip(good["sample_id"], zip(good["value"], good["unit"], strict=True), strict=True))
+    assert got["S1"] == (pytest.approx(2.0 * 21.0), "pg/mL")  # 2 pmol/L x 21 kDa = 42 pg/mL
+    assert got["S2"] == (pytest.approx(1500.0), "pg/mL")
+    assert got["S4"] == (4.2, "NPX")
+    assert held["line_number"].to_list() == [4]
+    assert "unit 'U/mL' is not a mass or molar concentration for IL6" in held["reason"][0]
+
+
+def _plate_frame(values: dict[tuple[str, str], float]) -> pl.DataFrame:
+    rows = [
+        {"platform": "msd", "panel": "MSD", "analyte": "IL6", "plate_id": p, "sample_id": s,
+         "sample_type": "control" if s.startswith("C") else "sample", "value": v, "unit": "pg/mL",
+         "limit_value": None, "lod": None, "censoring": None}
+        for (p, s), v in values.items()
+    ]
+    return to_log(pl.DataFrame(rows, schema_overrides={"limit_value": pl.Float64, "lod": pl.Float64,
+                                                      "censoring": pl.String}))
+
+
+def test_plate_control_correction_removes_a_multiplicative_plate_effect() -> None:
+    truth = {"S1": 2.0, "S2": 5.0, "C1": 10.0, "C2": 40.0}
+    vals = {("P1", s): v for s, v in truth.items()} | {("P2", s + "b"): v * 1.8 for s, v in truth.items()}
+    vals |= {("P3", s + "c"): v / 1.3 for s, v in truth.items()}
+    frame = _plate_frame({(p, s.rstrip("bc") if s.startswith("C") else s): v for (p, s), v in vals.items()})
+    out = correct_plates(frame).with_columns(pl.col("log_value").exp().alias("corrected"))
+    samples = out.filter(pl.col("sample_type") == "sample").sort("plate_id", "sample_id")
+    # the median control offset is removed: P1 is the middle plate, so all plates land on P1's scale
+    assert samples["corrected"].to_list() == pytest.approx([2.0, 5.0, 2.0, 5.0, 2.0, 5.0])
+    assert set(out["batch_method"]) == {"plate_control"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(-3, 3), st.permutations(range(6)))
+def test_plate_correction_is_order_invariant_and_removes_any_constant(shift: float, order: list[int]) -> None:
+    base = {("P1", "C1"): 10.0, ("P1", "S1"): 3.0, ("P2", "C1"): 10.0, ("P2", "S2"): 4.0, ("P3", "C1"): 10.0,
+            ("P3", "S3"): 5.0}
+    shifted = {k: (v * math.exp(shift) if k[0] == "P2" else v) for k, v in base.items()}
+    frame = _plate_frame(shifted)
+    a = correct_plates(frame).sort("sample_id", "plate_id")
+    b = correct_plates(frame[order]).sort("sample_id", "plate_id")
+    assert a["log_value"].to_list() == pytest.approx(b["log_value"].to_list())
+    ref = correct_plates(_plate_frame(base)).sort("sample_id", "plate_id")
+    assert a["log_value"].to_list() == pytest.approx(ref["log_value"].to_list(), abs=1e-9)
+
+
+def test_replicates_average_on_log_scale_and_censoring_needs_half() -> None:
+    frame = pl.DataFrame(
+        {
+            "sample_id": ["S1", "S1", "S2", "S2", "S3", "S3"],
+            "analyte": ["IL6"] * 6, "uniprot": ["P05231"] * 6, "analyte_label": ["IL-6"] * 6,
+            "platform": ["msd"] * 6, "panel": ["MSD"] * 6, "unit": ["pg/mL"] * 6,
+            "value": [2.0, 8.0, 0.05, 3.0, 0.05, 0.04],
+            "censoring": [None, None, "below_lod", None, "below_lod", "below_lod"],
+            "limit_value": [None, None, 0.1, None, 0.1, 0.12],
+            "lod": [0.1] * 6, "plate_id": ["P1"] * 6, "batch": ["P1"] * 6, "batch_method": ["plate_control"] * 6,
+            "source_file": ["f"] * 6, "sample_type": ["sample"] * 6,
+        }
+    )
+    out = combine_replicates(to_log(frame)).sort("sample_id")
+    assert out["value"][0] == pytest.approx(4.0)  # geometric mean of 2 and 8
+    assert out["replicate_cv"][0] == pytest.approx(np.std([2.0, 8.0], ddof=1) / 5.0)
+    assert out.select("censoring", "limit_value").rows()[1:] == [("below_lod", pytest.approx(0.1)),
+                                                                   ("below_lod", pytest.approx(0.12))]
+    assert out["n_replicates"].to_list() == [2, 2, 2]

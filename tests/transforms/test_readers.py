@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import SHARED_EXAMPLES
+from transforms import schema
+from transforms.demo import generate_demo
+from transforms.readers import UnreadableFileError, read_file
+
+
+def read(data: bytes, name: str = "f.csv"):
+    return read_file(data, source=name, sha256=hashlib.sha256(data).hexdigest())
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return generate_demo(seed=7, n_healthy=50, n_patients=10)
+
+
+def test_every_demo_file_is_detected_and_balances(demo) -> None:
+    layouts = {}
+    for name, data in demo.files.items():
+        r = read(data, name)
+        layouts[name] = r.layout
+        assert r.rows_read == (r.samples.height if r.samples is not None else r.rows.height) + r.quarantine.height
+        assert dict(r.rows.schema) == schema.MEASUREMENT
+        assert r.quarantine.height == 0
+    assert layouts["manifest.csv"] == "manifest"
+    assert layouts["olink_npx_batch1.csv"] == layouts["olink_npx_batch2.csv"] == "olink"
+    assert {v for k, v in layouts.items() if k.startswith("msd")} == {"msd"}
+
+
+def test_olink_semicolon_decimal_comma_export(demo) -> None:
+    r = read(demo.files["olink_npx_batch1.csv"], "olink_npx_batch1.csv")
+    text = demo.files["olink_npx_batch1.csv"].decode()
+    first = text.splitlines()[1].split(";")
+    row = r.rows.row(0, named=True)
+    assert row["sample_id"] == first[0] and row["line_number"] == 2
+    assert row["value"] == pytest.approx(float(first[11].replace(",", ".")))
+    assert row["unit_raw"] == "NPX" and row["platform"] == "olink"
+    controls = r.rows.filter(pl.col("sample_id").str.contains("CONTROL"))
+    assert controls.height > 0 and set(controls["sample_type"]) == {"control"}
+    below = r.rows.filter(pl.col("censoring") == "below_lod")
+    assert (below["value"] < below["limit_value"]).all() and below["value"].null_count() == 0
+
+
+def test_msd_plate_export_flags_detection_ranges_and_assumes_unit(demo) -> None:
+    name = next(n for n in demo.files if n.startswith("msd"))
+    r = read(demo.files[name], name)
+    assert r.rows["plate_id"].unique().to_list() == [name.removeprefix("msd_vplex_proinflammatory_").removesuffix(".csv")]
+    assert set(r.rows["sample_type"]) == {"calibrator", "control", "sample"}
+    assert r.rows["unit_raw"].unique().to_list() == ["pg/mL"]
+    assert r.rows["unit_note"].drop_nulls().str.contains("assumed").all()
+    below = r.rows.filter(pl.col("censoring") == "below_lod")
+    assert below.height > 0 and (below["limit_value"] > 0).all()
+
+
+def test_bad_rows_are_held_alone_with_file_line_and_reason() -> None:
+    data = (
+        "sample_id,analyte,value,unit,plate_id\n"
+        "S1,IL-6,1.5,pg/mL,P1\n"
+        "S2,IL-6,abc,pg/mL,P1\n"
+        "S3,IL-6,NaN,pg/mL,P1\n"
+        ",IL-6,2.0,pg/mL,P1\n"
+        "S5,IL-6,< 0.12,pg/mL,P1\n"
+    ).encode()
+    r = read(data, "lab.csv")
+    assert r.rows["sample_id"].to_list() == ["S1", "S5"]
+    reasons = dict(zip(r.quarantine["line_number"], r.quarantine["reason"], strict=True))
+    assert reasons[3] == "lab.csv: line 3: value 'abc' for IL-6 is not a number; correct the cell or re-export"
+    assert "no value reported" in reasons[4] and "no sample id" in reasons[5]
+    assert r.rows_read == 5
+
+
+def test_tidy_limits_set_censoring_flags() -> None:
+    data = (
+        "sample_id,analyte,value,unit,plate_id,lod,uloq,sample_type\n"
+        "S1,IL-6,0.05,pg/mL,P1,0.1,100,sample\n"
+        "S2,IL-6,500,pg/mL,P1,0.1,100,sample\n"
+        "S3,IL-6,5,pg/mL,P1,0.1,100,control\n"
+    ).encode()
+    r = read(data)
+    assert r.rows.select("censoring", "limit_value").rows() == [("below_lod", 0.1), ("above_uloq", 100.0), (None, None)]
+    assert r.rows["sample_type"].to_list() == ["sample", "sample", "control"]
+
+
+def test_quirky_tidy_file_bom_crlf_comments_trailing_columns_repeated_header() -> None:
+    body = (
+        "# exported 2026-10-01 by LIMS\r\n"
+        "sample_id;analyte;value;unit;plate_id;;\r\n"
+        "00123;IL-6;1,5;pg/mL;P1;;\r\n"
+        "sample_id;analyte;value;unit;plate_id;;\r\n"
+        "00124;TNF-α;1.234,5;pg/mL;P1;;\r\n"
+        ";;;;;;\r\n"
+    )
+    r = read(b"\xef\xbb\xbf" + body.encode())
+    assert r.rows.select("sample_id", "analyte_raw", "value", "line_number").rows() == [
+        ("00123", "IL-6", 1.5, 3), ("00124", "TNF-α", 1234.5, 5),
+    ]
+    r16 = read(body.replace(";", "\t").encode("utf-16"))
+    assert r16.rows["value"].to_list() == [1.5, 1234.5]
+
+
+def test_formula_cells_are_text_not_formulas() -> None:
+    r = read(b"sample_id,analyte,value,unit,plate_id\n=HYPERLINK(1),IL-6,=1+1,pg/mL,P1\n")
+    assert r.rows.height == 0 and "'=1+1'" in r.quarantine["reason"][0]
+
+
+def test_parquet_and_excel_variants_read_like_csv() -> None:
+    frame = pl.DataFrame({"sample_id": ["S1", "S2"], "analyte": ["IL-6", "TNF"], "value": [1.5, 2.5],
+                          "unit": ["pg/mL", "pg/mL"], "plate_id": ["P1", "P1"]})
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    r = read(buf.getvalue(), "x.parquet")
+    assert r.layout == "tidy" and r.rows["value"].to_list() == [1.5, 2.5] and r.rows["line_number"].to_list() == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "empty"),
+        (b"\x00\x00\x00garbage", "binary"),
+        (b"foo,bar\n1,2\n", "no known export layout"),
+        (b'"Program","xPONENT"\n"DataType:","Median"\n', "Luminex"),
+        (b"PAR1 truncated", "Parquet"),
+    ],
+)
+def test_unreadable_files_raise_a_reason_naming_the_file(data: bytes, match: str) -> None:
+    with pytest.raises(UnreadableFileError, match=match) as info:
+        read(data, "broken.csv")
+    assert "broken.csv" in str(info.value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["1.5", "abc", "NaN", "< 0.1", "", "*3", ">ULOQ", "-2", "1,000"]), min_size=1, max_size=30))
+def test_no_row_is_ever_lost(values: list[str]) -> None:
+    lines = ["sample_id,analyte,value,unit,plate_id"] + [f'S{i},IL-6,"{v}",pg/mL,P1' for i, v in enumerate(values)]
+    r = read("\n".join(lines).encode())
+    assert r.rows.height + r.quarantine.height == len(values)
+    assert sorted(r.rows["line_number"].to_list() + r.quarantine["line_number"].to_list()) == list(
+        range(2, len(values) + 2)
+    )
+
+
+@pytest.mark.skipif(not SHARED_EXAMPLES.exists(), reason="../shared/data/examples not present")
+@pytest.mark.parametrize(
+    ("name", "n_above", "held_lines"),
+    [("msd_workbench_test_1.csv", 4, []), ("msd_workbench_test_2.csv", 0, [47, 48])],
+)
+def test_real_msd_workbench_exports(name: str, n_above: int, held_lines: list[int]) -> None:
+    data = (SHARED_EXAMPLES / "msd" / name).read_bytes()
+    r = read(data, name)
+    assert r.layout == "msd"
+    n_lines = sum(1 for line in data.decode().splitlines()[2:] if line.strip(", "))
+    assert r.rows_read == n_lines
+    assert r.rows["plate_id"].str.starts_with("Plate_").all()
+    assert r.rows.filter(pl.col("censoring") == "above_uloq").height == n_above
+    assert r.quarantine["line_number"].to_list() == held_lines
+    assert r.quarantine["reason"].str.contains("no value reported").all()
+    assert {"calibrator", "sample"} >= set(r.rows["sample_type"]) and "calibrator" in set(r.rows["sample_type"])
+
+
+@pytest.mark.skipif(not SHARED_EXAMPLES.exists(), reason="../shared/data/examples not present")
+def test_real_luminex_exports_are_refused_with_a_clear_reason() -> None:
+    for path in sorted((SHARED_EXAMPLES / "luminex").glob("*.csv")):
+        with pytest.raises(UnreadableFileError, match="Luminex"):
+            read(path.read_bytes(), path.name)
+
+
+def test_reader_keeps_input_unchanged(tmp_path: Path) -> None:
+    data = b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,1,pg/mL,P1\n"
+    before = bytes(data)
+    read(data)
+    assert data == before
