@@ -8,8 +8,9 @@ Pinned choices (docs/statistics.md):
   percentile, lower rank = the largest r with P(B <= r - 1) <= (1 - ci)/2, upper rank = the smallest r
   with P(B >= r) <= (1 - ci)/2, B ~ Binomial(n, p) (reproduces the EP28-A3c table);
 * outliers: Tukey fences (1.5 IQR) on the log scale; censored values are never outliers;
-* censoring: values below LOD count in n and rank below every measured value; a percentile whose
-  interpolation touches a censored order statistic is reported as the LOD with a censored flag.
+* censoring: values below LOD count in n and rank below every measured value; when limits differ
+  between plates, every value under the group's highest limit is censored at that limit; a percentile
+  whose interpolation touches a censored order statistic is reported as the LOD with a censored flag.
 """
 
 from __future__ import annotations
@@ -220,8 +221,8 @@ def build_reference(
     skipped: list[dict[str, object]] = []
     for key, group in measurements.sort("sample_id").group_by(keys, maintain_order=True):
         meta = dict(zip(keys, key, strict=True)) | {"sex": "all", "age_min": None, "age_max": None}
-        below = group["censoring"].is_in(["below_lod", "below_lloq"]).to_numpy()
-        above = (group["censoring"] == "above_uloq").to_numpy()
+        below = group["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
+        above = (group["censoring"] == "above_uloq").fill_null(False).to_numpy()
         values = group["value"].to_numpy().astype(float)
         values = np.where(above, np.inf, values)
         logv = group["log_value"].to_numpy().astype(float)
@@ -230,6 +231,12 @@ def build_reference(
         lod = float(lod_candidates.max()) if lod_candidates.len() and lod_candidates.max() is not None else (
             float(group["lod"].max()) if group["lod"].max() is not None else None
         )
+        if lod is not None:
+            # limits differ between plates: censor every value under the highest limit of the group, so
+            # that censored values rank below every measured one (a common threshold, docs/statistics.md)
+            common = ~above & (values < lod)
+            below = below | common
+            logv = np.where(common, -np.inf, logv)
         if group.height < min_n:
             skipped.append(meta | {"n": group.height, "why": f"n = {group.height} < minimum {min_n}"})
             continue

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["generate"], ["run"], ["demo"], ["sql"], ["releases"], ["releases", "list"], ["releases", "show"],
+     ["releases", "verify"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_generate_writes_the_demo_files(tmp_path: Path) -> None:
+    result = invoke("generate", "--out", str(tmp_path), "--healthy", "20", "--patients", "5", "--seed", "3")
+    assert result.exit_code == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "manifest.csv" in names and "olink_npx_batch1.csv" in names
+    assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 26
+
+
+def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text('home = "x"\nno_such_key = 1\n')
+    bad = invoke("run", "--config", str(cfg))
+    assert bad.exit_code == 2 and "unknown key 'no_such_key'" in bad.output
+    missing = invoke("run", "--config", str(tmp_path / "nope.toml"))
+    assert missing.exit_code == 2 and "not found" in missing.output
+    cfg.write_text(f'home = "{tmp_path / "home"}"\n')
+    assert "no releases" in invoke("releases", "list", "--config", str(cfg)).output
+    shown = invoke("releases", "show", "2020.01.01-1", "--config", str(cfg))
+    assert shown.exit_code == 1 and "not found" in shown.output
+    sql = invoke("sql", "select 1", "--config", str(cfg))
+    assert sql.exit_code == 1 and "no warehouse" in sql.output
+    assert invoke("generate", "--out", str(tmp_path), "--healthy", "0").exit_code == 1
+
+
+@pytest.mark.slow
+def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Path, prefect_backend) -> None:
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    assert invoke("generate", "--out", str(home / "landing"), "--healthy", "160", "--patients", "20").exit_code == 0
+    result = invoke("run", "--config", str(cfg))
+    assert result.exit_code == 0, result.output
+    for text in ("files ingested", "reference groups published", "release", "warehouse", "duckdb -readonly"):
+        assert text in result.output
+    listed = json.loads(invoke("releases", "list", "--json", "--config", str(cfg)).output)
+    version = listed[0]["version"]
+    shown = json.loads(invoke("releases", "show", version, "--config", str(cfg)).output)
+    assert shown["version"] == version and "reference_intervals.parquet" in shown["files"]
+    assert invoke("releases", "verify", "--config", str(cfg)).exit_code == 0
+    out = invoke("sql", "select count(*) as n from reference_intervals", "--format", "csv", "--config", str(cfg))
+    assert out.exit_code == 0 and out.output.splitlines()[0] == "n" and int(out.output.splitlines()[1]) > 0
+    rejected = invoke("sql", "drop table files", "--config", str(cfg))
+    assert rejected.exit_code == 1 and "read-only" in rejected.output.lower()

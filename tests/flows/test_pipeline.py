@@ -1,0 +1,122 @@
+"""End-to-end: the Prefect flow over a generated landing folder, twice, plus bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from flows.config import load_settings
+from flows.pipeline import copy_demo
+from transforms.demo import generate_demo
+from warehouse import releases
+
+pytestmark = pytest.mark.slow
+
+INTERVAL_COLUMNS = [
+    "analyte", "uniprot", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max", "n", "n_below_lod",
+    "n_outliers_excluded", "method", "lower_limit", "upper_limit", "lower_ci_low", "lower_ci_high", "upper_ci_low",
+    "upper_ci_high", "median", "coverage", "ci_level", "lod",
+]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, prefect_backend):
+    from flows.pipeline import run_pipeline
+
+    home = tmp_path_factory.mktemp("home")
+    settings = load_settings(env={}, home=home, subject_key="test-key")
+    demo = generate_demo(seed=5, n_healthy=200, n_patients=40)
+    copy_demo(demo.files, settings.landing)
+    (settings.landing / "empty_export.csv").write_bytes(b"")
+    summary = run_pipeline(settings)
+    return settings, demo, summary
+
+
+def q(settings, sql: str):
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_first_run_loads_every_file_and_publishes_a_release(first_run) -> None:
+    settings, demo, summary = first_run
+    loaded = [f for f in summary.files if f.status == "loaded"]
+    assert len(loaded) == len(demo.files)
+    assert summary.status == "completed_with_problems"  # the empty file
+    assert summary.release_version is not None and summary.groups_published == 30
+    folder = settings.releases / summary.release_version
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.json", "reference_intervals.parquet", "reference_quantiles.parquet",
+    ]
+    intervals = pl.read_parquet(folder / "reference_intervals.parquet")
+    assert intervals.columns[: len(INTERVAL_COLUMNS)] == INTERVAL_COLUMNS
+    assert set(intervals["matrix"]) == {"serum"} and set(intervals["sex"]) == {"all"}
+    assert (intervals["n"] >= 120).all()
+    assert set(intervals.filter(pl.col("platform") == "olink")["unit"]) == {"NPX"}
+    assert set(intervals.filter(pl.col("platform") == "msd")["unit"]) == {"pg/mL"}
+    ok = intervals.filter(~pl.col("lower_limit_censored"))
+    assert (ok["lower_limit"] <= ok["median"]).all() and (intervals["median"] <= intervals["upper_limit"]).all()
+    quantiles = pl.read_parquet(folder / "reference_quantiles.parquet")
+    assert quantiles.columns == [*INTERVAL_COLUMNS[:9], "p", "value", "censored"]
+    assert quantiles.group_by(INTERVAL_COLUMNS[:6]).agg(pl.col("value").is_sorted())["value"].all()
+
+
+def test_every_published_file_matches_its_manifest_checksum(first_run) -> None:
+    settings, demo, summary = first_run
+    manifest = releases.read_manifest(settings.releases, summary.release_version)
+    assert releases.verify(settings.releases, summary.release_version) == []
+    assert {i["file"] for i in manifest["inputs"]} == set(demo.files)
+    assert manifest["files"]["reference_intervals.parquet"]["rows"] == 30
+    assert {c["name"] for c in manifest["files"]["reference_quantiles.parquet"]["schema"]} >= {"p", "value"}
+    assert manifest["parameters"]["min_n"] == 120 and manifest["code_version"]
+    index = json.loads((settings.releases / "index.json").read_text())
+    assert [r["version"] for r in index["releases"]] == [summary.release_version]
+
+
+def test_the_ledger_balances_and_the_warehouse_holds_the_rows(first_run) -> None:
+    settings, demo, _ = first_run
+    rows = q(settings, "select file_name, rows_read, rows_loaded, rows_quarantined, status from files")
+    assert all(r[1] == r[2] + r[3] for r in rows)
+    assert ("empty_export.csv", 0, 0, 0, "quarantined") in rows
+    assert (settings.quarantine / "empty_export.csv.reason.txt").read_text().startswith("empty_export.csv: the file")
+    n_samples = 240
+    assert q(settings, "select count(distinct sample_id) from measurements") == [(n_samples,)]
+    assert q(settings, "select count(*) from measurements") == [(n_samples * 30,)]
+    assert q(settings, "select count(*) from samples where subject_key like 'SUBJ%'") == [(0,)]
+    qc = q(settings, "select engine, count(*), bool_and(success) from qc_results group by engine order by engine")
+    assert qc == [("great_expectations", 7, True)]
+    assert q(settings, "select count(*) from quarantine where stage = 'file'") == [(1,)]
+
+
+def test_a_second_run_publishes_nothing_and_loads_nothing_twice(first_run) -> None:
+    from flows.pipeline import run_pipeline
+
+    settings, demo, first = first_run
+    before = q(settings, "select (select count(*) from raw_measurements), (select count(*) from files)")
+    again = run_pipeline(settings)
+    assert again.release_version is None and "inputs unchanged" in again.release_message
+    assert {f.status for f in again.files} == {"skipped"}
+    assert q(settings, "select (select count(*) from raw_measurements), (select count(*) from files)") == before
+    assert len(releases.read_index(settings.releases)) == 1
+
+
+def test_unknown_samples_wait_in_quarantine_until_a_manifest_names_them(first_run) -> None:
+    from flows.pipeline import run_pipeline
+
+    settings, _, _ = first_run
+    export = "sample_id,analyte,value,unit,plate_id,sample_type\nLATE-1,IL-6,2.5,pg/mL,PX,sample\nLATE-1,TNF,1.5,pg/mL,PX,sample\n"
+    (settings.landing / "late_export.csv").write_text(export)
+    run_pipeline(settings)
+    held = q(settings, "select reason from quarantine where sample_id = 'LATE-1'")
+    assert len(held) == 2 and "is in no manifest" in held[0][0]
+    manifest = "sample_id,subject_id,cohort,matrix,sex,age,collection_date\nLATE-1,SUBJ-X,patient,serum,F,40,2026-05-01\n"
+    (settings.landing / "late_manifest.csv").write_text(manifest)
+    run_pipeline(settings)
+    assert q(settings, "select count(*) from quarantine where sample_id = 'LATE-1'") == [(0,)]
+    assert q(settings, "select count(*) from measurements where sample_id = 'LATE-1' and platform = 'tidy'") == [(2,)]

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from transforms import schema
+from warehouse import db, loads, releases
+
+
+def entry(sha: str, name: str = "f.csv", rows: int = 2, held: int = 0) -> loads.LedgerEntry:
+    return loads.LedgerEntry(sha, name, "tidy", 10, rows + held, rows, held, "loaded", None, None, "run-1")
+
+
+def measurement_rows(sha: str, n: int = 2) -> pl.DataFrame:
+    return schema.conform(
+        pl.DataFrame({"source_file": ["f.csv"] * n, "source_sha256": [sha] * n, "line_number": list(range(2, n + 2)),
+                      "platform": ["tidy"] * n, "sample_id": [f"S{i}" for i in range(n)], "value": [1.0] * n}),
+        schema.MEASUREMENT,
+    )
+
+
+def test_migrations_apply_in_order_and_rerun_safely(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    con = db.connect(path)
+    versions = [r[0] for r in con.execute("select version from schema_version order by version").fetchall()]
+    assert versions == [v for v, _ in db.migration_files()]
+    assert db.migrate(con) == []
+    con.close()
+    con = db.connect(path)
+    assert con.execute("select count(*) from schema_version").fetchall()[0][0] == len(versions)
+    views = {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
+    assert {"measurements", "quarantine", "reference_intervals", "reference_quantiles"} <= views
+
+
+def test_every_migration_names_its_grain() -> None:
+    for _, path in db.migration_files():
+        assert path.read_text().startswith("-- grain:"), path.name
+
+
+def test_a_failing_load_leaves_no_trace(tmp_path: Path) -> None:
+    con = db.connect(tmp_path / "w.duckdb")
+    bad_quarantine = pl.DataFrame({"stage": [None]}, schema={"stage": pl.String})  # violates NOT NULL
+    with pytest.raises(duckdb.Error):
+        loads.load_file(con, entry("a"), rows=measurement_rows("a"), quarantine=bad_quarantine)
+    assert con.execute("select count(*) from raw_measurements").fetchall() == [(0,)]
+    assert con.execute("select count(*) from files").fetchall() == [(0,)]
+    loads.load_file(con, entry("a"), rows=measurement_rows("a"))
+    assert con.execute("select count(*) from raw_measurements").fetchall() == [(2,)]
+
+
+def test_same_name_new_content_replaces_rows_and_keeps_history(tmp_path: Path) -> None:
+    con = db.connect(tmp_path / "w.duckdb")
+    loads.load_file(con, entry("old", rows=2), rows=measurement_rows("old", 2))
+    replaced = loads.load_file(con, entry("new", rows=3), rows=measurement_rows("new", 3))
+    assert replaced == ["old"]
+    assert loads.read_raw(con)["source_sha256"].unique().to_list() == ["new"]
+    assert con.execute("select sha256, status, replaced_by from files order by sha256").fetchall() == [
+        ("new", "loaded", None), ("old", "replaced", "new"),
+    ]
+
+
+def _tables() -> dict[str, pl.DataFrame]:
+    return {
+        "reference_intervals": schema.empty(schema.REFERENCE_INTERVAL),
+        "reference_quantiles": schema.empty(schema.REFERENCE_QUANTILE),
+    }
+
+
+def test_releases_are_versioned_verified_immutable_and_indexed(tmp_path: Path) -> None:
+    root = tmp_path / "releases"
+    when = datetime(2026, 11, 25, 10, 0, 0)
+    a = releases.publish(root, tables=_tables(), created_at=when, parameters={"min_n": 120},
+                         inputs=[{"file": "x", "sha256": "1"}], input_fingerprint="fp1", code_version="test")
+    b = releases.publish(root, tables=_tables(), created_at=when, parameters={"min_n": 120},
+                         inputs=[], input_fingerprint="fp2", code_version="test")
+    assert (a.version, b.version) == ("2026.11.25-1", "2026.11.25-2")
+    assert b.manifest["previous_version"] == a.version
+    assert [i["version"] for i in releases.read_index(root)] == [a.version, b.version]
+    assert sorted(p.name for p in a.path.iterdir()) == [
+        "manifest.json", "reference_intervals.parquet", "reference_quantiles.parquet",
+    ]
+    assert releases.verify(root, a.version) == []
+    assert not list(root.glob(".staging-*"))
+    target = a.path / "reference_quantiles.parquet"
+    target.chmod(0o644)
+    target.write_bytes(target.read_bytes() + b"x")
+    assert releases.verify(root, a.version) == ["reference_quantiles.parquet: sha256 differs from the manifest"]
+    with pytest.raises(releases.ReleaseError, match="not found"):
+        releases.read_manifest(root, "1999.01.01-1")
