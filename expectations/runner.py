@@ -71,7 +71,9 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
                         pl.lit("qc").alias("stage"),
                         pl.lit(f"{suite.name}.{e.label}").alias("check"),
                         (
-                            pl.col("source_file") + pl.lit(": line ") + pl.col("line_number").cast(pl.String)
+                            pl.col("source_file")
+                            + pl.lit(": line ")
+                            + pl.col("line_number").cast(pl.String)
                             + pl.lit(f": {e.why}")
                         ).alias("reason"),
                     ),
@@ -95,7 +97,6 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     import great_expectations.expectations as gxe
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

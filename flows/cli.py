@@ -12,14 +12,19 @@ from rich.console import Console
 
 from flows.config import ConfigError, Settings, load_settings
 
-app = typer.Typer(help="Raw immunoassay exports -> versioned healthy reference distributions (never a diagnosis).",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Raw immunoassay exports -> versioned healthy reference distributions (never a diagnosis).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 releases_app = typer.Typer(help="List, show and verify published releases.", no_args_is_help=True)
 app.add_typer(releases_app, name="releases")
 console = Console()
 err = Console(stderr=True)
 
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="refranges.toml to use (default: ./refranges.toml).")]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="refranges.toml to use (default: ./refranges.toml).")
+]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -27,9 +32,9 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def settings_or_exit(config: Path | None, **overrides: object) -> Settings:
+def settings_or_exit(config: Path | None, home: Path | None = None) -> Settings:
     try:
-        return load_settings(config, **overrides)
+        return load_settings(config, home=home)
     except ConfigError as exc:
         fail(str(exc), 2)
         raise  # unreachable

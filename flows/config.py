@@ -71,9 +71,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     try:
         if "Path" in str(kind):
             return Path(str(value)).expanduser()
-        if kind == "int" or "int" == str(kind):
+        if kind == "int" or str(kind) == "int":
             return int(value)
-        if kind == "float" or "float" == str(kind):
+        if kind == "float" or str(kind) == "float":
             return float(value)
         return str(value)
     except (TypeError, ValueError) as exc:

@@ -72,7 +72,11 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=here, capture_output=True, text=True, timeout=5, check=True,
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -86,7 +90,8 @@ def list_landing(landing: Path) -> list[Path]:
     """Files waiting in the landing folder (I/O: retried)."""
     landing.mkdir(parents=True, exist_ok=True)
     return sorted(
-        p for p in landing.rglob("*")
+        p
+        for p in landing.rglob("*")
         if p.is_file() and p.name not in IGNORED_NAMES and not p.name.startswith((".", "~$"))
     )
 
@@ -113,7 +118,9 @@ def _quarantine_file(settings: Settings, path: Path, data: bytes, reason: str) -
 
 
 @task(cache_policy=NO_CACHE)
-def ingest_file(path: Path, settings: Settings, run_id: str, known: set[str], key: bytes) -> tuple[FileOutcome, pl.DataFrame]:
+def ingest_file(
+    path: Path, settings: Settings, run_id: str, known: set[str], key: bytes
+) -> tuple[FileOutcome, pl.DataFrame]:
     """Read, check and load one file atomically. Returns its outcome and the rows to validate with GX."""
     logger = get_run_logger()
     data = path.read_bytes()
@@ -152,19 +159,36 @@ def ingest_file(path: Path, settings: Settings, run_id: str, known: set[str], ke
     quarantine = pl.concat(held)
     archive = _archive(settings, path, data, sha)
     entry = loads.LedgerEntry(
-        sha, name, result.layout, len(data), result.rows_read, n_loaded, quarantine.height, "loaded", None,
-        str(archive), run_id,
+        sha,
+        name,
+        result.layout,
+        len(data),
+        result.rows_read,
+        n_loaded,
+        quarantine.height,
+        "loaded",
+        None,
+        str(archive),
+        run_id,
     )
     assert entry.rows_read == entry.rows_loaded + entry.rows_quarantined, f"ledger does not balance for {name}"
     with db.connect(settings.warehouse) as con:
-        replaced = loads.load_file(con, entry, rows=rows if samples is None else None, quarantine=quarantine,
-                                   samples=samples)
+        replaced = loads.load_file(
+            con, entry, rows=rows if samples is None else None, quarantine=quarantine, samples=samples
+        )
     if settings.landing_mode == "move":
         path.unlink()
-    logger.info("%s: %s, %d rows read, %d loaded, %d quarantined", name, result.layout, result.rows_read,
-                n_loaded, quarantine.height)
-    return FileOutcome(name, sha, "loaded", result.layout, result.rows_read, n_loaded, quarantine.height,
-                       replaced=replaced), checked
+    logger.info(
+        "%s: %s, %d rows read, %d loaded, %d quarantined",
+        name,
+        result.layout,
+        result.rows_read,
+        n_loaded,
+        quarantine.height,
+    )
+    return FileOutcome(
+        name, sha, "loaded", result.layout, result.rows_read, n_loaded, quarantine.height, replaced=replaced
+    ), checked
 
 
 @task(cache_policy=NO_CACHE)
@@ -193,7 +217,11 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]
 
 
 def input_fingerprint(settings: Settings, file_hashes: list[str], dictionary_sha: str) -> str:
-    payload = {"files": sorted(file_hashes), "parameters": settings.parameters(), "dictionary": dictionary_sha}
+    payload = {
+        "files": sorted(file_hashes),
+        "parameters": settings.parameters(),
+        "dictionary": dictionary_sha,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -207,16 +235,25 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
         last = releases.latest(settings.releases)
         if last is not None and last["input_fingerprint"] == fingerprint:
-            return {"version": None, "message": f"inputs unchanged since release {last['version']}: nothing published"}
+            return {
+                "version": None,
+                "message": f"inputs unchanged since release {last['version']}: nothing published",
+            }
         healthy = con.sql("select * from measurements where cohort = 'healthy'").pl()
     build = build_reference(
-        healthy, min_n=settings.min_n, coverage=settings.coverage, ci_level=settings.ci_level,
+        healthy,
+        min_n=settings.min_n,
+        coverage=settings.coverage,
+        ci_level=settings.ci_level,
         k_privacy=settings.quantile_k,
     )
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
     if build.intervals.height == 0:
-        return {"version": None, "message": "no reference group reached the minimum n: nothing published",
-                "skipped": skipped}
+        return {
+            "version": None,
+            "message": "no reference group reached the minimum n: nothing published",
+            "skipped": skipped,
+        }
     created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     published = releases.publish(
         settings.releases,
@@ -229,12 +266,24 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     )
     with db.connect(settings.warehouse) as con:
         loads.record_release(
-            con, version=published.version, created_at=created, input_fingerprint=fingerprint,
-            previous_version=published.manifest["previous_version"], path=str(published.path),
-            intervals=build.intervals, quantiles=build.quantiles, outliers=build.outliers, run_id=run_id,
+            con,
+            version=published.version,
+            created_at=created,
+            input_fingerprint=fingerprint,
+            previous_version=published.manifest["previous_version"],
+            path=str(published.path),
+            intervals=build.intervals,
+            quantiles=build.quantiles,
+            outliers=build.outliers,
+            run_id=run_id,
         )
-    return {"version": published.version, "path": str(published.path), "groups": build.intervals.height,
-            "message": f"published release {published.version}", "skipped": skipped}
+    return {
+        "version": published.version,
+        "path": str(published.path),
+        "groups": build.intervals.height,
+        "message": f"published release {published.version}",
+        "skipped": skipped,
+    }
 
 
 @flow(name="refranges-run", log_prints=True)

@@ -24,9 +24,13 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_column("detail")
-    table.add_row("files ingested", str(len([f for f in new if f.status == "loaded"])),
-                  ", ".join(sorted(Counter(f.layout or "?" for f in new if f.status == "loaded").elements()))
-                  if len(new) < 6 else _counts(Counter(f.layout or "?" for f in new if f.status == "loaded")))
+    table.add_row(
+        "files ingested",
+        str(len([f for f in new if f.status == "loaded"])),
+        ", ".join(sorted(Counter(f.layout or "?" for f in new if f.status == "loaded").elements()))
+        if len(new) < 6
+        else _counts(Counter(f.layout or "?" for f in new if f.status == "loaded")),
+    )
     table.add_row("files unchanged (skipped)", str(len(skipped)), "same content already ingested" if skipped else "")
     table.add_row("files quarantined", str(len(bad_files)), "; ".join(f"{f.name}: {f.reason}" for f in bad_files))
     table.add_row("rows read", str(sum(f.rows_read for f in new)), "")
@@ -34,17 +38,21 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     table.add_row("rows quarantined at ingest", str(sum(f.rows_quarantined for f in new)), "")
     held = ", ".join(f"{k}: {v}" for k, v in sorted(summary.held_by_check.items())) or "none"
     table.add_row("held back in warehouse (all runs)", str(sum(summary.held_by_check.values())), held)
-    table.add_row("reference groups published", str(summary.groups_published),
-                  f"{len(summary.groups_skipped)} groups below the minimum n" if summary.groups_skipped else "")
+    table.add_row(
+        "reference groups published",
+        str(summary.groups_published),
+        f"{len(summary.groups_skipped)} groups below the minimum n" if summary.groups_skipped else "",
+    )
     table.add_row("release", summary.release_version or "-", summary.release_message)
     if summary.release_path:
         table.add_row("release folder", "", summary.release_path)
     table.add_row("warehouse", "", summary.warehouse)
-    table.add_row("open the warehouse", "", f"duckdb -readonly {summary.warehouse}   or   refranges sql \"select ...\"")
+    table.add_row("open the warehouse", "", f'duckdb -readonly {summary.warehouse}   or   refranges sql "select ..."')
     console.print(table)
     if summary.status != "completed":
-        console.print(f"[yellow]run status: {summary.status}[/yellow] (see the quarantine folder and the "
-                      "`quarantine` view)")
+        console.print(
+            f"[yellow]run status: {summary.status}[/yellow] (see the quarantine folder and the `quarantine` view)"
+        )
     console.print(f"[dim]{DISCLAIMER}[/dim]")
 
 

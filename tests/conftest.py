@@ -18,7 +18,7 @@ os.environ.update(
     PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED="false",
 )
 
-import pytest  # noqa: E402
+import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_EXAMPLES = SHARED / "data" / "examples"
@@ -31,7 +31,8 @@ def prefect_backend():
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120), temporary_settings(
-        updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield

@@ -6,8 +6,23 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_TRANSFORMS = {"duckdb", "prefect", "great_expectations", "requests", "httpx", "urllib", "socket",
-                           "shutil", "subprocess", "pathlib", "os", "fsspec", "expectations", "warehouse", "flows"}
+FORBIDDEN_IN_TRANSFORMS = {
+    "duckdb",
+    "prefect",
+    "great_expectations",
+    "requests",
+    "httpx",
+    "urllib",
+    "socket",
+    "shutil",
+    "subprocess",
+    "pathlib",
+    "os",
+    "fsspec",
+    "expectations",
+    "warehouse",
+    "flows",
+}
 FORBIDDEN_CALLS = {"open", "read_bytes", "read_text", "write_bytes", "write_text", "read_csv_batched"}
 
 

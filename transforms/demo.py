@@ -240,11 +240,7 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
                 "Detection Limits: Calc. High",
             ]
         }
-        names = (
-            [f"S00{k}" for k in range(1, 8)]
-            + ["C1", "C2"]
-            + [sample_ids[i] for i in on_plate]
-        )
+        names = [f"S00{k}" for k in range(1, 8)] + ["C1", "C2"] + [sample_ids[i] for i in on_plate]
         wells = _rows(2 * len(names))
         for spot, (name, h, median, gsd, llod) in enumerate(MSD_ASSAYS, start=1):
             uloq = median * 2000

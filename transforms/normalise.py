@@ -71,8 +71,10 @@ def _quarantine(frame: pl.DataFrame, *, stage: str, check: str, reason: pl.Expr)
 
 def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Attach analyte (HGNC), uniprot, analyte_label and mw_kda; hold back names the dictionary lacks."""
-    names = rows.select("analyte_raw").unique().with_columns(
-        pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key")
+    names = (
+        rows.select("analyte_raw")
+        .unique()
+        .with_columns(pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key"))
     )
     named = rows.join(names, on="analyte_raw", how="left").join(lookup, on="key", how="left").drop("key")
     unknown = named.filter(pl.col("analyte").is_null())
@@ -88,8 +90,11 @@ def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataF
         hints[raw] = ", ".join(names_close) if names_close else "none"
     unknown = unknown.with_columns(pl.col("analyte_raw").replace_strict(hints, return_dtype=pl.String).alias("__hint"))
     reason = (
-        pl.lit("analyte '") + pl.col("analyte_raw") + pl.lit("' is not in the analyte dictionary (closest: ")
-        + pl.col("__hint") + pl.lit("); add it to transforms/analytes.csv if it is a new name for a known marker")
+        pl.lit("analyte '")
+        + pl.col("analyte_raw")
+        + pl.lit("' is not in the analyte dictionary (closest: ")
+        + pl.col("__hint")
+        + pl.lit("); add it to transforms/analytes.csv if it is a new name for a known marker")
     )
     return known, _quarantine(unknown, stage="normalise", check="analyte_known", reason=reason)
 
@@ -130,30 +135,47 @@ def convert_units(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     table = []
     for u in units:
         factor, kind = unit_factor(u)
-        table.append({"unit_raw": u, "__factor": factor, "__kind": kind if factor is not None else "unknown",
-                      "__why": None if factor is not None else kind})
+        table.append(
+            {
+                "unit_raw": u,
+                "__factor": factor,
+                "__kind": kind if factor is not None else "unknown",
+                "__why": None if factor is not None else kind,
+            }
+        )
     facts = pl.DataFrame(
         table, schema={"unit_raw": pl.String, "__factor": pl.Float64, "__kind": pl.String, "__why": pl.String}
     )
     joined = rows.join(facts, on="unit_raw", how="left")
-    factor = (
+    to_canonical = (
         pl.when(pl.col("__kind") == "molar").then(pl.col("__factor") * pl.col("mw_kda")).otherwise(pl.col("__factor"))
     )
-    joined = joined.with_columns(factor.alias("__f"))
+    joined = joined.with_columns(to_canonical.alias("__f"))
     bad = joined.filter(pl.col("__f").is_null())
     good = joined.filter(pl.col("__f").is_not_null()).with_columns(
-        pl.when(pl.col("__kind") == "log").then(pl.col("unit_raw").str.to_uppercase()).otherwise(pl.lit(CANONICAL_UNIT))
+        pl.when(pl.col("__kind") == "log")
+        .then(pl.col("unit_raw").str.to_uppercase())
+        .otherwise(pl.lit(CANONICAL_UNIT))
         .alias("unit"),
         (pl.col("value") * pl.col("__f")).alias("value"),
         (pl.col("limit_value") * pl.col("__f")).alias("limit_value"),
         (pl.col("lod") * pl.col("__f")).alias("lod"),
     )
-    reason = pl.when(pl.col("__kind") == "molar").then(
-        pl.lit("unit '") + pl.col("unit_raw") + pl.lit("' is molar and the dictionary has no molecular weight for ")
-        + pl.col("analyte") + pl.lit("; add mw_kda to transforms/analytes.csv")
-    ).otherwise(
-        pl.col("__why").fill_null(pl.lit("unit missing"))
-        + pl.lit(" for ") + pl.col("analyte") + pl.lit("; correct the unit in the export")
+    reason = (
+        pl.when(pl.col("__kind") == "molar")
+        .then(
+            pl.lit("unit '")
+            + pl.col("unit_raw")
+            + pl.lit("' is molar and the dictionary has no molecular weight for ")
+            + pl.col("analyte")
+            + pl.lit("; add mw_kda to transforms/analytes.csv")
+        )
+        .otherwise(
+            pl.col("__why").fill_null(pl.lit("unit missing"))
+            + pl.lit(" for ")
+            + pl.col("analyte")
+            + pl.lit("; correct the unit in the export")
+        )
     )
     held = _quarantine(bad, stage="normalise", check="unit_known", reason=reason)
     return good.drop("__factor", "__kind", "__why", "__f"), held
@@ -171,7 +193,8 @@ def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFram
     joined = study.join(known, on="sample_id", how="left")
     unknown = joined.filter(pl.col("cohort").is_null())
     reason = (
-        pl.lit("sample ") + pl.col("sample_id")
+        pl.lit("sample ")
+        + pl.col("sample_id")
         + pl.lit(" is in no manifest; send a manifest that lists it (the rows load on the next run)")
     )
     held = _quarantine(unknown, stage="link", check="sample_in_manifest", reason=reason)
@@ -192,8 +215,9 @@ def to_log(frame: pl.DataFrame) -> pl.DataFrame:
     def _log(c: str) -> pl.Expr:
         return pl.when(is_log).then(pl.col(c)).when(pl.col(c) > 0).then(pl.col(c).log()).otherwise(None)
 
-    return frame.with_columns(_log("value").alias("log_value"), _log("limit_value").alias("log_limit"),
-                              _log("lod").alias("log_lod"))
+    return frame.with_columns(
+        _log("value").alias("log_value"), _log("limit_value").alias("log_limit"), _log("lod").alias("log_lod")
+    )
 
 
 def from_log(frame: pl.DataFrame) -> pl.DataFrame:
@@ -215,7 +239,9 @@ def plate_control_shifts(frame: pl.DataFrame) -> pl.DataFrame:
     Returns platform, panel, analyte, plate_id, shift, n_controls.
     """
     keys = ["platform", "panel", "analyte"]
-    ctrl = frame.filter((pl.col("sample_type") == "control") & pl.col("censoring").is_null() & pl.col("log_value").is_not_null())
+    ctrl = frame.filter(
+        (pl.col("sample_type") == "control") & pl.col("censoring").is_null() & pl.col("log_value").is_not_null()
+    )
     per_plate = ctrl.group_by([*keys, "plate_id", "sample_id"]).agg(pl.col("log_value").mean().alias("m"))
     long_run = per_plate.group_by([*keys, "sample_id"]).agg(pl.col("m").median().alias("ref"))
     deltas = per_plate.join(long_run, on=[*keys, "sample_id"]).with_columns((pl.col("m") - pl.col("ref")).alias("d"))
@@ -251,47 +277,57 @@ def combine_replicates(frame: pl.DataFrame) -> pl.DataFrame:
     below = pl.col("censoring").is_in(["below_lod", "below_lloq"])
     above = pl.col("censoring") == "above_uloq"
     measured = pl.col("censoring").is_null() | (pl.col("censoring") == "extrapolated")
-    linear = pl.when(pl.col("unit").is_in(list(LOG_SCALE_UNITS))).then(2 ** pl.col("log_value")).otherwise(
-        pl.col("log_value").exp()
+    linear = (
+        pl.when(pl.col("unit").is_in(list(LOG_SCALE_UNITS)))
+        .then(2 ** pl.col("log_value"))
+        .otherwise(pl.col("log_value").exp())
     )
-    grouped = frame.with_columns(linear.alias("__lin")).group_by(keys).agg(
-        pl.len().alias("n_replicates"),
-        below.sum().alias("__n_below"),
-        above.sum().alias("__n_above"),
-        pl.col("log_value").filter(measured).mean().alias("__m"),
-        (pl.col("__lin").filter(measured).std() / pl.col("__lin").filter(measured).mean()).alias("replicate_cv"),
-        pl.col("log_limit").filter(below).max().alias("__below_limit"),
-        pl.col("log_limit").filter(above).min().alias("__above_limit"),
-        pl.col("log_lod").max().alias("log_lod"),
-        pl.col("censoring").filter(below).first().alias("__below_kind"),
-        pl.col("plate_id").unique().sort().str.join(",").alias("plate_id"),
-        pl.col("batch").unique().sort().str.join(",").alias("batch"),
-        pl.col("batch_method").unique().sort().str.join(",").alias("batch_method"),
-        pl.col("source_file").unique().sort().str.join(",").alias("source_file"),
-        (pl.col("censoring") == "extrapolated").any().alias("__extrap"),
+    grouped = (
+        frame.with_columns(linear.alias("__lin"))
+        .group_by(keys)
+        .agg(
+            pl.len().alias("n_replicates"),
+            below.sum().alias("__n_below"),
+            above.sum().alias("__n_above"),
+            pl.col("log_value").filter(measured).mean().alias("__m"),
+            (pl.col("__lin").filter(measured).std() / pl.col("__lin").filter(measured).mean()).alias("replicate_cv"),
+            pl.col("log_limit").filter(below).max().alias("__below_limit"),
+            pl.col("log_limit").filter(above).min().alias("__above_limit"),
+            pl.col("log_lod").max().alias("log_lod"),
+            pl.col("censoring").filter(below).first().alias("__below_kind"),
+            pl.col("plate_id").unique().sort().str.join(",").alias("plate_id"),
+            pl.col("batch").unique().sort().str.join(",").alias("batch"),
+            pl.col("batch_method").unique().sort().str.join(",").alias("batch_method"),
+            pl.col("source_file").unique().sort().str.join(",").alias("source_file"),
+            (pl.col("censoring") == "extrapolated").any().alias("__extrap"),
+        )
     )
     half = pl.col("n_replicates") / 2
-    out = grouped.with_columns(
-        pl.when(pl.col("__n_below") >= half)
-        .then(pl.col("__below_kind"))
-        .when(pl.col("__n_above") >= half)
-        .then(pl.lit("above_uloq"))
-        .when(pl.col("__extrap"))
-        .then(pl.lit("extrapolated"))
-        .otherwise(pl.lit(None, pl.String))
-        .alias("censoring"),
-    ).with_columns(
-        pl.when(pl.col("censoring").is_in(["below_lod", "below_lloq"]))
-        .then(pl.col("__below_limit"))
-        .when(pl.col("censoring") == "above_uloq")
-        .then(pl.col("__above_limit"))
-        .otherwise(None)
-        .alias("log_limit"),
-    ).with_columns(
-        pl.when(pl.col("censoring").is_in(["below_lod", "below_lloq", "above_uloq"]))
-        .then(pl.col("log_limit"))
-        .otherwise(pl.col("__m"))
-        .alias("log_value"),
+    out = (
+        grouped.with_columns(
+            pl.when(pl.col("__n_below") >= half)
+            .then(pl.col("__below_kind"))
+            .when(pl.col("__n_above") >= half)
+            .then(pl.lit("above_uloq"))
+            .when(pl.col("__extrap"))
+            .then(pl.lit("extrapolated"))
+            .otherwise(pl.lit(None, pl.String))
+            .alias("censoring"),
+        )
+        .with_columns(
+            pl.when(pl.col("censoring").is_in(["below_lod", "below_lloq"]))
+            .then(pl.col("__below_limit"))
+            .when(pl.col("censoring") == "above_uloq")
+            .then(pl.col("__above_limit"))
+            .otherwise(None)
+            .alias("log_limit"),
+        )
+        .with_columns(
+            pl.when(pl.col("censoring").is_in(["below_lod", "below_lloq", "above_uloq"]))
+            .then(pl.col("log_limit"))
+            .otherwise(pl.col("__m"))
+            .alias("log_value"),
+        )
     )
     return schema.conform(from_log(out), schema.NORMALISED)
 
@@ -301,9 +337,7 @@ def assign_batch(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col("plate_id").alias("batch"))
 
 
-def normalise(
-    rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+def normalise(rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Raw measurement rows + manifest samples -> one row per sample x analyte, and what was held back."""
     named, q1 = resolve_analytes(rows, lookup)
     converted, q2 = convert_units(named)
@@ -313,4 +347,3 @@ def normalise(
     combined = combine_replicates(study)
     held = pl.concat([q1, q2, q3], how="vertical")
     return combined, held
-

@@ -131,8 +131,10 @@ def reference_interval(
     if log_scale is None:
         with np.errstate(divide="ignore", invalid="ignore"):
             log_scale = np.where(cens, -np.inf, np.log(x))
-    excluded = tukey_outliers(np.asarray(log_scale, dtype=float), cens) if outliers == "tukey" else np.zeros(
-        x.size, dtype=bool
+    excluded = (
+        tukey_outliers(np.asarray(log_scale, dtype=float), cens)
+        if outliers == "tukey"
+        else np.zeros(x.size, dtype=bool)
     )
     keep = ~excluded
     ranked = np.sort(np.where(cens, -np.inf, x)[keep])
@@ -172,7 +174,12 @@ def reference_interval(
 
 
 def quantile_grid(
-    values: np.ndarray, *, censored: np.ndarray, lod: float | None, grid: np.ndarray = DEFAULT_GRID, k: int = 5
+    values: np.ndarray,
+    *,
+    censored: np.ndarray,
+    lod: float | None,
+    grid: np.ndarray = DEFAULT_GRID,
+    k: int = 5,
 ) -> pl.DataFrame:
     """The healthy distribution as (p, value, censored), keeping only p with >= k values on each side.
 
@@ -227,10 +234,13 @@ def build_reference(
         values = np.where(above, np.inf, values)
         logv = group["log_value"].to_numpy().astype(float)
         logv = np.where(above, np.inf, np.where(below, -np.inf, logv))
-        lod_candidates = group.filter(pl.col("censoring").is_in(["below_lod", "below_lloq"]))["limit_value"]
-        lod = float(lod_candidates.max()) if lod_candidates.len() and lod_candidates.max() is not None else (
-            float(group["lod"].max()) if group["lod"].max() is not None else None
-        )
+        censored_limits = group.filter(pl.Series(below))["limit_value"].drop_nulls().to_numpy()
+        reported_lods = group["lod"].drop_nulls().to_numpy()
+        lod: float | None = None
+        if censored_limits.size:
+            lod = float(censored_limits.max())
+        elif reported_lods.size:
+            lod = float(reported_lods.max())
         if lod is not None:
             # limits differ between plates: censor every value under the highest limit of the group, so
             # that censored values rank below every measured one (a common threshold, docs/statistics.md)
@@ -240,9 +250,7 @@ def build_reference(
         if group.height < min_n:
             skipped.append(meta | {"n": group.height, "why": f"n = {group.height} < minimum {min_n}"})
             continue
-        ri = reference_interval(
-            values, censored=below, lod=lod, coverage=coverage, ci_level=ci_level, log_scale=logv
-        )
+        ri = reference_interval(values, censored=below, lod=lod, coverage=coverage, ci_level=ci_level, log_scale=logv)
         if ri.n < min_n:
             skipped.append(meta | {"n": ri.n, "why": f"n = {ri.n} after outlier exclusion < minimum {min_n}"})
             continue
@@ -254,9 +262,9 @@ def build_reference(
         quantiles.append(q.with_columns(pl.lit(v).alias(k) for k, v in meta.items()))
         if ri.excluded_index:
             outliers.append(
-                group[ri.excluded_index].select("sample_id", "value").with_columns(
-                    pl.lit(v).alias(k) for k, v in meta.items()
-                )
+                group[ri.excluded_index]
+                .select("sample_id", "value")
+                .with_columns(pl.lit(v).alias(k) for k, v in meta.items())
             )
     interval_frame = (
         schema.conform(pl.DataFrame(intervals, infer_schema_length=None), schema.REFERENCE_INTERVAL)
@@ -268,14 +276,25 @@ def build_reference(
         if quantiles
         else schema.empty(schema.REFERENCE_QUANTILE)
     )
-    out_schema = {**{k: schema.REFERENCE_INTERVAL[k] for k in schema.GROUP_KEYS}, "sample_id": pl.String(),
-                  "value": pl.Float64()}
+    out_schema = {
+        **{k: schema.REFERENCE_INTERVAL[k] for k in schema.GROUP_KEYS},
+        "sample_id": pl.String(),
+        "value": pl.Float64(),
+    }
     outlier_frame = (
-        schema.conform(pl.concat(outliers, how="diagonal_relaxed"), out_schema) if outliers else schema.empty(out_schema)
+        schema.conform(pl.concat(outliers, how="diagonal_relaxed"), out_schema)
+        if outliers
+        else schema.empty(out_schema)
     )
-    skip_schema = {**{k: schema.REFERENCE_INTERVAL[k] for k in schema.GROUP_KEYS}, "n": pl.Int64(), "why": pl.String()}
+    skip_schema = {
+        **{k: schema.REFERENCE_INTERVAL[k] for k in schema.GROUP_KEYS},
+        "n": pl.Int64(),
+        "why": pl.String(),
+    }
     skipped_frame = (
-        schema.conform(pl.DataFrame(skipped, infer_schema_length=None), skip_schema) if skipped else schema.empty(skip_schema)
+        schema.conform(pl.DataFrame(skipped, infer_schema_length=None), skip_schema)
+        if skipped
+        else schema.empty(skip_schema)
     )
     sort_keys = ["analyte", "platform", "panel", "matrix", "unit", "sex"]
     return ReferenceBuild(

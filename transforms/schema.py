@@ -62,7 +62,17 @@ SAMPLE: dict[str, pl.DataType] = {
 }
 
 #: Keys that define one reference group. A group is always one platform + panel + matrix + unit.
-GROUP_KEYS: list[str] = ["analyte", "uniprot", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max"]
+GROUP_KEYS: list[str] = [
+    "analyte",
+    "uniprot",
+    "platform",
+    "panel",
+    "matrix",
+    "unit",
+    "sex",
+    "age_min",
+    "age_max",
+]
 
 #: One row per sample x analyte after normalisation (the analyst's `measurements`).
 NORMALISED: dict[str, pl.DataType] = {

@@ -39,7 +39,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         try:
             con.execute(path.read_text(encoding="utf-8"))
             con.execute(
-                "insert into schema_version values (?, ?, ?)", [version, path.name, datetime.now(UTC).replace(tzinfo=None)]
+                "insert into schema_version values (?, ?, ?)",
+                [version, path.name, datetime.now(UTC).replace(tzinfo=None)],
             )
             con.execute("commit")
         except Exception:

@@ -138,7 +138,11 @@ def replace_derived(
 
 
 def insert_qc_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, *, run_id: str) -> None:
-    _insert(con, "qc_results", results.with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now()).alias("checked_at")))
+    _insert(
+        con,
+        "qc_results",
+        results.with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now()).alias("checked_at")),
+    )
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:

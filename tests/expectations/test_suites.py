@@ -44,20 +44,28 @@ def good_rows(n: int = 6) -> pl.DataFrame:
 
 
 BREAKERS = {
-    "not_null(sample_id)": lambda f: f.with_columns(pl.when(pl.col("line_number") == 3).then(None).otherwise(
-        pl.col("sample_id")).alias("sample_id")),
-    "not_null(analyte_raw)": lambda f: f.with_columns(pl.when(pl.col("line_number") == 3).then(None).otherwise(
-        pl.col("analyte_raw")).alias("analyte_raw")),
-    "not_null(plate_id)": lambda f: f.with_columns(pl.when(pl.col("line_number") == 3).then(None).otherwise(
-        pl.col("plate_id")).alias("plate_id")),
-    "in_set(unit_raw)": lambda f: f.with_columns(pl.when(pl.col("line_number") == 3).then(pl.lit("mg/dL")).otherwise(
-        pl.col("unit_raw")).alias("unit_raw")),
-    "between(concentration_value)": lambda f: f.with_columns(pl.when(pl.col("line_number") == 3).then(-1.0).otherwise(
-        pl.col("value")).alias("value")),
-    "between(npx_value)": lambda f: f.with_columns(pl.lit("NPX").alias("unit_raw"), pl.when(
-        pl.col("line_number") == 3).then(99.0).otherwise(pl.col("value")).alias("value")),
-    "unique(wells)": lambda f: pl.concat([f, f.filter(pl.col("line_number") == 3).with_columns(pl.lit(99).cast(
-        pl.Int64).alias("line_number"))]),
+    "not_null(sample_id)": lambda f: f.with_columns(
+        pl.when(pl.col("line_number") == 3).then(None).otherwise(pl.col("sample_id")).alias("sample_id")
+    ),
+    "not_null(analyte_raw)": lambda f: f.with_columns(
+        pl.when(pl.col("line_number") == 3).then(None).otherwise(pl.col("analyte_raw")).alias("analyte_raw")
+    ),
+    "not_null(plate_id)": lambda f: f.with_columns(
+        pl.when(pl.col("line_number") == 3).then(None).otherwise(pl.col("plate_id")).alias("plate_id")
+    ),
+    "in_set(unit_raw)": lambda f: f.with_columns(
+        pl.when(pl.col("line_number") == 3).then(pl.lit("mg/dL")).otherwise(pl.col("unit_raw")).alias("unit_raw")
+    ),
+    "between(concentration_value)": lambda f: f.with_columns(
+        pl.when(pl.col("line_number") == 3).then(-1.0).otherwise(pl.col("value")).alias("value")
+    ),
+    "between(npx_value)": lambda f: f.with_columns(
+        pl.lit("NPX").alias("unit_raw"),
+        pl.when(pl.col("line_number") == 3).then(99.0).otherwise(pl.col("value")).alias("value"),
+    ),
+    "unique(wells)": lambda f: pl.concat(
+        [f, f.filter(pl.col("line_number") == 3).with_columns(pl.lit(99).cast(pl.Int64).alias("line_number"))]
+    ),
 }
 
 

@@ -17,8 +17,17 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["generate"], ["run"], ["demo"], ["sql"], ["releases"], ["releases", "list"], ["releases", "show"],
-     ["releases", "verify"]],
+    [
+        [],
+        ["generate"],
+        ["run"],
+        ["demo"],
+        ["sql"],
+        ["releases"],
+        ["releases", "list"],
+        ["releases", "show"],
+        ["releases", "verify"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = invoke(*command, "--help")

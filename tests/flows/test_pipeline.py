@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -17,9 +16,29 @@ from warehouse import releases
 pytestmark = pytest.mark.slow
 
 INTERVAL_COLUMNS = [
-    "analyte", "uniprot", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max", "n", "n_below_lod",
-    "n_outliers_excluded", "method", "lower_limit", "upper_limit", "lower_ci_low", "lower_ci_high", "upper_ci_low",
-    "upper_ci_high", "median", "coverage", "ci_level", "lod",
+    "analyte",
+    "uniprot",
+    "platform",
+    "panel",
+    "matrix",
+    "unit",
+    "sex",
+    "age_min",
+    "age_max",
+    "n",
+    "n_below_lod",
+    "n_outliers_excluded",
+    "method",
+    "lower_limit",
+    "upper_limit",
+    "lower_ci_low",
+    "lower_ci_high",
+    "upper_ci_low",
+    "upper_ci_high",
+    "median",
+    "coverage",
+    "ci_level",
+    "lod",
 ]
 
 
@@ -52,7 +71,9 @@ def test_first_run_loads_every_file_and_publishes_a_release(first_run) -> None:
     assert summary.release_version is not None and summary.groups_published == 30
     folder = settings.releases / summary.release_version
     assert sorted(p.name for p in folder.iterdir()) == [
-        "manifest.json", "reference_intervals.parquet", "reference_quantiles.parquet",
+        "manifest.json",
+        "reference_intervals.parquet",
+        "reference_quantiles.parquet",
     ]
     intervals = pl.read_parquet(folder / "reference_intervals.parquet")
     assert intervals.columns[: len(INTERVAL_COLUMNS)] == INTERVAL_COLUMNS
@@ -80,7 +101,7 @@ def test_every_published_file_matches_its_manifest_checksum(first_run) -> None:
 
 
 def test_the_ledger_balances_and_the_warehouse_holds_the_rows(first_run) -> None:
-    settings, demo, _ = first_run
+    settings, _, _ = first_run
     rows = q(settings, "select file_name, rows_read, rows_loaded, rows_quarantined, status from files")
     assert all(r[1] == r[2] + r[3] for r in rows)
     assert ("empty_export.csv", 0, 0, 0, "quarantined") in rows
@@ -97,7 +118,7 @@ def test_the_ledger_balances_and_the_warehouse_holds_the_rows(first_run) -> None
 def test_a_second_run_publishes_nothing_and_loads_nothing_twice(first_run) -> None:
     from flows.pipeline import run_pipeline
 
-    settings, demo, first = first_run
+    settings, _, _ = first_run
     before = q(settings, "select (select count(*) from raw_measurements), (select count(*) from files)")
     again = run_pipeline(settings)
     assert again.release_version is None and "inputs unchanged" in again.release_message
@@ -110,12 +131,17 @@ def test_unknown_samples_wait_in_quarantine_until_a_manifest_names_them(first_ru
     from flows.pipeline import run_pipeline
 
     settings, _, _ = first_run
-    export = "sample_id,analyte,value,unit,plate_id,sample_type\nLATE-1,IL-6,2.5,pg/mL,PX,sample\nLATE-1,TNF,1.5,pg/mL,PX,sample\n"
+    export = (
+        "sample_id,analyte,value,unit,plate_id,sample_type\n"
+        "LATE-1,IL-6,2.5,pg/mL,PX,sample\nLATE-1,TNF,1.5,pg/mL,PX,sample\n"
+    )
     (settings.landing / "late_export.csv").write_text(export)
     run_pipeline(settings)
     held = q(settings, "select reason from quarantine where sample_id = 'LATE-1'")
     assert len(held) == 2 and "is in no manifest" in held[0][0]
-    manifest = "sample_id,subject_id,cohort,matrix,sex,age,collection_date\nLATE-1,SUBJ-X,patient,serum,F,40,2026-05-01\n"
+    manifest = (
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date\nLATE-1,SUBJ-X,patient,serum,F,40,2026-05-01\n"
+    )
     (settings.landing / "late_manifest.csv").write_text(manifest)
     run_pipeline(settings)
     assert q(settings, "select count(*) from quarantine where sample_id = 'LATE-1'") == [(0,)]

@@ -98,13 +98,24 @@ def test_molar_units_use_molecular_weight_and_unknown_units_are_held(lookup: pl.
 
 def _plate_frame(values: dict[tuple[str, str], float]) -> pl.DataFrame:
     rows = [
-        {"platform": "msd", "panel": "MSD", "analyte": "IL6", "plate_id": p, "sample_id": s,
-         "sample_type": "control" if s.startswith("C") else "sample", "value": v, "unit": "pg/mL",
-         "limit_value": None, "lod": None, "censoring": None}
+        {
+            "platform": "msd",
+            "panel": "MSD",
+            "analyte": "IL6",
+            "plate_id": p,
+            "sample_id": s,
+            "sample_type": "control" if s.startswith("C") else "sample",
+            "value": v,
+            "unit": "pg/mL",
+            "limit_value": None,
+            "lod": None,
+            "censoring": None,
+        }
         for (p, s), v in values.items()
     ]
-    return to_log(pl.DataFrame(rows, schema_overrides={"limit_value": pl.Float64, "lod": pl.Float64,
-                                                      "censoring": pl.String}))
+    return to_log(
+        pl.DataFrame(rows, schema_overrides={"limit_value": pl.Float64, "lod": pl.Float64, "censoring": pl.String})
+    )
 
 
 def test_plate_control_correction_removes_a_multiplicative_plate_effect() -> None:
@@ -122,8 +133,14 @@ def test_plate_control_correction_removes_a_multiplicative_plate_effect() -> Non
 @settings(max_examples=30, deadline=None)
 @given(st.floats(-3, 3), st.permutations(range(6)))
 def test_plate_correction_is_order_invariant_and_removes_any_constant(shift: float, order: list[int]) -> None:
-    base = {("P1", "C1"): 10.0, ("P1", "S1"): 3.0, ("P2", "C1"): 10.0, ("P2", "S2"): 4.0, ("P3", "C1"): 10.0,
-            ("P3", "S3"): 5.0}
+    base = {
+        ("P1", "C1"): 10.0,
+        ("P1", "S1"): 3.0,
+        ("P2", "C1"): 10.0,
+        ("P2", "S2"): 4.0,
+        ("P3", "C1"): 10.0,
+        ("P3", "S3"): 5.0,
+    }
     shifted = {k: (v * math.exp(shift) if k[0] == "P2" else v) for k, v in base.items()}
     frame = _plate_frame(shifted)
     a = correct_plates(frame).sort("sample_id", "plate_id")
@@ -137,18 +154,28 @@ def test_replicates_average_on_log_scale_and_censoring_needs_half() -> None:
     frame = pl.DataFrame(
         {
             "sample_id": ["S1", "S1", "S2", "S2", "S3", "S3"],
-            "analyte": ["IL6"] * 6, "uniprot": ["P05231"] * 6, "analyte_label": ["IL-6"] * 6,
-            "platform": ["msd"] * 6, "panel": ["MSD"] * 6, "unit": ["pg/mL"] * 6,
+            "analyte": ["IL6"] * 6,
+            "uniprot": ["P05231"] * 6,
+            "analyte_label": ["IL-6"] * 6,
+            "platform": ["msd"] * 6,
+            "panel": ["MSD"] * 6,
+            "unit": ["pg/mL"] * 6,
             "value": [2.0, 8.0, 0.05, 3.0, 0.05, 0.04],
             "censoring": [None, None, "below_lod", None, "below_lod", "below_lod"],
             "limit_value": [None, None, 0.1, None, 0.1, 0.12],
-            "lod": [0.1] * 6, "plate_id": ["P1"] * 6, "batch": ["P1"] * 6, "batch_method": ["plate_control"] * 6,
-            "source_file": ["f"] * 6, "sample_type": ["sample"] * 6,
+            "lod": [0.1] * 6,
+            "plate_id": ["P1"] * 6,
+            "batch": ["P1"] * 6,
+            "batch_method": ["plate_control"] * 6,
+            "source_file": ["f"] * 6,
+            "sample_type": ["sample"] * 6,
         }
     )
     out = combine_replicates(to_log(frame)).sort("sample_id")
     assert out["value"][0] == pytest.approx(4.0)  # geometric mean of 2 and 8
     assert out["replicate_cv"][0] == pytest.approx(np.std([2.0, 8.0], ddof=1) / 5.0)
-    assert out.select("censoring", "limit_value").rows()[1:] == [("below_lod", pytest.approx(0.1)),
-                                                                   ("below_lod", pytest.approx(0.12))]
+    assert out.select("censoring", "limit_value").rows()[1:] == [
+        ("below_lod", pytest.approx(0.1)),
+        ("below_lod", pytest.approx(0.12)),
+    ]
     assert out["n_replicates"].to_list() == [2, 2, 2]

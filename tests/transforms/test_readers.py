@@ -54,7 +54,9 @@ def test_olink_semicolon_decimal_comma_export(demo) -> None:
 def test_msd_plate_export_flags_detection_ranges_and_assumes_unit(demo) -> None:
     name = next(n for n in demo.files if n.startswith("msd"))
     r = read(demo.files[name], name)
-    assert r.rows["plate_id"].unique().to_list() == [name.removeprefix("msd_vplex_proinflammatory_").removesuffix(".csv")]
+    assert r.rows["plate_id"].unique().to_list() == [
+        name.removeprefix("msd_vplex_proinflammatory_").removesuffix(".csv")
+    ]
     assert set(r.rows["sample_type"]) == {"calibrator", "control", "sample"}
     assert r.rows["unit_raw"].unique().to_list() == ["pg/mL"]
     assert r.rows["unit_note"].drop_nulls().str.contains("assumed").all()
@@ -64,13 +66,13 @@ def test_msd_plate_export_flags_detection_ranges_and_assumes_unit(demo) -> None:
 
 def test_bad_rows_are_held_alone_with_file_line_and_reason() -> None:
     data = (
-        "sample_id,analyte,value,unit,plate_id\n"
-        "S1,IL-6,1.5,pg/mL,P1\n"
-        "S2,IL-6,abc,pg/mL,P1\n"
-        "S3,IL-6,NaN,pg/mL,P1\n"
-        ",IL-6,2.0,pg/mL,P1\n"
-        "S5,IL-6,< 0.12,pg/mL,P1\n"
-    ).encode()
+        b"sample_id,analyte,value,unit,plate_id\n"
+        b"S1,IL-6,1.5,pg/mL,P1\n"
+        b"S2,IL-6,abc,pg/mL,P1\n"
+        b"S3,IL-6,NaN,pg/mL,P1\n"
+        b",IL-6,2.0,pg/mL,P1\n"
+        b"S5,IL-6,< 0.12,pg/mL,P1\n"
+    )
     r = read(data, "lab.csv")
     assert r.rows["sample_id"].to_list() == ["S1", "S5"]
     reasons = dict(zip(r.quarantine["line_number"], r.quarantine["reason"], strict=True))
@@ -81,13 +83,17 @@ def test_bad_rows_are_held_alone_with_file_line_and_reason() -> None:
 
 def test_tidy_limits_set_censoring_flags() -> None:
     data = (
-        "sample_id,analyte,value,unit,plate_id,lod,uloq,sample_type\n"
-        "S1,IL-6,0.05,pg/mL,P1,0.1,100,sample\n"
-        "S2,IL-6,500,pg/mL,P1,0.1,100,sample\n"
-        "S3,IL-6,5,pg/mL,P1,0.1,100,control\n"
-    ).encode()
+        b"sample_id,analyte,value,unit,plate_id,lod,uloq,sample_type\n"
+        b"S1,IL-6,0.05,pg/mL,P1,0.1,100,sample\n"
+        b"S2,IL-6,500,pg/mL,P1,0.1,100,sample\n"
+        b"S3,IL-6,5,pg/mL,P1,0.1,100,control\n"
+    )
     r = read(data)
-    assert r.rows.select("censoring", "limit_value").rows() == [("below_lod", 0.1), ("above_uloq", 100.0), (None, None)]
+    assert r.rows.select("censoring", "limit_value").rows() == [
+        ("below_lod", 0.1),
+        ("above_uloq", 100.0),
+        (None, None),
+    ]
     assert r.rows["sample_type"].to_list() == ["sample", "sample", "control"]
 
 
@@ -102,7 +108,8 @@ def test_quirky_tidy_file_bom_crlf_comments_trailing_columns_repeated_header() -
     )
     r = read(b"\xef\xbb\xbf" + body.encode())
     assert r.rows.select("sample_id", "analyte_raw", "value", "line_number").rows() == [
-        ("00123", "IL-6", 1.5, 3), ("00124", "TNF-α", 1234.5, 5),
+        ("00123", "IL-6", 1.5, 3),
+        ("00124", "TNF-α", 1234.5, 5),
     ]
     r16 = read(body.replace(";", "\t").encode("utf-16"))
     assert r16.rows["value"].to_list() == [1.5, 1234.5]
@@ -114,8 +121,15 @@ def test_formula_cells_are_text_not_formulas() -> None:
 
 
 def test_parquet_and_excel_variants_read_like_csv() -> None:
-    frame = pl.DataFrame({"sample_id": ["S1", "S2"], "analyte": ["IL-6", "TNF"], "value": [1.5, 2.5],
-                          "unit": ["pg/mL", "pg/mL"], "plate_id": ["P1", "P1"]})
+    frame = pl.DataFrame(
+        {
+            "sample_id": ["S1", "S2"],
+            "analyte": ["IL-6", "TNF"],
+            "value": [1.5, 2.5],
+            "unit": ["pg/mL", "pg/mL"],
+            "plate_id": ["P1", "P1"],
+        }
+    )
     buf = io.BytesIO()
     frame.write_parquet(buf)
     r = read(buf.getvalue(), "x.parquet")
@@ -139,7 +153,13 @@ def test_unreadable_files_raise_a_reason_naming_the_file(data: bytes, match: str
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from(["1.5", "abc", "NaN", "< 0.1", "", "*3", ">ULOQ", "-2", "1,000"]), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.sampled_from(["1.5", "abc", "NaN", "< 0.1", "", "*3", ">ULOQ", "-2", "1,000"]),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_no_row_is_ever_lost(values: list[str]) -> None:
     lines = ["sample_id,analyte,value,unit,plate_id"] + [f'S{i},IL-6,"{v}",pg/mL,P1' for i, v in enumerate(values)]
     r = read("\n".join(lines).encode())

@@ -12,10 +12,30 @@ from transforms.reference import ci_ranks, quantile_grid, quantile_type6, refere
 GOLDEN = SHARED_GOLDEN / "reference_intervals"
 # R referenceIntervals 1.3.1, singleRefLimit(x, RI="n", CI="n"), copied from ../shared/data/golden
 NONPARAMETRIC_GOLDEN = {
-    "lognormal_n120": (0.510011035255, 6.3705094790125, 0.4177678033, 0.6986105883, 4.4753296473, 10.9194421093),
-    "lognormal_n240": (1.16989467296, 9.918281492485, 0.7787148317, 1.3732578619, 8.4056100821, 14.2826184347),
-    "lognormal_n400_outliers": (2.669380471765, 32.5753819205325, 2.2492140031, 2.896995995, 20.5934785068,
-                                78.5339081153),
+    "lognormal_n120": (
+        0.510011035255,
+        6.3705094790125,
+        0.4177678033,
+        0.6986105883,
+        4.4753296473,
+        10.9194421093,
+    ),
+    "lognormal_n240": (
+        1.16989467296,
+        9.918281492485,
+        0.7787148317,
+        1.3732578619,
+        8.4056100821,
+        14.2826184347,
+    ),
+    "lognormal_n400_outliers": (
+        2.669380471765,
+        32.5753819205325,
+        2.2492140031,
+        2.896995995,
+        20.5934785068,
+        78.5339081153,
+    ),
 }
 # CLSI EP28-A3c table of 90 % CI ranks for the 2.5th percentile (subset; the full table is checked below)
 EP28_RANKS = {119: (1, 7), 120: (1, 7), 200: (2, 10), 240: (2, 11), 400: (5, 16), 1000: (17, 34)}
@@ -40,7 +60,14 @@ def test_ci_ranks_match_the_full_ep28_table() -> None:
 def test_nonparametric_limits_agree_with_r_reference_intervals(name: str) -> None:
     values = pl.read_csv(GOLDEN / f"{name}.csv")["value"].to_numpy()
     ri = reference_interval(values, outliers=None)
-    got = (ri.lower_limit, ri.upper_limit, ri.lower_ci_low, ri.lower_ci_high, ri.upper_ci_low, ri.upper_ci_high)
+    got = (
+        ri.lower_limit,
+        ri.upper_limit,
+        ri.lower_ci_low,
+        ri.lower_ci_high,
+        ri.upper_ci_low,
+        ri.upper_ci_high,
+    )
     assert got == pytest.approx(NONPARAMETRIC_GOLDEN[name], rel=1e-9)
     assert ri.n == values.size and ri.method == "nonparametric"
 

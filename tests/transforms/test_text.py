@@ -23,14 +23,21 @@ def test_decode_handles_bom_utf16_and_crlf() -> None:
 
 @pytest.mark.parametrize("data", [b"", b"  \n\n", b"\x00\x01\x02binary"])
 def test_decode_refuses_empty_and_binary_files_with_the_file_name(data: bytes) -> None:
-    with pytest.raises(UnreadableFileError, match="export.csv"):
+    with pytest.raises(UnreadableFileError, match=r"export\.csv"):
         decode(data, source="export.csv")
 
 
 def test_censoring_tokens_become_flags_with_limits_never_numbers() -> None:
     out = _parse(["< 0.12", "<LOD", "OOR <", "OOR >", ">ULOQ", "> 500", "*12.3", "<LLOQ"])
     assert out["censoring"].to_list() == [
-        "below_lod", "below_lod", "below_lod", "above_uloq", "above_uloq", "above_uloq", "extrapolated", "below_lloq",
+        "below_lod",
+        "below_lod",
+        "below_lod",
+        "above_uloq",
+        "above_uloq",
+        "above_uloq",
+        "extrapolated",
+        "below_lloq",
     ]
     assert out["value"].to_list() == [None, None, None, None, None, None, 12.3, None]
     assert out["limit_value"].to_list() == [0.12, None, None, None, None, 500.0, None, None]
@@ -47,7 +54,9 @@ def test_text_tokens_are_missing_and_junk_is_refused() -> None:
 def test_thousands_separators_and_decimal_commas() -> None:
     assert _parse(["1,234.5", "12.5", "-3"])["value"].to_list() == [1234.5, 12.5, -3.0]
     assert _parse(["1.234,5", "12,5", "< 0,12"], decimal_comma=True).select("value", "limit_value").rows() == [
-        (1234.5, None), (12.5, None), (None, 0.12),
+        (1234.5, None),
+        (12.5, None),
+        (None, 0.12),
     ]
 
 
@@ -67,8 +76,12 @@ def test_read_table_skips_comments_blank_lines_repeated_headers_and_keeps_line_n
     assert table.line_numbers == [3, 7, 9]
 
 
-@given(st.lists(st.tuples(st.text("0123456789", min_size=1, max_size=6), st.sampled_from(["x", "y", "NaN", ""])),
-                max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.text("0123456789", min_size=1, max_size=6), st.sampled_from(["x", "y", "NaN", ""])),
+        max_size=40,
+    )
+)
 def test_read_table_loses_no_row_and_keeps_leading_zeros(rows: list[tuple[str, str]]) -> None:
     lines = ["id;val", *[f"{a};{b}" for a, b in rows]]
     table = read_table(lines, header_index=0, source="f")

@@ -17,8 +17,16 @@ def entry(sha: str, name: str = "f.csv", rows: int = 2, held: int = 0) -> loads.
 
 def measurement_rows(sha: str, n: int = 2) -> pl.DataFrame:
     return schema.conform(
-        pl.DataFrame({"source_file": ["f.csv"] * n, "source_sha256": [sha] * n, "line_number": list(range(2, n + 2)),
-                      "platform": ["tidy"] * n, "sample_id": [f"S{i}" for i in range(n)], "value": [1.0] * n}),
+        pl.DataFrame(
+            {
+                "source_file": ["f.csv"] * n,
+                "source_sha256": [sha] * n,
+                "line_number": list(range(2, n + 2)),
+                "platform": ["tidy"] * n,
+                "sample_id": [f"S{i}" for i in range(n)],
+                "value": [1.0] * n,
+            }
+        ),
         schema.MEASUREMENT,
     )
 
@@ -59,7 +67,8 @@ def test_same_name_new_content_replaces_rows_and_keeps_history(tmp_path: Path) -
     assert replaced == ["old"]
     assert loads.read_raw(con)["source_sha256"].unique().to_list() == ["new"]
     assert con.execute("select sha256, status, replaced_by from files order by sha256").fetchall() == [
-        ("new", "loaded", None), ("old", "replaced", "new"),
+        ("new", "loaded", None),
+        ("old", "replaced", "new"),
     ]
 
 
@@ -73,15 +82,31 @@ def _tables() -> dict[str, pl.DataFrame]:
 def test_releases_are_versioned_verified_immutable_and_indexed(tmp_path: Path) -> None:
     root = tmp_path / "releases"
     when = datetime(2026, 11, 25, 10, 0, 0)
-    a = releases.publish(root, tables=_tables(), created_at=when, parameters={"min_n": 120},
-                         inputs=[{"file": "x", "sha256": "1"}], input_fingerprint="fp1", code_version="test")
-    b = releases.publish(root, tables=_tables(), created_at=when, parameters={"min_n": 120},
-                         inputs=[], input_fingerprint="fp2", code_version="test")
+    a = releases.publish(
+        root,
+        tables=_tables(),
+        created_at=when,
+        parameters={"min_n": 120},
+        inputs=[{"file": "x", "sha256": "1"}],
+        input_fingerprint="fp1",
+        code_version="test",
+    )
+    b = releases.publish(
+        root,
+        tables=_tables(),
+        created_at=when,
+        parameters={"min_n": 120},
+        inputs=[],
+        input_fingerprint="fp2",
+        code_version="test",
+    )
     assert (a.version, b.version) == ("2026.11.25-1", "2026.11.25-2")
     assert b.manifest["previous_version"] == a.version
     assert [i["version"] for i in releases.read_index(root)] == [a.version, b.version]
     assert sorted(p.name for p in a.path.iterdir()) == [
-        "manifest.json", "reference_intervals.parquet", "reference_quantiles.parquet",
+        "manifest.json",
+        "reference_intervals.parquet",
+        "reference_quantiles.parquet",
     ]
     assert releases.verify(root, a.version) == []
     assert not list(root.glob(".staging-*"))

@@ -75,14 +75,20 @@ def value_checks(label: pl.Expr) -> list[tuple[str, pl.Expr, pl.Expr]]:
         (
             "value_is_number",
             ~pl.col("is_number_ok"),
-            pl.lit("value '") + pl.col("value_text") + pl.lit("' for ") + label
+            pl.lit("value '")
+            + pl.col("value_text")
+            + pl.lit("' for ")
+            + label
             + pl.lit(" is not a number; correct the cell or re-export"),
         ),
         (
             "value_reported",
             pl.col("is_missing") & pl.col("censoring").is_null(),
-            pl.lit("no value reported for ") + label
-            + pl.lit(" (cell '") + pl.col("value_text").fill_null("") + pl.lit("'); nothing to load"),
+            pl.lit("no value reported for ")
+            + label
+            + pl.lit(" (cell '")
+            + pl.col("value_text").fill_null("")
+            + pl.lit("'); nothing to load"),
         ),
         (
             "sample_id_present",

@@ -9,7 +9,7 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers import manifest, msd, olink, tidy
-from transforms.text import Table, UnreadableFileError, decode, read_table, split_fields, sniff_separator
+from transforms.text import Table, UnreadableFileError, decode, read_table, sniff_separator, split_fields
 
 #: Header fields (lower case) that identify a layout; the first layout whose fields are all present wins.
 SIGNATURES: list[tuple[str, set[str]]] = [
@@ -93,7 +93,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         lines = text.split("\n")
         found = detect_layout(lines)
         if found is None:
-            if any("DataType:" in line for line in lines[:HEADER_SCAN_LINES * 5]):
+            if any("DataType:" in line for line in lines[: HEADER_SCAN_LINES * 5]):
                 msg = (
                     f"{source}: Luminex xPONENT export recognised, but this version has no Luminex reader yet; "
                     "export the results as the generic tidy CSV (see docs/input-formats.md)"

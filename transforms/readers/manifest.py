@@ -43,7 +43,11 @@ def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFra
     )
     checks: list[tuple[str, pl.Expr, pl.Expr]] = [
         ("sample_id_present", pl.col("sample_id").is_null(), pl.lit("no sample_id")),
-        ("subject_id_present", pl.col("subject_id").is_null(), pl.lit("no subject_id for sample ") + pl.col("sample_id")),
+        (
+            "subject_id_present",
+            pl.col("subject_id").is_null(),
+            pl.lit("no subject_id for sample ") + pl.col("sample_id"),
+        ),
         (
             "cohort_known",
             ~pl.col("cohort").is_in(COHORTS),
@@ -74,7 +78,8 @@ def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFra
             (pl.col("__sev_text").is_not_null() & pl.col("severity").is_null() & pl.col("severity_label").is_null())
             | (pl.col("severity") < 0)
             | (pl.col("severity") > 100),
-            pl.lit("severity '") + pl.col("__sev_text").fill_null("")
+            pl.lit("severity '")
+            + pl.col("__sev_text").fill_null("")
             + pl.lit(f"' is neither 0-100 nor one of {', '.join(SEVERITY_LABELS)}"),
         ),
     ]
@@ -93,10 +98,8 @@ def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFra
         sha256=sha256,
     )
     held.append(q)
-    samples = frame.with_columns(
-        pl.lit(source).alias("source_file"), pl.lit(sha256).alias("source_sha256")
-    ).select([*[c for c in schema.SAMPLE if c != "subject_key"], "subject_id"])
-    samples = samples.with_columns(
-        [pl.col(c).cast(t) for c, t in schema.SAMPLE.items() if c in samples.columns]
+    samples = frame.with_columns(pl.lit(source).alias("source_file"), pl.lit(sha256).alias("source_sha256")).select(
+        [*[c for c in schema.SAMPLE if c != "subject_key"], "subject_id"]
     )
+    samples = samples.with_columns([pl.col(c).cast(t) for c, t in schema.SAMPLE.items() if c in samples.columns])
     return samples, pl.concat(held)

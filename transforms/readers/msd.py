@@ -32,6 +32,7 @@ def read_msd(
     frame = with_lines(table)
     plate_name = _plate_from_preamble(preamble)
     conc = column(table, "Calc. Concentration")
+    assert conc is not None, "layout detection guarantees a Calc. Concentration column"
     detection = text_col(table, "Detection Range").str.to_lowercase()
     group = text_col(table, "Sample Group").str.to_lowercase()
     sample = text_col(table, "Sample")

@@ -35,10 +35,12 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
         *numeric(text_col(table, "LOD"), decimal_comma=decimal_comma, prefix="lod_"),
         pl.concat_str(
             [
-                pl.when(text_col(table, "QC_Warning").str.to_lowercase().is_in(["pass", "ok"]).not_())
-                .then(pl.lit("QC_Warning=") + text_col(table, "QC_Warning")),
-                pl.when(text_col(table, "Assay_Warning").str.to_lowercase().is_in(["pass", "ok"]).not_())
-                .then(pl.lit("Assay_Warning=") + text_col(table, "Assay_Warning")),
+                pl.when(text_col(table, "QC_Warning").str.to_lowercase().is_in(["pass", "ok"]).not_()).then(
+                    pl.lit("QC_Warning=") + text_col(table, "QC_Warning")
+                ),
+                pl.when(text_col(table, "Assay_Warning").str.to_lowercase().is_in(["pass", "ok"]).not_()).then(
+                    pl.lit("Assay_Warning=") + text_col(table, "Assay_Warning")
+                ),
             ],
             separator="; ",
             ignore_nulls=True,
