@@ -36,3 +36,29 @@ def prefect_backend():
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/* from current output")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):
+    """Compare a frame with tests/golden/<name>.csv; --update-golden rewrites the file (review the diff)."""
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    update = request.config.getoption("--update-golden")
+
+    def check(name: str, frame: pl.DataFrame) -> None:
+        path = Path(__file__).parent / "golden" / f"{name}.csv"
+        text = frame.write_csv()
+        if update or not path.exists():
+            path.write_text(text, encoding="utf-8")
+            if not update:
+                pytest.fail(f"golden file {path.name} was missing and has been written; review and commit it")
+        expected = pl.read_csv(path, infer_schema=False)
+        actual = pl.read_csv(text.encode(), infer_schema=False)
+        assert_frame_equal(actual, expected)
+
+    return check

@@ -49,7 +49,7 @@ class Table:
     """A table cut out of a text export: all cells as text, plus the 1-based source line of each row."""
 
     frame: pl.DataFrame
-    line_numbers: list[int]
+    line_numbers: pl.Series  # Int64, one per row of frame
     separator: str
     header_line: int
 
@@ -89,34 +89,32 @@ def read_table(
         seen[n] = seen.get(n, 0) + 1
         unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
     stop = len(lines) if end_index is None else end_index
-    header_stripped = header.strip()
-    kept: list[str] = []
-    numbers: list[int] = []
-    for i in range(header_index + 1, stop):
-        line = lines[i]
-        stripped = line.strip()
-        if not stripped.strip(sep + '"').strip():
-            continue
-        if stripped.startswith(comment_prefixes) or stripped == header_stripped:
-            continue
-        kept.append(line)
-        numbers.append(i + 1)
+    first = header_index + 1
+    body = pl.DataFrame({"line": pl.Series(lines[first:stop], dtype=pl.String)}).with_row_index("i")
+    stripped = pl.col("line").str.strip_chars()
+    keep = (
+        (stripped.str.strip_chars(sep + '"').str.strip_chars() != "")
+        & ~pl.any_horizontal([stripped.str.starts_with(p) for p in comment_prefixes] or [pl.lit(False)])
+        & (stripped != header.strip())
+    )
+    kept = body.filter(keep)
+    numbers = (kept["i"].cast(pl.Int64) + (first + 1)).alias("line_number")
     width = len(unique)
-    if not kept:
+    if kept.height == 0:
         frame = pl.DataFrame(schema=dict.fromkeys(unique, pl.String))
-        return Table(frame, [], sep, header_index + 1)
-    body = "\n".join(kept)
+        return Table(frame, numbers, sep, header_index + 1)
+    text = kept["line"].str.join("\n").item()
     raw = pl.read_csv(
-        io.StringIO(body),
+        io.StringIO(text),
         has_header=False,
         separator=sep,
         infer_schema=False,
         truncate_ragged_lines=True,
         empty_string_is_null=False,
     )
-    if raw.height != len(kept):
+    if raw.height != kept.height:
         msg = (
-            f"{source}: {len(kept)} data lines but {raw.height} rows after parsing; a quoted cell spans "
+            f"{source}: {kept.height} data lines but {raw.height} rows after parsing; a quoted cell spans "
             "lines. Re-export without line breaks inside cells."
         )
         raise UnreadableFileError(msg)

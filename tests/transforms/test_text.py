@@ -73,7 +73,7 @@ def test_read_table_skips_comments_blank_lines_repeated_headers_and_keeps_line_n
     table = read_table(lines, header_index=1, source="f")
     assert table.frame.columns == ["a", "b"]
     assert table.frame.rows() == [("1", "2"), ("3", "4"), ("5", "6")]
-    assert table.line_numbers == [3, 7, 9]
+    assert table.line_numbers.to_list() == [3, 7, 9]
 
 
 @given(
@@ -87,4 +87,4 @@ def test_read_table_loses_no_row_and_keeps_leading_zeros(rows: list[tuple[str, s
     table = read_table(lines, header_index=0, source="f")
     assert table.frame.height == len(rows)
     assert table.frame["id"].to_list() == [a for a, _ in rows]
-    assert table.line_numbers == list(range(2, len(rows) + 2))
+    assert table.line_numbers.to_list() == list(range(2, len(rows) + 2))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from transforms import schema
-from transforms.readers import manifest, msd, olink, tidy
+from transforms.readers import luminex, manifest, msd, olink, tidy
 from transforms.text import Table, UnreadableFileError, decode, read_table, sniff_separator, split_fields
 
 #: Header fields (lower case) that identify a layout; the first layout whose fields are all present wins.
@@ -17,6 +17,7 @@ SIGNATURES: list[tuple[str, set[str]]] = [
     ("olink", {"sampleid", "assay", "npx"}),
     ("msd", {"sample", "assay", "well", "calc. concentration"}),
     ("tidy", {"sample_id", "analyte", "value", "unit", "plate_id"}),
+    ("bioplex", {"type", "well", "obs conc"}),
 ]
 HEADER_SCAN_LINES = 200
 
@@ -58,25 +59,45 @@ def detect_layout(lines: list[str]) -> tuple[str, int] | None:
 def _frame_table(frame: pl.DataFrame) -> Table:
     """A binary table (Parquet, Excel) as an all-text Table; rows are numbered as in a spreadsheet."""
     text = frame.select(pl.all().cast(pl.String).str.strip_chars())
-    return Table(text, list(range(2, text.height + 2)), ",", 1)
+    return Table(text, pl.int_range(2, text.height + 2, eager=True).alias("line_number"), ",", 1)
 
 
-def _binary_table(data: bytes, *, source: str) -> Table:
+def _excel_table(sheet: pl.DataFrame) -> tuple[Table, list[str], str] | None:
+    """Find a known header in the first rows of a header-less sheet; rows above it are the preamble."""
+    text = sheet.select(pl.all().cast(pl.String).str.strip_chars())
+    for i, row in enumerate(text.head(HEADER_SCAN_LINES).iter_rows()):
+        layout = _layout_of([v for v in row if v])
+        if layout is None:
+            continue
+        keep = [(c, v) for c, v in zip(text.columns, row, strict=True) if v]
+        names = [v for _, v in keep]
+        body = text.slice(i + 1).select([pl.col(c).fill_null("").alias(v) for c, v in keep])
+        non_empty = pl.any_horizontal([pl.col(v) != "" for v in names])
+        body = body.with_row_index("__i").filter(non_empty)
+        numbers = (body["__i"].cast(pl.Int64) + i + 2).alias("line_number")
+        # pandas-written workbooks carry 'Unnamed: n' placeholders in empty header cells
+        preamble = [",".join(v for v in r if v and not v.startswith("Unnamed: ")) for r in text.head(i).iter_rows()]
+        return Table(body.drop("__i"), numbers, ",", i + 1), preamble, layout
+    return None
+
+
+def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | None]:
     if data[:4] == b"PAR1":
         try:
             frame = pl.read_parquet(io.BytesIO(data))
         except Exception as exc:  # pyarrow/polars raise several types for a damaged file
             msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
             raise UnreadableFileError(msg) from exc
-        return _frame_table(frame)
+        return _frame_table(frame), [], _layout_of(frame.columns)
     try:
-        sheets = pl.read_excel(io.BytesIO(data), sheet_id=0, infer_schema_length=0)
+        sheets = pl.read_excel(io.BytesIO(data), sheet_id=0, has_header=False, infer_schema_length=0)
     except Exception as exc:
         msg = f"{source}: Excel workbook cannot be read ({exc}); save it again as .xlsx or CSV"
         raise UnreadableFileError(msg) from exc
-    for frame in sheets.values():
-        if _layout_of(frame.columns) is not None:
-            return _frame_table(frame)
+    for sheet in sheets.values():
+        found = _excel_table(sheet)
+        if found is not None:
+            return found
     msg = f"{source}: no sheet of this workbook has a known header (sheets: {', '.join(sheets)})"
     raise UnreadableFileError(msg)
 
@@ -85,28 +106,37 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
     """Read one export or manifest. Raises UnreadableFileError when the file cannot be read at all."""
     opts = options or {}
     if data[:4] == b"PAR1" or data[:4] == b"PK\x03\x04":
-        table = _binary_table(data, source=source)
-        layout = _layout_of(table.frame.columns)
-        preamble: list[str] = []
+        table, preamble, layout = _binary_table(data, source=source)
     else:
         text = decode(data, source=source)
         lines = text.split("\n")
+        if any(line.lstrip('"').startswith("DataType:") for line in lines[: HEADER_SCAN_LINES * 5]):
+            rows, bad = luminex.read_xponent(lines, source=source, sha256=sha256)
+            return ReadResult("luminex", rows, bad)
         found = detect_layout(lines)
+        if found is None and any(line.startswith("==========Data") for line in lines[:HEADER_SCAN_LINES]):
+            msg = (
+                f"{source}: MSD Methodical Mind signal export (raw ECL signal per well, no concentrations); "
+                "export the plate from Discovery Workbench with calculated concentrations"
+            )
+            raise UnreadableFileError(msg)
         if found is None:
-            if any("DataType:" in line for line in lines[: HEADER_SCAN_LINES * 5]):
-                msg = (
-                    f"{source}: Luminex xPONENT export recognised, but this version has no Luminex reader yet; "
-                    "export the results as the generic tidy CSV (see docs/input-formats.md)"
-                )
-            else:
-                msg = (
-                    f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected an "
-                    "Olink NPX, MSD Discovery Workbench, generic tidy or manifest header; see docs/input-formats.md)"
-                )
+            msg = (
+                f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected a manifest, "
+                "Olink NPX, MSD Discovery Workbench, Luminex xPONENT, Bio-Plex or generic tidy header; "
+                "see docs/input-formats.md)"
+            )
             raise UnreadableFileError(msg)
         layout, header_index = found
+        if layout == "bioplex":
+            unit = str(opts.get("msd_unit", "pg/mL"))
+            rows, bad = luminex.read_bioplex(lines, source=source, sha256=sha256, default_unit=unit)
+            return ReadResult(layout, rows, bad)
         table = read_table(lines, header_index=header_index, source=source)
         preamble = lines[:header_index]
+    if layout == "bioplex":
+        msg = f"{source}: Bio-Plex workbook; export the report as CSV (File > Export) and send that"
+        raise UnreadableFileError(msg)
     if layout is None:
         msg = f"{source}: columns {table.frame.columns[:8]} match no known layout; see docs/input-formats.md"
         raise UnreadableFileError(msg)

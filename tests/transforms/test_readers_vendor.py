@@ -1,0 +1,125 @@
+"""Vendor layouts from real-shaped files in tests/data, checked against golden canonical rows."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import SHARED_EXAMPLES
+from transforms.demo import generate_demo
+from transforms.readers import UnreadableFileError, read_file
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SHOWN = [
+    "line_number",
+    "platform",
+    "panel",
+    "plate_id",
+    "well",
+    "run_date",
+    "sample_id",
+    "sample_type",
+    "analyte_raw",
+    "value_text",
+    "value",
+    "unit_raw",
+    "censoring",
+    "limit_value",
+]
+
+
+def read_path(name: str):
+    data = (DATA / name).read_bytes()
+    return read_file(data, source=name, sha256=hashlib.sha256(data).hexdigest())
+
+
+def test_luminex_xponent_result_section(golden) -> None:
+    r = read_path("luminex_xponent_result.csv")
+    assert r.layout == "luminex"
+    golden("luminex_xponent_result", r.rows.select(SHOWN))
+    assert r.rows_read == 6 * 4  # one canonical row per (well, analyte) cell of the Result section
+    reasons = r.quarantine.sort("line_number")["reason"].to_list()
+    assert len(reasons) == 5  # the background row has four NaN cells, one cell is 'abc'
+    assert reasons[0] == "luminex_xponent_result.csv: line 28: no value reported for IL-6 (cell 'NaN'); nothing to load"
+    assert reasons[-1] == (
+        "luminex_xponent_result.csv: line 31: value 'abc' for IL-6 is not a number; correct the cell or re-export"
+    )
+
+
+def test_bioplex_report(golden) -> None:
+    r = read_path("bioplex_report.csv")
+    assert r.layout == "bioplex"
+    golden("bioplex_report", r.rows.select(SHOWN))
+    reasons = r.quarantine.sort("line_number")["reason"].to_list()
+    assert reasons == [
+        "bioplex_report.csv: line 7: no value reported for IL-6 (cell ''); nothing to load",
+        "bioplex_report.csv: line 18: value '***' for TNF-a is not a number; correct the cell or re-export",
+    ]
+
+
+@pytest.mark.skipif(not SHARED_EXAMPLES.exists(), reason="../shared/data/examples not present")
+def test_real_luminex_mfi_only_exports_are_refused_with_a_clear_reason() -> None:
+    for path in sorted((SHARED_EXAMPLES / "luminex").glob("*.csv")):
+        with pytest.raises(UnreadableFileError, match="MFI sections only") as info:
+            read_file(path.read_bytes(), source=path.name, sha256="x")
+        assert path.name in str(info.value)
+
+
+def test_olink_excel_and_parquet_variants_match_the_csv() -> None:
+    demo = generate_demo(seed=3, n_healthy=20, n_patients=5)
+    csv = demo.files["olink_npx_batch2.csv"]
+    from_csv = read_file(csv, source="o.csv", sha256="x").rows
+    frame = pl.read_csv(csv, infer_schema=False)
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    from_parquet = read_file(buf.getvalue(), source="o.parquet", sha256="x").rows
+    xbuf = io.BytesIO()
+    frame.write_excel(xbuf, worksheet="NPX Data")
+    from_excel = read_file(xbuf.getvalue(), source="o.xlsx", sha256="x").rows
+    cols = ["line_number", "sample_id", "sample_type", "analyte_raw", "value", "censoring", "limit_value", "plate_id"]
+    assert from_parquet.select(cols).equals(from_csv.select(cols))
+    assert from_excel.select(cols).equals(from_csv.select(cols))
+
+
+def test_manifest_from_excel_with_bad_rows() -> None:
+    frame = pl.DataFrame(
+        {
+            "sample_id": ["A1", "A2", "A3", "A4"],
+            "subject_id": ["s1", "s2", "s3", "s4"],
+            "cohort": ["healthy", "Patient", "control", "healthy"],
+            "matrix": ["serum", "Plasma", "serum", "serum"],
+            "sex": ["female", "M", "F", "x"],
+            "age": ["34", "51", "40", "29"],
+            "collection_date": ["2026-01-02", "2026-01-03", "2026-01-04", "2026-01-05"],
+            "severity": ["", "moderate", "", ""],
+        }
+    )
+    buf = io.BytesIO()
+    frame.write_excel(buf)
+    r = read_file(buf.getvalue(), source="manifest.xlsx", sha256="x")
+    assert r.layout == "manifest"
+    assert r.samples.select("sample_id", "cohort", "matrix", "sex", "severity_label").rows() == [
+        ("A1", "healthy", "serum", "F", None),
+        ("A2", "patient", "plasma", "M", "moderate"),
+    ]
+    reasons = r.quarantine.sort("line_number")["reason"].to_list()
+    assert reasons == [
+        "manifest.xlsx: line 4: cohort 'control' is not one of healthy, patient",
+        "manifest.xlsx: line 5: sex 'x' is not F/M (female/male)",
+    ]
+
+
+@pytest.mark.skipif(not SHARED_EXAMPLES.exists(), reason="../shared/data/examples not present")
+def test_real_msd_workbench_excel_and_methodical_mind_text() -> None:
+    data = (SHARED_EXAMPLES / "msd" / "test_msd_workbench_xlsx.xlsx").read_bytes()
+    r = read_file(data, source="wb.xlsx", sha256="x")
+    assert r.layout == "msd" and r.rows["plate_id"].unique().to_list() == ["Plate_TEST_PLATE_001"]
+    assert r.rows["line_number"].min() == 3  # spreadsheet row numbers: plate name, header, then data
+    assert r.rows_read == r.rows.height + r.quarantine.height == 24
+    assert r.quarantine["reason"].str.contains("no value reported for TEST_ASSAY").all()
+    with pytest.raises(UnreadableFileError, match="Methodical Mind signal export"):
+        read_file((SHARED_EXAMPLES / "msd" / "methodical_test_1.txt").read_bytes(), source="mm.txt", sha256="x")
