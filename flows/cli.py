@@ -43,7 +43,9 @@ def settings_or_exit(config: Path | None, home: Path | None = None) -> Settings:
 def quiet_environment(settings: Settings) -> None:
     """Offline-safe, quiet defaults for Prefect and GX; set before they are imported."""
     assert settings.prefect_home is not None
-    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home.resolve()))
+    if "PREFECT_HOME" not in os.environ:
+        settings.prefect_home.mkdir(parents=True, exist_ok=True)  # Prefect does not create parents
+        os.environ["PREFECT_HOME"] = str(settings.prefect_home.resolve())
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -101,6 +103,56 @@ def demo(
     assert settings.landing is not None
     copy_demo(generate_demo(seed=seed).files, settings.landing)
     raise typer.Exit(_run(settings))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Export or manifest files to ingest.")],
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be loaded and quarantined; write nothing.")
+    ] = False,
+) -> None:
+    """Read files into the warehouse without building a release."""
+    from rich.table import Table
+
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        fail(f"not a file: {', '.join(missing)}")
+    settings = settings_or_exit(config)
+    quiet_environment(settings)
+    if dry_run:
+        from flows.pipeline import dry_run as plan
+
+        outcomes = plan(paths, settings)
+    else:
+        from flows.pipeline import ingest_paths
+
+        outcomes = ingest_paths(settings, paths).files
+    table = Table(
+        "file",
+        "layout",
+        "status",
+        "rows read",
+        "would load" if dry_run else "loaded",
+        "quarantined",
+        "reason",
+        title="dry run: nothing written" if dry_run else "ingested",
+    )
+    would = {"loaded": "would load", "quarantined": "would quarantine", "skipped": "already ingested"}
+    for o in outcomes:
+        table.add_row(
+            o.name,
+            o.layout or "-",
+            would[o.status] if dry_run else o.status,
+            str(o.rows_read),
+            str(o.rows_loaded),
+            str(o.rows_quarantined),
+            o.reason or "",
+        )
+    console.print(table)
+    if any(o.status == "quarantined" for o in outcomes):
+        raise typer.Exit(1)
 
 
 @releases_app.command("list")

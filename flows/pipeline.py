@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
 
 from expectations.runner import quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
@@ -117,78 +118,92 @@ def _quarantine_file(settings: Settings, path: Path, data: bytes, reason: str) -
     return target
 
 
+@dataclass
+class FilePlan:
+    """What ingesting one file would do: computed without writing anything."""
+
+    outcome: FileOutcome
+    rows: pl.DataFrame | None = None  # rows that pass the checks and would be loaded
+    quarantine: pl.DataFrame | None = None
+    samples: pl.DataFrame | None = None
+    checked: pl.DataFrame | None = None  # parsed rows the QC suite looked at (for GX)
+
+
+def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: bytes) -> FilePlan:
+    """Parse and check one file's bytes; decide loaded / skipped / quarantined. No I/O."""
+    sha = _sha256(data)
+    if sha in known:
+        return FilePlan(FileOutcome(name, sha, "skipped", reason="already ingested (same content)"))
+    try:
+        result = read_file(data, source=name, sha256=sha, options={"msd_unit": settings.msd_unit})
+    except UnreadableFileError as exc:
+        return FilePlan(FileOutcome(name, sha, "quarantined", reason=str(exc)))
+    held = [result.quarantine]
+    plan = FilePlan(FileOutcome(name, sha, "loaded", result.layout, result.rows_read))
+    if result.samples is not None:
+        plan.samples = pseudonymise_subjects(result.samples, key)
+        plan.outcome.rows_loaded = plan.samples.height
+    else:
+        outcome = quarantine_rows(prepare_raw(result.rows), load_suite("raw_measurements"))
+        held.append(outcome.quarantine)
+        plan.checked = result.rows
+        plan.rows = schema.conform(outcome.passed, schema.MEASUREMENT)
+        plan.outcome.rows_loaded = plan.rows.height
+    plan.quarantine = pl.concat(held)
+    plan.outcome.rows_quarantined = plan.quarantine.height
+    o = plan.outcome
+    if o.rows_read != o.rows_loaded + o.rows_quarantined:  # a reader bug, never bad input
+        msg = f"ledger does not balance for {name}: {o.rows_read} != {o.rows_loaded} + {o.rows_quarantined}"
+        raise AssertionError(msg)
+    return plan
+
+
 @task(cache_policy=NO_CACHE)
 def ingest_file(
     path: Path, settings: Settings, run_id: str, known: set[str], key: bytes
 ) -> tuple[FileOutcome, pl.DataFrame]:
     """Read, check and load one file atomically. Returns its outcome and the rows to validate with GX."""
     logger = get_run_logger()
-    data = path.read_bytes()
-    sha = _sha256(data)
-    name = path.name
-    if sha in known:
-        return FileOutcome(name, sha, "skipped", reason="already ingested (same content)"), schema.empty(
-            schema.MEASUREMENT
-        )
     assert settings.warehouse is not None
-    try:
-        result = read_file(data, source=name, sha256=sha, options={"msd_unit": settings.msd_unit})
-    except UnreadableFileError as exc:
-        reason = str(exc)
-        _quarantine_file(settings, path, data, reason)
-        entry = loads.LedgerEntry(sha, name, None, len(data), 0, 0, 0, "quarantined", reason, None, run_id)
+    data = path.read_bytes()
+    plan = plan_file(data, path.name, settings, known, key)
+    o = plan.outcome
+    if o.status == "skipped":
+        return o, schema.empty(schema.MEASUREMENT)
+    if o.status == "quarantined":
+        _quarantine_file(settings, path, data, o.reason or "")
+        entry = loads.LedgerEntry(o.sha256, o.name, None, len(data), 0, 0, 0, "quarantined", o.reason, None, run_id)
         with db.connect(settings.warehouse) as con:
             loads.load_file(con, entry)
-        logger.warning("quarantined file %s: %s", name, reason)
-        if settings.landing_mode == "move":
-            path.unlink()
-        return FileOutcome(name, sha, "quarantined", reason=reason), schema.empty(schema.MEASUREMENT)
-    held = [result.quarantine]
-    rows = result.rows
-    samples = None
-    checked = schema.empty(schema.MEASUREMENT)
-    if result.samples is not None:
-        samples = pseudonymise_subjects(result.samples, key)
-        n_loaded = samples.height
+        logger.warning("quarantined file %s: %s", o.name, o.reason)
     else:
-        outcome = quarantine_rows(prepare_raw(rows), load_suite("raw_measurements"))
-        held.append(outcome.quarantine)
-        checked = rows
-        rows = schema.conform(outcome.passed, schema.MEASUREMENT)
-        n_loaded = rows.height
-    quarantine = pl.concat(held)
-    archive = _archive(settings, path, data, sha)
-    entry = loads.LedgerEntry(
-        sha,
-        name,
-        result.layout,
-        len(data),
-        result.rows_read,
-        n_loaded,
-        quarantine.height,
-        "loaded",
-        None,
-        str(archive),
-        run_id,
-    )
-    assert entry.rows_read == entry.rows_loaded + entry.rows_quarantined, f"ledger does not balance for {name}"
-    with db.connect(settings.warehouse) as con:
-        replaced = loads.load_file(
-            con, entry, rows=rows if samples is None else None, quarantine=quarantine, samples=samples
+        archive = _archive(settings, path, data, o.sha256)
+        entry = loads.LedgerEntry(
+            o.sha256,
+            o.name,
+            o.layout,
+            len(data),
+            o.rows_read,
+            o.rows_loaded,
+            o.rows_quarantined,
+            "loaded",
+            None,
+            str(archive),
+            run_id,
         )
-    if settings.landing_mode == "move":
+        with db.connect(settings.warehouse) as con:
+            o.replaced = loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine, samples=plan.samples)
+        logger.info(
+            "%s: %s, %d rows read, %d loaded, %d quarantined",
+            o.name,
+            o.layout,
+            o.rows_read,
+            o.rows_loaded,
+            o.rows_quarantined,
+        )
+    if settings.landing_mode == "move" and path.parent.resolve() == settings.landing.resolve():  # type: ignore[union-attr]
         path.unlink()
-    logger.info(
-        "%s: %s, %d rows read, %d loaded, %d quarantined",
-        name,
-        result.layout,
-        result.rows_read,
-        n_loaded,
-        quarantine.height,
-    )
-    return FileOutcome(
-        name, sha, "loaded", result.layout, result.rows_read, n_loaded, quarantine.height, replaced=replaced
-    ), checked
+    return o, plan.checked if plan.checked is not None else schema.empty(schema.MEASUREMENT)
 
 
 @task(cache_policy=NO_CACHE)
@@ -286,38 +301,88 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     }
 
 
-@flow(name="refranges-run", log_prints=True)
-def run_pipeline(settings: Settings) -> RunSummary:
-    """One pass: ingest new files, quality checks, normalise, build reference groups, publish."""
-    assert settings.warehouse is not None and settings.landing is not None
+def _new_run(settings: Settings) -> RunSummary:
+    assert settings.warehouse is not None
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
-    summary = RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
-    key = subject_key(settings)
     with db.connect(settings.warehouse) as con:
         loads.start_run(con, run_id)
+    return RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
+
+
+def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
+    """Ingest files one by one (each atomic), validate the new rows with GX, rebuild derived tables."""
+    assert settings.warehouse is not None
+    key = subject_key(settings)
+    with db.connect(settings.warehouse) as con:
         known = loads.known_hashes(con)
-    paths = list_landing(settings.landing)
     checked: list[pl.DataFrame] = []
     for path in paths:
-        outcome, rows = ingest_file(path, settings, run_id, known, key)
+        outcome, rows = ingest_file(path, settings, summary.run_id, known, key)
         known.add(outcome.sha256)
         summary.files.append(outcome)
         if rows.height:
             checked.append(rows)
     if checked:
-        validate_run(pl.concat(checked), settings, run_id)
-    _, summary.held_by_check = normalise_all(settings, run_id)
-    release = build_and_publish(settings, run_id)
+        validate_run(pl.concat(checked), settings, summary.run_id)
+    _, summary.held_by_check = normalise_all(settings, summary.run_id)
+
+
+def _finish(settings: Settings, summary: RunSummary) -> State:
+    """Record the run; a run that quarantined whole files ends as 'CompletedWithProblems'."""
+    assert settings.warehouse is not None
+    bad = [f for f in summary.files if f.status == "quarantined"]
+    if bad:
+        summary.status = "completed_with_problems"
+    with db.connect(settings.warehouse) as con:
+        loads.finish_run(con, summary.run_id, status=summary.status, summary=summary.as_dict())
+    if bad:
+        message = f"{len(bad)} file(s) quarantined: " + "; ".join(f.name for f in bad)
+        return Completed(message=message, name="CompletedWithProblems", data=summary)
+    return Completed(message=summary.release_message or "ok", data=summary)
+
+
+@flow(name="refranges-run", log_prints=True)
+def run_pipeline(settings: Settings) -> RunSummary:
+    """One pass: ingest new files, quality checks, normalise, build reference groups, publish."""
+    assert settings.landing is not None
+    summary = _new_run(settings)
+    _ingest(list_landing(settings.landing), settings, summary)
+    release = build_and_publish(settings, summary.run_id)
     summary.release_version = release.get("version")
     summary.release_path = release.get("path")
     summary.groups_published = int(release.get("groups", 0))
     summary.groups_skipped = list(release.get("skipped", []))
     summary.release_message = str(release["message"])
-    if any(f.status == "quarantined" for f in summary.files):
-        summary.status = "completed_with_problems"
-    with db.connect(settings.warehouse) as con:
-        loads.finish_run(con, run_id, status=summary.status, summary=summary.as_dict())
-    return summary
+    return _finish(settings, summary)  # type: ignore[return-value]  # the flow returns the state's data
+
+
+@flow(name="refranges-ingest", log_prints=True)
+def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
+    """Ingest the given files into the warehouse (no release is built)."""
+    summary = _new_run(settings)
+    _ingest(paths, settings, summary)
+    summary.release_message = "ingest only: no release built"
+    return _finish(settings, summary)  # type: ignore[return-value]
+
+
+def dry_run(paths: list[Path], settings: Settings) -> list[FileOutcome]:
+    """What ingesting these files would load and quarantine; writes nothing (no flow, no warehouse write)."""
+    assert settings.warehouse is not None
+    known: set[str] = set()
+    if settings.warehouse.exists():
+        import duckdb
+
+        con = duckdb.connect(str(settings.warehouse), read_only=True)
+        try:
+            known = {r[0] for r in con.execute("select sha256 from files").fetchall()}
+        finally:
+            con.close()
+    outcomes = []
+    for path in paths:
+        plan = plan_file(path.read_bytes(), path.name, settings, known, b"dry-run")
+        known.add(plan.outcome.sha256)
+        outcomes.append(plan.outcome)
+    return outcomes
 
 
 def copy_demo(files: dict[str, bytes], landing: Path) -> list[Path]:

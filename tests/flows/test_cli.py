@@ -77,3 +77,24 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     assert out.exit_code == 0 and out.output.splitlines()[0] == "n" and int(out.output.splitlines()[1]) > 0
     rejected = invoke("sql", "drop table files", "--config", str(cfg))
     assert rejected.exit_code == 1 and "read-only" in rejected.output.lower()
+
+
+def test_ingest_dry_run_reports_per_file_and_writes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\n')
+    files = tmp_path / "in"
+    files.mkdir()
+    (files / "bad.csv").write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,abc,pg/mL,P1\nS2,IL-6,1,pg/mL,P1\n")
+    (files / "empty.csv").write_bytes(b"")
+    result = runner.invoke(
+        app,
+        ["ingest", "--dry-run", "--config", str(cfg), str(files / "bad.csv"), str(files / "empty.csv")],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 1
+    assert (
+        "would load" in result.output and "would quarantine" in result.output and "the file is empty" in result.output
+    )
+    assert not home.exists()
+    assert invoke("ingest", str(files / "nope.csv")).exit_code == 1

@@ -146,3 +146,22 @@ def test_unknown_samples_wait_in_quarantine_until_a_manifest_names_them(first_ru
     run_pipeline(settings)
     assert q(settings, "select count(*) from quarantine where sample_id = 'LATE-1'") == [(0,)]
     assert q(settings, "select count(*) from measurements where sample_id = 'LATE-1' and platform = 'tidy'") == [(2,)]
+
+
+def test_move_mode_archives_read_only_and_a_bad_file_marks_the_run_state(tmp_path, prefect_backend) -> None:
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", landing_mode="move", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    good = "sample_id,analyte,value,unit,plate_id\nS1,IL-6,2.5,pg/mL,P1\n"
+    (settings.landing / "good.csv").write_text(good)
+    (settings.landing / "junk.bin").write_bytes(b"\x00\x01\x02junk")
+    state = run_pipeline(settings, return_state=True)
+    assert state.name == "CompletedWithProblems" and "junk.bin" in state.message
+    summary = state.result()
+    assert {f.name: f.status for f in summary.files} == {"good.csv": "loaded", "junk.bin": "quarantined"}
+    assert list(settings.landing.iterdir()) == []
+    archived = list(settings.archive.rglob("*.csv"))
+    assert len(archived) == 1 and archived[0].read_text() == good and not (archived[0].stat().st_mode & 0o222)
+    assert (settings.quarantine / "junk.bin.reason.txt").read_text().startswith("junk.bin: the file is binary")
+    assert summary.release_version is None and "minimum n" in summary.release_message

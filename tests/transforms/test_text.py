@@ -5,13 +5,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transforms.text import UnreadableFileError, decode, parse_numbers, read_table
+from transforms.text import UnreadableFileError, decode, read_table, with_numbers
 
 
 def _parse(cells: list[str | None], decimal_comma: bool = False) -> pl.DataFrame:
-    return pl.DataFrame({"c": cells}, schema={"c": pl.String}).with_columns(
-        parse_numbers(pl.col("c"), decimal_comma=decimal_comma)
-    )
+    return with_numbers(pl.DataFrame({"c": cells}, schema={"c": pl.String}), pl.col("c"), decimal_comma=decimal_comma)
 
 
 def test_decode_handles_bom_utf16_and_crlf() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from transforms import schema
-from transforms.text import Table, parse_numbers
+from transforms.text import Table
 
 
 def column(table: Table, *names: str) -> str | None:
@@ -27,11 +27,6 @@ def text_col(table: Table, *names: str) -> pl.Expr:
 
 def with_lines(table: Table) -> pl.DataFrame:
     return table.frame.with_columns(pl.Series("line_number", table.line_numbers, dtype=pl.Int64))
-
-
-def numeric(expr: pl.Expr, *, decimal_comma: bool, prefix: str) -> list[pl.Expr]:
-    """parse_numbers with every output column prefixed (for a second numeric column such as LOD)."""
-    return [e.name.prefix(prefix) for e in parse_numbers(expr, decimal_comma=decimal_comma)]
 
 
 def split_bad(

@@ -17,7 +17,7 @@ import re
 import polars as pl
 
 from transforms.readers.common import finish, value_checks
-from transforms.text import Table, UnreadableFileError, parse_numbers, read_table, sniff_separator, split_fields
+from transforms.text import UnreadableFileError, read_table, sniff_separator, split_fields, with_numbers
 
 CONCENTRATION_SECTIONS = ("Result", "Avg Result")
 LOCATION = r"^(\d+)\((\d+),([A-Z]+\d+)\)$"
@@ -93,6 +93,7 @@ def read_xponent(lines: list[str], *, source: str, sha256: str) -> tuple[pl.Data
     if "Location" not in frame.columns:
         long = long.with_columns(pl.lit(None, pl.String).alias("Location"))
     loc = pl.col("Location").str.extract_groups(LOCATION)
+    long = with_numbers(long, pl.col("value_text"))
     long = long.with_columns(
         pl.col("Sample").replace("", None).alias("sample_id"),
         (pl.lit(f"{batch}-P") + loc.struct.field("2").fill_null("1")).alias("plate_id"),
@@ -102,7 +103,6 @@ def read_xponent(lines: list[str], *, source: str, sha256: str) -> tuple[pl.Data
         pl.lit(run_date).str.to_date("%m/%d/%Y", strict=False).alias("run_date"),
         pl.col("analyte_raw").str.replace(r"\s*\(\d+\)$", "").alias("analyte_raw"),
         pl.col("analyte_raw").replace_strict(units, default=None, return_dtype=pl.String).alias("unit_raw"),
-        *parse_numbers(pl.col("value_text")),
     ).with_columns(_sample_type(pl.col("sample_id").fill_null("")).alias("sample_type"))
     label = pl.col("analyte_raw").fill_null("?")
     checks = value_checks(label)
@@ -142,6 +142,7 @@ def read_bioplex(lines: list[str], *, source: str, sha256: str, default_unit: st
             break
     col = {c.lower(): c for c in frame.columns}
     kind = pl.col(col["type"]).str.to_uppercase()
+    frame = with_numbers(frame, pl.col(col["obs conc"]))
     frame = frame.with_columns(
         pl.col(col.get("description", col["type"])).replace("", None).alias("sample_id"),
         pl.col(col["well"]).alias("well"),
@@ -159,6 +160,5 @@ def read_bioplex(lines: list[str], *, source: str, sha256: str, default_unit: st
         .then(pl.lit("blank"))
         .otherwise(pl.lit("sample"))
         .alias("sample_type"),
-        *parse_numbers(pl.col(col["obs conc"])),
     )
     return finish(frame, source=source, sha256=sha256, checks=value_checks(pl.col("analyte_raw").fill_null("?")))

@@ -10,7 +10,7 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers.common import split_bad, text_col, with_lines
-from transforms.text import Table, parse_numbers
+from transforms.text import Table, with_numbers
 
 COHORTS = ["healthy", "patient"]
 MATRICES = ["serum", "plasma"]
@@ -21,6 +21,9 @@ SEVERITY_LABELS = ["mild", "moderate", "severe", "very severe"]
 def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     frame = with_lines(table)
     sev_text = text_col(table, "severity")
+    frame = with_numbers(frame, text_col(table, "age"), prefix="age_")
+    frame = with_numbers(frame, sev_text, prefix="sev_")
+    frame = with_numbers(frame, text_col(table, "illness_duration_years"), prefix="dur_")
     frame = frame.with_columns(
         text_col(table, "sample_id").alias("sample_id"),
         text_col(table, "subject_id").alias("subject_id"),
@@ -29,9 +32,6 @@ def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFra
         text_col(table, "sex").str.to_lowercase().replace_strict(SEX, default=None).alias("sex"),
         text_col(table, "sex").alias("__sex_text"),
         text_col(table, "age").alias("__age_text"),
-        *[e.name.prefix("age_") for e in parse_numbers(text_col(table, "age"))],
-        *[e.name.prefix("sev_") for e in parse_numbers(sev_text)],
-        *[e.name.prefix("dur_") for e in parse_numbers(text_col(table, "illness_duration_years"))],
         text_col(table, "collection_date").str.to_date(strict=False).alias("collection_date"),
         text_col(table, "collection_date").alias("__date_text"),
         sev_text.str.to_lowercase().alias("__sev_text"),

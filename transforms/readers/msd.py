@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.readers.common import column, finish, numeric, text_col, value_checks, with_lines
-from transforms.text import Table, parse_numbers, sniff_separator, split_fields
+from transforms.readers.common import column, finish, text_col, value_checks, with_lines
+from transforms.text import Table, sniff_separator, split_fields, with_numbers
 
 UNIT_NOTE = "MSD export carries no unit; assumed the kit's reporting unit"
 
@@ -38,6 +38,9 @@ def read_msd(
     sample = text_col(table, "Sample")
     unit_col = column(table, "Units", "Unit")
     plate = text_col(table, "Plate Name", "Plate")
+    frame = with_numbers(frame, pl.col(conc))
+    frame = with_numbers(frame, text_col(table, "Detection Limits: Calc. Low"), prefix="low_")
+    frame = with_numbers(frame, text_col(table, "Detection Limits: Calc. High"), prefix="high_")
     frame = frame.with_columns(
         sample.alias("sample_id"),
         text_col(table, "Assay").alias("analyte_raw"),
@@ -48,9 +51,6 @@ def read_msd(
         pl.lit("MSD").alias("panel"),
         (pl.col(unit_col) if unit_col else pl.lit(default_unit)).alias("unit_raw"),
         pl.lit(None if unit_col else f"{UNIT_NOTE} ({default_unit})", dtype=pl.String).alias("unit_note"),
-        *parse_numbers(pl.col(conc), decimal_comma=False),
-        *numeric(text_col(table, "Detection Limits: Calc. Low"), decimal_comma=False, prefix="low_"),
-        *numeric(text_col(table, "Detection Limits: Calc. High"), decimal_comma=False, prefix="high_"),
         pl.when(group.is_not_null())
         .then(
             pl.when(group.str.contains("standard|calibrator"))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.readers.common import finish, numeric, text_col, value_checks, with_lines
-from transforms.text import Table, parse_numbers, uses_decimal_comma
+from transforms.readers.common import finish, text_col, value_checks, with_lines
+from transforms.text import Table, uses_decimal_comma, with_numbers
 
 CONTROL_PATTERN = r"(?i)(control|ipc|^neg|negative)"
 CONTROL_TYPES = ["sample_control", "plate_control", "negative_control", "control"]
@@ -22,6 +22,8 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
     sample = text_col(table, "SampleID")
     plate = text_col(table, "PlateID")
     stype = text_col(table, "Sample_Type").str.to_lowercase()
+    frame = with_numbers(frame, pl.col(npx_name), decimal_comma=decimal_comma)
+    frame = with_numbers(frame, text_col(table, "LOD"), decimal_comma=decimal_comma, prefix="lod_")
     frame = frame.with_columns(
         sample.alias("sample_id"),
         plate.alias("plate_id"),
@@ -31,8 +33,6 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
         pl.lit("NPX").alias("unit_raw"),
         pl.lit("olink").alias("platform"),
         pl.lit(None, dtype=pl.String).alias("well"),
-        *parse_numbers(pl.col(npx_name), decimal_comma=decimal_comma),
-        *numeric(text_col(table, "LOD"), decimal_comma=decimal_comma, prefix="lod_"),
         pl.concat_str(
             [
                 pl.when(text_col(table, "QC_Warning").str.to_lowercase().is_in(["pass", "ok"]).not_()).then(

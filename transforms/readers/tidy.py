@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.readers.common import finish, numeric, text_col, value_checks, with_lines
-from transforms.text import Table, parse_numbers, uses_decimal_comma
+from transforms.readers.common import finish, text_col, value_checks, with_lines
+from transforms.text import Table, uses_decimal_comma, with_numbers
 
 SAMPLE_TYPES = ["sample", "control", "bridge", "calibrator", "blank"]
 
@@ -17,21 +17,24 @@ SAMPLE_TYPES = ["sample", "control", "bridge", "calibrator", "blank"]
 def read_tidy(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     frame = with_lines(table)
     decimal_comma = uses_decimal_comma(frame["value"], table.separator)
+    frame = frame.with_columns(pl.col("value").alias("value_text"))
+    for prefix, col in (
+        ("", pl.col("value_text")),
+        ("lod_", text_col(table, "lod")),
+        ("lloq_", text_col(table, "lloq")),
+        ("uloq_", text_col(table, "uloq")),
+    ):
+        frame = with_numbers(frame, col, decimal_comma=decimal_comma, prefix=prefix)
     frame = frame.with_columns(
         text_col(table, "sample_id").alias("sample_id"),
         text_col(table, "analyte").alias("analyte_raw"),
         text_col(table, "plate_id").alias("plate_id"),
         text_col(table, "well").alias("well"),
         text_col(table, "unit").alias("unit_raw"),
-        pl.col("value").alias("value_text"),
         text_col(table, "platform").fill_null("tidy").str.to_lowercase().alias("platform"),
         text_col(table, "panel").fill_null("generic").alias("panel"),
         text_col(table, "sample_type").str.to_lowercase().fill_null("sample").alias("sample_type"),
         text_col(table, "run_date").str.to_date(strict=False).alias("run_date"),
-        *parse_numbers(pl.col("value"), decimal_comma=decimal_comma),
-        *numeric(text_col(table, "lod"), decimal_comma=decimal_comma, prefix="lod_"),
-        *numeric(text_col(table, "lloq"), decimal_comma=decimal_comma, prefix="lloq_"),
-        *numeric(text_col(table, "uloq"), decimal_comma=decimal_comma, prefix="uloq_"),
     )
     v = pl.col("value")
     frame = frame.with_columns(

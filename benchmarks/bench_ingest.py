@@ -1,0 +1,142 @@
+"""Ingest benchmark: parse + check + load of a large Olink-style NPX export, beside a bare polars.read_csv.
+
+Run on demand (not by CI):  .venv/bin/python benchmarks/bench_ingest.py [--rows 10000000]
+
+Each measurement runs in its own process so that peak RSS (ru_maxrss) belongs to that step alone.
+Target (ingestion issue): parse + load within 3x of the bare read_csv of the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_export(path: Path, rows: int) -> None:
+    import numpy as np
+    import polars as pl
+
+    n_assays = 100
+    n_samples = rows // n_assays
+    rng = np.random.default_rng(1)
+    sample = np.repeat(np.arange(n_samples), n_assays)
+    assay = np.tile(np.arange(n_assays), n_samples)
+    names = ["IL6", "TNF", "IFN-gamma", "IL10", "IL8"]
+    df = pl.DataFrame({"s": sample, "a": assay}).select(
+        pl.col("s").cast(pl.String).str.zfill(7).alias("SampleID"),
+        (pl.col("s") % 88 + 1).alias("Index"),
+        (pl.lit("OID") + pl.col("a").cast(pl.String).str.zfill(5)).alias("OlinkID"),
+        pl.lit("P05231").alias("UniProt"),
+        pl.col("a")
+        .replace_strict(
+            dict(enumerate(names)), default=pl.lit("assay") + pl.col("a").cast(pl.String), return_dtype=pl.String
+        )
+        .alias("Assay"),
+        pl.lit(0.02).alias("MissingFreq"),
+        pl.lit("Olink Explore").alias("Panel"),
+        pl.lit("B04414").alias("Panel_Lot_Nr"),
+        (pl.lit("PLATE") + (pl.col("s") // 88).cast(pl.String)).alias("PlateID"),
+        pl.lit("Pass").alias("QC_Warning"),
+        pl.lit(0.5).alias("LOD"),
+        pl.Series("NPX", rng.normal(3, 1, size=sample.size).round(5)),
+        pl.lit("Intensity").alias("Normalization"),
+        pl.lit("Pass").alias("Assay_Warning"),
+    )
+    df.write_csv(path)
+
+
+def step(kind: str, path: str) -> None:
+    import polars as pl
+
+    if kind == "bare":
+        t0 = time.perf_counter()
+        rows = pl.read_csv(path, infer_schema=False).height
+    else:
+        from flows.config import load_settings
+        from flows.pipeline import plan_file
+        from warehouse import db, loads
+
+        t0 = time.perf_counter()  # imports excluded: they are paid once per process, not per file
+        data = Path(path).read_bytes()
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings(env={}, home=Path(tmp), subject_key="bench")
+            plan = plan_file(data, Path(path).name, settings, set(), b"bench")
+            t_parse = time.perf_counter() - t0
+            o = plan.outcome
+            entry = loads.LedgerEntry(
+                o.sha256,
+                o.name,
+                o.layout,
+                len(data),
+                o.rows_read,
+                o.rows_loaded,
+                o.rows_quarantined,
+                "loaded",
+                None,
+                None,
+                "bench",
+            )
+            with db.connect(settings.warehouse) as con:
+                loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine)
+            rows = o.rows_read
+    seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = {"kind": kind, "rows": rows, "seconds": seconds, "peak_mb": peak_mb}
+    if kind == "ingest":
+        out["parse_seconds"] = t_parse
+    print(json.dumps(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--step", choices=["bare", "ingest"])
+    parser.add_argument("--file")
+    args = parser.parse_args()
+    if args.step:
+        step(args.step, args.file)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "olink_npx_bench.csv"
+        t0 = time.perf_counter()
+        make_export(path, args.rows)
+        size_mb = path.stat().st_size / 1e6
+        print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
+        results = {}
+        for kind in ("bare", "ingest"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--step", kind, "--file", str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            )
+            results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+    bare, ingest = results["bare"], results["ingest"]
+    print(f"{'step':<34}{'seconds':>10}{'rows/s':>14}{'peak MB':>10}")
+    print(
+        f"{'polars.read_csv (peer, bare)':<34}{bare['seconds']:>10.2f}{bare['rows'] / bare['seconds']:>14,.0f}"
+        f"{bare['peak_mb']:>10,.0f}"
+    )
+    print(
+        f"{'refranges parse + checks':<34}{ingest['parse_seconds']:>10.2f}"
+        f"{ingest['rows'] / ingest['parse_seconds']:>14,.0f}{'':>10}"
+    )
+    print(
+        f"{'refranges parse + checks + load':<34}{ingest['seconds']:>10.2f}{ingest['rows'] / ingest['seconds']:>14,.0f}"
+        f"{ingest['peak_mb']:>10,.0f}"
+    )
+    print(f"ratio to bare read_csv: {ingest['seconds'] / bare['seconds']:.1f}x (target <= 3x)")
+
+
+if __name__ == "__main__":
+    main()
