@@ -19,14 +19,16 @@ MAX_SAMPLE = 20
 
 @dataclass(frozen=True)
 class SuiteOutcome:
-    passed: pl.DataFrame  # rows that passed every expectation (row-level suites)
+    passed: pl.DataFrame  # rows that passed every 'quarantine' expectation
     quarantine: pl.DataFrame  # schema.QUARANTINE
+    failed: pl.DataFrame  # the held rows with their own columns plus `check` and `why`
     results: pl.DataFrame  # one row per expectation: suite, expectation, why, success, counts, sample
 
 
 RESULT_SCHEMA = {
     "suite": pl.String(),
     "expectation": pl.String(),
+    "action": pl.String(),
     "why": pl.String(),
     "success": pl.Boolean(),
     "element_count": pl.Int64(),
@@ -40,6 +42,7 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
     """Split ``frame`` by the suite's masks; each held row carries the first failed expectation's why."""
     marked = apply_suite(frame, suite)
     held: list[pl.DataFrame] = []
+    failed: list[pl.DataFrame] = []
     results: list[dict[str, Any]] = []
     remaining = marked
     for i, e in enumerate(suite.expectations):
@@ -55,6 +58,7 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
             {
                 "suite": suite.name,
                 "expectation": e.label,
+                "action": e.action,
                 "why": e.why,
                 "success": n_bad == 0,
                 "element_count": marked.height,
@@ -63,8 +67,13 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
                 "engine": "polars",
             }
         )
+        if e.action != "quarantine":
+            continue  # reported (warn) or gating a release (block), never removing rows
         bad = remaining.filter(pl.col(col))
         if bad.height:
+            failed.append(
+                bad.with_columns(pl.lit(f"{suite.name}.{e.label}").alias("check"), pl.lit(e.why).alias("why"))
+            )
             held.append(
                 schema.conform(
                     bad.with_columns(
@@ -85,6 +94,13 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
     return SuiteOutcome(
         passed=remaining.drop(fail_cols),
         quarantine=pl.concat(held) if held else schema.empty(schema.QUARANTINE),
+        failed=(
+            pl.concat(failed).drop([c for c in failed[0].columns if c.startswith("__fail_")])
+            if failed
+            else marked.clear()
+            .drop(fail_cols)
+            .with_columns(pl.lit(None, pl.String).alias("check"), pl.lit(None, pl.String).alias("why"))
+        ),
         results=pl.DataFrame(results, schema=RESULT_SCHEMA),
     )
 
@@ -130,6 +146,7 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
             {
                 "suite": suite.name,
                 "expectation": e.label,
+                "action": e.action,
                 "why": e.why,
                 "success": bool(r.success),
                 "element_count": int(res.get("element_count", frame.height) or 0),

@@ -11,12 +11,27 @@ import polars as pl
 
 SUITE_DIR = Path(__file__).parent / "suites"
 
+#: Thresholds used when none are passed (the configuration defaults; see flows/config.py and README).
+DEFAULT_THRESHOLDS: dict[str, Any] = {
+    "max_bad_row_share": 0.5,
+    "control_cv_max": 0.20,
+    "replicate_cv_max": 0.20,
+    "max_control_shift": 2.0,  # log scale: e^2 = 7.4-fold for concentrations, 4-fold in NPX
+    "below_lod_share_max": 0.5,
+    "min_n": 120,
+    "quantile_k": 5,
+}
+
+
+ACTIONS = ("quarantine", "warn", "block")
+
 
 @dataclass(frozen=True)
 class Expectation:
     type: str
     kwargs: dict[str, Any]
     why: str
+    action: str = "quarantine"  # quarantine the failing rows | warn (report only) | block (stop a release)
 
     @property
     def label(self) -> str:
@@ -32,16 +47,36 @@ class Suite:
     expectations: list[Expectation]
 
 
-def load_suite(name: str, directory: Path = SUITE_DIR) -> Suite:
-    """Read ``<directory>/<name>.json``. Raises ValueError naming the file for a malformed suite."""
+def _resolve(value: Any, thresholds: dict[str, Any], where: str) -> Any:
+    """Replace ``{"config": "key"}`` with the configured threshold (thresholds live in configuration)."""
+    if isinstance(value, dict) and set(value) == {"config"}:
+        key = value["config"]
+        if key not in thresholds:
+            msg = f"{where}: threshold '{key}' is not in the configuration"
+            raise ValueError(msg)
+        return thresholds[key]
+    return value
+
+
+def load_suite(name: str, directory: Path = SUITE_DIR, thresholds: dict[str, Any] | None = None) -> Suite:
+    """Read ``<directory>/<name>.json``, filling ``{"config": key}`` values from ``thresholds``.
+
+    Raises ValueError naming the file for a malformed suite.
+    """
     path = directory / f"{name}.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     items = []
     for i, e in enumerate(data.get("expectations", [])):
+        where = f"{path}: expectation {i} ({e.get('type')})"
         if not e.get("why"):
-            msg = f"{path}: expectation {i} ({e.get('type')}) has no 'why'; every failure must explain itself"
+            msg = f"{where} has no 'why'; every failure must explain itself"
             raise ValueError(msg)
-        items.append(Expectation(e["type"], dict(e.get("kwargs", {})), e["why"]))
+        action = e.get("action", "quarantine")
+        if action not in ACTIONS:
+            msg = f"{where}: action {action!r} is not one of {ACTIONS}"
+            raise ValueError(msg)
+        kwargs = {k: _resolve(v, thresholds or DEFAULT_THRESHOLDS, where) for k, v in e.get("kwargs", {}).items()}
+        items.append(Expectation(e["type"], kwargs, e["why"], action))
     return Suite(data["name"], data.get("grain", ""), data.get("level", "row"), items)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from expectations.suites import DEFAULT_THRESHOLDS
+
 CONFIG_FILE = "refranges.toml"
 
 
@@ -33,6 +35,13 @@ class Settings:
     ci_level: float = 0.90
     quantile_k: int = 5
     msd_unit: str = "pg/mL"
+    # quality thresholds: the defaults live beside the suites that read them
+    max_bad_row_share: float = DEFAULT_THRESHOLDS["max_bad_row_share"]
+    control_cv_max: float = DEFAULT_THRESHOLDS["control_cv_max"]
+    replicate_cv_max: float = DEFAULT_THRESHOLDS["replicate_cv_max"]
+    max_control_shift: float = DEFAULT_THRESHOLDS["max_control_shift"]
+    below_lod_share_max: float = DEFAULT_THRESHOLDS["below_lod_share_max"]
+    reports: Path | None = None  # default: <home>/reports
     subject_key: str | None = None  # default: a random key kept in <home>/.subject_key
     prefect_home: Path | None = None  # default: <home>/.prefect (unless PREFECT_HOME is set)
 
@@ -46,7 +55,21 @@ class Settings:
             releases=self.releases or h / "releases",
             warehouse=self.warehouse or h / "warehouse.duckdb",
             prefect_home=self.prefect_home or h / ".prefect",
+            reports=self.reports or h / "reports",
         )
+
+    def thresholds(self) -> dict[str, Any]:
+        """Values that quality suites read through ``{"config": key}`` (expectations/suites/*.json)."""
+        keys = (
+            "max_bad_row_share",
+            "control_cv_max",
+            "replicate_cv_max",
+            "max_control_shift",
+            "below_lod_share_max",
+            "min_n",
+            "quantile_k",
+        )
+        return {k: getattr(self, k) for k in keys}
 
     def parameters(self) -> dict[str, Any]:
         """The settings that change published numbers (recorded in every release manifest)."""
@@ -60,6 +83,7 @@ class Settings:
             "quantile_rule": "type6: rank p(n+1), linear between order statistics",
             "outliers": "tukey 1.5 IQR on log scale",
             "batch_method": "plate_control",
+            "quality_thresholds": self.thresholds(),
         }
 
 

@@ -16,12 +16,14 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
-from expectations.runner import quarantine_rows, validate_with_gx
+from expectations.report import render_report
+from expectations.runner import SuiteOutcome, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, subject_key
 from transforms import schema
-from transforms.normalise import dictionary_lookup, normalise
+from transforms.normalise import dictionary_lookup, finish_measurements, hold_plates, prepare_measurements
 from transforms.privacy import pseudonymise_subjects
+from transforms.qc import file_statistics, plate_statistics, release_checks
 from transforms.readers import UnreadableFileError, read_file
 from transforms.reference import build_reference
 from warehouse import db, loads, releases
@@ -53,6 +55,8 @@ class RunSummary:
     release_version: str | None = None
     release_path: str | None = None
     release_message: str = ""
+    release_blocked: bool = False
+    report_path: str = ""
     warehouse: str = ""
     status: str = "completed"
 
@@ -127,10 +131,12 @@ class FilePlan:
     quarantine: pl.DataFrame | None = None
     samples: pl.DataFrame | None = None
     checked: pl.DataFrame | None = None  # parsed rows the QC suite looked at (for GX)
+    file_stats: pl.DataFrame | None = None  # one row for the `files` suite
 
 
 def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: bytes) -> FilePlan:
     """Parse and check one file's bytes; decide loaded / skipped / quarantined. No I/O."""
+    thresholds = settings.thresholds()
     sha = _sha256(data)
     if sha in known:
         return FilePlan(FileOutcome(name, sha, "skipped", reason="already ingested (same content)"))
@@ -144,7 +150,7 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
         plan.samples = pseudonymise_subjects(result.samples, key)
         plan.outcome.rows_loaded = plan.samples.height
     else:
-        outcome = quarantine_rows(prepare_raw(result.rows), load_suite("raw_measurements"))
+        outcome = quarantine_rows(prepare_raw(result.rows), load_suite("raw_measurements", thresholds=thresholds))
         held.append(outcome.quarantine)
         plan.checked = result.rows
         plan.rows = schema.conform(outcome.passed, schema.MEASUREMENT)
@@ -155,13 +161,21 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
     if o.rows_read != o.rows_loaded + o.rows_quarantined:  # a reader bug, never bad input
         msg = f"ledger does not balance for {name}: {o.rows_read} != {o.rows_loaded} + {o.rows_quarantined}"
         raise AssertionError(msg)
+    plan.file_stats = file_statistics(o.rows_read, o.rows_quarantined).with_columns(pl.lit(name).alias("file"))
+    gate = quarantine_rows(plan.file_stats, load_suite("files", thresholds=thresholds))
+    if gate.failed.height:  # file-level failure: the whole file is held back, with its row reasons kept
+        share = o.rows_quarantined / o.rows_read if o.rows_read else 0.0
+        o.status = "quarantined"
+        o.reason = f"{name}: {gate.failed['why'][0]} ({o.rows_quarantined} of {o.rows_read} rows unusable, {share:.0%})"
+        o.rows_loaded, o.rows_quarantined = 0, o.rows_read
+        plan.rows, plan.samples, plan.checked = None, None, None
     return plan
 
 
 @task(cache_policy=NO_CACHE)
 def ingest_file(
     path: Path, settings: Settings, run_id: str, known: set[str], key: bytes
-) -> tuple[FileOutcome, pl.DataFrame]:
+) -> tuple[FileOutcome, pl.DataFrame, pl.DataFrame | None]:
     """Read, check and load one file atomically. Returns its outcome and the rows to validate with GX."""
     logger = get_run_logger()
     assert settings.warehouse is not None
@@ -169,12 +183,24 @@ def ingest_file(
     plan = plan_file(data, path.name, settings, known, key)
     o = plan.outcome
     if o.status == "skipped":
-        return o, schema.empty(schema.MEASUREMENT)
+        return o, schema.empty(schema.MEASUREMENT), None
     if o.status == "quarantined":
         _quarantine_file(settings, path, data, o.reason or "")
-        entry = loads.LedgerEntry(o.sha256, o.name, None, len(data), 0, 0, 0, "quarantined", o.reason, None, run_id)
+        entry = loads.LedgerEntry(
+            o.sha256,
+            o.name,
+            o.layout,
+            len(data),
+            o.rows_read,
+            0,
+            o.rows_quarantined,
+            "quarantined",
+            o.reason,
+            None,
+            run_id,
+        )
         with db.connect(settings.warehouse) as con:
-            loads.load_file(con, entry)
+            loads.load_file(con, entry, quarantine=plan.quarantine)
         logger.warning("quarantined file %s: %s", o.name, o.reason)
     else:
         archive = _archive(settings, path, data, o.sha256)
@@ -203,30 +229,54 @@ def ingest_file(
         )
     if settings.landing_mode == "move" and path.parent.resolve() == settings.landing.resolve():  # type: ignore[union-attr]
         path.unlink()
-    return o, plan.checked if plan.checked is not None else schema.empty(schema.MEASUREMENT)
+    checked = plan.checked if plan.checked is not None else schema.empty(schema.MEASUREMENT)
+    return o, checked, plan.file_stats
+
+
+def _report_to_warehouse(settings: Settings, run_id: str, checks: list[tuple[pl.DataFrame, str]]) -> pl.DataFrame:
+    """Validate each (frame, suite) with Great Expectations and store the results in qc_results."""
+    assert settings.warehouse is not None
+    results = [
+        validate_with_gx(frame, load_suite(name, thresholds=settings.thresholds()))
+        for frame, name in checks
+        if frame.height
+    ]
+    if not results:
+        return pl.DataFrame()
+    table = pl.concat(results)
+    with db.connect(settings.warehouse) as con:
+        loads.insert_qc_results(con, table, run_id=run_id)
+    return table
 
 
 @task(cache_policy=NO_CACHE)
-def validate_run(rows: pl.DataFrame, settings: Settings, run_id: str) -> pl.DataFrame:
-    """Great Expectations over this run's newly parsed rows; results stored in qc_results."""
-    assert settings.warehouse is not None
-    suite = load_suite("raw_measurements")
-    results = validate_with_gx(prepare_raw(rows), suite)
-    with db.connect(settings.warehouse) as con:
-        loads.insert_qc_results(con, results, run_id=run_id)
-    return results
+def validate_run(rows: pl.DataFrame, file_stats: pl.DataFrame, settings: Settings, run_id: str) -> pl.DataFrame:
+    """Great Expectations over this run's newly parsed rows and file ledgers; results stored in qc_results."""
+    return _report_to_warehouse(settings, run_id, [(prepare_raw(rows), "raw_measurements"), (file_stats, "files")])
 
 
 @task(cache_policy=NO_CACHE)
 def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]:
-    """Rebuild the normalised measurements from every loaded raw row and every manifest."""
+    """Rebuild the normalised measurements from every loaded raw row and every manifest, with the plate-level
+    and normalised-measurement suites applied."""
     assert settings.warehouse is not None
     dictionary, _ = read_analyte_dictionary()
+    thresholds = settings.thresholds()
     with db.connect(settings.warehouse) as con:
         raw = loads.read_raw(con)
         samples = loads.read_samples(con)
-        normalised, held = normalise(raw, samples, dictionary_lookup(dictionary))
+    prepared, held = prepare_measurements(raw, samples, dictionary_lookup(dictionary))
+    stats = plate_statistics(prepared)
+    plates: SuiteOutcome = quarantine_rows(stats, load_suite("plates", thresholds=thresholds))
+    kept, held_plates = hold_plates(prepared, plates.failed)
+    normalised = finish_measurements(kept)
+    checked = quarantine_rows(normalised, load_suite("normalised_measurements", thresholds=thresholds))
+    normalised = schema.conform(checked.passed, schema.NORMALISED)
+    held = pl.concat([held, held_plates, checked.quarantine], how="vertical")
+    with db.connect(settings.warehouse) as con:
         loads.replace_derived(con, normalised=normalised, held=held, run_id=run_id)
+    _report_to_warehouse(settings, run_id, [(stats, "plates"), (normalised, "normalised_measurements")])
+    with db.connect(settings.warehouse) as con:
         held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
     return normalised.height, {str(k): int(v) for k, v in held_all}
 
@@ -263,6 +313,19 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         k_privacy=settings.quantile_k,
     )
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
+    extra = [c for c in build.intervals.columns if c not in schema.REFERENCE_INTERVAL]
+    checks = release_checks(build.intervals, build.quantiles, extra_columns=extra)
+    gate = quarantine_rows(checks, load_suite("release", thresholds=settings.thresholds()))
+    _report_to_warehouse(settings, run_id, [(checks, "release")])
+    blocked = gate.results.filter(~pl.col("success") & (pl.col("action") == "block"))
+    if blocked.height:
+        why = "; ".join(f"{r['why']} ({r['unexpected_count']} groups)" for r in blocked.iter_rows(named=True))
+        return {
+            "version": None,
+            "message": f"release blocked by the release suite: {why}",
+            "skipped": skipped,
+            "blocked": True,
+        }
     if build.intervals.height == 0:
         return {
             "version": None,
@@ -316,28 +379,85 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     with db.connect(settings.warehouse) as con:
         known = loads.known_hashes(con)
     checked: list[pl.DataFrame] = []
+    file_stats: list[pl.DataFrame] = []
     for path in paths:
-        outcome, rows = ingest_file(path, settings, summary.run_id, known, key)
+        outcome, rows, stats = ingest_file(path, settings, summary.run_id, known, key)
         known.add(outcome.sha256)
         summary.files.append(outcome)
         if rows.height:
             checked.append(rows)
-    if checked:
-        validate_run(pl.concat(checked), settings, summary.run_id)
+        if stats is not None:
+            file_stats.append(stats)
+    if checked or file_stats:
+        validate_run(
+            pl.concat(checked) if checked else schema.empty(schema.MEASUREMENT),
+            pl.concat(file_stats) if file_stats else pl.DataFrame(),
+            settings,
+            summary.run_id,
+        )
     _, summary.held_by_check = normalise_all(settings, summary.run_id)
+
+
+def write_report(settings: Settings, summary: RunSummary) -> Path:
+    """The offline HTML QC report of a run (<home>/reports/qc-<run_id>.html)."""
+    assert settings.warehouse is not None and settings.reports is not None
+    with db.connect(settings.warehouse) as con:
+        results = con.sql(
+            "select suite, expectation, action, why, success, element_count, unexpected_count, unexpected_sample "
+            "from qc_results where run_id = ? order by checked_at, suite",
+            params=[summary.run_id],
+        ).pl()
+        held = con.sql(
+            'select stage, "check", count(*) as n, any_value(reason) as example from quarantine '
+            "group by all order by n desc"
+        ).pl()
+    files = pl.DataFrame(
+        [
+            {
+                "file": f.name,
+                "status": f.status,
+                "layout": f.layout,
+                "rows_read": f.rows_read,
+                "rows_loaded": f.rows_loaded,
+                "rows_quarantined": f.rows_quarantined,
+                "reason": f.reason,
+            }
+            for f in summary.files
+            if f.status != "skipped"
+        ],
+        schema={
+            "file": pl.String,
+            "status": pl.String,
+            "layout": pl.String,
+            "rows_read": pl.Int64,
+            "rows_loaded": pl.Int64,
+            "rows_quarantined": pl.Int64,
+            "reason": pl.String,
+        },
+    )
+    page = render_report(
+        run_id=summary.run_id, results=results, quarantine=held, files=files, release=summary.release_message or "-"
+    )
+    settings.reports.mkdir(parents=True, exist_ok=True)
+    path = settings.reports / f"qc-{summary.run_id}.html"
+    path.write_text(page, encoding="utf-8")
+    return path
 
 
 def _finish(settings: Settings, summary: RunSummary) -> State:
     """Record the run; a run that quarantined whole files ends as 'CompletedWithProblems'."""
     assert settings.warehouse is not None
     bad = [f for f in summary.files if f.status == "quarantined"]
-    if bad:
+    if bad or summary.release_blocked:
         summary.status = "completed_with_problems"
+    summary.report_path = str(write_report(settings, summary))
     with db.connect(settings.warehouse) as con:
         loads.finish_run(con, summary.run_id, status=summary.status, summary=summary.as_dict())
-    if bad:
-        message = f"{len(bad)} file(s) quarantined: " + "; ".join(f.name for f in bad)
-        return Completed(message=message, name="CompletedWithProblems", data=summary)
+    if summary.status != "completed":
+        problems = [f"{len(bad)} file(s) quarantined: " + "; ".join(f.name for f in bad)] if bad else []
+        if summary.release_blocked:
+            problems.append(summary.release_message)
+        return Completed(message=" | ".join(problems), name="CompletedWithProblems", data=summary)
     return Completed(message=summary.release_message or "ok", data=summary)
 
 
@@ -353,6 +473,7 @@ def run_pipeline(settings: Settings) -> RunSummary:
     summary.groups_published = int(release.get("groups", 0))
     summary.groups_skipped = list(release.get("skipped", []))
     summary.release_message = str(release["message"])
+    summary.release_blocked = bool(release.get("blocked", False))
     return _finish(settings, summary)  # type: ignore[return-value]  # the flow returns the state's data
 
 

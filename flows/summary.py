@@ -46,6 +46,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     table.add_row("release", summary.release_version or "-", summary.release_message)
     if summary.release_path:
         table.add_row("release folder", "", summary.release_path)
+    table.add_row("QC report", "", summary.report_path)
     table.add_row("warehouse", "", summary.warehouse)
     table.add_row("open the warehouse", "", f'duckdb -readonly {summary.warehouse}   or   refranges sql "select ..."')
     console.print(table)

@@ -255,7 +255,7 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
             is_out = np.concatenate([np.zeros(9, bool), np.isin(on_plate, outlier_idx)])
             true = np.where(is_out, true * 15.0, true)
             for j, sample in enumerate(names):
-                calc = true[j] * np.exp(effects[h]) * np.exp(rng.normal(0, 0.07, size=2))
+                calc = true[j] * np.exp(effects[h]) * np.exp(rng.normal(0, 0.05, size=2))
                 mean = float(np.mean(calc))
                 cv = float(np.std(calc, ddof=1) / mean * 100)
                 for r in range(2):

@@ -337,13 +337,45 @@ def assign_batch(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col("plate_id").alias("batch"))
 
 
-def normalise(rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Raw measurement rows + manifest samples -> one row per sample x analyte, and what was held back."""
+def prepare_measurements(
+    rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Identity, units and linkage; returns the log-scale frame (controls included) and what was held back."""
     named, q1 = resolve_analytes(rows, lookup)
     converted, q2 = convert_units(named)
     linked, q3 = link_samples(converted, samples)
-    corrected = correct_plates(to_log(assign_batch(linked)))
-    study = corrected.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
-    combined = combine_replicates(study)
-    held = pl.concat([q1, q2, q3], how="vertical")
-    return combined, held
+    return to_log(assign_batch(linked)), pl.concat([q1, q2, q3], how="vertical")
+
+
+def hold_plates(frame: pl.DataFrame, failing: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold back every row of the failing platform x panel x analyte x plate groups.
+
+    ``failing`` has platform, panel, analyte, plate_id, check and why (one row per failing group).
+    """
+    keys = ["platform", "panel", "analyte", "plate_id"]
+    if failing.height == 0:
+        return frame, schema.empty(schema.QUARANTINE)
+    marks = failing.select([*keys, "check", "why"]).unique(keys, keep="first")
+    joined = frame.join(marks, on=keys, how="left", nulls_equal=True)
+    bad = joined.filter(pl.col("check").is_not_null())
+    reason = pl.lit("plate ") + pl.col("plate_id") + pl.lit(", ") + pl.col("analyte") + pl.lit(": ") + pl.col("why")
+    held = bad.with_columns(
+        pl.lit("qc").alias("stage"),
+        (
+            pl.col("source_file") + pl.lit(": line ") + pl.col("line_number").cast(pl.String) + pl.lit(": ") + reason
+        ).alias("reason"),
+    )
+    return joined.filter(pl.col("check").is_null()).drop("check", "why"), schema.conform(held, schema.QUARANTINE)
+
+
+def finish_measurements(frame: pl.DataFrame) -> pl.DataFrame:
+    """Plate-control correction, then one row per sample x analyte (study samples only)."""
+    corrected = correct_plates(frame)
+    return combine_replicates(corrected.filter(pl.col("sample_type").is_in(MEASURED_TYPES)))
+
+
+def normalise(rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Raw measurement rows + manifest samples -> one row per sample x analyte, and what was held back
+    (without plate-level quality gates; the flow adds those between the two stages)."""
+    prepared, held = prepare_measurements(rows, samples, lookup)
+    return finish_measurements(prepared), held

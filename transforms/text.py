@@ -104,8 +104,8 @@ def read_table(
             empty = pl.all_horizontal(pl.all() == "")
             if not table.frame.select(empty.any()).item():
                 return table
-            keep = ~table.frame.select(empty.alias("e"))["e"]
-            return Table(table.frame.filter(keep), table.line_numbers.filter(keep), sep, header_index + 1)
+            non_empty = ~table.frame.select(empty.alias("e"))["e"]
+            return Table(table.frame.filter(non_empty), table.line_numbers.filter(non_empty), sep, header_index + 1)
     body = pl.DataFrame({"line": pl.Series(lines[first:stop], dtype=pl.String)}).with_row_index("i")
     stripped = pl.col("line").str.strip_chars()
     keep = (

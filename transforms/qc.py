@@ -1,0 +1,96 @@
+"""Frames that quality suites check at plate, file and release level. Pure: frames in, frames out."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms import schema
+from transforms.normalise import LOG_SCALE_UNITS, plate_control_shifts
+
+PLATE_KEYS = ["platform", "panel", "analyte", "plate_id"]
+
+
+def file_statistics(rows_read: int, rows_quarantined: int) -> pl.DataFrame:
+    """One row: the parse ledger of a file, for the `files` suite."""
+    share = rows_quarantined / rows_read if rows_read else 0.0
+    return pl.DataFrame({"rows_read": [rows_read], "rows_quarantined": [rows_quarantined], "bad_row_share": [share]})
+
+
+def plate_statistics(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per platform x panel x analyte x plate: controls, replicate CVs, drift, censoring, vendor flags.
+
+    ``frame`` is the log-scale frame of normalisation (before plate correction): it needs platform, panel,
+    analyte, plate_id, sample_id, sample_type, log_value, censoring, unit, vendor_qc, source_file,
+    line_number. CVs are on the linear scale (NPX: of 2**NPX), as fractions.
+    """
+    measured = pl.col("censoring").is_null() | (pl.col("censoring") == "extrapolated")
+    linear = (
+        pl.when(pl.col("unit").is_in(list(LOG_SCALE_UNITS)))
+        .then(2 ** pl.col("log_value"))
+        .otherwise(pl.col("log_value").exp())
+    )
+    wells = frame.with_columns(linear.alias("__lin"))
+    per_sample = (
+        wells.filter(measured)
+        .group_by([*PLATE_KEYS, "sample_id", "sample_type"])
+        .agg((pl.col("__lin").std() / pl.col("__lin").mean()).alias("cv"), pl.len().alias("n"))
+        .filter(pl.col("n") >= 2)
+    )
+    cvs = per_sample.group_by(PLATE_KEYS).agg(
+        pl.col("cv").filter(pl.col("sample_type") == "control").median().alias("control_cv"),
+        pl.col("cv").filter(pl.col("sample_type").is_in(["sample", "bridge"])).median().alias("replicate_cv"),
+    )
+    study = pl.col("sample_type").is_in(["sample", "bridge"])
+    base = wells.group_by(PLATE_KEYS).agg(
+        pl.col("sample_id").filter(pl.col("sample_type") == "control").n_unique().alias("n_controls"),
+        (
+            pl.col("censoring").filter(study).is_in(["below_lod", "below_lloq"]).sum()
+            / pl.col("sample_id").filter(study).len().clip(lower_bound=1)
+        ).alias("below_lod_share"),
+        (pl.col("vendor_qc").is_not_null().sum() / pl.len()).alias("vendor_warning_share"),
+        pl.col("source_file").first().alias("source_file"),
+        pl.col("line_number").min().alias("line_number"),
+        pl.len().alias("n_rows"),
+    )
+    shifts = plate_control_shifts(frame).select([*PLATE_KEYS, pl.col("shift").abs().alias("control_shift_abs")])
+    return base.join(cvs, on=PLATE_KEYS, how="left").join(shifts, on=PLATE_KEYS, how="left").sort(PLATE_KEYS)
+
+
+def release_checks(intervals: pl.DataFrame, quantiles: pl.DataFrame, *, extra_columns: list[str]) -> pl.DataFrame:
+    """One row per reference group with the derived columns the `release` suite checks.
+
+    ``extra_columns`` are the columns of the interval table beyond the release contract (a privacy check:
+    none may look like per-person values or extremes).
+    """
+    keys = schema.GROUP_KEYS
+    steps = (
+        quantiles.sort([*keys, "p"], nulls_last=True)
+        .group_by(keys, maintain_order=True)
+        .agg(
+            pl.col("value").diff().min().fill_null(0.0).alias("quantile_min_step"),
+            pl.col("p").min().alias("p_min"),
+            pl.col("p").max().alias("p_max"),
+        )
+    )
+    lo, hi, med = pl.col("lower_limit"), pl.col("upper_limit"), pl.col("median")
+    gaps = [
+        lo - pl.col("lower_ci_low"),
+        pl.col("lower_ci_high") - lo,
+        hi - pl.col("upper_ci_low"),
+        pl.col("upper_ci_high") - hi,
+    ]
+    suspicious = [c for c in extra_columns if any(tok in c.lower() for tok in ("min", "max", "sample", "subject"))]
+    n1 = pl.col("n") + 1
+    out = intervals.join(steps, on=keys, how="left", nulls_equal=True).with_columns(
+        pl.when(pl.col("lower_limit_censored")).then(None).otherwise(med - lo).alias("median_minus_lower"),
+        (hi - med).alias("upper_minus_median"),
+        pl.when(pl.col("lower_limit_censored"))
+        .then(pl.min_horizontal(gaps[2:]))
+        .otherwise(pl.min_horizontal(gaps))
+        .alias("ci_bracket_gap"),
+        pl.min_horizontal((pl.col("p_min") * n1).floor(), pl.col("n") - (pl.col("p_max") * n1).ceil() + 1)
+        .cast(pl.Int64)
+        .alias("grid_min_tail"),
+        pl.lit(len(suspicious)).alias("n_individual_columns"),
+    )
+    return out
