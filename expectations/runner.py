@@ -74,17 +74,15 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
             failed.append(
                 bad.with_columns(pl.lit(f"{suite.name}.{e.label}").alias("check"), pl.lit(e.why).alias("why"))
             )
+            where = pl.col("source_file") if "source_file" in bad.columns else pl.lit("(derived)")
+            if "line_number" in bad.columns:
+                where = where + pl.lit(": line ") + pl.col("line_number").cast(pl.String)
             held.append(
                 schema.conform(
                     bad.with_columns(
                         pl.lit("qc").alias("stage"),
                         pl.lit(f"{suite.name}.{e.label}").alias("check"),
-                        (
-                            pl.col("source_file")
-                            + pl.lit(": line ")
-                            + pl.col("line_number").cast(pl.String)
-                            + pl.lit(f": {e.why}")
-                        ).alias("reason"),
+                        (where + pl.lit(f": {e.why}")).alias("reason"),
                     ),
                     schema.QUARANTINE,
                 )

@@ -13,7 +13,7 @@ SUITE_DIR = Path(__file__).parent / "suites"
 
 #: Thresholds used when none are passed (the configuration defaults; see flows/config.py and README).
 DEFAULT_THRESHOLDS: dict[str, Any] = {
-    "max_bad_row_share": 0.5,
+    "max_bad_row_share": 0.2,
     "control_cv_max": 0.20,
     "replicate_cv_max": 0.20,
     "max_control_shift": 2.0,  # log scale: e^2 = 7.4-fold for concentrations, 4-fold in NPX
@@ -87,9 +87,12 @@ def suite_names(directory: Path = SUITE_DIR) -> list[str]:
 def prepare_raw(frame: pl.DataFrame) -> pl.DataFrame:
     """Derived columns the raw suite checks: the value split by scale (concentration vs NPX)."""
     is_npx = pl.col("unit_raw") == "NPX"
+    below = pl.col("censoring").is_in(["below_lod", "below_lloq"]) & (pl.col("value") > pl.col("limit_value"))
+    above = (pl.col("censoring") == "above_uloq") & (pl.col("value") < pl.col("limit_value"))
     return frame.with_columns(
         pl.when(is_npx).then(None).otherwise(pl.col("value")).alias("concentration_value"),
         pl.when(is_npx).then(pl.col("value")).otherwise(None).alias("npx_value"),
+        (below | above).fill_null(False).cast(pl.Int8).alias("censoring_conflict"),
     )
 
 

@@ -63,6 +63,10 @@ BREAKERS = {
         pl.lit("NPX").alias("unit_raw"),
         pl.when(pl.col("line_number") == 3).then(99.0).otherwise(pl.col("value")).alias("value"),
     ),
+    "between(censoring_conflict)": lambda f: f.with_columns(
+        pl.when(pl.col("line_number") == 3).then(pl.lit("below_lod")).otherwise(None).alias("censoring"),
+        pl.when(pl.col("line_number") == 3).then(0.5).otherwise(None).alias("limit_value"),
+    ),
     "unique(wells)": lambda f: pl.concat(
         [f, f.filter(pl.col("line_number") == 3).with_columns(pl.lit(99).cast(pl.Int64).alias("line_number"))]
     ),

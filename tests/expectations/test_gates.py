@@ -1,0 +1,234 @@
+"""Plate, file, normalised and release suites: every expectation fails on a breaking frame and passes on a
+good one; GX and the polars masks agree; the QC report is offline."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+from expectations.report import render_report
+from expectations.runner import quarantine_rows, validate_with_gx
+from expectations.suites import DEFAULT_THRESHOLDS, load_suite
+from transforms import schema
+from transforms.qc import file_statistics, plate_statistics, release_checks
+from transforms.reference import build_reference
+
+
+def plate_stats(**changes: float) -> pl.DataFrame:
+    good = {
+        "platform": ["msd"] * 3,
+        "panel": ["MSD"] * 3,
+        "analyte": ["IL6"] * 3,
+        "plate_id": ["P1", "P2", "P3"],
+        "n_controls": [2, 2, 2],
+        "control_cv": [0.05, 0.06, 0.04],
+        "replicate_cv": [0.05, 0.07, 0.06],
+        "control_shift_abs": [0.1, 0.0, 0.2],
+        "below_lod_share": [0.1, 0.0, 0.2],
+        "vendor_warning_share": [0.0, 0.0, 0.0],
+        "source_file": ["f.csv"] * 3,
+        "line_number": [2, 50, 99],
+    }
+    frame = pl.DataFrame(good)
+    for column, value in changes.items():
+        frame = frame.with_columns(
+            pl.when(pl.col("plate_id") == "P2").then(value).otherwise(pl.col(column)).alias(column)
+        )
+    return frame
+
+
+PLATE_BREAKERS = {
+    "between(n_controls)": {"n_controls": 0},
+    "between(control_cv)": {"control_cv": 0.35},
+    "between(replicate_cv)": {"replicate_cv": 0.4},
+    "between(control_shift_abs)": {"control_shift_abs": 3.0},
+    "between(below_lod_share)": {"below_lod_share": 0.9},
+    "between(vendor_warning_share)": {"vendor_warning_share": 0.1},
+}
+
+
+@pytest.mark.parametrize("label", PLATE_BREAKERS)
+def test_each_plate_expectation_breaks_and_passes(label: str) -> None:
+    suite = load_suite("plates")
+    assert quarantine_rows(plate_stats(), suite).results["success"].all()
+    out = quarantine_rows(plate_stats(**PLATE_BREAKERS[label]), suite)
+    failed = out.results.filter(~pl.col("success"))
+    assert failed["expectation"].to_list() == [f"expect_column_values_to_be_{label}"]
+    action = failed["action"][0]
+    assert out.failed["plate_id"].to_list() == (["P2"] if action == "quarantine" else [])
+
+
+def test_plate_statistics_see_drift_cv_and_missing_controls() -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for plate, drift in (("P1", 0.0), ("P2", 0.0), ("P3", 3.0)):
+        for sample, level, kind in (("C1", 3.0, "control"), ("C2", 5.0, "control"), ("S1", 1.0, "sample")):
+            for well in range(2):
+                noise = rng.normal(0, 0.02) + (0.5 * well if plate == "P2" and kind == "sample" else 0.0)
+                rows.append(
+                    {
+                        "platform": "msd",
+                        "panel": "MSD",
+                        "analyte": "IL6",
+                        "plate_id": plate,
+                        "sample_id": sample,
+                        "sample_type": kind,
+                        "log_value": level + drift + noise,
+                        "censoring": None,
+                        "unit": "pg/mL",
+                        "vendor_qc": None,
+                        "source_file": "f",
+                        "line_number": 2,
+                    }
+                )
+    stats = plate_statistics(pl.DataFrame(rows)).sort("plate_id")
+    assert stats["n_controls"].to_list() == [2, 2, 2]
+    assert stats["control_shift_abs"][2] == pytest.approx(3.0, abs=0.1)
+    assert stats["replicate_cv"][1] > 0.3 > stats["replicate_cv"][0]
+    held = quarantine_rows(stats, load_suite("plates")).failed
+    assert sorted(held["plate_id"].to_list()) == ["P2", "P3"]
+
+
+def test_files_suite_holds_a_file_with_half_its_rows_unusable() -> None:
+    suite = load_suite("files")
+    assert quarantine_rows(file_statistics(100, 10), suite).failed.height == 0
+    assert quarantine_rows(file_statistics(100, 60), suite).failed.height == 1
+    assert quarantine_rows(file_statistics(0, 0), suite).failed.height == 1
+    strict = load_suite("files", thresholds={**DEFAULT_THRESHOLDS, "max_bad_row_share": 0.05})
+    assert quarantine_rows(file_statistics(100, 10), strict).failed.height == 1
+
+
+def normalised(n: int = 4) -> pl.DataFrame:
+    return schema.conform(
+        pl.DataFrame(
+            {
+                "sample_id": [f"S{i}" for i in range(n)],
+                "analyte": ["IL6"] * n,
+                "platform": ["msd"] * n,
+                "panel": ["MSD"] * n,
+                "unit": ["pg/mL"] * n,
+                "value": [1.0] * n,
+                "batch_method": ["plate_control"] * n,
+            }
+        ),
+        schema.NORMALISED,
+    )
+
+
+NORMALISED_BREAKERS = {
+    "not_be_null(analyte)": lambda f: f.with_columns(
+        pl.when(pl.col("sample_id") == "S1").then(None).otherwise(pl.col("analyte")).alias("analyte")
+    ),
+    "be_in_set(unit)": lambda f: f.with_columns(
+        pl.when(pl.col("sample_id") == "S1").then(pl.lit("ng/mL")).otherwise(pl.col("unit")).alias("unit")
+    ),
+    "be_unique(sample_id,analyte,platform,panel,unit)": lambda f: pl.concat([f, f.head(1)]),
+    "be_in_set(batch_method)": lambda f: f.with_columns(
+        pl.when(pl.col("sample_id") == "S1")
+        .then(pl.lit("none: no plate controls"))
+        .otherwise(pl.col("batch_method"))
+        .alias("batch_method")
+    ),
+}
+
+
+@pytest.mark.parametrize("label", NORMALISED_BREAKERS)
+def test_each_normalised_expectation_breaks_and_passes(label: str) -> None:
+    suite = load_suite("normalised_measurements")
+    assert quarantine_rows(normalised(), suite).results["success"].all()
+    out = quarantine_rows(NORMALISED_BREAKERS[label](normalised()), suite)
+    failed = out.results.filter(~pl.col("success"))
+    assert failed["expectation"].to_list() == [
+        f"expect_{'compound_columns' if 'unique' in label else 'column_values'}_to_{label}"
+    ]
+
+
+def release_candidate() -> tuple[pl.DataFrame, pl.DataFrame]:
+    rng = np.random.default_rng(5)
+    frame = pl.DataFrame(
+        {
+            "sample_id": [f"S{i}" for i in range(300)],
+            "analyte": "IL6",
+            "uniprot": "P05231",
+            "platform": "msd",
+            "panel": "MSD",
+            "matrix": "serum",
+            "unit": "pg/mL",
+            "value": np.exp(rng.normal(0, 0.5, 300)),
+        }
+    )
+    frame = frame.with_columns(
+        pl.col("value").log().alias("log_value"),
+        pl.lit(None, pl.String).alias("censoring"),
+        pl.lit(None, pl.Float64).alias("limit_value"),
+        pl.lit(None, pl.Float64).alias("lod"),
+    )
+    build = build_reference(frame)
+    return build.intervals, build.quantiles
+
+
+RELEASE_BREAKERS = {
+    "between(n)": lambda i, q: (i.with_columns(pl.lit(50).cast(pl.Int64).alias("n")), q),
+    "between(median_minus_lower)": lambda i, q: (i.with_columns((pl.col("median") * 2).alias("lower_limit")), q),
+    "between(upper_minus_median)": lambda i, q: (i.with_columns((pl.col("median") / 2).alias("upper_limit")), q),
+    "between(ci_bracket_gap)": lambda i, q: (i.with_columns((pl.col("upper_limit") * 3).alias("upper_ci_low")), q),
+    "between(quantile_min_step)": lambda i, q: (
+        i,
+        q.with_columns(pl.when(pl.col("p") == 0.5).then(0.0).otherwise(pl.col("value")).alias("value")),
+    ),
+    "between(grid_min_tail)": lambda i, q: (i, pl.concat([q, q.head(1).with_columns(pl.lit(0.001).alias("p"))])),
+}
+
+
+@pytest.mark.parametrize("label", RELEASE_BREAKERS)
+def test_each_release_expectation_blocks_a_broken_candidate(label: str) -> None:
+    suite = load_suite("release")
+    intervals, quantiles = release_candidate()
+    good = quarantine_rows(release_checks(intervals, quantiles, extra_columns=[]), suite)
+    assert good.results["success"].all()
+    bad_i, bad_q = RELEASE_BREAKERS[label](intervals, quantiles)
+    out = quarantine_rows(release_checks(bad_i, bad_q, extra_columns=[]), suite)
+    failed = out.results.filter(~pl.col("success"))
+    assert f"expect_column_values_to_be_{label}" in failed["expectation"].to_list()
+    assert set(failed["action"]) == {"block"}
+
+
+def test_release_suite_blocks_individual_value_columns() -> None:
+    intervals, quantiles = release_candidate()
+    out = quarantine_rows(release_checks(intervals, quantiles, extra_columns=["max_value"]), load_suite("release"))
+    assert out.results.filter(~pl.col("success"))["expectation"].to_list() == [
+        "expect_column_values_to_be_between(n_individual_columns)"
+    ]
+
+
+def test_great_expectations_agrees_with_the_masks_on_every_gate_suite() -> None:
+    intervals, quantiles = release_candidate()
+    bad_i, bad_q = RELEASE_BREAKERS["between(median_minus_lower)"](intervals, quantiles)
+    frames = {
+        "plates": pl.concat([plate_stats(control_cv=0.5), plate_stats(n_controls=0)]),
+        "files": pl.concat([file_statistics(10, 9), file_statistics(10, 1)]),
+        "normalised_measurements": NORMALISED_BREAKERS["be_in_set(unit)"](normalised()),
+        "release": release_checks(bad_i, bad_q, extra_columns=[]),
+    }
+    for name, frame in frames.items():
+        suite = load_suite(name)
+        ours, theirs = quarantine_rows(frame, suite).results, validate_with_gx(frame, suite)
+        assert ours["unexpected_count"].to_list() == theirs["unexpected_count"].to_list(), name
+        assert not ours["success"].all(), name
+
+
+def test_qc_report_is_self_contained_and_offline() -> None:
+    results = quarantine_rows(plate_stats(control_cv=0.5), load_suite("plates")).results
+    page = render_report(
+        run_id="r1",
+        results=results,
+        quarantine=pl.DataFrame({"stage": ["qc"], "check": ["x"], "n": [3], "example": ["<b>"]}),
+        files=pl.DataFrame({"file": ["a.csv"]}),
+        release="none",
+    )
+    assert "control_cv" in page and "failed" in page and "&lt;b&gt;" in page
+    assert not re.search(r"(?i)(https?:)?//[a-z0-9]", page.replace("<!doctype html>", ""))
+    assert not re.search(r"(?i)<(script|link|img|iframe)\b", page)
