@@ -18,6 +18,7 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "replicate_cv_max": 0.20,
     "max_control_shift": 2.0,  # log scale: e^2 = 7.4-fold for concentrations, 4-fold in NPX
     "below_lod_share_max": 0.5,
+    "calibrator_recovery_max_dev": 20.0,  # percentage points: recovery outside 80-120 %
     "min_n": 120,
     "quantile_k": 5,
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,9 @@ class Settings:
     replicate_cv_max: float = DEFAULT_THRESHOLDS["replicate_cv_max"]
     max_control_shift: float = DEFAULT_THRESHOLDS["max_control_shift"]
     below_lod_share_max: float = DEFAULT_THRESHOLDS["below_lod_share_max"]
+    calibrator_recovery_max_dev: float = DEFAULT_THRESHOLDS["calibrator_recovery_max_dev"]
+    # per-platform overrides of the quality thresholds, from [platform_thresholds.<platform>] tables
+    platform_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     reports: Path | None = None  # default: <home>/reports
     subject_key: str | None = None  # default: a random key kept in <home>/.subject_key
     prefect_home: Path | None = None  # default: <home>/.prefect (unless PREFECT_HOME is set)
@@ -58,18 +61,11 @@ class Settings:
             reports=self.reports or h / "reports",
         )
 
-    def thresholds(self) -> dict[str, Any]:
-        """Values that quality suites read through ``{"config": key}`` (expectations/suites/*.json)."""
-        keys = (
-            "max_bad_row_share",
-            "control_cv_max",
-            "replicate_cv_max",
-            "max_control_shift",
-            "below_lod_share_max",
-            "min_n",
-            "quantile_k",
-        )
-        return {k: getattr(self, k) for k in keys}
+    def thresholds(self, platform: str | None = None) -> dict[str, Any]:
+        """Values that quality suites read through ``{"config": key}`` (expectations/suites/*.json), with the
+        overrides of ``platform`` applied."""
+        base = {k: getattr(self, k) for k in THRESHOLD_KEYS}
+        return base | (self.platform_thresholds.get(platform, {}) if platform else {})
 
     def parameters(self) -> dict[str, Any]:
         """The settings that change published numbers (recorded in every release manifest)."""
@@ -84,14 +80,28 @@ class Settings:
             "outliers": "tukey 1.5 IQR on log scale",
             "batch_method": "plate_control",
             "quality_thresholds": self.thresholds(),
+            "platform_thresholds": self.platform_thresholds,
         }
 
 
 KEYS = {f.name: f for f in fields(Settings)}
+THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "quantile_k")
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = KEYS[key].type
+    if key == "platform_thresholds":
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            msg = f"{source}: '{key}' must be tables such as [platform_thresholds.msd] with threshold keys"
+            raise ConfigError(msg)
+        out: dict[str, dict[str, float]] = {}
+        for platform, table in value.items():
+            unknown = sorted(set(table) - set(DEFAULT_THRESHOLDS))
+            if unknown:
+                msg = f"{source}: [platform_thresholds.{platform}] has unknown keys {unknown}"
+                raise ConfigError(msg)
+            out[str(platform)] = {k: float(v) for k, v in table.items()}
+        return out
     try:
         if "Path" in str(kind):
             return Path(str(value)).expanduser()
@@ -126,6 +136,8 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
                 raise ConfigError(msg)
             values[key] = _coerce(key, value, str(path))
     for key in KEYS:
+        if key == "platform_thresholds":
+            continue  # a nested table: configuration file only
         env_key = f"REFRANGES_{key.upper()}"
         if environ.get(env_key):
             values[key] = _coerce(key, environ[env_key], env_key)

@@ -233,14 +233,17 @@ def ingest_file(
     return o, checked, plan.file_stats
 
 
-def _report_to_warehouse(settings: Settings, run_id: str, checks: list[tuple[pl.DataFrame, str]]) -> pl.DataFrame:
+def _report_to_warehouse(
+    settings: Settings, run_id: str, checks: list[tuple[pl.DataFrame, str]], *, platform: str | None = None
+) -> pl.DataFrame:
     """Validate each (frame, suite) with Great Expectations and store the results in qc_results."""
     assert settings.warehouse is not None
+    thresholds = settings.thresholds(platform)
     results = [
-        validate_with_gx(frame, load_suite(name, thresholds=settings.thresholds()))
-        for frame, name in checks
-        if frame.height
+        validate_with_gx(frame, load_suite(name, thresholds=thresholds)) for frame, name in checks if frame.height
     ]
+    if platform is not None:
+        results = [r.with_columns(pl.concat_str([pl.col("suite"), pl.lit(f"[{platform}]")])) for r in results]
     if not results:
         return pl.DataFrame()
     table = pl.concat(results)
@@ -267,15 +270,22 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]
         samples = loads.read_samples(con)
     prepared, held = prepare_measurements(raw, samples, dictionary_lookup(dictionary))
     stats = plate_statistics(prepared)
-    plates: SuiteOutcome = quarantine_rows(stats, load_suite("plates", thresholds=thresholds))
-    kept, held_plates = hold_plates(prepared, plates.failed)
+    failed: list[pl.DataFrame] = []
+    for platform in stats["platform"].unique().sort().to_list():  # thresholds can differ per platform
+        part = stats.filter(pl.col("platform") == platform)
+        plates: SuiteOutcome = quarantine_rows(part, load_suite("plates", thresholds=settings.thresholds(platform)))
+        failed.append(plates.failed)
+    kept, held_plates = hold_plates(prepared, pl.concat(failed, how="diagonal_relaxed") if failed else stats.clear())
     normalised = finish_measurements(kept)
     checked = quarantine_rows(normalised, load_suite("normalised_measurements", thresholds=thresholds))
     normalised = schema.conform(checked.passed, schema.NORMALISED)
     held = pl.concat([held, held_plates, checked.quarantine], how="vertical")
     with db.connect(settings.warehouse) as con:
         loads.replace_derived(con, normalised=normalised, held=held, run_id=run_id)
-    _report_to_warehouse(settings, run_id, [(stats, "plates"), (normalised, "normalised_measurements")])
+    _report_to_warehouse(settings, run_id, [(normalised, "normalised_measurements")])
+    for platform in stats["platform"].unique().sort().to_list():
+        part = stats.filter(pl.col("platform") == platform)
+        _report_to_warehouse(settings, run_id, [(part, "plates")], platform=platform)
     with db.connect(settings.warehouse) as con:
         held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
     return normalised.height, {str(k): int(v) for k, v in held_all}

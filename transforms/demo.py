@@ -233,6 +233,7 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
                 "Dilution",
                 "Concentration",
                 "Signal",
+                "% Recovery",
                 "Calc. Concentration",
                 "Calc. Conc. Mean",
                 "Calc. Conc. CV",
@@ -255,7 +256,9 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
             is_out = np.concatenate([np.zeros(9, bool), np.isin(on_plate, outlier_idx)])
             true = np.where(is_out, true * 15.0, true)
             for j, sample in enumerate(names):
-                calc = true[j] * np.exp(effects[h]) * np.exp(rng.normal(0, 0.05, size=2))
+                # standards define the plate's curve: they read back near their expected values, no plate effect
+                plate_factor = 1.0 if j < 7 else np.exp(effects[h])
+                calc = true[j] * plate_factor * np.exp(rng.normal(0, 0.05, size=2))
                 mean = float(np.mean(calc))
                 cv = float(np.std(calc, ddof=1) / mean * 100)
                 for r in range(2):
@@ -275,6 +278,7 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
                     rows["Detection Range"].append(rng_text)
                     rows["Dilution"].append(2 if j >= 9 else 1)
                     rows["Concentration"].append(f"{std_expected[j]:.4g}" if j < 7 else "")
+                    rows["% Recovery"].append(f"{100 * c / std_expected[j]:.4g}" if j < 7 else "")
                     rows["Signal"].append(int(200 + 40 * c / max(llod, 1e-9)))
                     rows["Calc. Concentration"].append(calc_text)
                     rows["Calc. Conc. Mean"].append(f"{mean:.4g}")

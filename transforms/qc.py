@@ -20,8 +20,10 @@ def plate_statistics(frame: pl.DataFrame) -> pl.DataFrame:
     """Per platform x panel x analyte x plate: controls, replicate CVs, drift, censoring, vendor flags.
 
     ``frame`` is the log-scale frame of normalisation (before plate correction): it needs platform, panel,
-    analyte, plate_id, sample_id, sample_type, log_value, censoring, unit, vendor_qc, source_file,
-    line_number. CVs are on the linear scale (NPX: of 2**NPX), as fractions.
+    analyte, plate_id, sample_id, sample_type, log_value, censoring, unit, vendor_qc, recovery_pct,
+    source_file, line_number. ``calibrator_recovery_dev`` is the median |recovery - 100| of the calibrators,
+    in percentage points (null when the export carries no recovery). CVs are on the linear scale
+    (NPX: of 2**NPX), as fractions.
     """
     measured = pl.col("censoring").is_null() | (pl.col("censoring") == "extrapolated")
     linear = (
@@ -48,6 +50,10 @@ def plate_statistics(frame: pl.DataFrame) -> pl.DataFrame:
             / pl.col("sample_id").filter(study).len().clip(lower_bound=1)
         ).alias("below_lod_share"),
         (pl.col("vendor_qc").is_not_null().sum() / pl.len()).alias("vendor_warning_share"),
+        (pl.col("recovery_pct").filter(pl.col("sample_type") == "calibrator") - 100)
+        .abs()
+        .median()
+        .alias("calibrator_recovery_dev"),
         pl.col("source_file").first().alias("source_file"),
         pl.col("line_number").min().alias("line_number"),
         pl.len().alias("n_rows"),

@@ -29,6 +29,7 @@ MEASUREMENT: dict[str, pl.DataType] = {
     "limit_value": pl.Float64(),  # the limit involved in the censoring, in unit_raw
     "lod": pl.Float64(),  # limit of detection reported by the export, in unit_raw
     "vendor_qc": pl.String(),  # vendor warnings (Olink QC_Warning / Assay_Warning, MSD CV flags ...)
+    "recovery_pct": pl.Float64(),  # calibrator recovery (measured / expected x 100) where the export has it
 }
 
 #: One row per row of an export that could not be used, with a reason a person can act on.

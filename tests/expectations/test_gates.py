@@ -27,6 +27,7 @@ def plate_stats(**changes: float) -> pl.DataFrame:
         "control_cv": [0.05, 0.06, 0.04],
         "replicate_cv": [0.05, 0.07, 0.06],
         "control_shift_abs": [0.1, 0.0, 0.2],
+        "calibrator_recovery_dev": [3.0, 5.0, None],
         "below_lod_share": [0.1, 0.0, 0.2],
         "vendor_warning_share": [0.0, 0.0, 0.0],
         "source_file": ["f.csv"] * 3,
@@ -45,6 +46,7 @@ PLATE_BREAKERS = {
     "between(control_cv)": {"control_cv": 0.35},
     "between(replicate_cv)": {"replicate_cv": 0.4},
     "between(control_shift_abs)": {"control_shift_abs": 3.0},
+    "between(calibrator_recovery_dev)": {"calibrator_recovery_dev": 35.0},
     "between(below_lod_share)": {"below_lod_share": 0.9},
     "between(vendor_warning_share)": {"vendor_warning_share": 0.1},
 }
@@ -80,6 +82,7 @@ def test_plate_statistics_see_drift_cv_and_missing_controls() -> None:
                         "censoring": None,
                         "unit": "pg/mL",
                         "vendor_qc": None,
+                        "recovery_pct": None,
                         "source_file": "f",
                         "line_number": 2,
                     }

@@ -39,7 +39,7 @@ def run(tmp_path_factory, prefect_backend):
         for line in lines:
             cells = line.split(",")
             if len(cells) > 9 and cells[1] == "IL-6" and cells[0] in {"C1", "C2"}:
-                cells[8] = f"{float(cells[8]) * 20:.4g}"
+                cells[9] = f"{float(cells[9]) * 20:.4g}"  # Calc. Concentration
             out.append(",".join(cells))
         return out
 
@@ -107,7 +107,7 @@ def test_a_plate_whose_controls_drift_is_held_back_for_that_analyte(run) -> None
         "select count(*) > 0 from measurements where plate_id = ? and analyte = 'TNF'", [plate]
     ).fetchall() == [(True,)]
     failed = con.execute(
-        "select unexpected_count from qc_results where suite = 'plates' and expectation like '%control_shift_abs%'"
+        "select unexpected_count from qc_results where suite = 'plates[msd]' and expectation like '%control_shift_abs%'"
     ).fetchall()
     assert failed == [(1,)]
 

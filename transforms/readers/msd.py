@@ -41,6 +41,7 @@ def read_msd(
     frame = with_numbers(frame, pl.col(conc))
     frame = with_numbers(frame, text_col(table, "Detection Limits: Calc. Low"), prefix="low_")
     frame = with_numbers(frame, text_col(table, "Detection Limits: Calc. High"), prefix="high_")
+    frame = with_numbers(frame, text_col(table, "% Recovery"), prefix="recovery_")
     frame = frame.with_columns(
         sample.alias("sample_id"),
         text_col(table, "Assay").alias("analyte_raw"),
@@ -75,6 +76,7 @@ def read_msd(
     fit_curve = detection.str.contains("fit curve")
     frame = frame.with_columns(
         pl.col("low_value").alias("lod"),
+        pl.col("recovery_value").alias("recovery_pct"),
         pl.when(below)
         .then(pl.lit("below_lod"))
         .when(above)
