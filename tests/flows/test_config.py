@@ -17,7 +17,9 @@ def test_precedence_defaults_file_environment(tmp_path: Path) -> None:
 
 def test_platform_thresholds_override_only_their_platform(tmp_path: Path) -> None:
     cfg = tmp_path / "refranges.toml"
-    cfg.write_text("[refranges]\nreplicate_cv_max = 0.2\n[refranges.platform_thresholds.luminex]\nreplicate_cv_max = 0.3\n")
+    cfg.write_text(
+        "[refranges]\nreplicate_cv_max = 0.2\n[refranges.platform_thresholds.luminex]\nreplicate_cv_max = 0.3\n"
+    )
     s = load_settings(cfg, env={})
     assert s.thresholds("luminex")["replicate_cv_max"] == 0.3
     assert s.thresholds("msd")["replicate_cv_max"] == 0.2 == s.thresholds()["replicate_cv_max"]
