@@ -44,6 +44,10 @@ class Settings:
     calibrator_recovery_max_dev: float = DEFAULT_THRESHOLDS["calibrator_recovery_max_dev"]
     # per-platform overrides of the quality thresholds, from [platform_thresholds.<platform>] tables
     platform_thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    # batch correction per platform: plate_control (default) | bridge | combat | none, from [batch_methods]
+    batch_methods: dict[str, str] = field(default_factory=dict)
+    combat_min_batch: int = 10
+    min_bridges: int = 3
     reports: Path | None = None  # default: <home>/reports
     subject_key: str | None = None  # default: a random key kept in <home>/.subject_key
     prefect_home: Path | None = None  # default: <home>/.prefect (unless PREFECT_HOME is set)
@@ -78,7 +82,9 @@ class Settings:
             "method": "nonparametric",
             "quantile_rule": "type6: rank p(n+1), linear between order statistics",
             "outliers": "tukey 1.5 IQR on log scale",
-            "batch_method": "plate_control",
+            "batch_methods": {"default": "plate_control", **self.batch_methods},
+            "combat_min_batch": self.combat_min_batch,
+            "min_bridges": self.min_bridges,
             "quality_thresholds": self.thresholds(),
             "platform_thresholds": self.platform_thresholds,
         }
@@ -90,6 +96,13 @@ THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "quantile_k")
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = KEYS[key].type
+    if key == "batch_methods":
+        from transforms.normalise import BATCH_METHODS
+
+        if not isinstance(value, dict) or any(v not in BATCH_METHODS for v in value.values()):
+            msg = f"{source}: [batch_methods] maps platform = method, method one of {', '.join(BATCH_METHODS)}"
+            raise ConfigError(msg)
+        return {str(k): str(v) for k, v in value.items()}
     if key == "platform_thresholds":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             msg = f"{source}: '{key}' must be tables such as [platform_thresholds.msd] with threshold keys"
@@ -136,8 +149,8 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
                 raise ConfigError(msg)
             values[key] = _coerce(key, value, str(path))
     for key in KEYS:
-        if key == "platform_thresholds":
-            continue  # a nested table: configuration file only
+        if key in ("platform_thresholds", "batch_methods"):
+            continue  # nested tables: configuration file only
         env_key = f"REFRANGES_{key.upper()}"
         if environ.get(env_key):
             values[key] = _coerce(key, environ[env_key], env_key)

@@ -276,7 +276,9 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]
         plates: SuiteOutcome = quarantine_rows(part, load_suite("plates", thresholds=settings.thresholds(platform)))
         failed.append(plates.failed)
     kept, held_plates = hold_plates(prepared, pl.concat(failed, how="diagonal_relaxed") if failed else stats.clear())
-    normalised = finish_measurements(kept)
+    normalised = finish_measurements(
+        kept, settings.batch_methods, combat_min_batch=settings.combat_min_batch, min_bridges=settings.min_bridges
+    )
     checked = quarantine_rows(normalised, load_suite("normalised_measurements", thresholds=thresholds))
     normalised = schema.conform(checked.passed, schema.NORMALISED)
     held = pl.concat([held, held_plates, checked.quarantine], how="vertical")

@@ -84,8 +84,13 @@ def _rows(n: int) -> list[str]:
     return [f"{letters[(i // 12) % 8]}{(i % 12) + 1:02d}" for i in range(n)]
 
 
-def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 200) -> DemoData:
+def generate_demo(
+    *, seed: int = 2026, n_healthy: int = 400, n_patients: int = 200, plate_effects: bool = True
+) -> DemoData:
     """Build the demo data set. Deterministic for a seed.
+
+    ``plate_effects=False`` gives the same people and the same measurement noise without plate and batch
+    effects (the draws still happen, multiplied by 0), so tests can compare a correction with the truth.
 
     >>> d = generate_demo(seed=1, n_healthy=30, n_patients=10)
     >>> sorted(d.files)[0]
@@ -124,7 +129,7 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
     outlier_idx = rng.choice(healthy_idx, size=min(3, len(healthy_idx)), replace=False)
 
     files: dict[str, bytes] = {}
-    plate_effects: dict[str, dict[str, float]] = {}
+    planted_effects: dict[str, dict[str, float]] = {}
 
     # ---- manifest ---------------------------------------------------------------------------
     sev_text = [("" if np.isnan(s) else f"{s:.0f}") for s in severity]
@@ -154,7 +159,8 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
         else:
             members = np.concatenate([members, bridge[~np.isin(bridge, members)]])
         n_plates = max(1, int(np.ceil(len(members) / OLINK_PLATE_SIZE)))
-        batch_shift = {a[1]: rng.normal(0, 0.4) for a in OLINK_ASSAYS}
+        scale = 1.0 if plate_effects else 0.0
+        batch_shift = {a[1]: scale * rng.normal(0, 0.4) for a in OLINK_ASSAYS}
         records: dict[str, list[object]] = {
             k: []
             for k in [
@@ -178,8 +184,8 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
         for p in range(n_plates):
             plate_id = f"OLINK_B{batch}_P{p + 1}"
             on_plate = members[p * OLINK_PLATE_SIZE : (p + 1) * OLINK_PLATE_SIZE]
-            effects = {a[1]: batch_shift[a[1]] + rng.normal(0, 0.25) for a in OLINK_ASSAYS}
-            plate_effects[plate_id] = effects
+            effects = {a[1]: batch_shift[a[1]] + scale * rng.normal(0, 0.25) for a in OLINK_ASSAYS}
+            planted_effects[plate_id] = effects
             ids = [sample_ids[i] for i in on_plate] + ["CONTROL_SAMPLE_1", "CONTROL_SAMPLE_2"]
             types = ["SAMPLE"] * len(on_plate) + ["SAMPLE_CONTROL", "SAMPLE_CONTROL"]
             for name, h, oid, uni, centre, sd in OLINK_ASSAYS:
@@ -220,8 +226,8 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
     for p in range(n_msd):
         plate = f"Plate_2B{p + 1:03d}AW{4000 + 7 * p}"
         on_plate = np.arange(p * MSD_PLATE_SIZE, min(n, (p + 1) * MSD_PLATE_SIZE))
-        effects = {a[1]: float(rng.normal(0, 0.15)) for a in MSD_ASSAYS}
-        plate_effects[plate] = effects
+        effects = {a[1]: float(rng.normal(0, 0.15)) * (1.0 if plate_effects else 0.0) for a in MSD_ASSAYS}
+        planted_effects[plate] = effects
         rows: dict[str, list[object]] = {
             k: []
             for k in [
@@ -296,7 +302,7 @@ def generate_demo(*, seed: int = 2026, n_healthy: int = 400, n_patients: int = 2
         "early_shift_sd": EARLY_SHIFT_SD,
         "early_years": EARLY_YEARS,
         "sex_shift_sd": SEX_SHIFT_SD,
-        "plate_effects": plate_effects,
+        "plate_effects": planted_effects,
         "outlier_samples": [sample_ids[i] for i in outlier_idx],
         "bridge_samples": [sample_ids[i] for i in bridge],
         "n_healthy": n_healthy,

@@ -19,6 +19,7 @@ from functools import lru_cache
 import polars as pl
 
 from transforms import schema
+from transforms.batches import ConfoundedError, bridge_shifts, combat
 
 CANONICAL_UNIT = "pg/mL"
 LOG_SCALE_UNITS = {"NPX"}  # already log2 relative: never converted, never pooled with concentrations
@@ -189,7 +190,7 @@ def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFram
     """
     study = rows.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
     other = rows.filter(~pl.col("sample_type").is_in(MEASURED_TYPES))
-    known = samples.select("sample_id", "cohort", "matrix")
+    known = samples.select("sample_id", "cohort", "matrix", pl.col("sex").alias("__sex"), pl.col("age").alias("__age"))
     joined = study.join(known, on="sample_id", how="left")
     unknown = joined.filter(pl.col("cohort").is_null())
     reason = (
@@ -201,7 +202,12 @@ def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFram
     linked = pl.concat(
         [
             joined.filter(pl.col("cohort").is_not_null()),
-            other.with_columns(pl.lit(None, pl.String).alias("cohort"), pl.lit(None, pl.String).alias("matrix")),
+            other.with_columns(
+                pl.lit(None, pl.String).alias("cohort"),
+                pl.lit(None, pl.String).alias("matrix"),
+                pl.lit(None, pl.String).alias("__sex"),
+                pl.lit(None, pl.Float64).alias("__age"),
+            ),
         ],
         how="vertical",
     )
@@ -333,8 +339,10 @@ def combine_replicates(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def assign_batch(frame: pl.DataFrame) -> pl.DataFrame:
-    """The batch of a row: Olink panel lot (or file) for NPX, the plate otherwise."""
-    return frame.with_columns(pl.col("plate_id").alias("batch"))
+    """The batch of a row: the run for Olink (one NPX export = one normalisation run), the plate otherwise."""
+    return frame.with_columns(
+        pl.when(pl.col("platform") == "olink").then(pl.col("source_file")).otherwise(pl.col("plate_id")).alias("batch")
+    )
 
 
 def prepare_measurements(
@@ -368,9 +376,134 @@ def hold_plates(frame: pl.DataFrame, failing: pl.DataFrame) -> tuple[pl.DataFram
     return joined.filter(pl.col("check").is_null()).drop("check", "why"), schema.conform(held, schema.QUARANTINE)
 
 
-def finish_measurements(frame: pl.DataFrame) -> pl.DataFrame:
-    """Plate-control correction, then one row per sample x analyte (study samples only)."""
-    corrected = correct_plates(frame)
+BATCH_METHODS = ("plate_control", "bridge", "combat", "none")
+
+
+def _shift_all(frame: pl.DataFrame, shift: pl.Expr) -> pl.DataFrame:
+    """Subtract a log-scale shift from values, limits and LODs alike (censored values move with their plate)."""
+    return frame.with_columns(
+        (pl.col("log_value") - shift).alias("log_value"),
+        (pl.col("log_limit") - shift).alias("log_limit"),
+        (pl.col("log_lod") - shift).alias("log_lod"),
+    )
+
+
+def correct_bridges(frame: pl.DataFrame, *, min_bridges: int = 3) -> pl.DataFrame:
+    """Olink-style bridging between runs: every batch is shifted onto the batch with most study samples by the
+    median difference of the bridge samples (study samples measured in both). Plate controls first align the
+    plates within a run."""
+    within = correct_plates(frame)
+    study = within.filter(pl.col("sample_type").is_in(MEASURED_TYPES) & pl.col("censoring").is_null())
+    if study.is_empty() or study["batch"].n_unique() < 2:
+        return within
+    out = []
+    for key, part in within.group_by(["platform", "panel"], maintain_order=True):
+        measured = study.filter((pl.col("platform") == key[0]) & (pl.col("panel") == key[1]))
+        if measured["batch"].n_unique() < 2:
+            out.append(part)
+            continue
+        sizes = (
+            measured.group_by("batch")
+            .agg(pl.col("sample_id").n_unique().alias("n"))
+            .sort(["n", "batch"], descending=[True, False])
+        )
+        reference = sizes["batch"][0]
+        shifts = bridge_shifts(measured, batch="batch", reference_batch=reference).filter(
+            pl.col("n_bridges") >= min_bridges
+        )
+        joined = part.join(shifts.select("analyte", "batch", "shift"), on=["analyte", "batch"], how="left")
+        has = pl.col("shift").is_not_null()
+        joined = _shift_all(joined, pl.col("shift").fill_null(0.0)).with_columns(
+            pl.when(has | (pl.col("batch") == reference))
+            .then(pl.lit("plate_control+bridge"))
+            .otherwise(pl.lit("plate_control; not bridged: too few bridge samples"))
+            .alias("batch_method")
+        )
+        out.append(joined.drop("shift"))
+    return pl.concat(out, how="vertical_relaxed")
+
+
+def correct_combat(frame: pl.DataFrame, *, min_batch: int = 10, parametric: bool = True) -> pl.DataFrame:
+    """ComBat across plates, protecting cohort, sex and age (study samples only; controls unchanged).
+
+    Censored values enter the estimation at their limit and keep their flag; their limit receives the same
+    correction as a measured value there would. Plates with fewer than ``min_batch`` study samples are not
+    corrected by ComBat (plate-control correction only). Refuses (ConfoundedError) when batch is fully
+    confounded with a protected covariate.
+    """
+    base = correct_plates(frame)
+    study = base.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
+    sizes = study.group_by("batch").agg(pl.col("sample_id").n_unique().alias("n"))
+    big = sizes.filter(pl.col("n") >= min_batch)["batch"].to_list()
+    target = study.filter(pl.col("batch").is_in(big)).with_columns(
+        pl.coalesce(
+            pl.when(pl.col("censoring").is_null()).then(pl.col("log_value")), pl.col("log_limit"), pl.col("log_value")
+        ).alias("__est")
+    )
+    pieces = []
+    for _, part in target.group_by(["platform", "panel", "unit"], maintain_order=True):
+        per_sample = part.group_by(["sample_id", "analyte"]).agg(
+            pl.col("__est").mean(),
+            pl.col("batch").first(),
+            pl.col("cohort").first(),
+            pl.col("__sex").first(),
+            pl.col("__age").first(),
+        )
+        fixed = combat(
+            per_sample, batch="batch", covariates=["cohort", "__sex", "__age"], value="__est", parametric=parametric
+        )
+        delta = fixed.select("sample_id", "analyte", (pl.col("corrected") - pl.col("__est")).alias("__delta"))
+        pieces.append(part.join(delta, on=["sample_id", "analyte"], how="left"))
+    if not pieces:
+        return base
+    corrected = (
+        _shift_all(pl.concat(pieces), -pl.col("__delta").fill_null(0.0))
+        .with_columns(pl.lit("plate_control+combat").alias("batch_method"))
+        .drop("__est", "__delta")
+    )
+    rest = base.join(
+        corrected.select("sample_id", "analyte", "batch", "plate_id").unique(),
+        on=["sample_id", "analyte", "batch", "plate_id"],
+        how="anti",
+    )
+    rest = rest.with_columns(
+        pl.when(pl.col("sample_type").is_in(MEASURED_TYPES))
+        .then(pl.lit(f"plate_control; batch below {min_batch} samples: no ComBat"))
+        .otherwise(pl.col("batch_method"))
+        .alias("batch_method")
+    )
+    return pl.concat([corrected, rest], how="vertical_relaxed")
+
+
+def correct_batches(frame: pl.DataFrame, methods: dict[str, str] | None = None, **options: int) -> pl.DataFrame:
+    """Apply the configured method per platform (default plate_control); ``batch_method`` records it."""
+    methods = methods or {}
+    out = []
+    for (platform,), part in frame.group_by(["platform"], maintain_order=True):
+        method = methods.get(str(platform), "plate_control")
+        if method not in BATCH_METHODS:
+            msg = f"batch method {method!r} for {platform} is not one of {BATCH_METHODS}"
+            raise ValueError(msg)
+        if method == "plate_control":
+            out.append(correct_plates(part))
+        elif method == "bridge":
+            out.append(correct_bridges(part, min_bridges=options.get("min_bridges", 3)))
+        elif method == "combat":
+            try:
+                out.append(correct_combat(part, min_batch=options.get("combat_min_batch", 10)))
+            except ConfoundedError as exc:  # refuse the correction, never the data: fall back and say why
+                fallback = correct_plates(part)
+                out.append(fallback.with_columns(pl.col("batch_method") + pl.lit(f"; ComBat refused: {exc}")))
+        else:
+            out.append(part.with_columns(pl.lit("none").alias("batch_method")))
+    if not out:  # nothing to correct
+        return frame.with_columns(pl.lit(None, pl.String).alias("batch_method"))
+    return pl.concat(out, how="vertical_relaxed")
+
+
+def finish_measurements(frame: pl.DataFrame, methods: dict[str, str] | None = None, **options: int) -> pl.DataFrame:
+    """Batch correction by the configured method, then one row per sample x analyte (study samples only)."""
+    corrected = correct_batches(frame, methods, **options)
     return combine_replicates(corrected.filter(pl.col("sample_type").is_in(MEASURED_TYPES)))
 
 

@@ -179,3 +179,21 @@ def test_replicates_average_on_log_scale_and_censoring_needs_half() -> None:
         ("below_lod", pytest.approx(0.12)),
     ]
     assert out["n_replicates"].to_list() == [2, 2, 2]
+
+
+def test_an_empty_frame_normalises_to_an_empty_table(lookup: pl.DataFrame) -> None:
+    from transforms.normalise import normalise
+
+    samples = schema.empty(schema.SAMPLE).drop("subject_key")
+    rows = raw(
+        analyte_raw=["IL-6"],
+        sample_id=["NOT-IN-MANIFEST"],
+        unit_raw=["pg/mL"],
+        value=[1.0],
+        sample_type=["sample"],
+        platform=["tidy"],
+        plate_id=["P1"],
+    )
+    out, held = normalise(rows, samples, lookup)
+    assert out.height == 0 and list(out.schema) == list(schema.NORMALISED)
+    assert held["check"].to_list() == ["sample_in_manifest"]
