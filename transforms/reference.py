@@ -16,6 +16,7 @@ Pinned choices (docs/statistics.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -99,12 +100,158 @@ def tukey_outliers(log_values: np.ndarray, censored: np.ndarray, k: float = 1.5)
     return out & ~censored
 
 
+def dixon_outliers(values: np.ndarray) -> np.ndarray:
+    """Dixon's rule: the most extreme value is an outlier when its gap to the next value exceeds a third of
+    the range (D/R > 1/3); repeated at both ends until none is found. Censored values (-inf) never are."""
+    x = np.asarray(values, dtype=float)
+    order = np.argsort(x, kind="stable")
+    lo, hi = 0, x.size - 1
+    out = np.zeros(x.size, dtype=bool)
+    while hi - lo >= 2:
+        finite_lo = lo
+        while finite_lo < hi and np.isinf(x[order[finite_lo]]):
+            finite_lo += 1
+        rng = x[order[hi]] - x[order[finite_lo]]
+        if rng <= 0:
+            break
+        if (x[order[hi]] - x[order[hi - 1]]) / rng > 1 / 3:
+            out[order[hi]] = True
+            hi -= 1
+        elif finite_lo == lo and (x[order[lo + 1]] - x[order[lo]]) / rng > 1 / 3:
+            out[order[lo]] = True
+            lo += 1
+        else:
+            break
+    return out
+
+
 def _value(x: float, lod: float | None) -> tuple[float | None, bool]:
     if np.isneginf(x):
         return lod, True
     if np.isposinf(x):
         return None, True
     return float(x), False
+
+
+NONPARAMETRIC_MIN_N = 120
+SMALL_MIN_N = 20
+BOOTSTRAP_SEED = 20261125
+BOOTSTRAP_B = 500
+
+
+def parametric_limits(
+    t: np.ndarray, *, coverage: float = 0.95, ci_level: float = 0.90
+) -> tuple[float, float, float, float, float, float, float]:
+    """Gaussian limits on an already transformed scale: mean -/+ z * sd, CIs with se = sd * sqrt(1/n + z^2/(2n)).
+
+    Returns lower, upper, lower CI low/high, upper CI low/high and the centre (mean). Matches R
+    referenceIntervals' parametric method.
+    """
+    n = t.size
+    m, sd = float(t.mean()), float(t.std(ddof=1))
+    z = stats.norm.ppf(1 - (1 - coverage) / 2)
+    zc = stats.norm.ppf(1 - (1 - ci_level) / 2)
+    se = sd * np.sqrt(1 / n + z**2 / (2 * n))
+    lo, hi = m - z * sd, m + z * sd
+    return lo, hi, lo - zc * se, lo + zc * se, hi - zc * se, hi + zc * se, m
+
+
+def _biweight_location(t: np.ndarray, c: float = 3.7, tol: float = 1e-10, max_iter: int = 200) -> float:
+    centre = float(np.median(t))
+    mad = float(np.median(np.abs(t - centre))) / 0.6745 or 1e-12
+    for _ in range(max_iter):
+        u = (t - centre) / (c * mad)
+        w = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
+        new = float(np.sum(w * t) / np.sum(w))
+        if abs(new - centre) < tol:
+            return new
+        centre = new
+    return centre
+
+
+def _biweight_scale(t: np.ndarray, centre: float, c: float = 9.0) -> float:
+    """Biweight midvariance (Hoaglin, Mosteller and Tukey 1983) about ``centre``, as a standard deviation."""
+    mad = float(np.median(np.abs(t - np.median(t)))) or 1e-12
+    u = (t - centre) / (c * mad)
+    inside = np.abs(u) < 1
+    num = np.sqrt(t.size * np.sum(((t - centre) ** 2 * (1 - u**2) ** 4)[inside]))
+    den = abs(np.sum(((1 - u**2) * (1 - 5 * u**2))[inside]))
+    return float(num / den)
+
+
+def robust_limits(t: np.ndarray, *, coverage: float = 0.95) -> tuple[float, float, float]:
+    """Horn and Pesce (1998) robust limits on a transformed scale: biweight location T and scale S,
+    T -/+ t(n-1) * sqrt(S^2 + S^2/n). Returns lower, upper, centre."""
+    n = t.size
+    centre = _biweight_location(t)
+    scale = _biweight_scale(t, centre)
+    q = stats.t.ppf(1 - (1 - coverage) / 2, n - 1)
+    half = q * np.sqrt(scale**2 + scale**2 / n)
+    return centre - half, centre + half, centre
+
+
+def choose_transform(x: np.ndarray) -> tuple[str, float | None]:
+    """Box-Cox lambda by maximum likelihood for positive values (0 = log); ('identity', None) otherwise."""
+    if np.all(x > 0):
+        _, lam = stats.boxcox(x)
+        return "boxcox", float(lam)
+    return "identity", None
+
+
+def _forward(x: np.ndarray, lam: float | None) -> np.ndarray:
+    if lam is None:
+        return x
+    return np.log(x) if abs(lam) < 1e-12 else (x**lam - 1) / lam
+
+
+def _inverse(y: float, lam: float | None) -> float:
+    if lam is None:
+        return float(y)
+    if abs(lam) < 1e-12:
+        return float(np.exp(y))
+    base = lam * y + 1
+    return float(base ** (1 / lam)) if base > 0 else float("nan")
+
+
+def _small_sample_interval(
+    x: np.ndarray, *, coverage: float, ci_level: float, method: str, excluded: np.ndarray
+) -> ReferenceInterval:
+    """Parametric (after Box-Cox) or robust limits for 20 <= n < 120 (uncensored values only)."""
+    kind, lam = choose_transform(x)
+    t = _forward(x, lam)
+    if method == "auto":
+        normal_enough = stats.shapiro(t).pvalue >= 0.05
+        method = "parametric" if normal_enough else "robust"
+    if method == "parametric":
+        lo, hi, llo, lhi, ulo, uhi, _ = parametric_limits(t, coverage=coverage, ci_level=ci_level)
+        cis = [_inverse(v, lam) for v in (llo, lhi, ulo, uhi)]
+    else:
+        lo, hi, _centre = robust_limits(t, coverage=coverage)
+        rng = np.random.default_rng(BOOTSTRAP_SEED)
+        boots = np.array([robust_limits(rng.choice(t, t.size), coverage=coverage)[:2] for _ in range(BOOTSTRAP_B)])
+        a = (1 - ci_level) / 2
+        qs = np.quantile(boots, [a, 1 - a], axis=0)
+        cis = [_inverse(v, lam) for v in (qs[0, 0], qs[1, 0], qs[0, 1], qs[1, 1])]
+    label = f"{method} ({'log' if lam is not None and abs(lam) < 1e-12 else kind}"
+    label += f", lambda={lam:.3f})" if lam is not None else ")"
+    return ReferenceInterval(
+        n=x.size,
+        n_below_lod=0,
+        n_outliers_excluded=int(excluded.sum()),
+        method=label,
+        lower_limit=_inverse(lo, lam),
+        upper_limit=_inverse(hi, lam),
+        lower_ci_low=cis[0],
+        lower_ci_high=cis[1],
+        upper_ci_low=cis[2],
+        upper_ci_high=cis[3],
+        median=float(np.median(x)),
+        coverage=coverage,
+        ci_level=ci_level,
+        lod=None,
+        lower_limit_censored=False,
+        excluded_index=np.flatnonzero(excluded).tolist(),
+    )
 
 
 def reference_interval(
@@ -114,17 +261,21 @@ def reference_interval(
     lod: float | None = None,
     coverage: float = 0.95,
     ci_level: float = 0.90,
-    method: str = "nonparametric",
+    method: str = "auto",
     outliers: str | None = "tukey",
     log_scale: np.ndarray | None = None,
 ) -> ReferenceInterval:
     """EP28-A3c reference interval of ``values`` (the reporting scale).
 
-    ``censored`` marks values below the LOD (their entry in ``values`` is ignored); ``log_scale`` is the
-    scale for outlier fences (default: log of values). This version implements ``method="nonparametric"``.
+    ``method``: ``nonparametric`` (order statistics), ``parametric`` (Gaussian after Box-Cox), ``robust``
+    (Horn and Pesce, bootstrap CIs) or ``auto``: non-parametric for n >= 120; for 20 <= n < 120 parametric
+    when the Box-Cox-transformed values pass Shapiro-Wilk (p >= 0.05), robust otherwise. Censored values
+    (below LOD) rank below every value in the non-parametric method; the small-sample methods need
+    uncensored values and raise ValueError otherwise. ``outliers``: ``tukey`` (fences on ``log_scale``,
+    default log of values), ``dixon`` (D/R > 1/3 at either end, repeated) or None.
     """
-    if method not in {"nonparametric", "auto"}:
-        msg = f"method {method!r} is not available yet; use 'nonparametric'"
+    if method not in {"nonparametric", "parametric", "robust", "auto"}:
+        msg = f"method {method!r} is not one of nonparametric, parametric, robust, auto"
         raise ValueError(msg)
     x = np.asarray(values, dtype=float)
     cens = np.zeros(x.size, dtype=bool) if censored is None else np.asarray(censored, dtype=bool)
@@ -207,65 +358,138 @@ class ReferenceBuild:
     skipped: pl.DataFrame  # group keys + n + why a group was not published
 
 
+def harris_boyd(a: np.ndarray, b: np.ndarray) -> tuple[bool, float, float]:
+    """Harris and Boyd (1990): partition when z = |m1 - m2| / sqrt(s1^2/n1 + s2^2/n2) exceeds
+    z* = 3 * sqrt(n_mean / 120), or when the larger SD is more than 1.5 times the smaller. Returns
+    (partition, z, z*). Use on a scale where the values are roughly Gaussian (here: log)."""
+    n1, n2 = a.size, b.size
+    if n1 < 2 or n2 < 2:
+        return False, 0.0, float("inf")
+    s1, s2 = a.std(ddof=1), b.std(ddof=1)
+    z = abs(a.mean() - b.mean()) / np.sqrt(s1**2 / n1 + s2**2 / n2)
+    z_star = 3 * np.sqrt(((n1 + n2) / 2) / 120)
+    ratio = max(s1, s2) / max(min(s1, s2), 1e-12)
+    return bool(z > z_star or ratio > 1.5), float(z), float(z_star)
+
+
+def _group_arrays(group: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None]:
+    """Values (above-ULOQ as +inf), below-LOD mask, log values and the group LOD (highest limit)."""
+    below = group["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
+    above = (group["censoring"] == "above_uloq").fill_null(False).to_numpy()
+    values = np.where(above, np.inf, group["value"].to_numpy().astype(float))
+    logv = group["log_value"].to_numpy().astype(float)
+    logv = np.where(above, np.inf, np.where(below, -np.inf, logv))
+    censored_limits = group.filter(pl.Series(below))["limit_value"].drop_nulls().to_numpy()
+    reported_lods = group["lod"].drop_nulls().to_numpy()
+    lod: float | None = None
+    if censored_limits.size:
+        lod = float(censored_limits.max())
+    elif reported_lods.size:
+        lod = float(reported_lods.max())
+    if lod is not None:
+        # limits differ between plates: censor every value under the highest limit of the group, so
+        # that censored values rank below every measured one (a common threshold, docs/statistics.md)
+        common = ~above & (values < lod)
+        below = below | common
+        logv = np.where(common, -np.inf, logv)
+    return values, below, logv, lod
+
+
 def build_reference(
     measurements: pl.DataFrame,
     *,
     min_n: int = 120,
+    min_n_small: int = 40,
     coverage: float = 0.95,
     ci_level: float = 0.90,
     grid: np.ndarray = DEFAULT_GRID,
     k_privacy: int = 5,
+    age_bands: list[float] | None = None,
+    outliers: str = "tukey",
 ) -> ReferenceBuild:
     """Reference groups from healthy normalised measurements (one row per sample x analyte x platform).
 
-    Needs the NORMALISED columns plus ``matrix``. Publishes the ``sex = all`` group of every analyte,
-    platform, panel, matrix and unit with n >= ``min_n``. Above-ULOQ values rank above every value.
+    Needs the NORMALISED columns plus ``matrix`` (and ``sex``, ``age`` for partitions). For every analyte,
+    platform, panel, matrix and unit the ``sex = all`` group is published when it has n >= ``min_n``
+    (non-parametric) or n >= ``min_n_small`` without censored values (parametric or robust, chosen by
+    ``reference_interval(method="auto")``). Sex groups and age bands (cut points ``age_bands``) are
+    published too when Harris-Boyd says they differ and every part reaches the minimum n.
     """
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
     intervals: list[dict[str, object]] = []
     quantiles: list[pl.DataFrame] = []
-    outliers: list[pl.DataFrame] = []
+    outlier_rows: list[pl.DataFrame] = []
     skipped: list[dict[str, object]] = []
-    for key, group in measurements.sort("sample_id").group_by(keys, maintain_order=True):
-        meta = dict(zip(keys, key, strict=True)) | {"sex": "all", "age_min": None, "age_max": None}
-        below = group["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
-        above = (group["censoring"] == "above_uloq").fill_null(False).to_numpy()
-        values = group["value"].to_numpy().astype(float)
-        values = np.where(above, np.inf, values)
-        logv = group["log_value"].to_numpy().astype(float)
-        logv = np.where(above, np.inf, np.where(below, -np.inf, logv))
-        censored_limits = group.filter(pl.Series(below))["limit_value"].drop_nulls().to_numpy()
-        reported_lods = group["lod"].drop_nulls().to_numpy()
-        lod: float | None = None
-        if censored_limits.size:
-            lod = float(censored_limits.max())
-        elif reported_lods.size:
-            lod = float(reported_lods.max())
-        if lod is not None:
-            # limits differ between plates: censor every value under the highest limit of the group, so
-            # that censored values rank below every measured one (a common threshold, docs/statistics.md)
-            common = ~above & (values < lod)
-            below = below | common
-            logv = np.where(common, -np.inf, logv)
-        if group.height < min_n:
-            skipped.append(meta | {"n": group.height, "why": f"n = {group.height} < minimum {min_n}"})
-            continue
-        ri = reference_interval(values, censored=below, lod=lod, coverage=coverage, ci_level=ci_level, log_scale=logv)
-        if ri.n < min_n:
-            skipped.append(meta | {"n": ri.n, "why": f"n = {ri.n} after outlier exclusion < minimum {min_n}"})
-            continue
-        row = {k: v for k, v in ri.__dict__.items() if k != "excluded_index"}
-        intervals.append(meta | row)
+
+    def publish(group: pl.DataFrame, meta: dict[str, object]) -> bool:
+        values, below, logv, lod = _group_arrays(group)
+        n = group.height
+        if n < min_n_small or (n < min_n and below.any()):
+            why = (
+                f"n = {n} < minimum {min_n_small}"
+                if n < min_n_small
+                else (f"n = {n} < {min_n} and values below the LOD (small-sample methods need uncensored values)")
+            )
+            skipped.append(meta | {"n": n, "why": why})
+            return False
+        ri = reference_interval(
+            values,
+            censored=below,
+            lod=lod,
+            coverage=coverage,
+            ci_level=ci_level,
+            log_scale=logv,
+            outliers=outliers,
+            method="nonparametric" if n >= min_n else "auto",
+        )
+        floor = min_n if ri.method == "nonparametric" else min_n_small
+        if ri.n < floor:
+            skipped.append(meta | {"n": ri.n, "why": f"n = {ri.n} after outlier exclusion < minimum {floor}"})
+            return False
+        intervals.append(meta | {k: v for k, v in ri.__dict__.items() if k != "excluded_index"})
         keep = np.ones(values.size, dtype=bool)
         keep[ri.excluded_index] = False
         q = quantile_grid(values[keep], censored=below[keep], lod=lod, grid=grid, k=k_privacy)
         quantiles.append(q.with_columns(pl.lit(v).alias(k) for k, v in meta.items()))
         if ri.excluded_index:
-            outliers.append(
+            outlier_rows.append(
                 group[ri.excluded_index]
                 .select("sample_id", "value")
                 .with_columns(pl.lit(v).alias(k) for k, v in meta.items())
             )
+        return True
+
+    def measured_log(group: pl.DataFrame) -> np.ndarray:
+        ok = group.filter(pl.col("censoring").is_null() & pl.col("log_value").is_finite())
+        return ok["log_value"].to_numpy().astype(float)
+
+    for key, group in measurements.sort("sample_id").group_by(keys, maintain_order=True):
+        base = dict(zip(keys, key, strict=True))
+        if not publish(group, base | {"sex": "all", "age_min": None, "age_max": None}):
+            continue
+        if "sex" in group.columns:
+            women, men = group.filter(pl.col("sex") == "F"), group.filter(pl.col("sex") == "M")
+            split, _, _ = harris_boyd(measured_log(women), measured_log(men))
+            if split and min(women.height, men.height) >= min_n_small:
+                publish(women, base | {"sex": "F", "age_min": None, "age_max": None})
+                publish(men, base | {"sex": "M", "age_min": None, "age_max": None})
+        if age_bands and "age" in group.columns:
+            edges = [None, *sorted(age_bands), None]
+            bands = []
+            for lo, hi in pairwise(edges):
+                cond = pl.lit(True)
+                if lo is not None:
+                    cond = cond & (pl.col("age") >= lo)
+                if hi is not None:
+                    cond = cond & (pl.col("age") < hi)
+                bands.append((lo, hi, group.filter(cond)))
+            differ = any(
+                harris_boyd(measured_log(a[2]), measured_log(b[2]))[0]
+                for a, b in pairwise(bands)
+            )
+            if differ and min(part.height for _, _, part in bands) >= min_n_small:
+                for lo, hi, part in bands:
+                    publish(part, base | {"sex": "all", "age_min": lo, "age_max": hi})
     interval_frame = (
         schema.conform(pl.DataFrame(intervals, infer_schema_length=None), schema.REFERENCE_INTERVAL)
         if intervals
@@ -282,8 +506,8 @@ def build_reference(
         "value": pl.Float64(),
     }
     outlier_frame = (
-        schema.conform(pl.concat(outliers, how="diagonal_relaxed"), out_schema)
-        if outliers
+        schema.conform(pl.concat(outlier_rows, how="diagonal_relaxed"), out_schema)
+        if outlier_rows
         else schema.empty(out_schema)
     )
     skip_schema = {
