@@ -20,6 +20,7 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "below_lod_share_max": 0.5,
     "calibrator_recovery_max_dev": 20.0,  # percentage points: recovery outside 80-120 %
     "min_n": 120,
+    "min_n_small": 40,
     "quantile_k": 5,
 }
 

@@ -30,7 +30,11 @@ class Settings:
     releases: Path | None = None  # default: <home>/releases
     warehouse: Path | None = None  # default: <home>/warehouse.duckdb
     landing_mode: str = "keep"  # keep | move
-    min_n: int = 120
+    min_n: int = 120  # non-parametric method (CLSI EP28-A3c)
+    min_n_small: int = 40  # parametric / robust methods
+    age_bands: list[float] = field(default_factory=lambda: [45.0])  # cut points in years for age partitions
+    outlier_rule: str = "tukey"  # tukey | dixon
+    early_years: float = 3.0  # illness duration that splits early from long-standing patients
     coverage: float = 0.95
     ci_level: float = 0.90
     quantile_k: int = 5
@@ -79,9 +83,12 @@ class Settings:
             "ci_level": self.ci_level,
             "quantile_k": self.quantile_k,
             "msd_unit": self.msd_unit,
-            "method": "nonparametric",
+            "method": "auto: nonparametric for n >= min_n, parametric (Box-Cox) or robust (Horn-Pesce) below",
+            "min_n_small": self.min_n_small,
+            "age_bands": self.age_bands,
+            "outlier_rule": self.outlier_rule,
+            "early_years": self.early_years,
             "quantile_rule": "type6: rank p(n+1), linear between order statistics",
-            "outliers": "tukey 1.5 IQR on log scale",
             "batch_methods": {"default": "plate_control", **self.batch_methods},
             "combat_min_batch": self.combat_min_batch,
             "min_bridges": self.min_bridges,
@@ -91,11 +98,18 @@ class Settings:
 
 
 KEYS = {f.name: f for f in fields(Settings)}
-THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "quantile_k")
+THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "min_n_small", "quantile_k")
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = KEYS[key].type
+    if key == "age_bands":
+        items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
+        try:
+            return sorted(float(v) for v in items)
+        except ValueError as exc:
+            msg = f'{source}: age_bands must be a list of ages in years, e.g. [45] or "40,60"'
+            raise ConfigError(msg) from exc
     if key == "batch_methods":
         from transforms.normalise import BATCH_METHODS
 
@@ -160,6 +174,9 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
     settings = Settings(**values)
     if settings.landing_mode not in {"keep", "move"}:
         msg = f"landing_mode must be 'keep' or 'move', not {settings.landing_mode!r}"
+        raise ConfigError(msg)
+    if settings.outlier_rule not in {"tukey", "dixon"}:
+        msg = f"outlier_rule must be 'tukey' or 'dixon', not {settings.outlier_rule!r}"
         raise ConfigError(msg)
     if not 0 < settings.coverage < 1 or not 0 < settings.ci_level < 1:
         msg = "coverage and ci_level must lie strictly between 0 and 1"

@@ -21,6 +21,7 @@ from expectations.runner import SuiteOutcome, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, subject_key
 from transforms import schema
+from transforms.compare import compare_cohorts
 from transforms.normalise import dictionary_lookup, finish_measurements, hold_plates, prepare_measurements
 from transforms.privacy import pseudonymise_subjects
 from transforms.qc import file_statistics, plate_statistics, release_checks
@@ -317,13 +318,18 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
                 "message": f"inputs unchanged since release {last['version']}: nothing published",
             }
         healthy = con.sql("select * from measurements where cohort = 'healthy'").pl()
+        patients = con.sql("select * from measurements where cohort = 'patient'").pl()
     build = build_reference(
         healthy,
         min_n=settings.min_n,
+        min_n_small=settings.min_n_small,
         coverage=settings.coverage,
         ci_level=settings.ci_level,
         k_privacy=settings.quantile_k,
+        age_bands=settings.age_bands,
+        outliers=settings.outlier_rule,
     )
+    comparison = compare_cohorts(patients, healthy, build.intervals, early_years=settings.early_years)
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
     extra = [c for c in build.intervals.columns if c not in schema.REFERENCE_INTERVAL]
     checks = release_checks(build.intervals, build.quantiles, extra_columns=extra)
@@ -347,7 +353,11 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     published = releases.publish(
         settings.releases,
-        tables={"reference_intervals": build.intervals, "reference_quantiles": build.quantiles},
+        tables={
+            "reference_intervals": build.intervals,
+            "reference_quantiles": build.quantiles,
+            "cohort_comparison": comparison,
+        },
         created_at=created,
         parameters=settings.parameters() | {"analyte_dictionary_sha256": dictionary_sha},
         inputs=[{"file": n, "sha256": s} for n, s in files],
@@ -366,6 +376,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
             quantiles=build.quantiles,
             outliers=build.outliers,
             run_id=run_id,
+            comparison=comparison,
         )
     return {
         "version": published.version,

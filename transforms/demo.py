@@ -61,7 +61,7 @@ MSD_ASSAYS: list[tuple[str, str, float, float, float]] = [
     ("TNF-α", "TNF", 2.0, 1.5, 0.04),
 ]
 
-SEVERITY_SLOPE_SD: dict[str, float] = {"IL6": 0.6, "TNF": 0.5, "IFNG": 0.5}
+SEVERITY_SLOPE_SD: dict[str, float] = {"IL6": 1.2, "TNF": 1.2, "IFNG": 1.2}  # patients: +0.6 SD on average
 EARLY_SHIFT_SD: dict[str, float] = {"CXCL10": 0.6}
 SEX_SHIFT_SD: dict[str, float] = {"CCL11": 0.8}
 EARLY_YEARS = 3.0

@@ -90,6 +90,7 @@ def release_checks(intervals: pl.DataFrame, quantiles: pl.DataFrame, *, extra_co
     out = intervals.join(steps, on=keys, how="left", nulls_equal=True).with_columns(
         pl.when(pl.col("lower_limit_censored")).then(None).otherwise(med - lo).alias("median_minus_lower"),
         (hi - med).alias("upper_minus_median"),
+        pl.when(pl.col("method") == "nonparametric").then(pl.col("n")).alias("nonparametric_n"),
         pl.when(pl.col("lower_limit_censored"))
         .then(pl.min_horizontal(gaps[2:]))
         .otherwise(pl.min_horizontal(gaps))

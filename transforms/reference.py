@@ -282,12 +282,23 @@ def reference_interval(
     if log_scale is None:
         with np.errstate(divide="ignore", invalid="ignore"):
             log_scale = np.where(cens, -np.inf, np.log(x))
-    excluded = (
-        tukey_outliers(np.asarray(log_scale, dtype=float), cens)
-        if outliers == "tukey"
-        else np.zeros(x.size, dtype=bool)
-    )
+    if outliers == "tukey":
+        excluded = tukey_outliers(np.asarray(log_scale, dtype=float), cens)
+    elif outliers == "dixon":
+        excluded = dixon_outliers(np.where(cens, -np.inf, x))
+    else:
+        excluded = np.zeros(x.size, dtype=bool)
     keep = ~excluded
+    n_kept = int(keep.sum())
+    small = method in {"parametric", "robust"} or (method == "auto" and n_kept < NONPARAMETRIC_MIN_N)
+    if small:
+        if cens[keep].any():
+            msg = "parametric and robust limits need uncensored values; this group has values below the LOD"
+            raise ValueError(msg)
+        if n_kept < SMALL_MIN_N:
+            msg = f"n = {n_kept} is below {SMALL_MIN_N}: no reference interval can be estimated"
+            raise ValueError(msg)
+        return _small_sample_interval(x[keep], coverage=coverage, ci_level=ci_level, method=method, excluded=excluded)
     ranked = np.sort(np.where(cens, -np.inf, x)[keep])
     n = ranked.size
     p_low, p_high = (1 - coverage) / 2, 1 - (1 - coverage) / 2
@@ -483,10 +494,7 @@ def build_reference(
                 if hi is not None:
                     cond = cond & (pl.col("age") < hi)
                 bands.append((lo, hi, group.filter(cond)))
-            differ = any(
-                harris_boyd(measured_log(a[2]), measured_log(b[2]))[0]
-                for a, b in pairwise(bands)
-            )
+            differ = any(harris_boyd(measured_log(a[2]), measured_log(b[2]))[0] for a, b in pairwise(bands))
             if differ and min(part.height for _, _, part in bands) >= min_n_small:
                 for lo, hi, part in bands:
                     publish(part, base | {"sex": "all", "age_min": lo, "age_max": hi})

@@ -168,11 +168,18 @@ def record_release(
     quantiles: pl.DataFrame,
     outliers: pl.DataFrame,
     run_id: str,
+    comparison: pl.DataFrame | None = None,
 ) -> None:
     """Register a published release and its tables (idempotent per version)."""
     con.execute("begin")
     try:
-        for table in ("releases", "release_intervals", "release_quantiles", "release_outliers"):
+        for table in (
+            "releases",
+            "release_intervals",
+            "release_quantiles",
+            "release_outliers",
+            "release_cohort_comparison",
+        ):
             con.execute(f"delete from {table} where version = ?", [version])
         con.execute(
             "insert into releases values (?, ?, ?, ?, ?, ?, ?)",
@@ -182,6 +189,8 @@ def record_release(
         _insert(con, "release_intervals", intervals.with_columns(v))
         _insert(con, "release_quantiles", quantiles.with_columns(v))
         _insert(con, "release_outliers", outliers.with_columns(v))
+        if comparison is not None:
+            _insert(con, "release_cohort_comparison", comparison.with_columns(v))
         con.execute("commit")
     except Exception:
         con.execute("rollback")

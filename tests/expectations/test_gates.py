@@ -174,7 +174,7 @@ def release_candidate() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 RELEASE_BREAKERS = {
-    "between(n)": lambda i, q: (i.with_columns(pl.lit(50).cast(pl.Int64).alias("n")), q),
+    "between(n)": lambda i, q: (i.with_columns(pl.lit(30).cast(pl.Int64).alias("n")), q),
     "between(median_minus_lower)": lambda i, q: (i.with_columns((pl.col("median") * 2).alias("lower_limit")), q),
     "between(upper_minus_median)": lambda i, q: (i.with_columns((pl.col("median") / 2).alias("upper_limit")), q),
     "between(ci_bracket_gap)": lambda i, q: (i.with_columns((pl.col("upper_limit") * 3).alias("upper_ci_low")), q),

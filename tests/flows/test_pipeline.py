@@ -68,24 +68,28 @@ def test_first_run_loads_every_file_and_publishes_a_release(first_run) -> None:
     loaded = [f for f in summary.files if f.status == "loaded"]
     assert len(loaded) == len(demo.files)
     assert summary.status == "completed_with_problems"  # the empty file
-    assert summary.release_version is not None and summary.groups_published == 30
+    assert summary.release_version is not None and summary.groups_published >= 30
     folder = settings.releases / summary.release_version
     assert sorted(p.name for p in folder.iterdir()) == [
+        "cohort_comparison.parquet",
         "manifest.json",
         "reference_intervals.parquet",
         "reference_quantiles.parquet",
     ]
     intervals = pl.read_parquet(folder / "reference_intervals.parquet")
     assert intervals.columns[: len(INTERVAL_COLUMNS)] == INTERVAL_COLUMNS
-    assert set(intervals["matrix"]) == {"serum"} and set(intervals["sex"]) == {"all"}
-    assert (intervals["n"] >= 120).all()
+    everyone = intervals.filter((pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null())
+    assert everyone.height == 30 and set(intervals["matrix"]) == {"serum"}
+    assert set(intervals["sex"]) <= {"all", "F", "M"}
+    assert (intervals.filter(pl.col("method") == "nonparametric")["n"] >= 120).all() and (intervals["n"] >= 40).all()
+
     assert set(intervals.filter(pl.col("platform") == "olink")["unit"]) == {"NPX"}
     assert set(intervals.filter(pl.col("platform") == "msd")["unit"]) == {"pg/mL"}
     ok = intervals.filter(~pl.col("lower_limit_censored"))
     assert (ok["lower_limit"] <= ok["median"]).all() and (intervals["median"] <= intervals["upper_limit"]).all()
     quantiles = pl.read_parquet(folder / "reference_quantiles.parquet")
     assert quantiles.columns == [*INTERVAL_COLUMNS[:9], "p", "value", "censored"]
-    assert quantiles.group_by(INTERVAL_COLUMNS[:6]).agg(pl.col("value").is_sorted())["value"].all()
+    assert quantiles.group_by(INTERVAL_COLUMNS[:9]).agg(pl.col("value").is_sorted())["value"].all()
 
 
 def test_every_published_file_matches_its_manifest_checksum(first_run) -> None:
@@ -93,7 +97,8 @@ def test_every_published_file_matches_its_manifest_checksum(first_run) -> None:
     manifest = releases.read_manifest(settings.releases, summary.release_version)
     assert releases.verify(settings.releases, summary.release_version) == []
     assert {i["file"] for i in manifest["inputs"]} == set(demo.files)
-    assert manifest["files"]["reference_intervals.parquet"]["rows"] == 30
+    assert manifest["files"]["reference_intervals.parquet"]["rows"] == summary.groups_published
+    assert manifest["files"]["cohort_comparison.parquet"]["rows"] > 0
     assert {c["name"] for c in manifest["files"]["reference_quantiles.parquet"]["schema"]} >= {"p", "value"}
     assert manifest["parameters"]["min_n"] == 120 and manifest["code_version"]
     index = json.loads((settings.releases / "index.json").read_text())
@@ -117,7 +122,7 @@ def test_the_ledger_balances_and_the_warehouse_holds_the_rows(first_run) -> None
         ("plates[msd]", 7, True),
         ("plates[olink]", 7, True),
         ("raw_measurements", 8, True),
-        ("release", 7, True),
+        ("release", 8, True),
     ]
     assert q(settings, "select distinct engine from qc_results") == [("great_expectations",)]
     assert q(settings, "select count(*) from quarantine where stage = 'file'") == [(1,)]

@@ -62,7 +62,7 @@ def run(tmp_path_factory, prefect_backend):
 
 def test_good_data_loads_and_a_release_is_published(run) -> None:
     _, summary, con, _ = run
-    assert summary.release_version is not None and summary.groups_published == 30
+    assert summary.release_version is not None and summary.groups_published >= 30
     assert con.execute("select count(distinct sample_id) from measurements where platform = 'olink'").fetchall() == [
         (240,)
     ]

@@ -122,9 +122,121 @@ def test_limits_do_not_depend_on_order_and_bracket_the_median(values: list[float
     x = np.array(values)
     shuffled = x.copy()
     rnd.shuffle(shuffled)
-    a, b = reference_interval(x), reference_interval(shuffled)
+    a = reference_interval(x, method="nonparametric")
+    b = reference_interval(shuffled, method="nonparametric")
     assert (a.lower_limit, a.upper_limit, a.median) == (b.lower_limit, b.upper_limit, b.median)
-    a = reference_interval(x, outliers=None)
+    a = reference_interval(x, outliers=None, method="nonparametric")
     assert a.lower_limit <= a.median <= a.upper_limit
     assert a.lower_ci_low <= a.lower_limit <= a.lower_ci_high
     assert a.upper_ci_low <= a.upper_limit <= a.upper_ci_high
+
+
+# R referenceIntervals 1.3.1 singleRefLimit(RI = "p", CI = "p") on the log values (figures from ../shared golden)
+PARAMETRIC_LOG_GOLDEN = {
+    "lognormal_n60": (
+        -0.746330662069953,
+        0.813123434109283,
+        -0.890705597263627,
+        -0.601955726876279,
+        0.668748498915609,
+        0.957498369302957,
+    ),
+    "lognormal_n120": (
+        -0.671990045178849,
+        1.73132337208632,
+        -0.829321160013545,
+        -0.514658930344152,
+        1.57399225725162,
+        1.88865448692102,
+    ),
+}
+ROBUST_LOG_GOLDEN = {
+    "lognormal_n60": (-0.764617045313664, 0.842985111084249),
+    "lognormal_n120": (-0.720840733862297, 1.72517608219929),
+}
+
+
+@pytest.mark.skipif(not GOLDEN.exists(), reason="../shared golden files not present")
+@pytest.mark.parametrize("name", PARAMETRIC_LOG_GOLDEN)
+def test_parametric_limits_and_cis_agree_with_r(name: str) -> None:
+    from transforms.reference import parametric_limits
+
+    t = np.log(pl.read_csv(GOLDEN / f"{name}.csv")["value"].to_numpy())
+    assert parametric_limits(t)[:6] == pytest.approx(PARAMETRIC_LOG_GOLDEN[name], rel=1e-9)
+
+
+@pytest.mark.skipif(not GOLDEN.exists(), reason="../shared golden files not present")
+@pytest.mark.parametrize("name", ROBUST_LOG_GOLDEN)
+def test_robust_limits_are_close_to_the_peer(name: str) -> None:
+    """Horn-Pesce with the standard biweight midvariance (c = 9); the peer's scale constant differs, so
+    the limits agree to within 2.5 % of the interval width, not to rounding."""
+    from transforms.reference import robust_limits
+
+    t = np.log(pl.read_csv(GOLDEN / f"{name}.csv")["value"].to_numpy())
+    lo, hi, _ = robust_limits(t)
+    glo, ghi = ROBUST_LOG_GOLDEN[name]
+    width = ghi - glo
+    assert abs(lo - glo) < 0.025 * width and abs(hi - ghi) < 0.025 * width
+
+
+def test_auto_method_by_n_and_shape() -> None:
+    rng = np.random.default_rng(11)
+    big = reference_interval(np.exp(rng.normal(0, 0.5, 150)))
+    assert big.method == "nonparametric"
+    small = reference_interval(np.exp(rng.normal(0, 0.5, 60)))
+    assert small.method.startswith("parametric") and small.lower_limit < small.median < small.upper_limit
+    assert small.lower_ci_low < small.lower_limit < small.lower_ci_high
+    skewed = reference_interval(np.concatenate([rng.normal(10, 1, 50), rng.normal(16, 1, 12)]), outliers=None)
+    assert skewed.method.startswith("robust") and skewed.upper_ci_low < skewed.upper_limit < skewed.upper_ci_high
+    with pytest.raises(ValueError, match="below 20"):
+        reference_interval(np.exp(rng.normal(0, 0.5, 15)))
+    with pytest.raises(ValueError, match="uncensored"):
+        reference_interval(np.exp(rng.normal(0, 0.5, 60)), censored=np.arange(60) < 3, lod=0.2)
+
+
+def test_dixon_rule_removes_an_isolated_extreme_only() -> None:
+    from transforms.reference import dixon_outliers
+
+    x = np.array([1.0, 1.05, 1.1, 1.2, 1.25, 1.3, 9.0])
+    assert np.flatnonzero(dixon_outliers(x)).tolist() == [6]
+    assert not dixon_outliers(np.linspace(1, 2, 20)).any()
+
+
+def test_sex_and_age_partitions_follow_harris_boyd() -> None:
+    from transforms.reference import build_reference, harris_boyd
+
+    rng = np.random.default_rng(4)
+    n = 600
+    sex = np.where(np.arange(n) % 2 == 0, "F", "M")
+    age = rng.uniform(20, 70, n)
+    logs = {"DIFF": rng.normal(0, 0.5, n) + np.where(sex == "M", 0.6, 0.0), "SAME": rng.normal(0, 0.5, n)}
+    frames = []
+    for analyte, lv in logs.items():
+        frames.append(
+            pl.DataFrame(
+                {
+                    "sample_id": [f"S{i}" for i in range(n)],
+                    "analyte": analyte,
+                    "uniprot": "X",
+                    "platform": "msd",
+                    "panel": "MSD",
+                    "matrix": "serum",
+                    "unit": "pg/mL",
+                    "value": np.exp(lv),
+                    "log_value": lv,
+                    "sex": sex,
+                    "age": age,
+                    "censoring": None,
+                    "limit_value": None,
+                    "lod": None,
+                },
+                schema_overrides={"censoring": pl.String, "limit_value": pl.Float64, "lod": pl.Float64},
+            )
+        )
+    build = build_reference(pl.concat(frames), age_bands=[45.0])
+    groups = {(r["analyte"], r["sex"], r["age_min"], r["age_max"]) for r in build.intervals.iter_rows(named=True)}
+    assert ("DIFF", "F", None, None) in groups and ("DIFF", "M", None, None) in groups
+    assert ("SAME", "F", None, None) not in groups and ("SAME", "all", None, None) in groups
+    assert not any(g[2] is not None or g[3] is not None for g in groups)  # age has no planted effect
+    split, z, z_star = harris_boyd(rng.normal(0, 1, 100), rng.normal(0, 1, 100))
+    assert not split and z < z_star
