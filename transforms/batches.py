@@ -237,10 +237,14 @@ def combat(
     if conf.level == "full":
         msg = f"ComBat refused: {conf.detail}; correcting would erase the difference the study measures"
         raise ConfoundedError(msg)
-    wide = frame.pivot(on=sample, index=feature, values=value, aggregate_function="first").sort(feature)
+    # features x samples matrix by integer codes (a wide polars frame with thousands of columns is slow)
     order = samples[sample].to_list()
-    wide = wide.select([feature, *order])
-    mat = wide.select(order).to_numpy().astype(float)
+    features = frame[feature].unique().sort()
+    s_code = pl.DataFrame({sample: order, "__s": np.arange(len(order))})
+    f_code = pl.DataFrame({feature: features, "__f": np.arange(features.len())})
+    coded = frame.select(feature, sample, value).join(s_code, on=sample).join(f_code, on=feature)
+    mat = np.full((features.len(), len(order)), np.nan)
+    mat[coded["__f"].to_numpy(), coded["__s"].to_numpy()] = coded[value].cast(pl.Float64).to_numpy()
     complete = ~np.isnan(mat).any(axis=1)
     cov, _ = _covariate_matrix(samples, covariates)
     out = mat.copy()
@@ -253,10 +257,8 @@ def combat(
             mean_only=mean_only,
             reference_batch=reference_batch,
         )
-    corrected = (
-        pl.DataFrame(out, schema=order)
-        .with_columns(wide[feature])
-        .unpivot(index=feature, variable_name=sample, value_name="corrected")
+    corrected = coded.select(feature, sample).with_columns(
+        pl.Series("corrected", out[coded["__f"].to_numpy(), coded["__s"].to_numpy()])
     )
     return frame.join(corrected, on=[feature, sample], how="left", maintain_order="left")
 

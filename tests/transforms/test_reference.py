@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from tests.conftest import SHARED_GOLDEN
 from transforms.reference import ci_ranks, quantile_grid, quantile_type6, reference_interval
@@ -240,3 +241,20 @@ def test_sex_and_age_partitions_follow_harris_boyd() -> None:
     assert not any(g[2] is not None or g[3] is not None for g in groups)  # age has no planted effect
     split, z, z_star = harris_boyd(rng.normal(0, 1, 100), rng.normal(0, 1, 100))
     assert not split and z < z_star
+
+
+@pytest.mark.slow
+def test_order_statistic_cis_cover_the_true_percentile_about_90_percent_of_the_time() -> None:
+    """Coverage simulation: 1,000 seeded log-normal samples of n = 120."""
+    rng = np.random.default_rng(120)
+    true_low, true_high = np.exp(-1.959963984540054 * 0.5), np.exp(1.959963984540054 * 0.5)
+    hits_low = hits_high = 0
+    for _ in range(1000):
+        ri = reference_interval(np.exp(rng.normal(0, 0.5, 120)), outliers=None, method="nonparametric")
+        hits_low += ri.lower_ci_low <= true_low <= ri.lower_ci_high
+        hits_high += ri.upper_ci_low <= true_high <= ri.upper_ci_high
+    # the exact coverage of the (1st, 7th) order statistics at n = 120: P(1 <= B <= 6), B ~ Bin(120, 0.025)
+    exact = float(stats.binom.cdf(6, 120, 0.025) - stats.binom.cdf(0, 120, 0.025))
+    assert 0.90 <= exact <= 0.921  # 92.05 %: exact order-statistic CIs are never below nominal
+    se = np.sqrt(exact * (1 - exact) / 1000)
+    assert abs(hits_low / 1000 - exact) <= 3 * se and abs(hits_high / 1000 - exact) <= 3 * se

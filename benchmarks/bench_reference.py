@@ -1,0 +1,123 @@
+"""Reference-building benchmark: every group for N healthy samples x M analytes, beside a bare DuckDB
+`quantile_cont` group-by over the same Parquet file in the same run.
+
+Run on demand:  .venv/bin/python benchmarks/bench_reference.py [--samples 10000] [--analytes 3000]
+
+Each step runs in its own process (peak RSS = ru_maxrss). Target (reference issue): within 2x of the bare
+query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_parquet(path: Path, samples: int, analytes: int) -> None:
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(5)
+    n = samples * analytes
+    log_value = rng.normal(1.0, 0.6, n)
+    pl.DataFrame(
+        {
+            "sample_id": np.repeat([f"S{i:06d}" for i in range(samples)], analytes),
+            "analyte": np.tile([f"A{a:04d}" for a in range(analytes)], samples),
+            "log_value": log_value,
+            "sex": np.repeat(np.where(np.arange(samples) % 2 == 0, "F", "M"), analytes),
+            "age": np.repeat(rng.uniform(18, 80, samples), analytes),
+        }
+    ).with_columns(
+        pl.col("log_value").exp().alias("value"),
+        pl.lit("P00000").alias("uniprot"),
+        pl.lit("bench").alias("platform"),
+        pl.lit("panel").alias("panel"),
+        pl.lit("serum").alias("matrix"),
+        pl.lit("pg/mL").alias("unit"),
+        pl.lit(None, pl.String).alias("censoring"),
+        pl.lit(None, pl.Float64).alias("limit_value"),
+        pl.lit(None, pl.Float64).alias("lod"),
+    ).write_parquet(path)
+
+
+def step(kind: str, path: str) -> None:
+    t0 = time.perf_counter()
+    if kind == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        rows = con.execute(
+            "select analyte, quantile_cont(value::double, [0.025, 0.5, 0.975]) from read_parquet(?) group by analyte",
+            [path],
+        ).fetchall()
+        groups = len(rows)
+    else:
+        import polars as pl
+
+        from transforms.reference import build_reference
+
+        frame = pl.read_parquet(path)
+        build = build_reference(frame, age_bands=[45.0])
+        groups = build.intervals.height
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                "groups": groups,
+                "seconds": time.perf_counter() - t0,
+                "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--analytes", type=int, default=3_000)
+    parser.add_argument("--step")
+    parser.add_argument("--file")
+    args = parser.parse_args()
+    if args.step:
+        step(args.step, args.file)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "healthy.parquet"
+        make_parquet(path, args.samples, args.analytes)
+        print(
+            f"{args.samples:,} healthy samples x {args.analytes:,} analytes = {args.samples * args.analytes:,} values"
+        )
+        results = {}
+        for kind in ("duckdb", "refranges"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--step", kind, "--file", str(path)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            )
+            results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+    d, r = results["duckdb"], results["refranges"]
+    print(f"{'step':<46}{'groups':>8}{'seconds':>10}{'peak MB':>10}")
+    print(
+        f"{'DuckDB quantile_cont group-by (peer, bare)':<46}{d['groups']:>8}{d['seconds']:>10.1f}{d['peak_mb']:>10,.0f}"
+    )
+    print(
+        f"{'refranges build_reference (limits, CIs, grid)':<46}{r['groups']:>8}{r['seconds']:>10.1f}"
+        f"{r['peak_mb']:>10,.0f}"
+    )
+    print(f"ratio: {r['seconds'] / d['seconds']:.1f}x (target <= 2x)")
+
+
+if __name__ == "__main__":
+    main()
