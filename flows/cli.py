@@ -62,7 +62,7 @@ def generate(
     patients: Annotated[int, typer.Option(help="Number of patients.")] = 200,
 ) -> None:
     """Write a demo data set (manifest, Olink NPX and MSD exports) into OUT."""
-    from flows.pipeline import copy_demo
+    from flows.landing import copy_demo
     from transforms.demo import generate_demo
 
     if healthy < 1 or patients < 0:
@@ -96,10 +96,11 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the demo data.")] = 2026,
 ) -> None:
     """Generate the demo data set into the landing folder and run the pipeline once."""
-    from flows.pipeline import copy_demo
+    from flows.landing import copy_demo
     from transforms.demo import generate_demo
 
     settings = settings_or_exit(config, home=home)
+    quiet_environment(settings)  # before anything imports Prefect
     assert settings.landing is not None
     copy_demo(generate_demo(seed=seed).files, settings.landing)
     raise typer.Exit(_run(settings))

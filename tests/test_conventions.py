@@ -76,3 +76,14 @@ def test_great_expectations_is_imported_lazily() -> None:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 mod = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
                 assert not (mod or "").startswith("great_expectations"), f"{path} imports GX at module level"
+
+
+def test_the_cli_does_not_import_prefect_before_configuring_it() -> None:
+    """Prefect reads its settings (home, telemetry, timeouts) at import: the CLI module and what it imports at
+    module level must not import it."""
+    import subprocess
+    import sys
+
+    code = "import sys, flows.cli, flows.landing; print('prefect' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"

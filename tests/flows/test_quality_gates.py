@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from flows.config import load_settings
-from flows.pipeline import copy_demo
+from flows.landing import copy_demo
 from transforms.demo import generate_demo
 
 pytestmark = pytest.mark.slow
