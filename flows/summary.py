@@ -23,7 +23,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     table = Table(title=f"refranges run {summary.run_id}", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_column("detail")
+    table.add_column("detail", overflow="fold")
     table.add_row(
         "files ingested",
         str(len([f for f in new if f.status == "loaded"])),
