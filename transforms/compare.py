@@ -20,6 +20,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from transforms import schema
+
 EARLY_YEARS = 3.0
 MAX_PAIRS = 4_000_000  # Hodges-Lehmann on a seeded sample of pairs above this
 
@@ -186,15 +188,7 @@ def add_q_values(frame: pl.DataFrame, p: str, q: str) -> pl.DataFrame:
 
 
 COMPARISON_SCHEMA: dict[str, pl.DataType] = {
-    "analyte": pl.String(),
-    "uniprot": pl.String(),
-    "platform": pl.String(),
-    "panel": pl.String(),
-    "matrix": pl.String(),
-    "unit": pl.String(),
-    "sex": pl.String(),
-    "age_min": pl.Float64(),
-    "age_max": pl.Float64(),
+    **{k: schema.REFERENCE_INTERVAL[k] for k in schema.GROUP_KEYS},
     "cohort": pl.String(),
     "n": pl.Int64(),
     "n_reference": pl.Int64(),

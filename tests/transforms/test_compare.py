@@ -1,16 +1,14 @@
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import polars as pl
 import pytest
 from scipy import stats
 
+from tests.demo_files import read_demo
 from transforms.compare import add_q_values, cliffs_delta, compare_cohorts, hodges_lehmann, rank_trend, wilson
 from transforms.demo import EARLY_SHIFT_SD, SEVERITY_SLOPE_SD, generate_demo
 from transforms.normalise import dictionary_lookup, normalise
-from transforms.readers import read_file
 from transforms.reference import build_reference
 from warehouse.lookups import read_analyte_dictionary
 
@@ -55,15 +53,8 @@ def test_benjamini_hochberg_q_values() -> None:
 @pytest.fixture(scope="module")
 def demo_comparison() -> pl.DataFrame:
     demo = generate_demo(seed=2026)
-    rows, samples = [], None
-    for name, data in sorted(demo.files.items()):
-        r = read_file(data, source=name, sha256=hashlib.sha256(data).hexdigest())
-        if r.samples is not None:
-            samples = r.samples
-        else:
-            rows.append(r.rows)
-    assert samples is not None
-    norm, _ = normalise(pl.concat(rows), samples, dictionary_lookup(read_analyte_dictionary()[0]))
+    raw, samples = read_demo(demo)
+    norm, _ = normalise(raw, samples, dictionary_lookup(read_analyte_dictionary()[0]))
     wide = norm.join(
         samples.select("sample_id", "cohort", "matrix", "sex", "age", "severity", "illness_duration_years"),
         on="sample_id",

@@ -3,15 +3,13 @@ and keep the planted biology."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import polars as pl
 import pytest
 
+from tests.demo_files import read_demo
 from transforms.demo import MSD_ASSAYS, OLINK_ASSAYS, SEVERITY_SLOPE_SD, generate_demo
 from transforms.normalise import combine_replicates, correct_batches, dictionary_lookup, prepare_measurements
-from transforms.readers import read_file
 from warehouse.lookups import read_analyte_dictionary
 
 #: between-person SD on the log scale of each (platform, marker) in the generator
@@ -21,15 +19,8 @@ METHODS = [{}, {"olink": "bridge"}, {"msd": "combat", "olink": "combat"}]
 
 def prepared(plate_effects: bool) -> pl.DataFrame:
     demo = generate_demo(seed=31, n_healthy=200, n_patients=600, plate_effects=plate_effects)
-    rows, samples = [], None
-    for name, data in sorted(demo.files.items()):
-        r = read_file(data, source=name, sha256=hashlib.sha256(data).hexdigest())
-        if r.samples is not None:
-            samples = r.samples
-        else:
-            rows.append(r.rows)
-    assert samples is not None
-    frame, held = prepare_measurements(pl.concat(rows), samples, dictionary_lookup(read_analyte_dictionary()[0]))
+    raw, samples = read_demo(demo)
+    frame, held = prepare_measurements(raw, samples, dictionary_lookup(read_analyte_dictionary()[0]))
     assert held.height == 0
     frame = frame.with_columns(pl.lit("none").alias("batch_method"))
     return frame.join(samples.select("sample_id", "severity"), on="sample_id", how="left")
