@@ -16,6 +16,7 @@ Pinned choices (docs/statistics.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
@@ -27,6 +28,7 @@ from transforms import schema
 DEFAULT_GRID = np.round(np.arange(1, 100) / 100.0, 2)
 
 
+@lru_cache(maxsize=4096)
 def ci_ranks(n: int, p: float, ci_level: float = 0.90) -> tuple[int | None, int | None]:
     """1-based order-statistic ranks bracketing the p-th percentile with ``ci_level`` confidence.
 
