@@ -116,3 +116,24 @@ def test_releases_are_versioned_verified_immutable_and_indexed(tmp_path: Path) -
     assert releases.verify(root, a.version) == ["reference_quantiles.parquet: sha256 differs from the manifest"]
     with pytest.raises(releases.ReleaseError, match="not found"):
         releases.read_manifest(root, "1999.01.01-1")
+
+
+def test_client_loads_the_latest_release_and_refuses_a_tampered_one(tmp_path: Path) -> None:
+    from warehouse.client import ReleaseIntegrityError, load_release
+
+    root = tmp_path / "releases"
+    when = datetime(2026, 11, 25, 10, 0, 0)
+    releases.publish(
+        root, tables=_tables(), created_at=when, parameters={}, inputs=[], input_fingerprint="a", code_version="t"
+    )
+    second = releases.publish(
+        root, tables=_tables(), created_at=when, parameters={}, inputs=[], input_fingerprint="b", code_version="t"
+    )
+    loaded = load_release(root)
+    assert loaded["manifest"]["version"] == second.version
+    assert loaded["reference_intervals"].column_names[:3] == ["analyte", "uniprot", "platform"]
+    target = second.path / "reference_intervals.parquet"
+    target.chmod(0o644)
+    target.write_bytes(target.read_bytes()[:-10])
+    with pytest.raises(ReleaseIntegrityError, match="sha256 differs"):
+        load_release(root, second.version)
