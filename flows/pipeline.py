@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -486,10 +486,18 @@ def _finish(settings: Settings, summary: RunSummary) -> State:
 
 @flow(name="refranges-run", log_prints=True)
 def run_pipeline(settings: Settings) -> RunSummary:
-    """One pass: ingest new files, quality checks, normalise, build reference groups, publish."""
-    assert settings.landing is not None
+    """One pass: ingest new files, quality checks, normalise, build reference groups, publish.
+
+    The run works on a private copy of the warehouse and swaps it into place at the end, so analysts with
+    read-only sessions never block it and never see a half-done run; a failed run leaves no trace there.
+    """
+    assert settings.landing is not None and settings.warehouse is not None
+    public, landing = settings.warehouse, settings.landing
+    work = db.open_work_copy(public)
+    settings = replace(settings, warehouse=work)
     summary = _new_run(settings)
-    _ingest(list_landing(settings.landing), settings, summary)
+    summary.warehouse = str(public)
+    _ingest(list_landing(landing), settings, summary)
     release = build_and_publish(settings, summary.run_id)
     summary.release_version = release.get("version")
     summary.release_path = release.get("path")
@@ -497,16 +505,25 @@ def run_pipeline(settings: Settings) -> RunSummary:
     summary.groups_skipped = list(release.get("skipped", []))
     summary.release_message = str(release["message"])
     summary.release_blocked = bool(release.get("blocked", False))
-    return _finish(settings, summary)  # type: ignore[return-value]  # the flow returns the state's data
+    state = _finish(settings, summary)
+    db.publish_work_copy(work, public)
+    return state  # type: ignore[return-value]  # the flow returns the state's data
 
 
 @flow(name="refranges-ingest", log_prints=True)
 def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
-    """Ingest the given files into the warehouse (no release is built)."""
+    """Ingest the given files into the warehouse (no release is built), through a work copy as run_pipeline."""
+    assert settings.warehouse is not None
+    public = settings.warehouse
+    work = db.open_work_copy(public)
+    settings = replace(settings, warehouse=work)
     summary = _new_run(settings)
+    summary.warehouse = str(public)
     _ingest(paths, settings, summary)
     summary.release_message = "ingest only: no release built"
-    return _finish(settings, summary)  # type: ignore[return-value]
+    state = _finish(settings, summary)
+    db.publish_work_copy(work, public)
+    return state  # type: ignore[return-value]
 
 
 def dry_run(paths: list[Path], settings: Settings) -> list[FileOutcome]:

@@ -58,3 +58,28 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     con = duckdb.connect(str(path))
     migrate(con)
     return con
+
+
+def open_work_copy(path: Path) -> Path:
+    """Start a run on a private copy of the warehouse, so that analysts' read-only sessions on ``path``
+    never block the run and never see a half-done one. Returns the copy's path (migrated)."""
+    work = path.with_name(f".{path.name}.work")
+    for stale in (work, work.with_name(work.name + ".wal")):
+        stale.unlink(missing_ok=True)  # left by a crashed run: never visible to anyone
+    if path.exists():
+        import shutil
+
+        shutil.copyfile(path, work)
+    with connect(work) as con:
+        con.execute("checkpoint")
+    return work
+
+
+def publish_work_copy(work: Path, path: Path) -> None:
+    """Checkpoint the run's copy and swap it into place atomically (``os.replace``). Sessions already open
+    keep the old snapshot; new sessions see the new state; nobody sees a mix."""
+    import os
+
+    with duckdb.connect(str(work)) as con:
+        con.execute("checkpoint")
+    os.replace(work, path)

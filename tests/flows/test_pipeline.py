@@ -178,3 +178,26 @@ def test_move_mode_archives_read_only_and_a_bad_file_marks_the_run_state(tmp_pat
     assert len(archived) == 1 and archived[0].read_text() == good and not (archived[0].stat().st_mode & 0o222)
     assert (settings.quarantine / "junk.bin.reason.txt").read_text().startswith("junk.bin: the file is binary")
     assert summary.release_version is None and "minimum n" in summary.release_message
+
+
+def test_an_open_analyst_session_never_blocks_a_run_and_sees_old_or_new_never_a_mix(first_run) -> None:
+    """A read-only DuckDB session stays open during a full run; the run succeeds and swaps the warehouse."""
+    from flows.pipeline import run_pipeline
+
+    settings, _, _ = first_run
+    analyst = duckdb.connect(str(settings.warehouse), read_only=True)
+    try:
+        before = analyst.execute("select count(*) from files").fetchall()
+        (settings.landing / "analyst_test.csv").write_text(
+            "sample_id,subject_id,cohort,matrix,sex,age,collection_date\nNEW-1,SUBJ-N,healthy,serum,F,33,2026-05-02\n"
+        )
+        summary = run_pipeline(settings)
+        assert any(f.name == "analyst_test.csv" and f.status == "loaded" for f in summary.files)
+        # the open session keeps its consistent snapshot of the old state
+        assert analyst.execute("select count(*) from files").fetchall() == before
+        assert analyst.execute("select count(*) from runs where finished_at is null").fetchall() == [(0,)]
+    finally:
+        analyst.close()
+    after = q(settings, "select count(*) from files")
+    assert after[0][0] == before[0][0] + 1
+    assert not list(settings.warehouse.parent.glob(".warehouse.duckdb.work*"))
