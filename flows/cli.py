@@ -195,6 +195,29 @@ def releases_show(version: str, config: ConfigOption = None) -> None:
     typer.echo(json.dumps(manifest, indent=2))
 
 
+@releases_app.command("diff")
+def releases_diff(
+    old: Annotated[str, typer.Argument(help="The older version.")],
+    new: Annotated[str, typer.Argument(help="The newer version.")],
+    config: ConfigOption = None,
+) -> None:
+    """Groups added or removed, and limits that moved by more than their CI, between two releases."""
+    import polars as pl
+
+    from transforms.diff import diff_intervals
+    from warehouse.releases import ReleaseError, read_manifest
+
+    settings = settings_or_exit(config)
+    assert settings.releases is not None
+    try:
+        read_manifest(settings.releases, old)
+        read_manifest(settings.releases, new)
+    except ReleaseError as exc:
+        fail(str(exc))
+    tables = [pl.read_parquet(settings.releases / v / "reference_intervals.parquet") for v in (old, new)]
+    typer.echo(json.dumps(diff_intervals(*tables), indent=2, default=str))
+
+
 @releases_app.command("verify")
 def releases_verify(
     version: Annotated[str | None, typer.Argument(help="Version (default: every release).")] = None,

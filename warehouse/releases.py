@@ -109,6 +109,12 @@ def publish(
     """Write a new immutable release; returns its version and manifest."""
     root.mkdir(parents=True, exist_ok=True)
     previous = latest(root)
+    changes = None
+    if previous is not None and "reference_intervals" in tables:
+        from transforms.diff import diff_intervals
+
+        old = pl.read_parquet(root / previous["version"] / "reference_intervals.parquet")
+        changes = diff_intervals(old, tables["reference_intervals"])
     version = next_version(root, created_at)
     final = root / version
     staging = root / f".staging-{version}"
@@ -128,6 +134,7 @@ def publish(
         "version": version,
         "created_at": created_at.isoformat(timespec="seconds") + "Z",
         "previous_version": previous["version"] if previous else None,
+        "changes_since_previous": changes,
         "code_version": code_version,
         "input_fingerprint": input_fingerprint,
         "parameters": parameters,

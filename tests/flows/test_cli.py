@@ -98,3 +98,46 @@ def test_ingest_dry_run_reports_per_file_and_writes_nothing(tmp_path: Path) -> N
     )
     assert not home.exists()
     assert invoke("ingest", str(files / "nope.csv")).exit_code == 1
+
+
+def test_releases_diff_compares_two_versions(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from tests.transforms.test_diff import frame, group
+    from transforms import schema
+    from warehouse import releases
+
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\n')
+    root = home / "releases"
+    when = datetime(2026, 11, 25, 9, 0, 0)
+    q = schema.empty(schema.REFERENCE_QUANTILE)
+    a = releases.publish(
+        root,
+        tables={"reference_intervals": frame([group("IL6", 1.0, (0.8, 1.2))]), "reference_quantiles": q},
+        created_at=when,
+        parameters={},
+        inputs=[],
+        input_fingerprint="a",
+        code_version="t",
+    )
+    b = releases.publish(
+        root,
+        tables={
+            "reference_intervals": frame([group("IL6", 2.0, (1.8, 2.2)), group("TNF", 1.0, (0.8, 1.2))]),
+            "reference_quantiles": q,
+        },
+        created_at=when,
+        parameters={},
+        inputs=[],
+        input_fingerprint="b",
+        code_version="t",
+    )
+    assert b.manifest["previous_version"] == a.version
+    assert b.manifest["changes_since_previous"]["groups_added"] == ["TNF msd serum pg/mL sex=all"]
+    out = invoke("releases", "diff", a.version, b.version, "--config", str(cfg))
+    assert out.exit_code == 0
+    d = json.loads(out.output)
+    assert d["groups_added"] == ["TNF msd serum pg/mL sex=all"] and d["limits_moved"][0]["new"] == 2.0
+    assert invoke("releases", "diff", a.version, "1999.01.01-1", "--config", str(cfg)).exit_code == 1
