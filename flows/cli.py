@@ -245,6 +245,70 @@ def releases_verify(
 
 
 @app.command()
+def score(
+    input_file: Annotated[Path, typer.Argument(help="One person's results in the generic tidy format.")],
+    release: Annotated[str, typer.Option("--release", help="Release version, or 'latest'.")] = "latest",
+    matrix: Annotated[str, typer.Option(help="Sample matrix of the results: serum or plasma.")] = "serum",
+    sex: Annotated[str | None, typer.Option(help="F or M, to use sex-specific groups where published.")] = None,
+    age: Annotated[float | None, typer.Option(help="Age in years, to use age bands where published.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    config: ConfigOption = None,
+) -> None:
+    """Place one person's results against a release (a comparison with healthy people, not a diagnosis)."""
+    import hashlib
+
+    import polars as pl
+    from rich.table import Table
+
+    from transforms.normalise import convert_units, dictionary_lookup, resolve_analytes
+    from transforms.readers import UnreadableFileError, read_file
+    from transforms.score import DISCLAIMER, score_person
+    from warehouse.client import ReleaseIntegrityError, load_release
+    from warehouse.lookups import read_analyte_dictionary
+
+    settings = settings_or_exit(config)
+    assert settings.releases is not None
+    if not input_file.is_file():
+        fail(f"not a file: {input_file}")
+    data = input_file.read_bytes()
+    try:
+        parsed = read_file(data, source=input_file.name, sha256=hashlib.sha256(data).hexdigest())
+        tables = load_release(settings.releases, release)
+    except (UnreadableFileError, ReleaseIntegrityError, FileNotFoundError) as exc:
+        fail(str(exc))
+    named, held_names = resolve_analytes(parsed.rows, dictionary_lookup(read_analyte_dictionary()[0]))
+    converted, held_units = convert_units(named)
+    results = converted.with_columns(pl.col("run_date").alias("collection_date"))
+    intervals = pl.DataFrame(pl.from_arrow(tables["reference_intervals"]))
+    grid = pl.DataFrame(pl.from_arrow(tables["reference_quantiles"]))
+    out = score_person(results, intervals, grid, matrix=matrix, sex=sex, age=age)
+    problems = [*parsed.quarantine["reason"], *held_names["reason"], *held_units["reason"]]
+    if fmt == "csv":
+        typer.echo(out.write_csv(), nl=False)
+    elif fmt == "json":
+        typer.echo(
+            json.dumps(
+                {
+                    "disclaimer": DISCLAIMER,
+                    "release": tables["manifest"]["version"],
+                    "results": out.to_dicts(),
+                    "not_read": problems,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        table = Table(*out.columns, title=f"release {tables['manifest']['version']}")
+        for row in out.iter_rows():
+            table.add_row(*["" if v is None else str(v) for v in row])
+        console.print(table)
+        for problem in problems:
+            err.print(f"[yellow]not read:[/yellow] {problem}")
+        console.print(f"[bold]{DISCLAIMER}[/bold]")
+
+
+@app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query over the warehouse views.")],
     config: ConfigOption = None,

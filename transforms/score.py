@@ -1,0 +1,126 @@
+"""Place one person's results against a release: percentile and inside/outside the reference interval.
+
+A comparison with a healthy reference, for research and discussion with a clinician. It never says
+"abnormal", "positive" or anything that reads as a diagnosis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+DISCLAIMER = (
+    "This compares measured values with a healthy reference distribution. It is not a diagnosis; discuss "
+    "results with a clinician."
+)
+
+
+def _pick_group(groups: pl.DataFrame, sex: str | None, age: float | None) -> dict[str, object] | None:
+    """The most specific published group that applies: sex-specific, then age band, then 'all'."""
+    candidates = []
+    for g in groups.iter_rows(named=True):
+        if g["sex"] != "all" and g["sex"] != sex:
+            continue
+        lo, hi = g["age_min"], g["age_max"]
+        if (lo is not None or hi is not None) and (
+            age is None or (lo is not None and age < lo) or (hi is not None and age >= hi)
+        ):
+            continue
+        specificity = (g["sex"] != "all") + (lo is not None or hi is not None)
+        candidates.append((specificity, g))
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+
+
+def score_person(
+    results: pl.DataFrame,
+    intervals: pl.DataFrame,
+    quantiles: pl.DataFrame,
+    *,
+    matrix: str,
+    sex: str | None = None,
+    age: float | None = None,
+) -> pl.DataFrame:
+    """One row per result: reference group used, percentile, position relative to the interval, or why the
+    marker cannot be placed. ``results`` needs analyte, platform, panel, unit, value, censoring, and
+    optionally collection_date."""
+    keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max"]
+    rows = []
+    for r in results.iter_rows(named=True):
+        base = {
+            "analyte": r["analyte"],
+            "platform": r["platform"],
+            "unit": r["unit"],
+            "value": r["value"],
+            "collection_date": r.get("collection_date"),
+        }
+        same = intervals.filter((pl.col("analyte") == r["analyte"]) & (pl.col("matrix") == matrix))
+        if same.height == 0:
+            rows.append(
+                base | {"status": f"not placed: no {matrix} reference group for {r['analyte']} in this release"}
+            )
+            continue
+        match = same.filter((pl.col("platform") == r["platform"]) & (pl.col("unit") == r["unit"]))
+        if match.height == 0:
+            offered = ", ".join(sorted({f"{g['platform']} in {g['unit']}" for g in same.iter_rows(named=True)}))
+            rows.append(
+                base
+                | {
+                    "status": f"not placed: measured on {r['platform']} in {r['unit']}; the release "
+                    f"has {offered}; values from other platforms or units are not comparable"
+                }
+            )
+            continue
+        group = _pick_group(match, sex, age)
+        if group is None:
+            rows.append(base | {"status": "not placed: no group for this sex and age"})
+            continue
+        grid = quantiles.filter(
+            pl.all_horizontal([(pl.col(k) == group[k]) if group[k] is not None else pl.col(k).is_null() for k in keys])
+        ).sort("p")
+        p, v = grid["p"].to_numpy(), grid["value"].to_numpy()
+        value = r["value"]
+        if r.get("censoring") in ("below_lod", "below_lloq") or value is None:
+            percentile = f"< {p.min() * 100:.0f}" if p.size else "below LOD"
+        elif p.size == 0:
+            percentile = "n/a"
+        elif value < v.min():
+            percentile = f"< {p.min() * 100:.0f}"
+        elif value > v.max():
+            percentile = f"> {p.max() * 100:.0f}"
+        else:
+            percentile = f"{float(np.interp(value, v, p)) * 100:.0f}"
+        lower = None if group["lower_limit_censored"] else group["lower_limit"]
+        if value is None or r.get("censoring") in ("below_lod", "below_lloq"):
+            position = "below the LOD" + (" (interval starts below the LOD)" if lower is None else "")
+        elif lower is not None and value < lower:
+            position = "below the reference interval"
+        elif value > group["upper_limit"]:
+            position = "above the reference interval"
+        else:
+            position = "inside the reference interval"
+        rows.append(
+            base
+            | {
+                "status": "placed",
+                "reference_group": f"{group['platform']} {group['matrix']} sex={group['sex']}",
+                "lower_limit": group["lower_limit"],
+                "upper_limit": group["upper_limit"],
+                "percentile": percentile,
+                "position": position,
+            }
+        )
+    cols = [
+        "collection_date",
+        "analyte",
+        "platform",
+        "value",
+        "unit",
+        "percentile",
+        "position",
+        "lower_limit",
+        "upper_limit",
+        "reference_group",
+        "status",
+    ]
+    out = pl.DataFrame(rows, infer_schema_length=None)
+    return out.select([pl.col(c) if c in out.columns else pl.lit(None).alias(c) for c in cols])
