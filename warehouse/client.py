@@ -21,7 +21,8 @@ class ReleaseIntegrityError(RuntimeError):
     """A release file is missing or differs from its manifest: do not use the release."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """sha256 of a file, read in 1 MB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -50,7 +51,7 @@ def load_release(root: str | Path, version: str = "latest") -> dict[str, Any]:
         if not path.exists():
             msg = f"{path}: listed in the manifest but missing"
             raise ReleaseIntegrityError(msg)
-        if _sha256(path) != meta["sha256"]:
+        if sha256_file(path) != meta["sha256"]:
             msg = f"{path}: sha256 differs from the manifest; the release is damaged or was changed"
             raise ReleaseIntegrityError(msg)
         table: pa.Table = pq.read_table(path)

@@ -16,7 +16,6 @@ that exists is never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,8 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from warehouse.client import sha256_file
+
 INDEX = "index.json"
 MANIFEST = "manifest.json"
 TABLES = ("reference_intervals", "reference_quantiles")
@@ -36,14 +37,6 @@ FORMAT_VERSION = 1
 
 class ReleaseError(RuntimeError):
     """A release cannot be published or does not verify."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_index(root: Path) -> list[dict[str, Any]]:
