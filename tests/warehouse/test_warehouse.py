@@ -137,3 +137,63 @@ def test_client_loads_the_latest_release_and_refuses_a_tampered_one(tmp_path: Pa
     target.write_bytes(target.read_bytes()[:-10])
     with pytest.raises(ReleaseIntegrityError, match="sha256 differs"):
         load_release(root, second.version)
+
+
+KILL_SCRIPT = """
+import os, sys
+from datetime import datetime
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from transforms import schema
+from warehouse import releases
+calls = {{"n": 0}}
+def dying(real):
+    def wrapper(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == {kill_at}:
+            os._exit(9)  # the process dies here, as with kill -9: no cleanup runs
+        return real(*args, **kwargs)
+    return wrapper
+os.replace, os.rename = dying(os.replace), dying(os.rename)
+tables = {{"reference_intervals": schema.empty(schema.REFERENCE_INTERVAL),
+          "reference_quantiles": schema.empty(schema.REFERENCE_QUANTILE)}}
+releases.publish(Path({store!r}), tables=tables, created_at=datetime(2026, 11, 26, 8, 0, 0), parameters={{}},
+                 inputs=[], input_fingerprint="second", code_version="t")
+"""
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 99])
+def test_a_publish_killed_at_any_step_leaves_the_old_or_the_new_state(tmp_path: Path, kill_at: int) -> None:
+    """Kill the publishing process at its 1st, 2nd or 3rd atomic step (manifest, folder rename, index), or
+    not at all: the index lists only complete releases that verify, and the next publish works."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "releases"
+    first = releases.publish(
+        root,
+        tables=_tables(),
+        created_at=datetime(2026, 11, 26, 7, 0, 0),
+        parameters={},
+        inputs=[],
+        input_fingerprint="first",
+        code_version="t",
+    )
+    script = KILL_SCRIPT.format(root=str(Path(__file__).resolve().parents[2]), store=str(root), kill_at=kill_at)
+    code = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).returncode
+    assert code == (0 if kill_at == 99 else 9)
+    listed = [r["version"] for r in releases.read_index(root)]
+    assert listed[0] == first.version and len(listed) == (2 if kill_at == 99 else 1)
+    for version in listed:
+        assert releases.verify(root, version) == []
+    nxt = releases.publish(
+        root,
+        tables=_tables(),
+        created_at=datetime(2026, 11, 26, 9, 0, 0),
+        parameters={},
+        inputs=[],
+        input_fingerprint="third",
+        code_version="t",
+    )
+    assert releases.verify(root, nxt.version) == [] and releases.read_index(root)[-1]["version"] == nxt.version
+    assert not [p for p in root.iterdir() if p.name.startswith(".staging-")]
