@@ -54,6 +54,7 @@ def load_release(root: str | Path, version: str = "latest") -> dict[str, Any]:
         if sha256_file(path) != meta["sha256"]:
             msg = f"{path}: sha256 differs from the manifest; the release is damaged or was changed"
             raise ReleaseIntegrityError(msg)
-        table: pa.Table = pq.read_table(path)
-        out[name.removesuffix(".parquet")] = table
+        if name.endswith(".parquet"):
+            table: pa.Table = pq.read_table(path)
+            out[name.removesuffix(".parquet")] = table
     return out

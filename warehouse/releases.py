@@ -122,6 +122,15 @@ def publish(
         path = staging / f"{name}.parquet"
         frame.write_parquet(path, compression="zstd", statistics=True)
         files[path.name] = {"sha256": sha256_file(path), "rows": frame.height, "schema": _schema_of(path)}
+    if "reference_intervals" in tables and "reference_quantiles" in tables:
+        from warehouse.report import render_release_report
+
+        page = render_release_report(
+            version, tables["reference_intervals"], tables["reference_quantiles"], tables.get("cohort_comparison")
+        )
+        report = staging / "report.html"
+        report.write_text(page, encoding="utf-8")
+        files[report.name] = {"sha256": sha256_file(report), "rows": None, "schema": None}
     manifest = {
         "format_version": FORMAT_VERSION,
         "version": version,

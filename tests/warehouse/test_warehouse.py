@@ -107,6 +107,7 @@ def test_releases_are_versioned_verified_immutable_and_indexed(tmp_path: Path) -
         "manifest.json",
         "reference_intervals.parquet",
         "reference_quantiles.parquet",
+        "report.html",
     ]
     assert releases.verify(root, a.version) == []
     assert not list(root.glob(".staging-*"))
