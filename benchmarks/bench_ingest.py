@@ -72,19 +72,7 @@ def step(kind: str, path: str) -> None:
             plan = plan_file(data, Path(path).name, settings, set(), b"bench")
             t_parse = time.perf_counter() - t0
             o = plan.outcome
-            entry = loads.LedgerEntry(
-                o.sha256,
-                o.name,
-                o.layout,
-                len(data),
-                o.rows_read,
-                o.rows_loaded,
-                o.rows_quarantined,
-                "loaded",
-                None,
-                None,
-                "bench",
-            )
+            entry = o.ledger_entry(size_bytes=len(data), archive_path=None, run_id="bench")
             with db.connect(settings.warehouse) as con:
                 loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine)
             rows = o.rows_read

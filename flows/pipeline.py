@@ -45,6 +45,22 @@ class FileOutcome:
     reason: str | None = None
     replaced: list[str] = field(default_factory=list)
 
+    def ledger_entry(self, *, size_bytes: int, archive_path: str | None, run_id: str) -> loads.LedgerEntry:
+        """The warehouse ledger row of this outcome (a quarantined file loads no row)."""
+        return loads.LedgerEntry(
+            self.sha256,
+            self.name,
+            self.layout,
+            size_bytes,
+            self.rows_read,
+            self.rows_loaded,
+            self.rows_quarantined,
+            self.status,
+            self.reason,
+            archive_path,
+            run_id,
+        )
+
 
 @dataclass
 class RunSummary:
@@ -187,37 +203,13 @@ def ingest_file(
         return o, schema.empty(schema.MEASUREMENT), None
     if o.status == "quarantined":
         _quarantine_file(settings, path, data, o.reason or "")
-        entry = loads.LedgerEntry(
-            o.sha256,
-            o.name,
-            o.layout,
-            len(data),
-            o.rows_read,
-            0,
-            o.rows_quarantined,
-            "quarantined",
-            o.reason,
-            None,
-            run_id,
-        )
+        entry = o.ledger_entry(size_bytes=len(data), archive_path=None, run_id=run_id)
         with db.connect(settings.warehouse) as con:
             loads.load_file(con, entry, quarantine=plan.quarantine)
         logger.warning("quarantined file %s: %s", o.name, o.reason)
     else:
         archive = _archive(settings, path, data, o.sha256)
-        entry = loads.LedgerEntry(
-            o.sha256,
-            o.name,
-            o.layout,
-            len(data),
-            o.rows_read,
-            o.rows_loaded,
-            o.rows_quarantined,
-            "loaded",
-            None,
-            str(archive),
-            run_id,
-        )
+        entry = o.ledger_entry(size_bytes=len(data), archive_path=str(archive), run_id=run_id)
         with db.connect(settings.warehouse) as con:
             o.replaced = loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine, samples=plan.samples)
         logger.info(
@@ -271,9 +263,9 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]
         samples = loads.read_samples(con)
     prepared, held = prepare_measurements(raw, samples, dictionary_lookup(dictionary))
     stats = plate_statistics(prepared)
+    per_platform = [(p, stats.filter(pl.col("platform") == p)) for p in stats["platform"].unique().sort().to_list()]
     failed: list[pl.DataFrame] = []
-    for platform in stats["platform"].unique().sort().to_list():  # thresholds can differ per platform
-        part = stats.filter(pl.col("platform") == platform)
+    for platform, part in per_platform:  # thresholds can differ per platform
         plates: SuiteOutcome = quarantine_rows(part, load_suite("plates", thresholds=settings.thresholds(platform)))
         failed.append(plates.failed)
     kept, held_plates = hold_plates(prepared, pl.concat(failed, how="diagonal_relaxed") if failed else stats.clear())
@@ -286,8 +278,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]
     with db.connect(settings.warehouse) as con:
         loads.replace_derived(con, normalised=normalised, held=held, run_id=run_id)
     _report_to_warehouse(settings, run_id, [(normalised, "normalised_measurements")])
-    for platform in stats["platform"].unique().sort().to_list():
-        part = stats.filter(pl.col("platform") == platform)
+    for platform, part in per_platform:
         _report_to_warehouse(settings, run_id, [(part, "plates")], platform=platform)
     with db.connect(settings.warehouse) as con:
         held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
@@ -531,13 +522,8 @@ def dry_run(paths: list[Path], settings: Settings) -> list[FileOutcome]:
     assert settings.warehouse is not None
     known: set[str] = set()
     if settings.warehouse.exists():
-        import duckdb
-
-        con = duckdb.connect(str(settings.warehouse), read_only=True)
-        try:
-            known = {r[0] for r in con.execute("select sha256 from files").fetchall()}
-        finally:
-            con.close()
+        with db.connect(settings.warehouse, read_only=True) as con:
+            known = loads.known_hashes(con)
     outcomes = []
     for path in paths:
         plan = plan_file(path.read_bytes(), path.name, settings, known, b"dry-run")

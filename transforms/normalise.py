@@ -256,18 +256,31 @@ def plate_control_shifts(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _shift_all(frame: pl.DataFrame, shift: pl.Expr) -> pl.DataFrame:
+    """Subtract a log-scale shift from values, limits and LODs alike (censored values move with their plate)."""
+    return frame.with_columns(
+        (pl.col("log_value") - shift).alias("log_value"),
+        (pl.col("log_limit") - shift).alias("log_limit"),
+        (pl.col("log_lod") - shift).alias("log_lod"),
+    )
+
+
 def correct_plates(frame: pl.DataFrame) -> pl.DataFrame:
     """Plate-control normalisation on the log scale; plates without usable controls stay as they are and
     say so in batch_method."""
     shifts = plate_control_shifts(frame)
     out = frame.join(shifts, on=["platform", "panel", "analyte", "plate_id"], how="left")
     has = pl.col("shift").is_not_null()
-    return out.with_columns(
-        pl.when(has).then(pl.col("log_value") - pl.col("shift")).otherwise(pl.col("log_value")).alias("log_value"),
-        pl.when(has).then(pl.col("log_limit") - pl.col("shift")).otherwise(pl.col("log_limit")).alias("log_limit"),
-        pl.when(has).then(pl.col("log_lod") - pl.col("shift")).otherwise(pl.col("log_lod")).alias("log_lod"),
-        pl.when(has).then(pl.lit("plate_control")).otherwise(pl.lit("none: no plate controls")).alias("batch_method"),
-    ).drop("shift", "n_controls")
+    return (
+        _shift_all(out, pl.col("shift").fill_null(0.0))
+        .with_columns(
+            pl.when(has)
+            .then(pl.lit("plate_control"))
+            .otherwise(pl.lit("none: no plate controls"))
+            .alias("batch_method"),
+        )
+        .drop("shift", "n_controls")
+    )
 
 
 def combine_replicates(frame: pl.DataFrame) -> pl.DataFrame:
@@ -377,15 +390,6 @@ def hold_plates(frame: pl.DataFrame, failing: pl.DataFrame) -> tuple[pl.DataFram
 
 
 BATCH_METHODS = ("plate_control", "bridge", "combat", "none")
-
-
-def _shift_all(frame: pl.DataFrame, shift: pl.Expr) -> pl.DataFrame:
-    """Subtract a log-scale shift from values, limits and LODs alike (censored values move with their plate)."""
-    return frame.with_columns(
-        (pl.col("log_value") - shift).alias("log_value"),
-        (pl.col("log_limit") - shift).alias("log_limit"),
-        (pl.col("log_lod") - shift).alias("log_lod"),
-    )
 
 
 def correct_bridges(frame: pl.DataFrame, *, min_bridges: int = 3) -> pl.DataFrame:
