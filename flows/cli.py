@@ -281,7 +281,8 @@ def score(
     results = converted.with_columns(pl.col("run_date").alias("collection_date"))
     intervals = pl.DataFrame(pl.from_arrow(tables["reference_intervals"]))
     grid = pl.DataFrame(pl.from_arrow(tables["reference_quantiles"]))
-    out = score_person(results, intervals, grid, matrix=matrix, sex=sex, age=age)
+    variation = pl.DataFrame(pl.from_arrow(tables["retest_variation"])) if "retest_variation" in tables else None
+    out = score_person(results, intervals, grid, matrix=matrix, sex=sex, age=age, variation=variation)
     problems = [*parsed.quarantine["reason"], *held_names["reason"], *held_units["reason"]]
     if fmt == "csv":
         typer.echo(out.write_csv(), nl=False)
@@ -299,10 +300,42 @@ def score(
             )
         )
     else:
-        table = Table(*out.columns, title=f"release {tables['manifest']['version']}")
-        for row in out.iter_rows():
-            table.add_row(*["" if v is None else str(v) for v in row])
+        table = Table(
+            "date",
+            "marker",
+            "value",
+            "percentile",
+            "position",
+            "change",
+            "vs RCV",
+            "note",
+            title=f"release {tables['manifest']['version']}",
+        )
+        for r in out.iter_rows(named=True):
+            verdict = r["change_vs_rcv"] or ""
+            short = (
+                "within RCV"
+                if verdict.startswith("within")
+                else "larger than RCV"
+                if verdict.startswith("larger")
+                else ("not assessed" if verdict else "")
+            )
+            table.add_row(
+                "" if r["collection_date"] is None else str(r["collection_date"]),
+                f"{r['analyte']} ({r['platform']})",
+                "" if r["value"] is None else f"{r['value']:.4g} {r['unit']}",
+                r["percentile"] or "",
+                r["position"] or "",
+                r["change"] or "",
+                short,
+                "" if r["status"] == "placed" else r["status"],
+            )
         console.print(table)
+        if out["change_vs_rcv"].drop_nulls().len():
+            console.print(
+                "RCV: reference change value, the change that analytical and within-person variation of "
+                "healthy people rarely exceeds (`--format json` gives the figures; docs/statistics.md)."
+            )
         for problem in problems:
             err.print(f"[yellow]not read:[/yellow] {problem}")
         console.print(f"[bold]{DISCLAIMER}[/bold]")

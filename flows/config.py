@@ -37,6 +37,8 @@ class Settings:
     early_years: float = 3.0  # illness duration that splits early from long-standing patients
     coverage: float = 0.95
     ci_level: float = 0.90
+    rcv_min_subjects: int = 20  # healthy people with repeat visits needed to publish a reference change value
+    rcv_probability: float = 0.95  # two-sided probability of the reference change value
     quantile_k: int = 5
     msd_unit: str = "pg/mL"
     # quality thresholds: the defaults live beside the suites that read them
@@ -88,6 +90,9 @@ class Settings:
             "age_bands": self.age_bands,
             "outlier_rule": self.outlier_rule,
             "early_years": self.early_years,
+            "reference_samples": "first visit per subject; later visits estimate within-person variation",
+            "rcv_min_subjects": self.rcv_min_subjects,
+            "rcv_probability": self.rcv_probability,
             "quantile_rule": "type6: rank p(n+1), linear between order statistics",
             "batch_methods": {"default": "plate_control", **self.batch_methods},
             "combat_min_batch": self.combat_min_batch,

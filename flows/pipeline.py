@@ -27,6 +27,7 @@ from transforms.privacy import pseudonymise_subjects
 from transforms.qc import file_statistics, plate_statistics, release_checks
 from transforms.readers import UnreadableFileError, read_file
 from transforms.reference import build_reference
+from transforms.variation import first_visits, retest_variation
 from warehouse import db, loads, releases
 from warehouse.lookups import read_analyte_dictionary
 
@@ -308,8 +309,13 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
                 "version": None,
                 "message": f"inputs unchanged since release {last['version']}: nothing published",
             }
-        healthy = con.sql("select * from measurements where cohort = 'healthy'").pl()
-        patients = con.sql("select * from measurements where cohort = 'patient'").pl()
+        healthy_visits = con.sql("select * from measurements where cohort = 'healthy'").pl()
+        patients = first_visits(con.sql("select * from measurements where cohort = 'patient'").pl())
+    # every person counts once in a reference group; repeat visits of healthy people give the RCV
+    healthy = first_visits(healthy_visits)
+    variation = retest_variation(
+        healthy_visits, min_subjects=settings.rcv_min_subjects, probability=settings.rcv_probability
+    )
     build = build_reference(
         healthy,
         min_n=settings.min_n,
@@ -348,6 +354,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
             "reference_intervals": build.intervals,
             "reference_quantiles": build.quantiles,
             "cohort_comparison": comparison,
+            "retest_variation": variation,
         },
         created_at=created,
         parameters=settings.parameters() | {"analyte_dictionary_sha256": dictionary_sha},
@@ -368,6 +375,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
             outliers=build.outliers,
             run_id=run_id,
             comparison=comparison,
+            variation=variation,
         )
     return {
         "version": published.version,

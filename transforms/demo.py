@@ -11,7 +11,10 @@ Planted truth (all on the log scale, in units of the marker's between-person SD)
 * a sex difference in healthy people: ``SEX_SHIFT_SD`` (men higher);
 * plate effects: Olink additive NPX offsets per plate and analyte, MSD multiplicative factors per plate
   and analyte; ``PLATE_EFFECTS`` in the returned truth holds every one;
-* outliers: a few healthy values multiplied by 15 (MSD) or raised by 4 NPX (Olink).
+* outliers: a few healthy values multiplied by 15 (MSD) or raised by 4 NPX (Olink);
+* repeat visits: ``repeat_share`` of healthy people give a second sample 60-180 days later; every sample
+  varies around its person's level by ``WITHIN_SUBJECT_SD`` (within-person variation, for the reference
+  change value). Repeat samples come last, so they sit on the last plates, as retests do.
 """
 
 from __future__ import annotations
@@ -61,10 +64,11 @@ MSD_ASSAYS: list[tuple[str, str, float, float, float]] = [
     ("TNF-α", "TNF", 2.0, 1.5, 0.04),
 ]
 
-SEVERITY_SLOPE_SD: dict[str, float] = {"IL6": 1.2, "TNF": 1.2, "IFNG": 1.2}  # patients: +0.6 SD on average
+SEVERITY_SLOPE_SD: dict[str, float] = {"IL6": 1.8, "TNF": 1.8, "IFNG": 1.8}  # patients: +0.9 SD on average
 EARLY_SHIFT_SD: dict[str, float] = {"CXCL10": 0.6}
 SEX_SHIFT_SD: dict[str, float] = {"CCL11": 0.8}
 EARLY_YEARS = 3.0
+WITHIN_SUBJECT_SD = 0.4  # within-person SD between visits, in units of the between-person SD
 
 OLINK_PLATE_SIZE = 80  # study samples per Olink plate (plus controls)
 MSD_PLATE_SIZE = 38  # study samples per MSD plate: (7 standards + 2 controls + 38) x 2 wells <= 96
@@ -85,7 +89,12 @@ def _rows(n: int) -> list[str]:
 
 
 def generate_demo(
-    *, seed: int = 2026, n_healthy: int = 400, n_patients: int = 200, plate_effects: bool = True
+    *,
+    seed: int = 2026,
+    n_healthy: int = 400,
+    n_patients: int = 200,
+    plate_effects: bool = True,
+    repeat_share: float = 0.125,
 ) -> DemoData:
     """Build the demo data set. Deterministic for a seed.
 
@@ -97,25 +106,38 @@ def generate_demo(
     'manifest.csv'
     """
     rng = np.random.default_rng(seed)
-    n = n_healthy + n_patients
-    cohort = np.array(["healthy"] * n_healthy + ["patient"] * n_patients)
-    order = rng.permutation(n)  # healthy and patient samples share plates
-    cohort = cohort[order]
-    sample_ids = [f"{100000 + i:07d}" for i in range(n)]  # leading zeros: ids are text, not numbers
-    subject_ids = [f"SUBJ-{rng.integers(10**6, 10**7)}-{i}" for i in range(n)]
-    sex = rng.choice(["F", "M"], size=n)
-    age = np.round(rng.uniform(18, 70, size=n), 1)
-    matrix = np.where(rng.random(n) < 0.85, "serum", "plasma")
-    is_patient = cohort == "patient"
-    severity = np.where(is_patient, np.round(rng.uniform(5, 95, size=n)), np.nan)
-    duration = np.where(is_patient, np.round(rng.gamma(2.0, 3.0, size=n), 1), np.nan)
-    early = is_patient & (duration < EARLY_YEARS)
+    n_people = n_healthy + n_patients
+    cohort_p = np.array(["healthy"] * n_healthy + ["patient"] * n_patients)
+    order = rng.permutation(n_people)  # healthy and patient samples share plates
+    cohort_p = cohort_p[order]
+    subject_p = np.array([f"SUBJ-{rng.integers(10**6, 10**7)}-{i}" for i in range(n_people)])
+    sex_p = rng.choice(["F", "M"], size=n_people)
+    age_p = np.round(rng.uniform(18, 70, size=n_people), 1)
+    matrix_p = np.where(rng.random(n_people) < 0.85, "serum", "plasma")
+    patient_p = cohort_p == "patient"
+    severity_p = np.where(patient_p, np.round(rng.uniform(5, 95, size=n_people)), np.nan)
+    duration_p = np.where(patient_p, np.round(rng.gamma(2.0, 3.0, size=n_people), 1), np.nan)
     start = date(2026, 3, 2)
-    collection = [start + timedelta(days=int(d)) for d in rng.integers(0, 120, size=n)]
-
-    # the latent per-person level of each marker (shared by platforms measuring the same protein)
+    first_day = rng.integers(0, 120, size=n_people)
+    # each person's own level of each marker (shared by platforms measuring the same protein)
     hgncs = sorted({a[1] for a in OLINK_ASSAYS} | {a[1] for a in MSD_ASSAYS})
-    latent = {h: rng.standard_normal(n) for h in hgncs}
+    person_level = {h: rng.standard_normal(n_people) for h in hgncs}
+
+    # samples: one per person, then a second visit for some healthy people
+    repeaters = rng.choice(np.flatnonzero(~patient_p), size=round(repeat_share * n_healthy), replace=False)
+    person = np.concatenate([np.arange(n_people), np.sort(repeaters)])
+    n = person.size
+    revisit = np.arange(n) >= n_people
+    day = first_day[person] + np.where(revisit, rng.integers(60, 180, size=n), 0)
+    cohort, subject_ids, sex, matrix = cohort_p[person], subject_p[person].tolist(), sex_p[person], matrix_p[person]
+    age = np.round(age_p[person] + (day - first_day[person]) / 365.25, 1)
+    is_patient, severity, duration = patient_p[person], severity_p[person], duration_p[person]
+    early = is_patient & (duration < EARLY_YEARS)
+    sample_ids = [f"{100000 + i:07d}" for i in range(n)]  # leading zeros: ids are text, not numbers
+    collection = [start + timedelta(days=int(d)) for d in day]
+
+    # the latent level of a sample: the person's level plus this visit's within-person variation
+    latent = {h: person_level[h][person] + WITHIN_SUBJECT_SD * rng.standard_normal(n) for h in hgncs}
     for h in hgncs:
         shift = np.zeros(n)
         if h in SEVERITY_SLOPE_SD:
@@ -125,7 +147,7 @@ def generate_demo(
         if h in SEX_SHIFT_SD:
             shift += np.where(sex == "M", SEX_SHIFT_SD[h], 0.0)
         latent[h] = latent[h] + shift
-    healthy_idx = np.flatnonzero(~is_patient)
+    healthy_idx = np.flatnonzero(~is_patient & ~revisit)
     outlier_idx = rng.choice(healthy_idx, size=min(3, len(healthy_idx)), replace=False)
 
     files: dict[str, bytes] = {}
@@ -307,6 +329,8 @@ def generate_demo(
         "bridge_samples": [sample_ids[i] for i in bridge],
         "n_healthy": n_healthy,
         "n_patients": n_patients,
+        "within_subject_sd": WITHIN_SUBJECT_SD,
+        "repeat_samples": [sample_ids[i] for i in np.flatnonzero(revisit)],
     }
     return DemoData(files=files, truth=truth)
 

@@ -6,6 +6,8 @@ A comparison with a healthy reference, for research and discussion with a clinic
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import polars as pl
 
@@ -39,10 +41,16 @@ def score_person(
     matrix: str,
     sex: str | None = None,
     age: float | None = None,
+    variation: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per result: reference group used, percentile, position relative to the interval, or why the
     marker cannot be placed. ``results`` needs analyte, platform, panel, unit, value, censoring, and
-    optionally collection_date."""
+    optionally collection_date.
+
+    With results from several collection dates, each later result also gets its change from the previous
+    one and whether that change is larger than the marker's reference change value in ``variation``
+    (the release's ``retest_variation`` table), i.e. larger than analytical plus within-person variation
+    would make likely in a healthy person."""
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max"]
     rows = []
     for r in results.iter_rows(named=True):
@@ -52,6 +60,7 @@ def score_person(
             "unit": r["unit"],
             "value": r["value"],
             "collection_date": r.get("collection_date"),
+            "censoring": r.get("censoring"),
         }
         same = intervals.filter((pl.col("analyte") == r["analyte"]) & (pl.col("matrix") == matrix))
         if same.height == 0:
@@ -109,6 +118,7 @@ def score_person(
                 "position": position,
             }
         )
+    _retest_changes(rows, variation, matrix)
     cols = [
         "collection_date",
         "analyte",
@@ -120,7 +130,55 @@ def score_person(
         "lower_limit",
         "upper_limit",
         "reference_group",
+        "change",
+        "change_vs_rcv",
         "status",
     ]
     out = pl.DataFrame(rows, infer_schema_length=None)
     return out.select([pl.col(c) if c in out.columns else pl.lit(None).alias(c) for c in cols])
+
+
+def _retest_changes(rows: list[dict[str, object]], variation: pl.DataFrame | None, matrix: str) -> None:
+    """Add ``change`` and ``change_vs_rcv`` to every result that has an earlier result of the same marker."""
+    series: dict[tuple[object, ...], list[dict[str, object]]] = {}
+    for row in rows:
+        if row.get("collection_date") is not None:
+            series.setdefault((row["analyte"], row["platform"], row["unit"]), []).append(row)
+    for (analyte, platform, unit), visits in series.items():
+        visits.sort(key=lambda r: str(r["collection_date"]))
+        rcv = None
+        if variation is not None and variation.height:
+            match = variation.filter(
+                (pl.col("analyte") == analyte)
+                & (pl.col("platform") == platform)
+                & (pl.col("unit") == unit)
+                & (pl.col("matrix") == matrix)
+            )
+            rcv = match.row(0, named=True) if match.height else None
+        for before, after in pairwise(visits):
+            a, b = before["value"], after["value"]
+            if before.get("censoring") or after.get("censoring") or a is None or b is None:
+                after["change_vs_rcv"] = "not assessed: a value is censored (below the LOD or above the ULOQ)"
+                continue
+            npx = unit == "NPX"
+            if not npx and (float(a) <= 0 or float(b) <= 0):  # type: ignore[arg-type]
+                after["change_vs_rcv"] = "not assessed: a value is not positive"
+                continue
+            delta = float(b) - float(a) if npx else float(np.log(float(b) / float(a)))  # type: ignore[arg-type]
+            after["change"] = f"{delta:+.2f} NPX" if npx else f"{np.expm1(delta) * 100:+.0f} %"
+            if rcv is None:
+                after["change_vs_rcv"] = "no reference change value for this marker in this release"
+                continue
+            bounds = (
+                f"±{rcv['rcv_log']:.2f} NPX"
+                if npx
+                else f"{rcv['rcv_increase_pct']:+.0f} % / {rcv['rcv_decrease_pct']:+.0f} %"
+            )
+            level = f"{rcv['probability'] * 100:.0f} %"
+            if abs(delta) > rcv["rcv_log"]:
+                after["change_vs_rcv"] = (
+                    f"larger than the reference change value ({bounds}, {level}): more than analytical and "
+                    "within-person variation of healthy people usually explains"
+                )
+            else:
+                after["change_vs_rcv"] = f"within the reference change value ({bounds}, {level})"

@@ -169,6 +169,7 @@ def record_release(
     outliers: pl.DataFrame,
     run_id: str,
     comparison: pl.DataFrame | None = None,
+    variation: pl.DataFrame | None = None,
 ) -> None:
     """Register a published release and its tables (idempotent per version)."""
     con.execute("begin")
@@ -179,6 +180,7 @@ def record_release(
             "release_quantiles",
             "release_outliers",
             "release_cohort_comparison",
+            "release_retest_variation",
         ):
             con.execute(f"delete from {table} where version = ?", [version])
         con.execute(
@@ -191,6 +193,8 @@ def record_release(
         _insert(con, "release_outliers", outliers.with_columns(v))
         if comparison is not None:
             _insert(con, "release_cohort_comparison", comparison.with_columns(v))
+        if variation is not None:
+            _insert(con, "release_retest_variation", variation.with_columns(v))
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -39,7 +39,7 @@ def test_generate_writes_the_demo_files(tmp_path: Path) -> None:
     assert result.exit_code == 0
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "manifest.csv" in names and "olink_npx_batch1.csv" in names
-    assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 26
+    assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 1 + 25 + 2  # 2 of 20 healthy return
 
 
 def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
 def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Path, prefect_backend) -> None:
     home = tmp_path / "home"
     cfg = tmp_path / "refranges.toml"
-    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\nrcv_min_subjects = 10\n')
     assert invoke("generate", "--out", str(home / "landing"), "--healthy", "160", "--patients", "20").exit_code == 0
     result = invoke("run", "--config", str(cfg))
     assert result.exit_code == 0, result.output
@@ -77,6 +77,39 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     assert out.exit_code == 0 and out.output.splitlines()[0] == "n" and int(out.output.splitlines()[1]) > 0
     rejected = invoke("sql", "drop table files", "--config", str(cfg))
     assert rejected.exit_code == 1 and "read-only" in rejected.output.lower()
+
+    # a demo person with two visits, exported in the generic tidy format, placed against the release
+    person = invoke(
+        "sql",
+        "select sample_id, analyte, value, unit, plate_id, collection_date as run_date, platform, panel "
+        "from measurements where platform = 'msd' and matrix = 'serum' and subject_key = ("
+        "  select subject_key from measurements where matrix = 'serum' group by subject_key "
+        "  having count(distinct sample_id) = 2 order by subject_key limit 1) order by run_date, analyte",
+        "--format",
+        "csv",
+        "--config",
+        str(cfg),
+    )
+    assert person.exit_code == 0 and len(person.output.splitlines()) == 1 + 2 * 10
+    results_file = tmp_path / "person.csv"
+    results_file.write_text(person.output)
+    scored = invoke("score", str(results_file), "--format", "json", "--config", str(cfg))
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(scored.output)
+    assert "not a diagnosis" in report["disclaimer"] and report["release"] == version
+    rows = report["results"]
+    assert len(rows) == 20 and all(r["status"] == "placed" for r in rows)
+    first_date = min(r["collection_date"] for r in rows)
+    retests = [r for r in rows if r["collection_date"] != first_date]
+    assert len(retests) == 10
+    assert all(
+        r["change_vs_rcv"] and r["change"].endswith("%") for r in retests if "censored" not in r["change_vs_rcv"]
+    )
+    verdicts = {r["change_vs_rcv"].split(" (")[0] for r in retests}
+    assert "within the reference change value" in verdicts
+    table = invoke("score", str(results_file), "--config", str(cfg))
+    text = " ".join(table.output.split())
+    assert table.exit_code == 0 and "RCV: reference change value" in text and "not a diagnosis" in text
 
 
 def test_ingest_dry_run_reports_per_file_and_writes_nothing(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import duckdb
 import polars as pl
@@ -10,7 +11,7 @@ import pytest
 
 from flows.config import load_settings
 from flows.landing import copy_demo
-from transforms.demo import generate_demo
+from transforms.demo import OLINK_ASSAYS, generate_demo
 from warehouse import releases
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def first_run(tmp_path_factory, prefect_backend):
     from flows.pipeline import run_pipeline
 
     home = tmp_path_factory.mktemp("home")
-    settings = load_settings(env={}, home=home, subject_key="test-key")
+    settings = load_settings(env={}, home=home, subject_key="test-key", rcv_min_subjects=15)
     demo = generate_demo(seed=5, n_healthy=200, n_patients=40)
     copy_demo(demo.files, settings.landing)
     (settings.landing / "empty_export.csv").write_bytes(b"")
@@ -76,6 +77,7 @@ def test_first_run_loads_every_file_and_publishes_a_release(first_run) -> None:
         "reference_intervals.parquet",
         "reference_quantiles.parquet",
         "report.html",
+        "retest_variation.parquet",
     ]
     intervals = pl.read_parquet(folder / "reference_intervals.parquet")
     report = (folder / "report.html").read_text(encoding="utf-8")
@@ -97,6 +99,31 @@ def test_first_run_loads_every_file_and_publishes_a_release(first_run) -> None:
     assert quantiles.group_by(INTERVAL_COLUMNS[:9]).agg(pl.col("value").is_sorted())["value"].all()
 
 
+def test_repeat_visits_give_the_reference_change_value_and_count_once_in_reference_groups(first_run) -> None:
+    settings, demo, summary = first_run
+    folder = settings.releases / summary.release_version
+    variation = pl.read_parquet(folder / "retest_variation.parquet")
+    assert set(variation["matrix"]) == {"serum"} and variation.height == 30
+    assert (variation["n_subjects"] >= 15).all()
+    # planted within-person SD: WITHIN_SUBJECT_SD x the marker's between-person SD, plus the measurement
+    # noise (0.12 NPX per value) and what plate correction leaves
+    planted = {h: sd for _, h, _, _, _, sd in OLINK_ASSAYS}
+    olink = variation.filter(pl.col("platform") == "olink")
+    for row in olink.iter_rows(named=True):
+        expected = math.hypot(demo.truth["within_subject_sd"] * planted[row["analyte"]], 0.12)
+        assert row["sd_total_log"] == pytest.approx(expected, rel=0.45), row["analyte"]
+    ratio = olink["sd_total_log"] / olink["analyte"].replace_strict(planted)
+    assert ratio.median() == pytest.approx(demo.truth["within_subject_sd"], rel=0.2)
+    msd = variation.filter(pl.col("platform") == "msd")
+    assert (msd["cv_analytical_pct"].is_between(2, 10)).all()  # duplicate wells: 5 % CV planted
+    # every reference group counts a person once: n never exceeds the number of healthy people
+    intervals = pl.read_parquet(folder / "reference_intervals.parquet")
+    people = q(settings, "select count(distinct subject_key) from measurements where cohort = 'healthy'")[0][0]
+    assert people == demo.truth["n_healthy"]
+    assert intervals["n"].max() <= people
+    assert q(settings, "select count(*) from retest_variation") == [(30,)]
+
+
 def test_every_published_file_matches_its_manifest_checksum(first_run) -> None:
     settings, demo, summary = first_run
     manifest = releases.read_manifest(settings.releases, summary.release_version)
@@ -111,12 +138,12 @@ def test_every_published_file_matches_its_manifest_checksum(first_run) -> None:
 
 
 def test_the_ledger_balances_and_the_warehouse_holds_the_rows(first_run) -> None:
-    settings, _, _ = first_run
+    settings, demo, _ = first_run
     rows = q(settings, "select file_name, rows_read, rows_loaded, rows_quarantined, status from files")
     assert all(r[1] == r[2] + r[3] for r in rows)
     assert ("empty_export.csv", 0, 0, 0, "quarantined") in rows
     assert (settings.quarantine / "empty_export.csv.reason.txt").read_text().startswith("empty_export.csv: the file")
-    n_samples = 240
+    n_samples = 240 + len(demo.truth["repeat_samples"])
     assert q(settings, "select count(distinct sample_id) from measurements") == [(n_samples,)]
     assert q(settings, "select count(*) from measurements") == [(n_samples * 30,)]
     assert q(settings, "select count(*) from samples where subject_key like 'SUBJ%'") == [(0,)]
@@ -206,3 +233,29 @@ def test_an_open_analyst_session_never_blocks_a_run_and_sees_old_or_new_never_a_
     after = q(settings, "select count(*) from files")
     assert after[0][0] == before[0][0] + 1
     assert not list(settings.warehouse.parent.glob(".warehouse.duckdb.work*"))
+
+
+def test_layers_are_schemas_of_views_that_analysts_can_attach(first_run, tmp_path) -> None:
+    settings, _, _ = first_run
+    layers = q(
+        settings,
+        "select schema_name, count(*) from duckdb_views() where not internal "
+        "and schema_name in ('raw', 'staging', 'marts') group by all order by all",
+    )
+    assert layers == [("marts", 9), ("raw", 5), ("staging", 3)]
+    same = [
+        ("raw.measurements", "raw_measurements"),
+        ("staging.measurements", "measurements_normalised"),
+        ("marts.measurements", "measurements"),
+        ("marts.retest_variation", "retest_variation"),
+    ]
+    for layered, plain in same:
+        assert q(settings, f"select count(*) from {layered}") == q(settings, f"select count(*) from {plain}")
+    # an analyst who attaches the file under another name still gets the layer views
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach '{settings.warehouse}' as wh (read_only)")
+        n = con.execute("select count(*) from wh.marts.measurements").fetchall()
+    finally:
+        con.close()
+    assert n == q(settings, "select count(*) from measurements") and n[0][0] > 0

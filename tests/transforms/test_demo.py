@@ -21,7 +21,13 @@ def test_demo_has_vendor_layouts_plates_and_planted_truth() -> None:
     assert sum(n.startswith("olink_npx") for n in names) == 2
     assert sum(n.startswith("msd_") for n in names) >= 10
     manifest = demo.files["manifest.csv"].decode().splitlines()
-    assert len(manifest) == 601
+    assert len(manifest) == 1 + 600 + 50  # header, one sample per person, second visits of 1/8 of healthy people
+    repeats = set(demo.truth["repeat_samples"])
+    rows = [line.split(",") for line in manifest[1:]]
+    repeat_subjects = {r[1] for r in rows if r[0] in repeats}
+    assert len(repeat_subjects) == 50 and all(r[2] == "healthy" for r in rows if r[0] in repeats)
+    first = {r[1]: r[6] for r in rows if r[0] not in repeats}
+    assert all(r[6] > first[r[1]] for r in rows if r[0] in repeats)  # the second visit comes later
     assert manifest[0].startswith("sample_id,subject_id,cohort,matrix,sex,age,collection_date,severity")
     assert demo.truth["severity_slope_sd"] == SEVERITY_SLOPE_SD and demo.truth["early_shift_sd"] == EARLY_SHIFT_SD
     assert len(demo.truth["plate_effects"]) >= 20 and len(demo.truth["bridge_samples"]) == 8

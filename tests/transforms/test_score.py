@@ -39,3 +39,55 @@ def test_score_places_values_and_refuses_other_platforms_and_units() -> None:
     assert rows[4]["status"] == "not placed: no serum reference group for TNF in this release"
     text = " ".join(str(v) for r in rows for v in r.values()).lower()
     assert "abnormal" not in text and "diagnos" not in text
+
+
+def test_retests_are_compared_with_the_reference_change_value() -> None:
+    from datetime import date
+
+    intervals = frame([group("IL6", 1.0, (0.8, 1.2))])
+    quantiles = grid("IL6")
+    variation = pl.DataFrame(
+        {
+            "analyte": ["IL6"],
+            "platform": ["msd"],
+            "matrix": ["serum"],
+            "unit": ["pg/mL"],
+            "probability": [0.95],
+            "rcv_log": [0.5],
+            "rcv_increase_pct": [64.9],
+            "rcv_decrease_pct": [-39.3],
+        }
+    )
+    results = pl.DataFrame(
+        {
+            "analyte": ["IL6"] * 4 + ["TNF"] * 2,
+            "platform": ["msd"] * 6,
+            "panel": ["MSD"] * 6,
+            "unit": ["pg/mL"] * 6,
+            # visit order differs from row order: changes follow collection dates
+            "value": [4.0, 2.0, 2.4, None, 1.0, 3.0],
+            "censoring": [None, None, None, "below_lod", None, None],
+            "collection_date": [
+                date(2026, 6, 1),
+                date(2026, 1, 1),
+                date(2026, 3, 1),
+                date(2026, 9, 1),
+                date(2026, 1, 1),
+                date(2026, 3, 1),
+            ],
+        }
+    )
+    out = score_person(results, intervals, quantiles, matrix="serum", variation=variation)
+    by_date = {(r["analyte"], str(r["collection_date"])): r for r in out.to_dicts()}
+    first = by_date[("IL6", "2026-01-01")]
+    assert first["change"] is None and first["change_vs_rcv"] is None
+    second = by_date[("IL6", "2026-03-01")]  # 2.0 -> 2.4: +20 %, ln 0.18 < 0.5
+    assert second["change"] == "+20 %" and second["change_vs_rcv"].startswith("within the reference change value")
+    third = by_date[("IL6", "2026-06-01")]  # 2.4 -> 4.0: +67 %, ln 0.51 > 0.5
+    assert third["change"] == "+67 %" and third["change_vs_rcv"].startswith("larger than the reference change")
+    assert by_date[("IL6", "2026-09-01")]["change_vs_rcv"].startswith("not assessed: a value is censored")
+    assert by_date[("TNF", "2026-03-01")]["change_vs_rcv"] == (
+        "no reference change value for this marker in this release"
+    )
+    text = " ".join(str(v) for r in out.to_dicts() for v in r.values()).lower()
+    assert "abnormal" not in text and "diagnos" not in text and "significant" not in text
