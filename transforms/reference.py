@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -375,14 +374,12 @@ def harris_boyd(a: np.ndarray, b: np.ndarray) -> tuple[bool, float, float]:
     """Harris and Boyd (1990): partition when z = |m1 - m2| / sqrt(s1^2/n1 + s2^2/n2) exceeds
     z* = 3 * sqrt(n_mean / 120), or when the larger SD is more than 1.5 times the smaller. Returns
     (partition, z, z*). Use on a scale where the values are roughly Gaussian (here: log)."""
-    n1, n2 = a.size, b.size
-    if n1 < 2 or n2 < 2:
-        return False, 0.0, float("inf")
-    s1, s2 = a.std(ddof=1), b.std(ddof=1)
-    z = abs(a.mean() - b.mean()) / np.sqrt(s1**2 / n1 + s2**2 / n2)
-    z_star = 3 * np.sqrt(((n1 + n2) / 2) / 120)
-    ratio = max(s1, s2) / max(min(s1, s2), 1e-12)
-    return bool(z > z_star or ratio > 1.5), float(z), float(z_star)
+    stats_ = [np.array([float(v)]) for v in (a.size, a.mean() if a.size else 0.0, a.std(ddof=1) if a.size > 1 else 0.0)]
+    stats_ += [
+        np.array([float(v)]) for v in (b.size, b.mean() if b.size else 0.0, b.std(ddof=1) if b.size > 1 else 0.0)
+    ]
+    split, z, z_star = _harris_boyd_many(*stats_)
+    return bool(split[0]), float(z[0]), float(z_star[0])
 
 
 def _group_arrays(group: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, float | None]:
@@ -408,6 +405,174 @@ def _group_arrays(group: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return values, below, logv, lod
 
 
+KEYS = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
+
+
+def _type6_many(s: np.ndarray, start: np.ndarray, n: np.ndarray, p: np.ndarray | np.floating) -> np.ndarray:
+    """:func:`quantile_type6` for many groups at once: group g holds ``s[start[g] : start[g] + n[g]]``
+    (sorted); ``p`` broadcasts against ``start``. Groups with n = 0 give NaN."""
+    if s.size == 0:
+        return np.full(np.broadcast(start, p).shape, np.nan)
+    n_safe = np.maximum(n, 1)
+    h = p * (n_safe + 1)
+    j = np.clip(np.floor(h).astype(np.int64), 1, n_safe)
+    g = np.where((h >= 1) & (h < n_safe), h - np.floor(h), 0.0)
+    last = s.size - 1  # empty groups index anywhere valid; their result is NaN
+    lo = s[np.minimum(start + j - 1, last)]
+    hi = s[np.minimum(start + np.minimum(j, n_safe - 1), last)]
+    with np.errstate(invalid="ignore"):
+        out = np.where(g > 0, lo + g * (hi - lo), lo)
+    touched = np.isinf(lo) | ((g > 0) & np.isinf(hi))
+    out = np.where(touched, np.where((lo < 0) | (hi < 0), -np.inf, np.inf), out)
+    return np.where(n > 0, out, np.nan)
+
+
+def _limit_values(q: np.ndarray, lod: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`_value`: -inf -> the LOD (censored), +inf -> NaN (censored)."""
+    return np.where(np.isneginf(q), lod, np.where(np.isposinf(q), np.nan, q)), np.isinf(q)
+
+
+def _order_stats(s: np.ndarray, start: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """1-based order statistics per group; NaN where the rank does not exist (0) or the value is censored."""
+    ok = ranks > 0
+    if s.size == 0:
+        return np.full(ranks.shape, np.nan)
+    v = s[np.minimum(start + np.where(ok, ranks, 1) - 1, s.size - 1)]
+    return np.where(ok & np.isfinite(v), v, np.nan)
+
+
+@dataclass
+class _Instances:
+    """Rows of many reference groups, sorted by (group, value): the input of :func:`_nonparametric_many`."""
+
+    gid: np.ndarray  # int64, ascending
+    value: np.ndarray  # as measured, above-ULOQ +inf, below-LOD -inf (before the common LOD)
+    log: np.ndarray  # log scale, same infinities
+    below: np.ndarray  # below the LOD or LLOQ as reported
+    row: np.ndarray  # row number in the prepared frame
+    limit: np.ndarray  # limit_value of the row (NaN if none)
+    lod: np.ndarray  # reported LOD of the row (NaN if none)
+
+
+def _nonparametric_many(
+    inst: _Instances,
+    n_groups: int,
+    *,
+    min_n: int,
+    coverage: float,
+    ci_level: float,
+    grid: np.ndarray,
+    k_privacy: int,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+    """Non-parametric limits, Tukey exclusion and the quantile grid for every group at once.
+
+    Exactly what ``reference_interval(method="nonparametric", outliers="tukey")`` and :func:`quantile_grid`
+    give for each group (tests/transforms/test_reference.py checks it group by group), without a Python loop
+    over groups: one sort by (group, value) serves the quartiles, the limits, the CIs and the grid.
+    Returns per-group columns, the mask of excluded rows (in ``inst`` order) and the grid rows.
+    """
+    gid = inst.gid
+    counts = np.bincount(gid, minlength=n_groups)
+    # the group's LOD: the highest limit of its censored values, else the highest reported LOD
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    filled = counts > 0
+
+    def group_max(v: np.ndarray) -> np.ndarray:
+        out = np.full(n_groups, -np.inf)
+        if v.size:
+            out[filled] = np.maximum.reduceat(v, start[filled])
+        return out
+
+    lod_from_cens = group_max(np.where(inst.below & ~np.isnan(inst.limit), inst.limit, -np.inf))
+    lod_reported = group_max(np.where(np.isnan(inst.lod), -np.inf, inst.lod))
+    lod = np.where(np.isfinite(lod_from_cens), lod_from_cens, np.where(np.isfinite(lod_reported), lod_reported, np.nan))
+    if np.isnan(lod).all():  # no limits at all: values and logs already carry the censoring
+        cens, x, logv = inst.below, inst.value, inst.log
+    else:
+        with np.errstate(invalid="ignore"):
+            common = ~np.isposinf(inst.value) & (inst.value < lod[gid])
+        cens = inst.below | common
+        x = np.where(cens, -np.inf, inst.value)
+        logv = np.where(cens, -np.inf, inst.log)
+
+    q1 = _type6_many(logv, start, counts, np.float64(0.25))
+    q3 = _type6_many(logv, start, counts, np.float64(0.75))
+    fenced = np.isfinite(q1) & np.isfinite(q3)
+    with np.errstate(invalid="ignore"):
+        iqr = q3 - q1
+        low_f, high_f = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+        excluded = fenced[gid] & ~cens & ((logv < low_f[gid]) | (logv > high_f[gid]))
+
+    if excluded.any():
+        keep = ~excluded
+        x2, gid2, cens2 = x[keep], gid[keep], cens[keep]
+    else:
+        x2, gid2, cens2 = x, gid, cens
+    n2 = np.bincount(gid2, minlength=n_groups)
+    start2 = np.concatenate([[0], np.cumsum(n2)[:-1]])
+    p_low, p_high = (1 - coverage) / 2, 1 - (1 - coverage) / 2
+    low = _type6_many(x2, start2, n2, np.float64(p_low))
+    med = _type6_many(x2, start2, n2, np.float64(0.5))
+    high = _type6_many(x2, start2, n2, np.float64(p_high))
+    ranks = {n: (*ci_ranks(int(n), p_low, ci_level), *ci_ranks(int(n), p_high, ci_level)) for n in np.unique(n2)}
+    r = np.array([[v or 0 for v in ranks[n]] for n in n2], dtype=np.int64).reshape(n_groups, 4)
+    lower, lower_cens = _limit_values(low, lod)
+    upper, _ = _limit_values(high, lod)
+    median, _ = _limit_values(med, lod)
+    out = {
+        "n": n2,
+        "n_below_lod": np.bincount(gid2, weights=cens2, minlength=n_groups).astype(np.int64),
+        "n_outliers_excluded": counts - n2,
+        "lower_limit": lower,
+        "upper_limit": upper,
+        "lower_ci_low": _order_stats(x2, start2, r[:, 0]),
+        "lower_ci_high": _order_stats(x2, start2, r[:, 1]),
+        "upper_ci_low": _order_stats(x2, start2, r[:, 2]),
+        "upper_ci_high": _order_stats(x2, start2, r[:, 3]),
+        "median": median,
+        "lod": lod,
+        "lower_limit_censored": lower_cens,
+        "published": n2 >= min_n,
+    }
+    # quantile grid: p kept where at least k order statistics lie on each side of rank p(n + 1)
+    h = grid[None, :] * (n2[:, None] + 1)
+    ok = (np.floor(h) >= k_privacy) & (n2[:, None] - np.ceil(h) + 1 >= k_privacy) & out["published"][:, None]
+    g_idx, p_idx = np.nonzero(ok)
+    q = _type6_many(x2, start2[g_idx], n2[g_idx], grid[p_idx])
+    grid_rows = {
+        "gid": g_idx,
+        "p": grid[p_idx].astype(float),
+        "value": np.where(np.isneginf(q), lod[g_idx], q),
+        "censored": np.isinf(q),
+    }
+    return out, excluded, grid_rows
+
+
+def _harris_boyd_many(
+    n1: np.ndarray, m1: np.ndarray, s1: np.ndarray, n2: np.ndarray, m2: np.ndarray, s2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`harris_boyd` from counts, means and SDs (ddof = 1), for many pairs at once."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(m1 - m2) / np.sqrt(s1**2 / n1 + s2**2 / n2)
+        z_star = 3 * np.sqrt(((n1 + n2) / 2) / 120)
+        ratio = np.maximum(s1, s2) / np.maximum(np.minimum(s1, s2), 1e-12)
+    enough = (n1 >= 2) & (n2 >= 2)
+    split = enough & ((z > z_star) | (ratio > 1.5))
+    return split, np.where(enough, z, 0.0), np.where(enough, z_star, np.inf)
+
+
+def _measured_stats(ids: np.ndarray, log: np.ndarray, measured: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """Count, mean and SD (ddof = 1) of measured log values per id (two passes, as numpy's std)."""
+    w = measured.astype(float)
+    x = np.where(measured, log, 0.0)
+    n = np.bincount(ids, weights=w, minlength=size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.bincount(ids, weights=x, minlength=size) / n
+        dev = np.where(measured, (log - mean[ids]) ** 2, 0.0)
+        sd = np.sqrt(np.bincount(ids, weights=dev, minlength=size) / (n - 1))
+    return n, mean, sd
+
+
 def build_reference(
     measurements: pl.DataFrame,
     *,
@@ -427,17 +592,79 @@ def build_reference(
     (non-parametric) or n >= ``min_n_small`` without censored values (parametric or robust, chosen by
     ``reference_interval(method="auto")``). Sex groups and age bands (cut points ``age_bands``) are
     published too when Harris-Boyd says they differ and every part reaches the minimum n.
+
+    Groups of n >= ``min_n`` with Tukey's rule are built together, vectorised across groups
+    (:func:`_nonparametric_many`); smaller groups, Dixon's rule and groups with unusable values go through
+    :func:`reference_interval` one by one. Both give the same numbers (tested).
     """
-    keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
-    intervals: list[dict[str, object]] = []
+    grid = np.asarray(grid, dtype=float)
+    has_sex, has_age = "sex" in measurements.columns, "age" in measurements.columns
+    frame = measurements.select(
+        *KEYS,
+        "sample_id",
+        "value",
+        "log_value",
+        "censoring",
+        "limit_value",
+        "lod",
+        *(["sex"] if has_sex else []),
+        *(["age"] if has_age else []),
+    )
+    below = frame["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
+    above = (frame["censoring"] == "above_uloq").fill_null(False).to_numpy()
+    raw_value = frame["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    raw_log = frame["log_value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    value = np.where(above, np.inf, np.where(below, -np.inf, raw_value))
+    log = np.where(above, np.inf, np.where(below, -np.inf, raw_log))
+    limit = frame["limit_value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    lod = frame["lod"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    # one group-by gives the groups and, per group, its rows in value order (censored at -inf). Grouping on
+    # a 64-bit hash of the keys is many times faster than on six text columns; a second, differently seeded
+    # hash must agree within every group, else (a collision, never seen) the text keys are used.
+    keyed = frame.select(_h=pl.struct(KEYS).hash(seed=0), _h2=pl.struct(KEYS).hash(seed=7)).hstack(
+        [pl.Series("_row", np.arange(frame.height, dtype=np.int64)), pl.Series("_v", value)]
+    )
+    by_hash = keyed.group_by("_h").agg(
+        pl.col("_row").sort_by("_v"),
+        pl.col("_row").first().alias("_first"),
+        (pl.col("_h2").n_unique() > 1).alias("_clash"),
+    )
+    if by_hash["_clash"].any():
+        by_group = (
+            frame.select(*KEYS)
+            .hstack(keyed.select("_row", "_v"))
+            .group_by(KEYS)
+            .agg(pl.col("_row").sort_by("_v"))
+            .sort(KEYS, nulls_last=False)
+        )
+    else:
+        firsts = by_hash["_first"].to_numpy()
+        by_group = pl.concat([frame[firsts].select(KEYS), by_hash.select("_row")], how="horizontal").sort(
+            KEYS, nulls_last=False
+        )
+    del keyed
+    base_keys = by_group.select(KEYS).with_row_index("_base").with_columns(pl.col("_base").cast(pl.Int64))
+    n_base = base_keys.height
+    sizes = by_group["_row"].list.len().to_numpy()
+    base_rows = by_group["_row"].explode().to_numpy() if n_base else np.array([], dtype=np.int64)
+    base_gid = np.repeat(np.arange(n_base, dtype=np.int64), sizes)
+    base = np.empty(frame.height, dtype=np.int64)
+    base[base_rows] = base_gid
+    numbers = pl.DataFrame({"value": value, "log": log, "below": below, "limit": limit, "lod": lod})
+    # rows a vectorised build cannot take: a measured value without a usable number or log
+    unusable = ~below & ~above & ~(np.isfinite(raw_value) & np.isfinite(raw_log))
+    irregular = np.bincount(base, weights=unusable, minlength=n_base) > 0
+
+    intervals: list[pl.DataFrame] = []
     quantiles: list[pl.DataFrame] = []
     outlier_rows: list[pl.DataFrame] = []
     skipped: list[dict[str, object]] = []
 
-    def publish(group: pl.DataFrame, meta: dict[str, object]) -> bool:
-        values, below, logv, lod = _group_arrays(group)
+    def publish_one(group: pl.DataFrame, meta: dict[str, object]) -> bool:
+        """One group through reference_interval (small groups, Dixon's rule, unusable values)."""
+        values, cens, logv, group_lod = _group_arrays(group)
         n = group.height
-        if n < min_n_small or (n < min_n and below.any()):
+        if n < min_n_small or (n < min_n and cens.any()):
             why = (
                 f"n = {n} < minimum {min_n_small}"
                 if n < min_n_small
@@ -447,8 +674,8 @@ def build_reference(
             return False
         ri = reference_interval(
             values,
-            censored=below,
-            lod=lod,
+            censored=cens,
+            lod=group_lod,
             coverage=coverage,
             ci_level=ci_level,
             log_scale=logv,
@@ -459,10 +686,14 @@ def build_reference(
         if ri.n < floor:
             skipped.append(meta | {"n": ri.n, "why": f"n = {ri.n} after outlier exclusion < minimum {floor}"})
             return False
-        intervals.append(meta | {k: v for k, v in ri.__dict__.items() if k != "excluded_index"})
+        intervals.append(
+            pl.DataFrame(
+                [meta | {k: v for k, v in ri.__dict__.items() if k != "excluded_index"}], infer_schema_length=None
+            )
+        )
         keep = np.ones(values.size, dtype=bool)
         keep[ri.excluded_index] = False
-        q = quantile_grid(values[keep], censored=below[keep], lod=lod, grid=grid, k=k_privacy)
+        q = quantile_grid(values[keep], censored=cens[keep], lod=group_lod, grid=grid, k=k_privacy)
         quantiles.append(q.with_columns(pl.lit(v).alias(k) for k, v in meta.items()))
         if ri.excluded_index:
             outlier_rows.append(
@@ -472,36 +703,154 @@ def build_reference(
             )
         return True
 
-    def measured_log(group: pl.DataFrame) -> np.ndarray:
-        ok = group.filter(pl.col("censoring").is_null() & pl.col("log_value").is_finite())
-        return ok["log_value"].to_numpy().astype(float)
+    def publish(rows: np.ndarray, gid: np.ndarray, meta: pl.DataFrame) -> np.ndarray:
+        """Build the groups ``gid`` (0 .. meta.height - 1) made of ``rows``, given grouped by ascending gid and
+        in value order within a group; True where a group was published."""
+        n_groups = meta.height
+        height = np.bincount(gid, minlength=n_groups)
+        vector = (height >= min_n) & (outliers == "tukey") & ~irregular[meta["_base"].to_numpy()]
+        if vector.all():
+            r, g = rows, gid
+        else:
+            take = vector[gid]
+            r, g = rows[take], gid[take]
+        # one parallel gather puts every per-row array in (group, value) order
+        ordered = numbers[r]
+        logs = ordered["log"].to_numpy()
+        # log_value must rise with value (it is its log); a group where it does not goes one by one
+        bad = (g[1:] == g[:-1]) & (logs[1:] < logs[:-1])
+        if bad.any():
+            vector[np.unique(g[1:][bad])] = False
+            ok = vector[g]
+            r, g, logs, ordered = r[ok], g[ok], logs[ok], ordered.filter(pl.Series(ok))
+        published = np.zeros(n_groups, dtype=bool)
+        if vector.any():
+            inst = _Instances(
+                g,
+                ordered["value"].to_numpy(),
+                logs,
+                ordered["below"].to_numpy(),
+                r,
+                ordered["limit"].to_numpy(),
+                ordered["lod"].to_numpy(),
+            )
+            cols, excluded, grid_rows = _nonparametric_many(
+                inst,
+                n_groups,
+                min_n=min_n,
+                coverage=coverage,
+                ci_level=ci_level,
+                grid=grid,
+                k_privacy=k_privacy,
+            )
+            published = vector & cols["published"]
+            groups = meta.with_columns(
+                *(pl.Series(name, values) for name, values in cols.items() if name != "published"),
+                method=pl.lit("nonparametric"),
+                coverage=pl.lit(coverage),
+                ci_level=pl.lit(ci_level),
+            ).with_columns(pl.col(pl.Float64).fill_nan(None))
+            intervals.append(groups.filter(pl.Series(published)))
+            too_few = groups.filter(pl.Series(vector & ~published))
+            skipped.extend(
+                row | {"why": f"n = {row['n']} after outlier exclusion < minimum {min_n}"}
+                for row in too_few.select(*meta.columns, "n").to_dicts()
+            )
+            grid_frame = pl.DataFrame(grid_rows).with_columns(pl.col("value").fill_nan(None))
+            quantiles.append(grid_frame.join(meta.with_row_index("gid"), on="gid").drop("gid"))
+            out_rows = r[excluded & published[g]]
+            if out_rows.size:
+                outlier_rows.append(
+                    frame[out_rows]
+                    .select("sample_id", "value")
+                    .hstack(meta[g[excluded & published[g]]].drop([c for c in meta.columns if c == "_base"]))
+                )
+        loop = np.flatnonzero(~vector & (height > 0))
+        if loop.size:
+            member = np.isin(gid, loop)
+            sub = frame[rows[member]].with_columns(_gid=pl.Series(gid[member]))
+            metas = meta.to_dicts()
+            for (gi,), group in sub.group_by(["_gid"], maintain_order=True):
+                m = {k: v for k, v in metas[int(gi)].items() if k != "_base"}
+                published[int(gi)] = publish_one(group.sort("sample_id"), m)
+        return published
 
-    for key, group in measurements.sort("sample_id").group_by(keys, maintain_order=True):
-        base = dict(zip(keys, key, strict=True))
-        if not publish(group, base | {"sex": "all", "age_min": None, "age_max": None}):
-            continue
-        if "sex" in group.columns:
-            women, men = group.filter(pl.col("sex") == "F"), group.filter(pl.col("sex") == "M")
-            split, _, _ = harris_boyd(measured_log(women), measured_log(men))
-            if split and min(women.height, men.height) >= min_n_small:
-                publish(women, base | {"sex": "F", "age_min": None, "age_max": None})
-                publish(men, base | {"sex": "M", "age_min": None, "age_max": None})
-        if age_bands and "age" in group.columns:
-            edges = [None, *sorted(age_bands), None]
-            bands = []
-            for lo, hi in pairwise(edges):
-                cond = pl.lit(True)
-                if lo is not None:
-                    cond = cond & (pl.col("age") >= lo)
-                if hi is not None:
-                    cond = cond & (pl.col("age") < hi)
-                bands.append((lo, hi, group.filter(cond)))
-            differ = any(harris_boyd(measured_log(a[2]), measured_log(b[2]))[0] for a, b in pairwise(bands))
-            if differ and min(part.height for _, _, part in bands) >= min_n_small:
-                for lo, hi, part in bands:
-                    publish(part, base | {"sex": "all", "age_min": lo, "age_max": hi})
+    def grouped(rows: np.ndarray, gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` grouped by ascending ``gid`` and in value order within a group (a parallel sort per group)."""
+        order = (
+            pl.DataFrame({"g": gid, "r": rows, "v": value[rows]}).group_by("g").agg(pl.col("r").sort_by("v")).sort("g")
+        )
+        return order["r"].explode().to_numpy(), np.repeat(order["g"].to_numpy(), order["r"].list.len().to_numpy())
+
+    everyone = base_keys.with_columns(
+        sex=pl.lit("all"), age_min=pl.lit(None, pl.Float64), age_max=pl.lit(None, pl.Float64)
+    )
+    base_ok = publish(base_rows, base_gid, everyone)
+
+    # partitions (Harris and Boyd on the measured log values) of the published groups
+    measured = frame["censoring"].is_null().to_numpy() & np.isfinite(raw_log)
+    meta_parts: list[pl.DataFrame] = []
+    part_rows: list[np.ndarray] = []
+    part_gid: list[np.ndarray] = []
+    offset = 0
+    if has_sex:
+        sex = pl.col("sex").cast(pl.String)
+        code = frame.select(pl.when(sex == "F").then(0).when(sex == "M").then(1).otherwise(2))[:, 0].to_numpy()
+        ids = base * 3 + code
+        n_rows = np.bincount(ids, minlength=3 * n_base).reshape(n_base, 3)
+        cnt, mean, sd = (a.reshape(n_base, 3) for a in _measured_stats(ids, raw_log, measured, 3 * n_base))
+        split, _, _ = _harris_boyd_many(cnt[:, 0], mean[:, 0], sd[:, 0], cnt[:, 1], mean[:, 1], sd[:, 1])
+        chosen = np.flatnonzero(base_ok & split & (np.minimum(n_rows[:, 0], n_rows[:, 1]) >= min_n_small))
+        if chosen.size:
+            slot = np.full(n_base, -1)
+            slot[chosen] = np.arange(chosen.size)
+            rows = np.flatnonzero((slot[base] >= 0) & (code < 2))
+            part_rows.append(rows)
+            part_gid.append(offset + slot[base[rows]] * 2 + code[rows])
+            picked = base_keys[np.repeat(chosen, 2)]
+            meta_parts.append(
+                picked.with_columns(
+                    sex=pl.Series(["F", "M"] * chosen.size),
+                    age_min=pl.lit(None, pl.Float64),
+                    age_max=pl.lit(None, pl.Float64),
+                )
+            )
+            offset += 2 * chosen.size
+    if age_bands and has_age:
+        cuts = np.asarray(sorted(age_bands), dtype=float)
+        n_bands = cuts.size + 1
+        age = frame["age"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        has = ~np.isnan(age)
+        band = np.where(has, np.searchsorted(cuts, np.nan_to_num(age), side="right"), n_bands)
+        ids = base * (n_bands + 1) + band
+        size = n_base * (n_bands + 1)
+        n_rows = np.bincount(ids, minlength=size).reshape(n_base, n_bands + 1)[:, :n_bands]
+        cnt, mean, sd = (
+            a.reshape(n_base, n_bands + 1)[:, :n_bands] for a in _measured_stats(ids, raw_log, measured, size)
+        )
+        differ = np.zeros(n_base, dtype=bool)
+        for i in range(n_bands - 1):
+            differ |= _harris_boyd_many(cnt[:, i], mean[:, i], sd[:, i], cnt[:, i + 1], mean[:, i + 1], sd[:, i + 1])[0]
+        chosen = np.flatnonzero(base_ok & differ & (n_rows.min(axis=1) >= min_n_small))
+        if chosen.size:
+            slot = np.full(n_base, -1)
+            slot[chosen] = np.arange(chosen.size)
+            rows = np.flatnonzero((slot[base] >= 0) & has)
+            part_rows.append(rows)
+            part_gid.append(offset + slot[base[rows]] * n_bands + band[rows])
+            edges = [None, *cuts.tolist(), None]
+            meta_parts.append(
+                base_keys[np.repeat(chosen, n_bands)].with_columns(
+                    sex=pl.lit("all"),
+                    age_min=pl.Series([edges[i] for i in range(n_bands)] * chosen.size, dtype=pl.Float64),
+                    age_max=pl.Series([edges[i + 1] for i in range(n_bands)] * chosen.size, dtype=pl.Float64),
+                )
+            )
+    if part_rows:
+        publish(*grouped(np.concatenate(part_rows), np.concatenate(part_gid)), pl.concat(meta_parts))
+
     interval_frame = (
-        schema.conform(pl.DataFrame(intervals, infer_schema_length=None), schema.REFERENCE_INTERVAL)
+        schema.conform(pl.concat(intervals, how="diagonal_relaxed"), schema.REFERENCE_INTERVAL)
         if intervals
         else schema.empty(schema.REFERENCE_INTERVAL)
     )
@@ -531,9 +880,10 @@ def build_reference(
         else schema.empty(skip_schema)
     )
     sort_keys = ["analyte", "platform", "panel", "matrix", "unit", "sex"]
+    group_order = [*sort_keys, "age_min", "age_max"]
     return ReferenceBuild(
-        interval_frame.sort(sort_keys),
-        quantile_frame.sort([*sort_keys, "p"]),
-        outlier_frame,
-        skipped_frame,
+        interval_frame.sort(group_order, nulls_last=False),
+        quantile_frame.sort([*group_order, "p"], nulls_last=False),
+        outlier_frame.sort([*group_order, "sample_id"], nulls_last=False),
+        skipped_frame.sort(group_order, nulls_last=False),
     )

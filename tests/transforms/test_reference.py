@@ -258,3 +258,165 @@ def test_order_statistic_cis_cover_the_true_percentile_about_90_percent_of_the_t
     assert 0.90 <= exact <= 0.921  # 92.05 %: exact order-statistic CIs are never below nominal
     se = np.sqrt(exact * (1 - exact) / 1000)
     assert abs(hits_low / 1000 - exact) <= 3 * se and abs(hits_high / 1000 - exact) <= 3 * se
+
+
+def messy_groups(seed: int) -> pl.DataFrame:
+    """Healthy rows of 40 groups shaped like real ones: sizes from 30 to 700, NPX and concentrations,
+    plate-wise LODs with censored values (some without a number), above-ULOQ values, planted outliers,
+    sex and age effects, missing sex or age, and one measured value without a number."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a in range(40):
+        n = int(rng.choice([30, 60, 130, 300, 700]))
+        unit = "NPX" if a % 3 == 0 else "pg/mL"
+        sex = rng.choice(np.array(["F", "M", None], dtype=object), n, p=[0.48, 0.48, 0.04])
+        age = np.where(rng.random(n) < 0.05, np.nan, rng.uniform(18, 80, n))
+        shift = (a % 5 == 0) * 0.8 * (sex == "M") + (a % 7 == 0) * 0.03 * np.nan_to_num(age, nan=45.0)
+        lv = rng.normal(1, 0.6 + 0.5 * (a % 11 == 0) * (sex == "F"), n) + shift
+        lv[rng.random(n) < 0.02] += 4
+        val = lv if unit == "NPX" else np.exp(lv)
+        plate_lod = rng.choice([0.5, 0.8, 1.2], n) if a % 2 else np.full(n, np.nan)
+        cens = np.where(~np.isnan(plate_lod) & (val < plate_lod), "below_lod", None)
+        if a % 4 == 1:
+            cens = np.where(val > np.quantile(val, 0.99), "above_uloq", cens)
+        v = np.where(cens == "below_lod", np.where(rng.random(n) < 0.5, np.nan, val), val)
+        if a == 13:
+            v[3], cens[3] = np.nan, None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lvv = v if unit == "NPX" else np.log(v)
+        for i in range(n):
+            rows.append(
+                {
+                    "analyte": f"A{a:02d}",
+                    "uniprot": "P00000",
+                    "platform": "msd",
+                    "panel": None,
+                    "matrix": "serum" if a % 9 else "plasma",
+                    "unit": unit,
+                    "sample_id": f"S{i:05d}",
+                    "value": None if np.isnan(v[i]) else float(v[i]),
+                    "log_value": None if np.isnan(lvv[i]) else float(lvv[i]),
+                    "censoring": cens[i],
+                    "limit_value": float(plate_lod[i]) if cens[i] == "below_lod" else None,
+                    "lod": None if np.isnan(plate_lod[i]) else float(plate_lod[i]),
+                    "sex": sex[i],
+                    "age": None if np.isnan(age[i]) else float(age[i]),
+                }
+            )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+@pytest.mark.parametrize(("seed", "bands", "k"), [(7, [45.0], 5), (8, [30.0, 60.0], 10)])
+def test_the_vectorised_build_gives_what_reference_interval_gives_group_by_group(seed, bands, k) -> None:
+    """Oracle: every published group rebuilt alone with reference_interval and quantile_grid (which the R
+    golden tests pin), and every partition decision re-taken with harris_boyd."""
+    from itertools import pairwise
+
+    from transforms.reference import _group_arrays, build_reference, harris_boyd
+
+    frame = messy_groups(seed)
+    build = build_reference(frame, age_bands=bands, k_privacy=k)
+    assert build.intervals.height >= 40 and (build.intervals["sex"] != "all").any()
+    assert build.intervals["age_min"].is_not_null().any() and (build.intervals["n_below_lod"] > 0).any()
+    keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
+
+    def rows_of(g: dict) -> pl.DataFrame:
+        cond = pl.all_horizontal([(pl.col(c) == g[c]) if g[c] is not None else pl.col(c).is_null() for c in keys])
+        if g["sex"] != "all":
+            cond = cond & (pl.col("sex") == g["sex"])
+        if g["age_min"] is not None:
+            cond = cond & (pl.col("age") >= g["age_min"])
+        if g["age_max"] is not None:
+            cond = cond & (pl.col("age") < g["age_max"])
+        return frame.filter(cond).sort("sample_id")
+
+    for g in build.intervals.iter_rows(named=True):
+        group = rows_of(g)
+        values, cens, logv, lod = _group_arrays(group)
+        method = "nonparametric" if group.height >= 120 else "auto"
+        ri = reference_interval(values, censored=cens, lod=lod, log_scale=logv, method=method)
+        for field_name in ("n", "n_below_lod", "n_outliers_excluded", "lower_limit_censored"):
+            assert g[field_name] == getattr(ri, field_name), (g["analyte"], field_name)
+        if method == "nonparametric":
+            assert g["method"] == "nonparametric"
+            for field_name in (
+                "lower_limit",
+                "upper_limit",
+                "lower_ci_low",
+                "lower_ci_high",
+                "upper_ci_low",
+                "upper_ci_high",
+                "median",
+                "lod",
+            ):
+                want = getattr(ri, field_name)
+                assert (g[field_name] is None and want is None) or g[field_name] == pytest.approx(
+                    want, rel=1e-12, abs=1e-12
+                ), (g["analyte"], field_name)
+            keep = np.ones(values.size, dtype=bool)
+            keep[ri.excluded_index] = False
+            want_grid = quantile_grid(values[keep], censored=cens[keep], lod=lod, k=k)
+            group_cols = [*keys, "sex", "age_min", "age_max"]
+            got_grid = build.quantiles.filter(
+                pl.all_horizontal(
+                    [(pl.col(c) == g[c]) if g[c] is not None else pl.col(c).is_null() for c in group_cols]
+                )
+            ).sort("p")
+            assert got_grid["p"].to_list() == want_grid["p"].to_list()
+            assert np.allclose(
+                got_grid["value"].to_numpy().astype(float),
+                want_grid["value"].to_numpy().astype(float),
+                rtol=1e-12,
+                equal_nan=True,
+            )
+            assert got_grid["censored"].to_list() == want_grid["censored"].to_list()
+
+    # partitions: a sex or age split is published exactly where Harris-Boyd says so and each part is big enough
+    published_all = build.intervals.filter(
+        (pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null()
+    )
+
+    def measured(part: pl.DataFrame) -> np.ndarray:
+        return part.filter(pl.col("censoring").is_null() & pl.col("log_value").is_finite())["log_value"].to_numpy()
+
+    for g in published_all.iter_rows(named=True):
+        group = rows_of(g)
+        women, men = group.filter(pl.col("sex") == "F"), group.filter(pl.col("sex") == "M")
+        split = harris_boyd(measured(women), measured(men))[0] and min(women.height, men.height) >= 40
+        sexes = set(build.intervals.filter(pl.col("analyte") == g["analyte"], pl.col("matrix") == g["matrix"])["sex"])
+        attempted = split  # a part may still be skipped for its own n; then it is in `skipped`
+        skipped = set(build.skipped.filter(pl.col("analyte") == g["analyte"])["sex"])
+        assert (bool({"F", "M"} & (sexes | skipped))) == attempted, g["analyte"]
+        edges = [None, *bands, None]
+        parts = [
+            group.filter(
+                (pl.col("age") >= lo if lo is not None else pl.lit(True))
+                & (pl.col("age") < hi if hi is not None else pl.lit(True))
+            )
+            for lo, hi in pairwise(edges)
+        ]
+        differ = any(harris_boyd(measured(a), measured(b))[0] for a, b in pairwise(parts))
+        banded = differ and min(p.height for p in parts) >= 40
+        has_bands = build.intervals.filter(pl.col("analyte") == g["analyte"], pl.col("age_min").is_not_null()).height
+        skipped_bands = build.skipped.filter(pl.col("analyte") == g["analyte"], pl.col("age_min").is_not_null()).height
+        assert bool(has_bands or skipped_bands) == banded, g["analyte"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=0, max_size=30), min_size=1, max_size=8),
+    st.floats(0.0, 1.0),
+)
+def test_type6_for_many_groups_equals_type6_for_each(groups: list[list[float]], p: float) -> None:
+    from transforms.reference import _type6_many
+
+    sorted_groups = [np.sort(np.array(g, dtype=float)) for g in groups]
+    s = np.concatenate(sorted_groups) if any(len(g) for g in groups) else np.array([], dtype=float)
+    n = np.array([len(g) for g in groups])
+    start = np.concatenate([[0], np.cumsum(n)[:-1]])
+    got = _type6_many(s, start, n, np.float64(p))
+    for i, g in enumerate(sorted_groups):
+        if g.size == 0:
+            assert np.isnan(got[i])
+        else:
+            assert got[i] == pytest.approx(quantile_type6(g, p)[0], rel=1e-12, abs=1e-9)
