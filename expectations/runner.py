@@ -5,6 +5,7 @@ GX validates pandas, not polars; the frame is converted once here. GX is importe
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,9 @@ import polars as pl
 
 from expectations.suites import Suite, apply_suite, failing_mask
 from transforms import schema
+
+# GX announces every temporary docs folder at INFO; that is noise in run logs
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 MAX_SAMPLE = 20
 

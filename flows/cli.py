@@ -52,6 +52,11 @@ def quiet_environment(settings: Settings) -> None:
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # our own log lines (logger "refranges") reach the Prefect run logs, not only the console
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "refranges")
+    import logging
+
+    logging.getLogger("refranges").setLevel(logging.INFO)
 
 
 @app.command()
@@ -76,8 +81,12 @@ def _run(settings: Settings) -> int:
     quiet_environment(settings)
     from flows.pipeline import run_pipeline
     from flows.summary import print_summary
+    from warehouse.db import WarehouseBusyError
 
-    summary = run_pipeline(settings)
+    try:
+        summary = run_pipeline(settings)
+    except WarehouseBusyError as exc:
+        fail(str(exc), 3)
     print_summary(summary, console)
     return 0
 
@@ -128,8 +137,12 @@ def ingest(
         outcomes = plan(paths, settings)
     else:
         from flows.pipeline import ingest_paths
+        from warehouse.db import WarehouseBusyError
 
-        outcomes = ingest_paths(settings, paths).files
+        try:
+            outcomes = ingest_paths(settings, paths).files
+        except WarehouseBusyError as exc:
+            fail(str(exc), 3)
     table = Table(
         "file",
         "layout",
@@ -339,6 +352,40 @@ def score(
         for problem in problems:
             err.print(f"[yellow]not read:[/yellow] {problem}")
         console.print(f"[bold]{DISCLAIMER}[/bold]")
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    prefect_yaml: Annotated[
+        Path | None, typer.Option("--prefect-yaml", help="Deployments to serve (default: prefect.yaml of refranges).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port of the local Prefect server (when PREFECT_API_URL is not set).")
+    ] = None,
+) -> None:
+    """Run the scheduled deployments (hourly ingest, nightly publish) until Ctrl-C or SIGTERM.
+
+    Without PREFECT_API_URL a local Prefect server is started on 127.0.0.1 and stopped again at the end.
+    """
+    settings = settings_or_exit(config)
+    # scheduled runs keep their INFO lines (progress, run summary) in the Prefect run logs
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    quiet_environment(settings)
+    from flows.serve import DEFAULT_PREFECT_YAML, ServeError, serve_schedules
+
+    chosen = config or (Path("refranges.toml") if Path("refranges.toml").exists() else None)
+    assert settings.prefect_home is not None
+    try:
+        serve_schedules(
+            prefect_yaml=prefect_yaml or DEFAULT_PREFECT_YAML,
+            config=chosen.resolve() if chosen else None,
+            port=port,
+            log_dir=settings.prefect_home,
+            announce=console.print,
+        )
+    except ServeError as exc:
+        fail(str(exc), 2)
 
 
 @app.command()

@@ -57,6 +57,7 @@ class Settings:
     reports: Path | None = None  # default: <home>/reports
     subject_key: str | None = None  # default: a random key kept in <home>/.subject_key
     prefect_home: Path | None = None  # default: <home>/.prefect (unless PREFECT_HOME is set)
+    writer_wait_seconds: float = 300.0  # a run waits this long for another run writing the warehouse
 
     def resolved(self) -> Settings:
         h = self.home

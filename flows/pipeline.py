@@ -108,7 +108,34 @@ def code_version() -> str:
         return f"refranges {version('refranges')}"
 
 
-@task(retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)
+def only_io_errors(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry condition of I/O tasks: retry an OSError (disk, network share, object store), nothing else.
+    A quality failure or a bug fails at once."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:  # anything else is not retried
+        return False
+    return False
+
+
+IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 5, 20], "retry_condition_fn": only_io_errors}
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
+def read_input(path: Path) -> bytes:
+    """The bytes of one landed file (I/O: retried on OSError)."""
+    return path.read_bytes()
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
+def publish_release(root: Path, **kwargs: Any) -> releases.Published:
+    """Write a release folder and its index entry (I/O: retried on OSError; a retry never overwrites)."""
+    return releases.publish(root, **kwargs)
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
 def list_landing(landing: Path) -> list[Path]:
     """Files waiting in the landing folder (I/O: retried)."""
     landing.mkdir(parents=True, exist_ok=True)
@@ -197,7 +224,7 @@ def ingest_file(
     """Read, check and load one file atomically. Returns its outcome and the rows to validate with GX."""
     logger = get_run_logger()
     assert settings.warehouse is not None
-    data = path.read_bytes()
+    data = read_input(path)
     plan = plan_file(data, path.name, settings, known, key)
     o = plan.outcome
     if o.status == "skipped":
@@ -348,7 +375,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
             "skipped": skipped,
         }
     created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    published = releases.publish(
+    published = publish_release(
         settings.releases,
         tables={
             "reference_intervals": build.intervals,
@@ -473,6 +500,9 @@ def _finish(settings: Settings, summary: RunSummary) -> State:
     if bad or summary.release_blocked:
         summary.status = "completed_with_problems"
     summary.report_path = str(write_report(settings, summary))
+    from flows.summary import summary_text
+
+    get_run_logger().info("run summary\n%s", summary_text(summary))
     with db.connect(settings.warehouse) as con:
         loads.finish_run(con, summary.run_id, status=summary.status, summary=summary.as_dict())
     if summary.status != "completed":
@@ -492,20 +522,21 @@ def run_pipeline(settings: Settings) -> RunSummary:
     """
     assert settings.landing is not None and settings.warehouse is not None
     public, landing = settings.warehouse, settings.landing
-    work = db.open_work_copy(public)
-    settings = replace(settings, warehouse=work)
-    summary = _new_run(settings)
-    summary.warehouse = str(public)
-    _ingest(list_landing(landing), settings, summary)
-    release = build_and_publish(settings, summary.run_id)
-    summary.release_version = release.get("version")
-    summary.release_path = release.get("path")
-    summary.groups_published = int(release.get("groups", 0))
-    summary.groups_skipped = list(release.get("skipped", []))
-    summary.release_message = str(release["message"])
-    summary.release_blocked = bool(release.get("blocked", False))
-    state = _finish(settings, summary)
-    db.publish_work_copy(work, public)
+    with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
+        work = db.open_work_copy(public)
+        settings = replace(settings, warehouse=work)
+        summary = _new_run(settings)
+        summary.warehouse = str(public)
+        _ingest(list_landing(landing), settings, summary)
+        release = build_and_publish(settings, summary.run_id)
+        summary.release_version = release.get("version")
+        summary.release_path = release.get("path")
+        summary.groups_published = int(release.get("groups", 0))
+        summary.groups_skipped = list(release.get("skipped", []))
+        summary.release_message = str(release["message"])
+        summary.release_blocked = bool(release.get("blocked", False))
+        state = _finish(settings, summary)
+        db.publish_work_copy(work, public)
     return state  # type: ignore[return-value]  # the flow returns the state's data
 
 
@@ -514,14 +545,15 @@ def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
     """Ingest the given files into the warehouse (no release is built), through a work copy as run_pipeline."""
     assert settings.warehouse is not None
     public = settings.warehouse
-    work = db.open_work_copy(public)
-    settings = replace(settings, warehouse=work)
-    summary = _new_run(settings)
-    summary.warehouse = str(public)
-    _ingest(paths, settings, summary)
-    summary.release_message = "ingest only: no release built"
-    state = _finish(settings, summary)
-    db.publish_work_copy(work, public)
+    with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
+        work = db.open_work_copy(public)
+        settings = replace(settings, warehouse=work)
+        summary = _new_run(settings)
+        summary.warehouse = str(public)
+        _ingest(paths, settings, summary)
+        summary.release_message = "ingest only: no release built"
+        state = _finish(settings, summary)
+        db.publish_work_copy(work, public)
     return state  # type: ignore[return-value]
 
 

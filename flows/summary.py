@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 from rich.console import Console
@@ -59,3 +60,10 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
 
 def _counts(counter: Counter[str]) -> str:
     return ", ".join(f"{k} x{v}" for k, v in sorted(counter.items()))
+
+
+def summary_text(summary: RunSummary, width: int = 110) -> str:
+    """The same summary as plain text, for the Prefect run log."""
+    console = Console(record=True, width=width, force_terminal=False, color_system=None, file=io.StringIO())
+    print_summary(summary, console)
+    return console.export_text()

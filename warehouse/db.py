@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,3 +85,54 @@ def publish_work_copy(work: Path, path: Path) -> None:
     with duckdb.connect(str(work)) as con:
         con.execute("checkpoint")
     os.replace(work, path)
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another run is writing the warehouse; the message says which process and since when."""
+
+
+@contextmanager
+def writer_lock(path: Path, *, wait_seconds: float = 0.0, poll_seconds: float = 0.5) -> Iterator[None]:
+    """Hold the single-writer lock of the warehouse at ``path`` (``<path>.lock``, an OS file lock).
+
+    Only one run at a time may copy, change and swap the warehouse; a second run waits up to
+    ``wait_seconds`` and then raises WarehouseBusyError naming the holder. The kernel releases the lock when
+    the holding process ends, however it ends, so a crashed run never leaves the warehouse locked.
+    """
+    import fcntl
+    import json
+    import os
+    import time
+
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "{}"
+                    try:
+                        who = json.loads(holder)
+                    except ValueError:
+                        who = {}
+                    msg = (
+                        f"{path}: another refranges run (pid {who.get('pid', '?')}, started "
+                        f"{who.get('started_at', '?')}) is writing the warehouse; this run changed nothing. "
+                        f"It waited {wait_seconds:g} s (setting writer_wait_seconds). Run again when that run has "
+                        "finished."
+                    )
+                    raise WarehouseBusyError(msg) from None
+                time.sleep(poll_seconds)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "started_at": datetime.now(UTC).isoformat(timespec="seconds")}))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the lock

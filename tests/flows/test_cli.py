@@ -27,6 +27,8 @@ def invoke(*args: str, env: dict[str, str] | None = None):
         ["releases", "list"],
         ["releases", "show"],
         ["releases", "verify"],
+        ["serve"],
+        ["score"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -1,0 +1,187 @@
+"""`refranges serve`: run the scheduled deployments of prefect.yaml, with a local Prefect server if needed.
+
+Prefect's temporary (ephemeral) server never fires schedules, so when no ``PREFECT_API_URL`` is configured
+this starts ``prefect server start`` on 127.0.0.1 as a child process, waits until it answers, serves the
+deployments, and stops the server by its process id on Ctrl-C or SIGTERM. Nothing here imports Prefect
+before the environment is set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PREFECT_YAML = ROOT / "prefect.yaml"
+
+
+class ServeError(RuntimeError):
+    """The schedules cannot be served; the message says what to fix."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalServer:
+    """A Prefect server started by us on the loopback interface."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the server's process group, then SIGKILL if it has not ended."""
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+
+
+def start_local_server(port: int, log_dir: Path, *, timeout: float = 120.0) -> LocalServer:
+    """``prefect server start`` on 127.0.0.1:port (its own process group); returns once /api/health answers."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "prefect-server.log"
+    env = os.environ | {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+    }
+    env.pop("PREFECT_API_URL", None)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    server = LocalServer(process, f"http://127.0.0.1:{port}/api", log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            msg = f"the local Prefect server stopped at start-up (exit {process.returncode}); see {log_path}"
+            raise ServeError(msg)
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    server.stop()
+    msg = f"the local Prefect server did not answer within {timeout:.0f} s; see {log_path}"
+    raise ServeError(msg)
+
+
+def read_deployments(path: Path) -> list[dict[str, Any]]:
+    """The ``deployments`` of a prefect.yaml, checked for what serve needs."""
+    if not path.is_file():
+        msg = f"{path}: prefect.yaml not found"
+        raise ServeError(msg)
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        msg = f"{path}: not valid YAML ({exc})"
+        raise ServeError(msg) from exc
+    deployments = spec.get("deployments") or []
+    if not deployments:
+        msg = f"{path}: no deployments declared"
+        raise ServeError(msg)
+    for i, d in enumerate(deployments):
+        for key in ("name", "entrypoint"):
+            if not d.get(key):
+                msg = f"{path}: deployment {i + 1} has no {key!r}"
+                raise ServeError(msg)
+        for s in d.get("schedules") or []:
+            if not ({"cron", "interval"} & set(s)):
+                msg = f"{path}: deployment {d['name']!r} has a schedule without 'cron' or 'interval' (seconds)"
+                raise ServeError(msg)
+    return list(deployments)
+
+
+def build_deployments(specs: list[dict[str, Any]], *, config: Path | None, base: Path) -> list[Any]:
+    """RunnerDeployments from prefect.yaml entries; ``config`` fills a ``config: null`` parameter."""
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.schedules import Cron, Interval
+
+    out = []
+    for d in specs:
+        file_part, _, func = str(d["entrypoint"]).partition(":")
+        entry = f"{(base / file_part).resolve()}:{func}"
+        flow: Any = load_flow_from_entrypoint(entry)
+        schedules = [
+            Cron(s["cron"], timezone=s.get("timezone", "UTC"))
+            if "cron" in s
+            else Interval(timedelta(seconds=float(s["interval"])))
+            for s in d.get("schedules") or []
+        ]
+        parameters = dict(d.get("parameters") or {})
+        if "config" in parameters and parameters["config"] is None and config is not None:
+            parameters["config"] = str(config.resolve())
+        out.append(
+            flow.to_deployment(
+                name=d["name"],
+                description=d.get("description"),
+                schedules=schedules,
+                parameters=parameters,
+                concurrency_limit=d.get("concurrency_limit"),
+                tags=["refranges"],
+            )
+        )
+    return out
+
+
+def serve_schedules(
+    *, prefect_yaml: Path, config: Path | None, port: int | None, log_dir: Path, announce: Any = print
+) -> None:
+    """Serve until Ctrl-C or SIGTERM; start and stop a local server when no PREFECT_API_URL is set."""
+    specs = read_deployments(prefect_yaml)
+    server: LocalServer | None = None
+    if not os.environ.get("PREFECT_API_URL"):
+        server = start_local_server(port or free_port(), log_dir)
+        os.environ["PREFECT_API_URL"] = server.url
+        announce(f"started a local Prefect server: {server.url.removesuffix('/api')} (pid {server.process.pid})")
+    else:
+        announce(f"using the Prefect server at {os.environ['PREFECT_API_URL']}")
+
+    def _stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        from prefect import serve
+
+        deployments = build_deployments(specs, config=config, base=prefect_yaml.parent)
+        for d in deployments:
+            announce(f"serving {d.name}")
+        serve(*deployments, print_starting_message=False)
+    except KeyboardInterrupt:
+        announce("stopping")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            server.stop()
+            announce(f"stopped the local Prefect server (pid {server.process.pid})")
