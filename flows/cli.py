@@ -79,12 +79,12 @@ def generate(
 
 def _run(settings: Settings) -> int:
     quiet_environment(settings)
-    from flows.pipeline import run_pipeline
+    from flows.pipeline import on_runner, run_pipeline
     from flows.summary import print_summary
     from warehouse.db import WarehouseBusyError
 
     try:
-        summary = run_pipeline(settings)
+        summary = on_runner(run_pipeline, settings)(settings)
     except WarehouseBusyError as exc:
         fail(str(exc), 3)
     print_summary(summary, console)
@@ -136,11 +136,11 @@ def ingest(
 
         outcomes = plan(paths, settings)
     else:
-        from flows.pipeline import ingest_paths
+        from flows.pipeline import ingest_paths, on_runner
         from warehouse.db import WarehouseBusyError
 
         try:
-            outcomes = ingest_paths(settings, paths).files
+            outcomes = on_runner(ingest_paths, settings)(settings, paths).files
         except WarehouseBusyError as exc:
             fail(str(exc), 3)
     table = Table(

@@ -58,6 +58,10 @@ class Settings:
     subject_key: str | None = None  # default: a random key kept in <home>/.subject_key
     prefect_home: Path | None = None  # default: <home>/.prefect (unless PREFECT_HOME is set)
     writer_wait_seconds: float = 300.0  # a run waits this long for another run writing the warehouse
+    runner: str = "local"  # local (threads in this process) | dask (a dask.distributed cluster)
+    dask_address: str | None = None  # scheduler address, e.g. tcp://10.0.0.5:8786; none: a LocalCluster
+    workers: int = 2  # threads (local) or worker processes of a LocalCluster (dask without an address)
+    reference_partitions: int = 4  # reference groups are built in this many parts by analyte
 
     def resolved(self) -> Settings:
         h = self.home
@@ -104,6 +108,31 @@ class Settings:
 
 
 KEYS = {f.name: f for f in fields(Settings)}
+
+
+def task_runner(settings: Settings) -> Any:
+    """The Prefect task runner of a run: threads in this process, or a dask.distributed cluster (an existing
+    scheduler at ``dask_address``, else a LocalCluster of ``workers`` processes started for the run)."""
+    if settings.runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if settings.dask_address:
+            return DaskTaskRunner(address=settings.dask_address)
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            cluster_kwargs={
+                "n_workers": settings.workers,
+                "processes": True,
+                "threads_per_worker": 1,
+                "dashboard_address": None,
+                "host": "127.0.0.1",
+            },
+        )
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=settings.workers)
+
+
 THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "min_n_small", "quantile_k")
 
 
@@ -183,6 +212,12 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
         raise ConfigError(msg)
     if settings.outlier_rule not in {"tukey", "dixon"}:
         msg = f"outlier_rule must be 'tukey' or 'dixon', not {settings.outlier_rule!r}"
+        raise ConfigError(msg)
+    if settings.runner not in {"local", "dask"}:
+        msg = f"runner must be 'local' or 'dask', not {settings.runner!r}"
+        raise ConfigError(msg)
+    if settings.workers < 1 or settings.reference_partitions < 1:
+        msg = "workers and reference_partitions must be at least 1"
         raise ConfigError(msg)
     if not 0 < settings.coverage < 1 or not 0 < settings.ci_level < 1:
         msg = "coverage and ci_level must lie strictly between 0 and 1"

@@ -13,7 +13,7 @@ from prefect import flow
 from prefect.states import State
 
 from flows.config import load_settings
-from flows.pipeline import ingest_paths, list_landing, run_pipeline
+from flows.pipeline import ingest_paths, list_landing, on_runner, run_pipeline
 
 
 @flow(name="refranges-scheduled-ingest", log_prints=True)
@@ -21,11 +21,11 @@ def scheduled_ingest(config: str | None = None) -> State[Any]:
     """Hourly: ingest everything new in the landing folder into the warehouse (no release)."""
     settings = load_settings(Path(config) if config else None)
     assert settings.landing is not None
-    return ingest_paths(settings, list_landing(settings.landing), return_state=True)
+    return on_runner(ingest_paths, settings)(settings, list_landing(settings.landing), return_state=True)
 
 
 @flow(name="refranges-scheduled-publish", log_prints=True)
 def scheduled_publish(config: str | None = None) -> State[Any]:
     """Nightly: ingest what is new, rebuild the reference groups and publish a release if anything changed."""
     settings = load_settings(Path(config) if config else None)
-    return run_pipeline(settings, return_state=True)
+    return on_runner(run_pipeline, settings)(settings, return_state=True)

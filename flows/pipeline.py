@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import socket
 import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -12,21 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, State
 
 from expectations.report import render_report
 from expectations.runner import SuiteOutcome, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
-from flows.config import Settings, subject_key
+from flows.config import Settings, subject_key, task_runner
 from transforms import schema
 from transforms.compare import compare_cohorts
 from transforms.normalise import dictionary_lookup, finish_measurements, hold_plates, prepare_measurements
 from transforms.privacy import pseudonymise_subjects
 from transforms.qc import file_statistics, plate_statistics, release_checks
 from transforms.readers import UnreadableFileError, read_file
-from transforms.reference import build_reference
+from transforms.reference import ReferenceBuild, build_reference, combine_builds
 from transforms.variation import first_visits, retest_variation
 from warehouse import db, loads, releases
 from warehouse.lookups import read_analyte_dictionary
@@ -45,6 +47,7 @@ class FileOutcome:
     rows_quarantined: int = 0
     reason: str | None = None
     replaced: list[str] = field(default_factory=list)
+    parsed_by: str | None = None  # host:pid of the process that parsed the file (a Dask worker, or this one)
 
     def ledger_entry(self, *, size_bytes: int, archive_path: str | None, run_id: str) -> loads.LedgerEntry:
         """The warehouse ledger row of this outcome (a quarantined file loads no row)."""
@@ -146,23 +149,23 @@ def list_landing(landing: Path) -> list[Path]:
     )
 
 
-def _archive(settings: Settings, path: Path, data: bytes, sha: str) -> Path:
+def _archive(settings: Settings, path: Path, sha: str) -> Path:
     assert settings.archive is not None
     target = settings.archive / sha[:2] / f"{sha}{''.join(path.suffixes[-1:])}"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
+        shutil.copyfile(path, tmp)
         os.replace(tmp, target)
         target.chmod(0o444)
     return target
 
 
-def _quarantine_file(settings: Settings, path: Path, data: bytes, reason: str) -> Path:
+def _quarantine_file(settings: Settings, path: Path, reason: str) -> Path:
     assert settings.quarantine is not None
     settings.quarantine.mkdir(parents=True, exist_ok=True)
     target = settings.quarantine / path.name
-    target.write_bytes(data)
+    shutil.copyfile(path, target)
     (settings.quarantine / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
     return target
 
@@ -217,29 +220,62 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
     return plan
 
 
+@dataclass
+class ParsedFile:
+    """A parsed file as tasks pass it: its outcome and Parquet paths of its frames (never the frames)."""
+
+    path: Path
+    size_bytes: int
+    outcome: FileOutcome
+    frames: dict[str, str]  # rows | quarantine | samples | checked | file_stats -> Parquet path
+
+    def frame(self, name: str) -> pl.DataFrame | None:
+        return pl.read_parquet(self.frames[name]) if name in self.frames else None
+
+
 @task(cache_policy=NO_CACHE)
-def ingest_file(
-    path: Path, settings: Settings, run_id: str, known: set[str], key: bytes
+def parse_file(path: Path, settings: Settings, known: frozenset[str], key: bytes, scratch: Path) -> ParsedFile:
+    """Read, parse and check one file (no warehouse access): runs on any worker of the task runner and
+    writes its frames as Parquet under ``scratch`` (a folder every worker can reach)."""
+    data = read_input(path)
+    plan = plan_file(data, path.name, settings, set(known), key)
+    plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
+    frames: dict[str, str] = {}
+    for name in ("rows", "quarantine", "samples", "checked", "file_stats"):
+        frame = getattr(plan, name)
+        if frame is not None:
+            target = scratch / f"{plan.outcome.sha256}.{name}.parquet"
+            frame.write_parquet(target)
+            frames[name] = str(target)
+    return ParsedFile(path, len(data), plan.outcome, frames)
+
+
+def _load_parsed(
+    parsed: ParsedFile, settings: Settings, run_id: str
 ) -> tuple[FileOutcome, pl.DataFrame, pl.DataFrame | None]:
-    """Read, check and load one file atomically. Returns its outcome and the rows to validate with GX."""
+    """Load one parsed file into the warehouse atomically (the flow's single writer does this, in order)."""
     logger = get_run_logger()
     assert settings.warehouse is not None
-    data = read_input(path)
-    plan = plan_file(data, path.name, settings, known, key)
-    o = plan.outcome
+    o, path = parsed.outcome, parsed.path
     if o.status == "skipped":
         return o, schema.empty(schema.MEASUREMENT), None
     if o.status == "quarantined":
-        _quarantine_file(settings, path, data, o.reason or "")
-        entry = o.ledger_entry(size_bytes=len(data), archive_path=None, run_id=run_id)
+        _quarantine_file(settings, path, o.reason or "")
+        entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
         with db.connect(settings.warehouse) as con:
-            loads.load_file(con, entry, quarantine=plan.quarantine)
+            loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s: %s", o.name, o.reason)
     else:
-        archive = _archive(settings, path, data, o.sha256)
-        entry = o.ledger_entry(size_bytes=len(data), archive_path=str(archive), run_id=run_id)
+        archive = _archive(settings, path, o.sha256)
+        entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=str(archive), run_id=run_id)
         with db.connect(settings.warehouse) as con:
-            o.replaced = loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine, samples=plan.samples)
+            o.replaced = loads.load_file(
+                con,
+                entry,
+                rows=parsed.frame("rows"),
+                quarantine=parsed.frame("quarantine"),
+                samples=parsed.frame("samples"),
+            )
         logger.info(
             "%s: %s, %d rows read, %d loaded, %d quarantined",
             o.name,
@@ -250,8 +286,8 @@ def ingest_file(
         )
     if settings.landing_mode == "move" and path.parent.resolve() == settings.landing.resolve():  # type: ignore[union-attr]
         path.unlink()
-    checked = plan.checked if plan.checked is not None else schema.empty(schema.MEASUREMENT)
-    return o, checked, plan.file_stats
+    checked = parsed.frame("checked")
+    return o, checked if checked is not None else schema.empty(schema.MEASUREMENT), parsed.frame("file_stats")
 
 
 def _report_to_warehouse(
@@ -323,6 +359,37 @@ def input_fingerprint(settings: Settings, file_hashes: list[str], dictionary_sha
 
 
 @task(cache_policy=NO_CACHE)
+def build_reference_part(healthy_path: str, analytes: list[str], settings: Settings) -> ReferenceBuild:
+    """Reference groups of some analytes (groups never span analytes, so parts build independently)."""
+    healthy = pl.scan_parquet(healthy_path).filter(pl.col("analyte").is_in(analytes)).collect()
+    return build_reference(
+        healthy,
+        min_n=settings.min_n,
+        min_n_small=settings.min_n_small,
+        coverage=settings.coverage,
+        ci_level=settings.ci_level,
+        k_privacy=settings.quantile_k,
+        age_bands=settings.age_bands,
+        outliers=settings.outlier_rule,
+    )
+
+
+def build_partitioned(healthy: pl.DataFrame, settings: Settings, scratch: Path) -> ReferenceBuild:
+    """Build every reference group, in ``reference_partitions`` parts by analyte on the task runner; the
+    parts are combined in one fixed order, so the result does not depend on where they ran."""
+    analytes = sorted(healthy["analyte"].unique().drop_nulls().to_list())
+    if not analytes:
+        return build_reference(healthy)
+    k = max(1, min(settings.reference_partitions, len(analytes)))
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / "healthy.parquet"
+    healthy.write_parquet(path)
+    chunks = [analytes[i * len(analytes) // k : (i + 1) * len(analytes) // k] for i in range(k)]
+    parts = [f.result() for f in build_reference_part.map(unmapped(str(path)), chunks, unmapped(settings))]
+    shutil.rmtree(scratch, ignore_errors=True)
+    return combine_builds(parts)
+
+
 def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     """Reference groups from healthy samples; publish a release when the inputs changed."""
     assert settings.warehouse is not None and settings.releases is not None
@@ -343,16 +410,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     variation = retest_variation(
         healthy_visits, min_subjects=settings.rcv_min_subjects, probability=settings.rcv_probability
     )
-    build = build_reference(
-        healthy,
-        min_n=settings.min_n,
-        min_n_small=settings.min_n_small,
-        coverage=settings.coverage,
-        ci_level=settings.ci_level,
-        k_privacy=settings.quantile_k,
-        age_bands=settings.age_bands,
-        outliers=settings.outlier_rule,
-    )
+    build = build_partitioned(healthy, settings, settings.warehouse.parent / ".scratch" / f"{run_id}-reference")
     comparison = compare_cohorts(patients, healthy, build.intervals, early_years=settings.early_years)
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
     extra = [c for c in build.intervals.columns if c not in schema.REFERENCE_INTERVAL]
@@ -429,8 +487,23 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
         known = loads.known_hashes(con)
     checked: list[pl.DataFrame] = []
     file_stats: list[pl.DataFrame] = []
-    for path in paths:
-        outcome, rows, stats = ingest_file(path, settings, summary.run_id, known, key)
+    scratch = settings.warehouse.parent / ".scratch" / summary.run_id
+    scratch.mkdir(parents=True, exist_ok=True)
+    # parsing runs in parallel on the task runner (threads here, processes on a Dask cluster); loading runs
+    # here, one file at a time and in landing order, as the warehouse has one writer
+    futures = parse_file.map(paths, unmapped(settings), unmapped(frozenset(known)), unmapped(key), unmapped(scratch))
+    for future in futures:
+        parsed = future.result()
+        if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice in a run
+            parsed = ParsedFile(
+                parsed.path,
+                parsed.size_bytes,
+                FileOutcome(
+                    parsed.outcome.name, parsed.outcome.sha256, "skipped", reason="already ingested (same content)"
+                ),
+                {},
+            )
+        outcome, rows, stats = _load_parsed(parsed, settings, summary.run_id)
         known.add(outcome.sha256)
         summary.files.append(outcome)
         if rows.height:
@@ -445,6 +518,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
             summary.run_id,
         )
     _, summary.held_by_check = normalise_all(settings, summary.run_id)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def write_report(settings: Settings, summary: RunSummary) -> Path:
@@ -555,6 +629,11 @@ def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
         state = _finish(settings, summary)
         db.publish_work_copy(work, public)
     return state  # type: ignore[return-value]
+
+
+def on_runner(flow_: Any, settings: Settings) -> Any:
+    """``flow_`` with the task runner of the configuration (threads, or a Dask cluster)."""
+    return flow_.with_options(task_runner=task_runner(settings))
 
 
 def dry_run(paths: list[Path], settings: Settings) -> list[FileOutcome]:

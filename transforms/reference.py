@@ -879,11 +879,28 @@ def build_reference(
         if skipped
         else schema.empty(skip_schema)
     )
-    sort_keys = ["analyte", "platform", "panel", "matrix", "unit", "sex"]
-    group_order = [*sort_keys, "age_min", "age_max"]
+    return _ordered(ReferenceBuild(interval_frame, quantile_frame, outlier_frame, skipped_frame))
+
+
+GROUP_ORDER = ["analyte", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max"]
+
+
+def _ordered(build: ReferenceBuild) -> ReferenceBuild:
     return ReferenceBuild(
-        interval_frame.sort(group_order, nulls_last=False),
-        quantile_frame.sort([*group_order, "p"], nulls_last=False),
-        outlier_frame.sort([*group_order, "sample_id"], nulls_last=False),
-        skipped_frame.sort(group_order, nulls_last=False),
+        build.intervals.sort(GROUP_ORDER, nulls_last=False),
+        build.quantiles.sort([*GROUP_ORDER, "p"], nulls_last=False),
+        build.outliers.sort([*GROUP_ORDER, "sample_id"], nulls_last=False),
+        build.skipped.sort(GROUP_ORDER, nulls_last=False),
+    )
+
+
+def combine_builds(parts: list[ReferenceBuild]) -> ReferenceBuild:
+    """One build from builds of disjoint analytes, in the same order as a single build of all of them."""
+    if not parts:
+        msg = "combine_builds needs at least one build"
+        raise ValueError(msg)
+    return _ordered(
+        ReferenceBuild(
+            *(pl.concat([getattr(p, f) for p in parts]) for f in ("intervals", "quantiles", "outliers", "skipped"))
+        )
     )
