@@ -289,7 +289,9 @@ def score(
         tables = load_release(settings.releases, release)
     except (UnreadableFileError, ReleaseIntegrityError, FileNotFoundError) as exc:
         fail(str(exc))
-    named, held_names = resolve_analytes(parsed.rows, dictionary_lookup(read_analyte_dictionary()[0]))
+    named, held_names = resolve_analytes(
+        parsed.rows, dictionary_lookup(read_analyte_dictionary(extra=settings.analyte_dictionary_extra)[0])
+    )
     converted, held_units = convert_units(named)
     results = converted.with_columns(pl.col("run_date").alias("collection_date"))
     intervals = pl.DataFrame(pl.from_arrow(tables["reference_intervals"]))

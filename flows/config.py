@@ -41,6 +41,7 @@ class Settings:
     rcv_probability: float = 0.95  # two-sided probability of the reference change value
     quantile_k: int = 5
     msd_unit: str = "pg/mL"
+    analyte_dictionary_extra: Path | None = None  # a lab's own analyte dictionary rows (same CSV layout)
     # quality thresholds: the defaults live beside the suites that read them
     max_bad_row_share: float = DEFAULT_THRESHOLDS["max_bad_row_share"]
     control_cv_max: float = DEFAULT_THRESHOLDS["control_cv_max"]

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,8 @@ class RunSummary:
     report_path: str = ""
     warehouse: str = ""
     status: str = "completed"
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage of the run
+    normalised_rows: int = 0
 
     @property
     def files_new(self) -> list[FileOutcome]:
@@ -320,7 +323,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int]]
     """Rebuild the normalised measurements from every loaded raw row and every manifest, with the plate-level
     and normalised-measurement suites applied."""
     assert settings.warehouse is not None
-    dictionary, _ = read_analyte_dictionary()
+    dictionary, _ = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     thresholds = settings.thresholds()
     with db.connect(settings.warehouse) as con:
         raw = loads.read_raw(con)
@@ -393,7 +396,7 @@ def build_partitioned(healthy: pl.DataFrame, settings: Settings, scratch: Path) 
 def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     """Reference groups from healthy samples; publish a release when the inputs changed."""
     assert settings.warehouse is not None and settings.releases is not None
-    _, dictionary_sha = read_analyte_dictionary()
+    _, dictionary_sha = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     with db.connect(settings.warehouse) as con:
         files = con.sql("select file_name, sha256 from files where status = 'loaded' order by file_name").fetchall()
         fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
@@ -491,6 +494,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     # parsing runs in parallel on the task runner (threads here, processes on a Dask cluster); loading runs
     # here, one file at a time and in landing order, as the warehouse has one writer
+    started = time.perf_counter()
     futures = parse_file.map(paths, unmapped(settings), unmapped(frozenset(known)), unmapped(key), unmapped(scratch))
     for future in futures:
         parsed = future.result()
@@ -510,6 +514,8 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
             checked.append(rows)
         if stats is not None:
             file_stats.append(stats)
+    summary.stage_seconds["ingest"] = time.perf_counter() - started
+    started = time.perf_counter()
     if checked or file_stats:
         validate_run(
             pl.concat(checked) if checked else schema.empty(schema.MEASUREMENT),
@@ -517,7 +523,10 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
             settings,
             summary.run_id,
         )
-    _, summary.held_by_check = normalise_all(settings, summary.run_id)
+    summary.stage_seconds["validate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    summary.normalised_rows, summary.held_by_check = normalise_all(settings, summary.run_id)
+    summary.stage_seconds["normalise"] = time.perf_counter() - started
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -602,7 +611,9 @@ def run_pipeline(settings: Settings) -> RunSummary:
         summary = _new_run(settings)
         summary.warehouse = str(public)
         _ingest(list_landing(landing), settings, summary)
+        started = time.perf_counter()
         release = build_and_publish(settings, summary.run_id)
+        summary.stage_seconds["reference_and_publish"] = time.perf_counter() - started
         summary.release_version = release.get("version")
         summary.release_path = release.get("path")
         summary.groups_published = int(release.get("groups", 0))

@@ -1,0 +1,203 @@
+"""End-to-end benchmark: a whole `refranges run` over N samples x M analytes, in process and on a local
+Dask cluster, with seconds and rows/s per stage and the peak memory.
+
+Run on demand:  .venv/bin/python benchmarks/bench_pipeline.py --samples 600 --analytes 30 [--runner both]
+
+The data set is Olink-style: one NPX export per plate of 88 samples plus 2 control samples, a manifest
+(80 % healthy), and an extra analyte dictionary for the M synthetic assays (setting
+`analyte_dictionary_extra`). Each run is a fresh `refranges run` subprocess on a fresh home; its summary
+(stage times) is read back from the warehouse. Peak memory is the largest resident set of any one process
+of the run (ru_maxrss of the waited-for children: the run and, on Dask, its worker processes). The peer
+figure is a bare `polars.read_csv` of every export, in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PLATE = 88
+
+
+def make_home(home: Path, samples: int, analytes: int, seed: int = 3) -> int:
+    """Write the landing folder and the extra dictionary; returns the number of export rows."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    landing = home / "landing"
+    landing.mkdir(parents=True)
+    names = [f"BP{a:04d}" for a in range(analytes)]
+    pl.DataFrame(
+        {
+            "hgnc": names,
+            "uniprot": [f"Q{a:05d}" for a in range(analytes)],
+            "label": [f"bench protein {a}" for a in range(analytes)],
+            "mw_kda": [""] * analytes,
+            "aliases": names,
+        }
+    ).write_csv(home / "bench_analytes.csv")
+    ids = [f"S{i:07d}" for i in range(samples)]
+    healthy = rng.random(samples) < 0.8
+    sex = rng.choice(["F", "M"], samples)
+    pl.DataFrame(
+        {
+            "sample_id": ids,
+            "subject_id": [f"P{i:07d}" for i in range(samples)],
+            "cohort": np.where(healthy, "healthy", "patient").tolist(),
+            "matrix": "serum",
+            "sex": sex.tolist(),
+            "age": np.round(rng.uniform(18, 80, samples), 1),
+            "collection_date": "2026-05-01",
+            "severity": [None if h else str(int(v)) for h, v in zip(healthy, rng.uniform(5, 95, samples), strict=True)],
+            "illness_duration_years": [
+                None if h else f"{v:.1f}" for h, v in zip(healthy, rng.gamma(2, 3, samples), strict=True)
+            ],
+        }
+    ).write_csv(landing / "manifest.csv")
+    centre = rng.uniform(2, 10, analytes)
+    sd = rng.uniform(0.5, 1.2, analytes)
+    rows = 0
+    for p in range(0, samples, PLATE):
+        members = [*ids[p : p + PLATE], "CONTROL_SAMPLE_1", "CONTROL_SAMPLE_2"]
+        k = len(members)
+        plate_shift = rng.normal(0, 0.2, analytes)
+        npx = centre[None, :] + sd[None, :] * rng.standard_normal((k, analytes)) + plate_shift[None, :]
+        npx[-2:, :] = centre + 0.5 + plate_shift  # controls: the same material on every plate
+        frame = pl.DataFrame(
+            {
+                "SampleID": np.repeat(members, analytes),
+                "Index": np.repeat(np.arange(1, k + 1), analytes),
+                "OlinkID": np.tile([f"OID{a:05d}" for a in range(analytes)], k),
+                "UniProt": np.tile([f"Q{a:05d}" for a in range(analytes)], k),
+                "Assay": np.tile(names, k),
+                "MissingFreq": 0.01,
+                "Panel": "Olink Explore (bench)",
+                "Panel_Lot_Nr": "B00001",
+                "PlateID": f"PLATE{p // PLATE + 1:04d}",
+                "QC_Warning": "Pass",
+                "LOD": np.tile(np.round(centre - 2.5 * sd, 4), k),
+                "NPX": np.round(npx.ravel(), 5),
+                "Normalization": "Intensity",
+                "Assay_Warning": "Pass",
+                "Sample_Type": np.repeat(["SAMPLE"] * (k - 2) + ["SAMPLE_CONTROL"] * 2, analytes),
+            }
+        )
+        frame.write_csv(landing / f"olink_plate_{p // PLATE + 1:04d}.csv")
+        rows += frame.height
+    return rows
+
+
+def bare_read(folder: str) -> None:
+    import polars as pl
+
+    t0 = time.perf_counter()
+    n = sum(pl.read_csv(p).height for p in sorted(Path(folder).glob("olink_plate_*.csv")))
+    print(json.dumps({"seconds": time.perf_counter() - t0, "rows": n}))
+
+
+def run(home: Path, runner: str, workers: int, memory_gb: float | None) -> dict[str, object]:
+    config = home / "refranges.toml"
+    config.write_text(
+        f'home = "{home}"\nsubject_key = "bench"\nrunner = "{runner}"\nworkers = {workers}\n'
+        f'analyte_dictionary_extra = "{home / "bench_analytes.csv"}"\n'
+    )
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+    def limit() -> None:
+        if memory_gb:
+            size = int(memory_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--config", str(config)],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=limit if memory_gb else None,  # sets a memory limit, nothing else
+    )
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out: dict[str, object] = {
+        "runner": runner,
+        "exit": done.returncode,
+        "seconds": seconds,
+        "peak_mb": peak / 1024 if peak > before else None,
+    }
+    if done.returncode != 0:
+        out["error"] = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return out
+    import duckdb
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    summary = json.loads(con.execute("select summary_json from runs order by started_at desc limit 1").fetchone()[0])
+    con.close()
+    out["stages"] = summary["stage_seconds"]
+    out["rows_read"] = sum(f["rows_read"] for f in summary["files"])
+    out["normalised_rows"] = summary["normalised_rows"]
+    out["groups"] = summary["groups_published"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=600)
+    parser.add_argument("--analytes", type=int, default=30)
+    parser.add_argument("--runner", choices=["local", "dask", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-gb", type=float, default=None, help="address-space limit per run process")
+    parser.add_argument("--bare", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare:
+        bare_read(args.bare)
+        return
+    with tempfile.TemporaryDirectory(prefix="refranges-bench-") as tmp:
+        source = Path(tmp) / "source"
+        t0 = time.perf_counter()
+        rows = make_home(source, args.samples, args.analytes)
+        print(
+            f"{args.samples:,} samples x {args.analytes:,} analytes: {rows:,} export rows in "
+            f"{len(list((source / 'landing').glob('*.csv')))} files (generated in {time.perf_counter() - t0:.0f} s)"
+        )
+        peer = subprocess.run(
+            [sys.executable, __file__, "--bare", str(source / "landing")], capture_output=True, text=True, check=True
+        )
+        bare = json.loads(peer.stdout.strip().splitlines()[-1])
+        print(f"peer: bare polars.read_csv of every export: {bare['seconds']:.1f} s")
+        runners = ["local", "dask"] if args.runner == "both" else [args.runner]
+        for runner in runners:
+            home = Path(tmp) / runner
+            subprocess.run(["cp", "-r", str(source), str(home)], check=True)
+            result = run(home, runner, args.workers, args.memory_gb)
+            if result["exit"] != 0:
+                print(f"{runner}: FAILED after {result['seconds']:.0f} s (exit {result['exit']}): {result['error']}")
+                continue
+            stages = result["stages"]
+            assert isinstance(stages, dict)
+            rows_of = {"ingest": result["rows_read"], "validate": result["rows_read"]}
+            parts = ", ".join(
+                f"{name} {secs:.1f} s ({int(rows_of.get(name, result['normalised_rows'])) / max(secs, 1e-9) / 1e3:,.0f}"  # type: ignore[call-overload]
+                " k rows/s)"
+                for name, secs in stages.items()
+            )
+            peak = result["peak_mb"]
+            print(
+                f"{runner}: {result['seconds']:.1f} s end to end, peak {peak:,.0f} MB (largest process), "
+                f"{result['groups']} groups published; {parts}"
+            )
+
+
+if __name__ == "__main__":
+    main()
