@@ -15,9 +15,6 @@ import polars as pl
 from expectations.suites import Suite, apply_suite, failing_mask
 from transforms import schema
 
-# GX announces every temporary docs folder at INFO; that is noise in run logs
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
 MAX_SAMPLE = 20
 
 
@@ -116,6 +113,8 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX resets it on import
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

@@ -80,11 +80,13 @@ def generate(
 def _run(settings: Settings) -> int:
     quiet_environment(settings)
     from flows.pipeline import on_runner, run_pipeline
+    from flows.progress import progress_bars
     from flows.summary import print_summary
     from warehouse.db import WarehouseBusyError
 
     try:
-        summary = on_runner(run_pipeline, settings)(settings)
+        with progress_bars(err):
+            summary = on_runner(run_pipeline, settings)(settings)
     except WarehouseBusyError as exc:
         fail(str(exc), 3)
     print_summary(summary, console)

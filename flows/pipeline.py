@@ -23,6 +23,7 @@ from expectations.report import render_report
 from expectations.runner import SuiteOutcome, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, subject_key, task_runner
+from flows.progress import report
 from transforms import schema
 from transforms.compare import compare_cohorts
 from transforms.normalise import dictionary_lookup, finish_measurements, hold_plates, prepare_measurements
@@ -388,7 +389,11 @@ def build_partitioned(healthy: pl.DataFrame, settings: Settings, scratch: Path) 
     path = scratch / "healthy.parquet"
     healthy.write_parquet(path)
     chunks = [analytes[i * len(analytes) // k : (i + 1) * len(analytes) // k] for i in range(k)]
-    parts = [f.result() for f in build_reference_part.map(unmapped(str(path)), chunks, unmapped(settings))]
+    parts = []
+    report("reference parts built", 0, len(chunks))
+    for future in build_reference_part.map(unmapped(str(path)), chunks, unmapped(settings)):
+        parts.append(future.result())
+        report("reference parts built", len(parts), len(chunks))
     shutil.rmtree(scratch, ignore_errors=True)
     return combine_builds(parts)
 
@@ -496,7 +501,8 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     # here, one file at a time and in landing order, as the warehouse has one writer
     started = time.perf_counter()
     futures = parse_file.map(paths, unmapped(settings), unmapped(frozenset(known)), unmapped(key), unmapped(scratch))
-    for future in futures:
+    report("files parsed and loaded", 0, len(paths))
+    for done, future in enumerate(futures, start=1):
         parsed = future.result()
         if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice in a run
             parsed = ParsedFile(
@@ -510,6 +516,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
         outcome, rows, stats = _load_parsed(parsed, settings, summary.run_id)
         known.add(outcome.sha256)
         summary.files.append(outcome)
+        report("files parsed and loaded", done, len(paths))
         if rows.height:
             checked.append(rows)
         if stats is not None:
@@ -525,7 +532,9 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
         )
     summary.stage_seconds["validate"] = time.perf_counter() - started
     started = time.perf_counter()
+    report("normalisation", 0, 1)
     summary.normalised_rows, summary.held_by_check = normalise_all(settings, summary.run_id)
+    report("normalisation", 1, 1)
     summary.stage_seconds["normalise"] = time.perf_counter() - started
     shutil.rmtree(scratch, ignore_errors=True)
 

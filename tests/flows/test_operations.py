@@ -239,3 +239,19 @@ def test_only_io_tasks_retry_and_only_on_os_errors(tmp_path: Path, prefect_backe
     with pytest.raises(ValueError):
         read_once()
     assert calls["n"] == 1  # not retried
+
+
+def test_progress_records_become_progress_bars_on_the_cli_console() -> None:
+    import io
+
+    from rich.console import Console
+
+    from flows.progress import progress_bars, report
+
+    out = io.StringIO()
+    console = Console(file=out, width=100, force_terminal=False)
+    with progress_bars(console):
+        for done in range(4):
+            report("files parsed and loaded", done, 3)
+    text = out.getvalue()
+    assert "files parsed and loaded" in text and "3/3" in text

@@ -198,3 +198,22 @@ def test_a_publish_killed_at_any_step_leaves_the_old_or_the_new_state(tmp_path: 
     )
     assert releases.verify(root, nxt.version) == [] and releases.read_index(root)[-1]["version"] == nxt.version
     assert not [p for p in root.iterdir() if p.name.startswith(".staging-")]
+
+
+def test_a_labs_extra_analytes_join_the_dictionary_and_the_fingerprint(tmp_path: Path) -> None:
+    from transforms.normalise import dictionary_lookup, resolve_analytes
+    from warehouse.lookups import read_analyte_dictionary
+
+    curated, curated_sha = read_analyte_dictionary()
+    extra = tmp_path / "lab.csv"
+    extra.write_text("hgnc,uniprot,label,mw_kda,aliases\nBP0001,Q00001,bench protein 1,,BP-0001|bench 1\n")
+    both, both_sha = read_analyte_dictionary(extra=extra)
+    assert both.height == curated.height + 1 and both_sha != curated_sha
+    rows = schema.conform(
+        pl.DataFrame({"analyte_raw": ["bench 1", "IL-6", "nope"], "platform": ["olink"] * 3}), schema.MEASUREMENT
+    )
+    named, held = resolve_analytes(rows, dictionary_lookup(both))
+    assert sorted(named["analyte"].to_list()) == ["BP0001", "IL6"] and held.height == 1
+    extra.write_text("hgnc,uniprot,label,mw_kda,aliases\nIL6,P05231,again,,IL6\n")
+    with pytest.raises(ValueError, match="already in the curated dictionary: IL6"):
+        read_analyte_dictionary(extra=extra)
