@@ -35,7 +35,7 @@ test-fast: .venv/.synced ## tests without the slow end-to-end runs
 lint: .venv/.synced ## ruff + mypy
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy flows transforms expectations warehouse
+	$(RUN) mypy flows transforms expectations warehouse benchmarks
 
 check: lint test ## lint and test
 

@@ -73,6 +73,7 @@ def step(kind: str, path: str) -> None:
             t_parse = time.perf_counter() - t0
             o = plan.outcome
             entry = o.ledger_entry(size_bytes=len(data), archive_path=None, run_id="bench")
+            assert settings.warehouse is not None
             with db.connect(settings.warehouse) as con:
                 loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine)
             rows = o.rows_read

@@ -160,7 +160,9 @@ def run(home: Path, runner: str, workers: int, memory_gb: float | None) -> dict[
     import duckdb
 
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    summary = json.loads(con.execute("select summary_json from runs order by started_at desc limit 1").fetchone()[0])
+    row = con.execute("select summary_json from runs order by started_at desc limit 1").fetchone()
+    assert row is not None, "the run recorded no summary"
+    summary = json.loads(row[0])
     con.close()
     out["stages"] = summary["stage_seconds"]
     out["rows_read"] = sum(f["rows_read"] for f in summary["files"])
