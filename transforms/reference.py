@@ -405,7 +405,7 @@ def _group_arrays(group: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return values, below, logv, lod
 
 
-KEYS = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
+KEYS = schema.MARKER_KEYS
 
 
 def _type6_many(s: np.ndarray, start: np.ndarray, n: np.ndarray, p: np.ndarray | np.floating) -> np.ndarray:
@@ -449,7 +449,6 @@ class _Instances:
     value: np.ndarray  # as measured, above-ULOQ +inf, below-LOD -inf (before the common LOD)
     log: np.ndarray  # log scale, same infinities
     below: np.ndarray  # below the LOD or LLOQ as reported
-    row: np.ndarray  # row number in the prepared frame
     limit: np.ndarray  # limit_value of the row (NaN if none)
     lod: np.ndarray  # reported LOD of the row (NaN if none)
 
@@ -730,7 +729,6 @@ def build_reference(
                 ordered["value"].to_numpy(),
                 logs,
                 ordered["below"].to_numpy(),
-                r,
                 ordered["limit"].to_numpy(),
                 ordered["lod"].to_numpy(),
             )
@@ -761,9 +759,7 @@ def build_reference(
             out_rows = r[excluded & published[g]]
             if out_rows.size:
                 outlier_rows.append(
-                    frame[out_rows]
-                    .select("sample_id", "value")
-                    .hstack(meta[g[excluded & published[g]]].drop([c for c in meta.columns if c == "_base"]))
+                    frame[out_rows].select("sample_id", "value").hstack(meta[g[excluded & published[g]]].drop("_base"))
                 )
         loop = np.flatnonzero(~vector & (height > 0))
         if loop.size:
@@ -792,60 +788,49 @@ def build_reference(
     meta_parts: list[pl.DataFrame] = []
     part_rows: list[np.ndarray] = []
     part_gid: list[np.ndarray] = []
-    offset = 0
+
+    def partition(code: np.ndarray, labels: pl.DataFrame) -> None:
+        """Split the published groups into ``labels.height`` parts (``code``: each row's part, or
+        labels.height for none) where neighbouring parts differ by Harris-Boyd and every part reaches
+        ``min_n_small``; queue the parts for building."""
+        n_parts = labels.height
+        size = n_base * (n_parts + 1)
+        ids = base * (n_parts + 1) + code
+        n_rows = np.bincount(ids, minlength=size).reshape(n_base, n_parts + 1)[:, :n_parts]
+        cnt, mean, sd = (
+            a.reshape(n_base, n_parts + 1)[:, :n_parts] for a in _measured_stats(ids, raw_log, measured, size)
+        )
+        differ = np.zeros(n_base, dtype=bool)
+        for i in range(n_parts - 1):
+            differ |= _harris_boyd_many(cnt[:, i], mean[:, i], sd[:, i], cnt[:, i + 1], mean[:, i + 1], sd[:, i + 1])[0]
+        chosen = np.flatnonzero(base_ok & differ & (n_rows.min(axis=1) >= min_n_small))
+        if not chosen.size:
+            return
+        slot = np.full(n_base, -1)
+        slot[chosen] = np.arange(chosen.size)
+        rows = np.flatnonzero((slot[base] >= 0) & (code < n_parts))
+        offset = sum(m.height for m in meta_parts)
+        part_rows.append(rows)
+        part_gid.append(offset + slot[base[rows]] * n_parts + code[rows])
+        meta_parts.append(
+            pl.concat([base_keys[np.repeat(chosen, n_parts)], pl.concat([labels] * chosen.size)], how="horizontal")
+        )
+
+    no_age = pl.lit(None, pl.Float64)
     if has_sex:
         sex = pl.col("sex").cast(pl.String)
         code = frame.select(pl.when(sex == "F").then(0).when(sex == "M").then(1).otherwise(2))[:, 0].to_numpy()
-        ids = base * 3 + code
-        n_rows = np.bincount(ids, minlength=3 * n_base).reshape(n_base, 3)
-        cnt, mean, sd = (a.reshape(n_base, 3) for a in _measured_stats(ids, raw_log, measured, 3 * n_base))
-        split, _, _ = _harris_boyd_many(cnt[:, 0], mean[:, 0], sd[:, 0], cnt[:, 1], mean[:, 1], sd[:, 1])
-        chosen = np.flatnonzero(base_ok & split & (np.minimum(n_rows[:, 0], n_rows[:, 1]) >= min_n_small))
-        if chosen.size:
-            slot = np.full(n_base, -1)
-            slot[chosen] = np.arange(chosen.size)
-            rows = np.flatnonzero((slot[base] >= 0) & (code < 2))
-            part_rows.append(rows)
-            part_gid.append(offset + slot[base[rows]] * 2 + code[rows])
-            picked = base_keys[np.repeat(chosen, 2)]
-            meta_parts.append(
-                picked.with_columns(
-                    sex=pl.Series(["F", "M"] * chosen.size),
-                    age_min=pl.lit(None, pl.Float64),
-                    age_max=pl.lit(None, pl.Float64),
-                )
-            )
-            offset += 2 * chosen.size
+        partition(code, pl.DataFrame({"sex": ["F", "M"]}).with_columns(age_min=no_age, age_max=no_age))
     if age_bands and has_age:
-        cuts = np.asarray(sorted(age_bands), dtype=float)
-        n_bands = cuts.size + 1
+        cuts = sorted(age_bands)
+        edges = [None, *cuts, None]
         age = frame["age"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        has = ~np.isnan(age)
-        band = np.where(has, np.searchsorted(cuts, np.nan_to_num(age), side="right"), n_bands)
-        ids = base * (n_bands + 1) + band
-        size = n_base * (n_bands + 1)
-        n_rows = np.bincount(ids, minlength=size).reshape(n_base, n_bands + 1)[:, :n_bands]
-        cnt, mean, sd = (
-            a.reshape(n_base, n_bands + 1)[:, :n_bands] for a in _measured_stats(ids, raw_log, measured, size)
+        band = np.where(np.isnan(age), len(cuts) + 1, np.searchsorted(cuts, np.nan_to_num(age), side="right"))
+        bands = pl.DataFrame(
+            {"sex": ["all"] * (len(cuts) + 1), "age_min": edges[:-1], "age_max": edges[1:]},
+            schema={"sex": pl.String, "age_min": pl.Float64, "age_max": pl.Float64},
         )
-        differ = np.zeros(n_base, dtype=bool)
-        for i in range(n_bands - 1):
-            differ |= _harris_boyd_many(cnt[:, i], mean[:, i], sd[:, i], cnt[:, i + 1], mean[:, i + 1], sd[:, i + 1])[0]
-        chosen = np.flatnonzero(base_ok & differ & (n_rows.min(axis=1) >= min_n_small))
-        if chosen.size:
-            slot = np.full(n_base, -1)
-            slot[chosen] = np.arange(chosen.size)
-            rows = np.flatnonzero((slot[base] >= 0) & has)
-            part_rows.append(rows)
-            part_gid.append(offset + slot[base[rows]] * n_bands + band[rows])
-            edges = [None, *cuts.tolist(), None]
-            meta_parts.append(
-                base_keys[np.repeat(chosen, n_bands)].with_columns(
-                    sex=pl.lit("all"),
-                    age_min=pl.Series([edges[i] for i in range(n_bands)] * chosen.size, dtype=pl.Float64),
-                    age_max=pl.Series([edges[i + 1] for i in range(n_bands)] * chosen.size, dtype=pl.Float64),
-                )
-            )
+        partition(band, bands)
     if part_rows:
         publish(*grouped(np.concatenate(part_rows), np.concatenate(part_gid)), pl.concat(meta_parts))
 

@@ -6,6 +6,8 @@ spells a column list. Must not import anything that does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
 #: One row per value as it appears in an export (one well, one analyte), whatever the vendor.
@@ -62,18 +64,17 @@ SAMPLE: dict[str, pl.DataType] = {
     "line_number": pl.Int64(),
 }
 
-#: Keys that define one reference group. A group is always one platform + panel + matrix + unit.
-GROUP_KEYS: list[str] = [
-    "analyte",
-    "uniprot",
-    "platform",
-    "panel",
-    "matrix",
-    "unit",
-    "sex",
-    "age_min",
-    "age_max",
-]
+#: Keys of one marker: an analyte measured on one platform + panel, in one matrix and unit.
+MARKER_KEYS: list[str] = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
+
+#: Keys that define one reference group: a marker, and the sex and age range it describes.
+GROUP_KEYS: list[str] = [*MARKER_KEYS, "sex", "age_min", "age_max"]
+
+
+def same_group(row: Mapping[str, object], keys: list[str] = GROUP_KEYS) -> pl.Expr:
+    """Rows whose ``keys`` equal those of ``row`` (a null key matches null)."""
+    return pl.all_horizontal([(pl.col(k) == row[k]) if row[k] is not None else pl.col(k).is_null() for k in keys])
+
 
 #: One row per sample x analyte after normalisation (the analyst's `measurements`).
 NORMALISED: dict[str, pl.DataType] = {

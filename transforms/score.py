@@ -11,6 +11,9 @@ from itertools import pairwise
 import numpy as np
 import polars as pl
 
+from transforms import schema
+from transforms.normalise import LOG_SCALE_UNITS
+
 DISCLAIMER = (
     "This compares measured values with a healthy reference distribution. It is not a diagnosis; discuss "
     "results with a clinician."
@@ -51,7 +54,6 @@ def score_person(
     one and whether that change is larger than the marker's reference change value in ``variation``
     (the release's ``retest_variation`` table), i.e. larger than analytical plus within-person variation
     would make likely in a healthy person."""
-    keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit", "sex", "age_min", "age_max"]
     rows = []
     for r in results.iter_rows(named=True):
         base = {
@@ -83,9 +85,7 @@ def score_person(
         if group is None:
             rows.append(base | {"status": "not placed: no group for this sex and age"})
             continue
-        grid = quantiles.filter(
-            pl.all_horizontal([(pl.col(k) == group[k]) if group[k] is not None else pl.col(k).is_null() for k in keys])
-        ).sort("p")
+        grid = quantiles.filter(schema.same_group(group)).sort("p")
         p, v = grid["p"].to_numpy(), grid["value"].to_numpy()
         value = r["value"]
         if r.get("censoring") in ("below_lod", "below_lloq") or value is None:
@@ -160,7 +160,7 @@ def _retest_changes(rows: list[dict[str, object]], variation: pl.DataFrame | Non
             if before.get("censoring") or after.get("censoring") or a is None or b is None:
                 after["change_vs_rcv"] = "not assessed: a value is censored (below the LOD or above the ULOQ)"
                 continue
-            npx = unit == "NPX"
+            npx = unit in LOG_SCALE_UNITS  # NPX: already log2, changes are differences
             if not npx and (float(a) <= 0 or float(b) <= 0):  # type: ignore[arg-type]
                 after["change_vs_rcv"] = "not assessed: a value is not positive"
                 continue

@@ -16,12 +16,15 @@ depend on that split. See docs/statistics.md.
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 from scipy import stats
 
+from transforms import schema
 from transforms.normalise import LOG_SCALE_UNITS
 
-KEYS = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
+KEYS = schema.MARKER_KEYS
 
 RETEST_VARIATION: dict[str, pl.DataType] = {
     "analyte": pl.String(),
@@ -99,9 +102,9 @@ def retest_variation(healthy: pl.DataFrame, *, min_subjects: int = 20, probabili
         .join(analytical, on=KEYS, how="left", nulls_equal=True)
     )
     is_npx = pl.col("unit").is_in(list(LOG_SCALE_UNITS))
-    base = pl.when(is_npx).then(2.0).otherwise(pl.lit(2.718281828459045))
+    base = pl.when(is_npx).then(2.0).otherwise(math.e)
     # NPX is log2; a duplicate CV converts to log2 units by dividing by ln 2
-    sd_a = pl.when(is_npx).then(pl.col("sd_analytical_ln") / 0.6931471805599453).otherwise(pl.col("sd_analytical_ln"))
+    sd_a = pl.when(is_npx).then(pl.col("sd_analytical_ln") / math.log(2)).otherwise(pl.col("sd_analytical_ln"))
     out = (
         pooled.with_columns(
             scale=pl.when(is_npx).then(pl.lit("NPX (log2)")).otherwise(pl.lit("ln")),

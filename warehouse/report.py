@@ -58,12 +58,9 @@ def render_release_report(
     version: str, intervals: pl.DataFrame, quantiles: pl.DataFrame, comparison: pl.DataFrame | None
 ) -> str:
     """The HTML of a release report (no script, no outside request)."""
-    keys = schema.GROUP_KEYS
     sections = []
     for group in intervals.iter_rows(named=True):
-        match = pl.all_horizontal(
-            [(pl.col(k) == group[k]) if group[k] is not None else pl.col(k).is_null() for k in keys]
-        )
+        match = schema.same_group(group)
         grid = quantiles.filter(match).sort("p")
         cohorts = comparison.filter(match) if comparison is not None and comparison.height else pl.DataFrame()
         png = _plot(group, grid, cohorts)

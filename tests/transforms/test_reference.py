@@ -312,16 +312,16 @@ def test_the_vectorised_build_gives_what_reference_interval_gives_group_by_group
     golden tests pin), and every partition decision re-taken with harris_boyd."""
     from itertools import pairwise
 
+    from transforms import schema
     from transforms.reference import _group_arrays, build_reference, harris_boyd
 
     frame = messy_groups(seed)
     build = build_reference(frame, age_bands=bands, k_privacy=k)
     assert build.intervals.height >= 40 and (build.intervals["sex"] != "all").any()
     assert build.intervals["age_min"].is_not_null().any() and (build.intervals["n_below_lod"] > 0).any()
-    keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
 
     def rows_of(g: dict) -> pl.DataFrame:
-        cond = pl.all_horizontal([(pl.col(c) == g[c]) if g[c] is not None else pl.col(c).is_null() for c in keys])
+        cond = schema.same_group(g, schema.MARKER_KEYS)
         if g["sex"] != "all":
             cond = cond & (pl.col("sex") == g["sex"])
         if g["age_min"] is not None:
@@ -356,12 +356,7 @@ def test_the_vectorised_build_gives_what_reference_interval_gives_group_by_group
             keep = np.ones(values.size, dtype=bool)
             keep[ri.excluded_index] = False
             want_grid = quantile_grid(values[keep], censored=cens[keep], lod=lod, k=k)
-            group_cols = [*keys, "sex", "age_min", "age_max"]
-            got_grid = build.quantiles.filter(
-                pl.all_horizontal(
-                    [(pl.col(c) == g[c]) if g[c] is not None else pl.col(c).is_null() for c in group_cols]
-                )
-            ).sort("p")
+            got_grid = build.quantiles.filter(schema.same_group(g)).sort("p")
             assert got_grid["p"].to_list() == want_grid["p"].to_list()
             assert np.allclose(
                 got_grid["value"].to_numpy().astype(float),
