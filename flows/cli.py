@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flows.config import ConfigError, Settings, load_settings
+from flows.config import ConfigError, Settings, config_path, load_settings
 
 app = typer.Typer(
     help="Raw immunoassay exports -> versioned healthy reference distributions (never a diagnosis).",
@@ -378,7 +378,7 @@ def serve(
     quiet_environment(settings)
     from flows.serve import DEFAULT_PREFECT_YAML, ServeError, serve_schedules
 
-    chosen = config or (Path("refranges.toml") if Path("refranges.toml").exists() else None)
+    chosen = config_path(config)
     assert settings.prefect_home is not None
     try:
         serve_schedules(

@@ -178,11 +178,18 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(msg) from exc
 
 
+def config_path(config: Path | None) -> Path | None:
+    """The configuration file in use: ``config`` when given, else ./refranges.toml when it exists."""
+    if config is not None:
+        return config
+    return Path(CONFIG_FILE) if Path(CONFIG_FILE).exists() else None
+
+
 def load_settings(config: Path | None = None, *, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Defaults <- refranges.toml (``config`` or ./refranges.toml) <- REFRANGES_<KEY> <- ``overrides``."""
     environ = os.environ if env is None else env
     values: dict[str, Any] = {}
-    path = config if config is not None else (Path(CONFIG_FILE) if Path(CONFIG_FILE).exists() else None)
+    path = config_path(config)
     if config is not None and not config.exists():
         msg = f"{config}: configuration file not found"
         raise ConfigError(msg)

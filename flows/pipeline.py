@@ -9,6 +9,8 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +52,11 @@ class FileOutcome:
     reason: str | None = None
     replaced: list[str] = field(default_factory=list)
     parsed_by: str | None = None  # host:pid of the process that parsed the file (a Dask worker, or this one)
+
+    @classmethod
+    def already_ingested(cls, name: str, sha: str) -> FileOutcome:
+        """A file whose content the warehouse (or this run) already holds: nothing to load."""
+        return cls(name, sha, "skipped", reason="already ingested (same content)")
 
     def ledger_entry(self, *, size_bytes: int, archive_path: str | None, run_id: str) -> loads.LedgerEntry:
         """The warehouse ledger row of this outcome (a quarantined file loads no row)."""
@@ -191,7 +198,7 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
     thresholds = settings.thresholds()
     sha = _sha256(data)
     if sha in known:
-        return FilePlan(FileOutcome(name, sha, "skipped", reason="already ingested (same content)"))
+        return FilePlan(FileOutcome.already_ingested(name, sha))
     try:
         result = read_file(data, source=name, sha256=sha, options={"msd_unit": settings.msd_unit})
     except UnreadableFileError as exc:
@@ -378,6 +385,14 @@ def build_reference_part(healthy_path: str, analytes: list[str], settings: Setti
     )
 
 
+def _scratch(settings: Settings, name: str) -> Path:
+    """A run's folder for Parquet handed between tasks (beside the warehouse; removed when the step ends)."""
+    assert settings.warehouse is not None
+    path = settings.warehouse.parent / ".scratch" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def build_partitioned(healthy: pl.DataFrame, settings: Settings, scratch: Path) -> ReferenceBuild:
     """Build every reference group, in ``reference_partitions`` parts by analyte on the task runner; the
     parts are combined in one fixed order, so the result does not depend on where they ran."""
@@ -385,7 +400,6 @@ def build_partitioned(healthy: pl.DataFrame, settings: Settings, scratch: Path) 
     if not analytes:
         return build_reference(healthy)
     k = max(1, min(settings.reference_partitions, len(analytes)))
-    scratch.mkdir(parents=True, exist_ok=True)
     path = scratch / "healthy.parquet"
     healthy.write_parquet(path)
     chunks = [analytes[i * len(analytes) // k : (i + 1) * len(analytes) // k] for i in range(k)]
@@ -418,7 +432,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     variation = retest_variation(
         healthy_visits, min_subjects=settings.rcv_min_subjects, probability=settings.rcv_probability
     )
-    build = build_partitioned(healthy, settings, settings.warehouse.parent / ".scratch" / f"{run_id}-reference")
+    build = build_partitioned(healthy, settings, _scratch(settings, f"{run_id}-reference"))
     comparison = compare_cohorts(patients, healthy, build.intervals, early_years=settings.early_years)
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
     extra = [c for c in build.intervals.columns if c not in schema.REFERENCE_INTERVAL]
@@ -495,8 +509,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
         known = loads.known_hashes(con)
     checked: list[pl.DataFrame] = []
     file_stats: list[pl.DataFrame] = []
-    scratch = settings.warehouse.parent / ".scratch" / summary.run_id
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch = _scratch(settings, summary.run_id)
     # parsing runs in parallel on the task runner (threads here, processes on a Dask cluster); loading runs
     # here, one file at a time and in landing order, as the warehouse has one writer
     started = time.perf_counter()
@@ -508,9 +521,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
             parsed = ParsedFile(
                 parsed.path,
                 parsed.size_bytes,
-                FileOutcome(
-                    parsed.outcome.name, parsed.outcome.sha256, "skipped", reason="already ingested (same content)"
-                ),
+                FileOutcome.already_ingested(parsed.outcome.name, parsed.outcome.sha256),
                 {},
             )
         outcome, rows, stats = _load_parsed(parsed, settings, summary.run_id)
@@ -605,21 +616,29 @@ def _finish(settings: Settings, summary: RunSummary) -> State:
     return Completed(message=summary.release_message or "ok", data=summary)
 
 
-@flow(name="refranges-run", log_prints=True)
-def run_pipeline(settings: Settings) -> RunSummary:
-    """One pass: ingest new files, quality checks, normalise, build reference groups, publish.
-
-    The run works on a private copy of the warehouse and swaps it into place at the end, so analysts with
-    read-only sessions never block it and never see a half-done run; a failed run leaves no trace there.
-    """
-    assert settings.landing is not None and settings.warehouse is not None
-    public, landing = settings.warehouse, settings.landing
+@contextmanager
+def _writing(settings: Settings) -> Iterator[tuple[Settings, RunSummary]]:
+    """Hold the warehouse writer lock and run on a private copy of the warehouse, swapped into place when
+    the block ends without an error: analysts' read-only sessions never block a run or see half of one,
+    and a failed run leaves no trace. Yields the run's settings (pointing at the copy) and its summary."""
+    assert settings.warehouse is not None
+    public = settings.warehouse
     with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
         work = db.open_work_copy(public)
-        settings = replace(settings, warehouse=work)
-        summary = _new_run(settings)
+        on_copy = replace(settings, warehouse=work)
+        summary = _new_run(on_copy)
         summary.warehouse = str(public)
-        _ingest(list_landing(landing), settings, summary)
+        yield on_copy, summary
+        db.publish_work_copy(work, public)
+
+
+@flow(name="refranges-run", log_prints=True)
+def run_pipeline(settings: Settings) -> RunSummary:
+    """One pass: ingest new files, quality checks, normalise, build reference groups, publish (see
+    :func:`_writing` for how the warehouse is written)."""
+    assert settings.landing is not None
+    with _writing(settings) as (settings, summary):
+        _ingest(list_landing(settings.landing), settings, summary)
         started = time.perf_counter()
         release = build_and_publish(settings, summary.run_id)
         summary.stage_seconds["reference_and_publish"] = time.perf_counter() - started
@@ -630,24 +649,16 @@ def run_pipeline(settings: Settings) -> RunSummary:
         summary.release_message = str(release["message"])
         summary.release_blocked = bool(release.get("blocked", False))
         state = _finish(settings, summary)
-        db.publish_work_copy(work, public)
     return state  # type: ignore[return-value]  # the flow returns the state's data
 
 
 @flow(name="refranges-ingest", log_prints=True)
 def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
-    """Ingest the given files into the warehouse (no release is built), through a work copy as run_pipeline."""
-    assert settings.warehouse is not None
-    public = settings.warehouse
-    with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
-        work = db.open_work_copy(public)
-        settings = replace(settings, warehouse=work)
-        summary = _new_run(settings)
-        summary.warehouse = str(public)
+    """Ingest the given files into the warehouse (no release is built), written as run_pipeline writes it."""
+    with _writing(settings) as (settings, summary):
         _ingest(paths, settings, summary)
         summary.release_message = "ingest only: no release built"
         state = _finish(settings, summary)
-        db.publish_work_copy(work, public)
     return state  # type: ignore[return-value]
 
 

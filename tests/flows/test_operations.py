@@ -18,17 +18,12 @@ import pytest
 
 from flows.config import load_settings
 from flows.landing import copy_demo
+from flows.serve import free_port
 from transforms.demo import generate_demo
 from warehouse import db
 
 ROOT = Path(__file__).resolve().parents[2]
 REFRANGES = [sys.executable, "-m", "flows.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def api(url: str, path: str, body: dict) -> list[dict]:
