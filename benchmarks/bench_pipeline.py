@@ -168,6 +168,7 @@ def run(home: Path, runner: str, workers: int, memory_gb: float | None) -> dict[
     out["rows_read"] = sum(f["rows_read"] for f in summary["files"])
     out["normalised_rows"] = summary["normalised_rows"]
     out["groups"] = summary["groups_published"]
+    out["parts"] = summary.get("parts", {})
     return out
 
 
@@ -206,7 +207,7 @@ def main() -> None:
                 continue
             stages = result["stages"]
             assert isinstance(stages, dict)
-            rows_of = {"ingest": result["rows_read"], "validate": result["rows_read"]}
+            rows_of = {"ingest": result["rows_read"]}
             parts = ", ".join(
                 f"{name} {secs:.1f} s ({int(rows_of.get(name, result['normalised_rows'])) / max(secs, 1e-9) / 1e3:,.0f}"  # type: ignore[call-overload]
                 " k rows/s)"
@@ -215,7 +216,7 @@ def main() -> None:
             peak = result["peak_mb"]
             print(
                 f"{runner}: {result['seconds']:.1f} s end to end, peak {peak:,.0f} MB (all processes of the run), "
-                f"{result['groups']} groups published; {parts}"
+                f"{result['groups']} groups published; {parts}; parts per stage {result['parts']}"
             )
 
 

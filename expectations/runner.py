@@ -114,7 +114,8 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX resets it on import
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):  # GX sets INFO on import
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -159,4 +160,26 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=RESULT_SCHEMA)
 
 
-__all__ = ["SuiteOutcome", "failing_mask", "quarantine_rows", "validate_with_gx"]
+def merge_results(results: list[pl.DataFrame]) -> pl.DataFrame:
+    """Results of the same suites over disjoint parts of the data (one per file, one per partition of
+    analytes) as one row per expectation: counts add up, an expectation succeeds only where it succeeded on
+    every part, and the unexpected samples are pooled up to MAX_SAMPLE values.
+
+    Exact for every expectation the suites use, because each looks at one row at a time or at keys that
+    never span two parts (a file's lines, a sample's analyte)."""
+    parts = [r for r in results if r.height]
+    if not parts:
+        return pl.DataFrame(schema=RESULT_SCHEMA)
+    table = pl.concat(parts, how="vertical")
+    keys = ["suite", "expectation", "action", "why", "engine"]
+    merged = table.group_by(keys, maintain_order=True).agg(
+        pl.col("success").all(),
+        pl.col("element_count").sum(),
+        pl.col("unexpected_count").sum(),
+        pl.col("unexpected_sample").drop_nulls().str.split(", ").explode().head(MAX_SAMPLE).alias("__sample"),
+    )
+    sample = pl.when(pl.col("__sample").list.len() > 0).then(pl.col("__sample").list.join(", "))
+    return merged.with_columns(sample.alias("unexpected_sample")).select(list(RESULT_SCHEMA))
+
+
+__all__ = ["SuiteOutcome", "failing_mask", "merge_results", "quarantine_rows", "validate_with_gx"]

@@ -62,7 +62,10 @@ class Settings:
     runner: str = "local"  # local (threads in this process) | dask (a dask.distributed cluster)
     dask_address: str | None = None  # scheduler address, e.g. tcp://10.0.0.5:8786; none: a LocalCluster
     workers: int = 2  # threads (local) or worker processes of a LocalCluster (dask without an address)
-    reference_partitions: int = 4  # reference groups are built in this many parts by analyte
+    # normalisation and reference building run in parts by analyte of about this many rows (one task each):
+    # peak memory follows a part, not the history
+    partition_rows: int = 2_000_000
+    report_max_plots: int = 300  # plots in a release report (0.1 s each; the groups of everyone first)
 
     def resolved(self) -> Settings:
         h = self.home
@@ -224,8 +227,8 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
     if settings.runner not in {"local", "dask"}:
         msg = f"runner must be 'local' or 'dask', not {settings.runner!r}"
         raise ConfigError(msg)
-    if settings.workers < 1 or settings.reference_partitions < 1:
-        msg = "workers and reference_partitions must be at least 1"
+    if settings.workers < 1 or settings.partition_rows < 1:
+        msg = "workers and partition_rows must be at least 1"
         raise ConfigError(msg)
     if not 0 < settings.coverage < 1 or not 0 < settings.ci_level < 1:
         msg = "coverage and ci_level must lie strictly between 0 and 1"

@@ -23,7 +23,6 @@ from scipy import stats
 from transforms import schema
 
 EARLY_YEARS = 3.0
-MAX_PAIRS = 4_000_000  # Hodges-Lehmann on a seeded sample of pairs above this
 
 
 def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -37,25 +36,66 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return float(centre - half), float(centre + half)
 
 
-def hodges_lehmann(x: np.ndarray, y: np.ndarray, level: float = 0.95, seed: int = 7) -> tuple[float, float, float]:
-    """Median of all pairwise differences x_i - y_j with its distribution-free CI (Mann-Whitney ranks)."""
+_SIGN = np.int64(-(2**63))
+
+
+def _float_key(v: float) -> int:
+    """An integer with the order of the float ``v`` (so bisection over floats takes at most 64 steps)."""
+    b = int(np.array(v, dtype=np.float64).view(np.int64))
+    return b if b >= 0 else -(b & 0x7FFFFFFFFFFFFFFF)
+
+
+def _key_float(k: int) -> float:
+    bits = np.int64(k) if k >= 0 else np.int64(-k) | _SIGN
+    return float(np.array(bits, dtype=np.int64).view(np.float64))
+
+
+def _count_at_most(xs: np.ndarray, ys: np.ndarray, t: float) -> int:
+    """#{(i, j): xs[i] - ys[j] <= t} for sorted ``xs`` and ``ys``, exact in floating point.
+
+    Row i's differences fall as j rises (rounding is monotone), so the pairs at most t are a suffix of each
+    row; its start is found by bisection on ``ys`` and then corrected against the rounded differences."""
+    start = np.searchsorted(ys, xs - t, side="left")
+    n2 = ys.size
+    while True:  # a rounded difference can sit on the other side of t than its estimate: step across
+        back = (start > 0) & (xs - ys[np.maximum(start - 1, 0)] <= t)
+        ahead = (start < n2) & (xs - ys[np.minimum(start, n2 - 1)] > t)
+        if not (back.any() or ahead.any()):
+            return int(np.sum(n2 - start))
+        # move by whole blocks of tied ys (their differences are equal, so they are on the same side of t)
+        before = np.searchsorted(ys, ys[np.maximum(start - 1, 0)], side="left")
+        after = np.searchsorted(ys, ys[np.minimum(start, n2 - 1)], side="right")
+        start = np.where(back, before, np.where(ahead, after, start))
+
+
+def kth_difference(xs: np.ndarray, ys: np.ndarray, k: int) -> float:
+    """The k-th smallest (0-based) of all differences xs[i] - ys[j], exactly, without forming them: a
+    bisection over the ordered float keys (at most 64 steps of O(n log n)). ``xs`` and ``ys`` sorted, finite."""
+    lo, hi = _float_key(float(xs[0] - ys[-1])), _float_key(float(xs[-1] - ys[0]))
+    while lo < hi:  # invariant: the answer's key lies in [lo, hi]
+        mid = lo + (hi - lo) // 2
+        if _count_at_most(xs, ys, _key_float(mid)) >= k + 1:
+            hi = mid
+        else:
+            lo = mid + 1
+    return _key_float(lo)
+
+
+def hodges_lehmann(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Median of all pairwise differences x_i - y_j with its distribution-free CI (Mann-Whitney ranks).
+
+    Exact for any group size: the order statistics are selected by :func:`kth_difference` in
+    O((m + n) log) memory and time, never by forming all m x n differences."""
     n1, n2 = x.size, y.size
-    if n1 * n2 <= MAX_PAIRS:
-        d = np.subtract.outer(x, y).ravel()
-    else:
-        rng = np.random.default_rng(seed)
-        d = rng.choice(x, MAX_PAIRS) - rng.choice(y, MAX_PAIRS)
+    xs, ys = np.sort(x), np.sort(y)
+    total = n1 * n2
     z = stats.norm.ppf(1 - (1 - level) / 2)
-    k = int(np.floor(n1 * n2 / 2 - z * np.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)))
-    k = max(0, min(k, n1 * n2 // 2))
-    scale = d.size / (n1 * n2)
-    lo_i, hi_i = int(k * scale), int(d.size - 1 - k * scale)
-    mid = (d.size - 1) // 2, d.size // 2
-    # order statistics by selection (linear time) rather than a full sort of up to MAX_PAIRS differences
-    part = np.partition(d, sorted({lo_i, hi_i, *mid}))
-    with np.errstate(invalid="ignore"):
-        est = float((part[mid[0]] + part[mid[1]]) / 2)
-    return est, float(part[lo_i]), float(part[hi_i])
+    k = int(np.floor(total / 2 - z * np.sqrt(total * (n1 + n2 + 1) / 12)))
+    k = max(0, min(k, total // 2))
+    mid = (total - 1) // 2, total // 2
+    low, high = kth_difference(xs, ys, mid[0]), kth_difference(xs, ys, mid[1])
+    est = float((low + high) / 2)
+    return est, kth_difference(xs, ys, k), kth_difference(xs, ys, total - 1 - k)
 
 
 def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
@@ -88,12 +128,19 @@ def _logs(frame: pl.DataFrame, floor: float) -> np.ndarray:
 
 
 def compare_cohorts(
-    patients: pl.DataFrame, healthy: pl.DataFrame, intervals: pl.DataFrame, *, early_years: float = EARLY_YEARS
+    patients: pl.DataFrame,
+    healthy: pl.DataFrame,
+    intervals: pl.DataFrame,
+    *,
+    early_years: float = EARLY_YEARS,
+    q_values: bool = True,
 ) -> pl.DataFrame:
     """One row per patient cohort (all, early, long-standing) x published ``sex = all`` reference group.
 
     ``patients`` and ``healthy`` are normalised measurements with matrix, sex, age, severity and
-    illness_duration_years; ``intervals`` the reference intervals of the release.
+    illness_duration_years; ``intervals`` the reference intervals of the release. With ``q_values=False``
+    the q-value columns stay empty: comparisons built in parts by analyte get them from
+    :func:`finish_comparison` once all parts are together (q-values are across markers).
     """
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
     groups = intervals.filter((pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null())
@@ -103,11 +150,14 @@ def compare_cohorts(
         "patient_early": pl.col("illness_duration_years") < early_years,
         "patient_long": pl.col("illness_duration_years") >= early_years,
     }
+    # one pass to split the rows by group (a null key matches nothing, as in a filter on equality)
+    by_group = [
+        frame.drop_nulls(keys).partition_by(keys, as_dict=True, maintain_order=True) for frame in (healthy, patients)
+    ]
     for g in groups.iter_rows(named=True):
-        match = pl.all_horizontal([pl.col(k) == g[k] for k in keys])
-        h = healthy.filter(match)
-        p_all = patients.filter(match)
-        if h.height == 0 or p_all.height == 0:
+        key = tuple(g[k] for k in keys)
+        h, p_all = (parts.get(key) for parts in by_group)
+        if h is None or p_all is None or h.height == 0 or p_all.height == 0:
             continue
         limits = pl.concat([h["limit_value"], p_all["limit_value"]]).drop_nulls().to_numpy()
         is_log = g["unit"] == "NPX"
@@ -171,8 +221,18 @@ def compare_cohorts(
             rows.append(row)
     if not rows:
         return pl.DataFrame(schema=COMPARISON_SCHEMA)
-    out = pl.DataFrame(rows, infer_schema_length=None)
-    out = add_q_values(out, "p_shift", "q_shift")
+    out = pl.DataFrame(rows, infer_schema_length=None).with_columns(
+        pl.lit(None, pl.Float64).alias("q_shift"), pl.lit(None, pl.Float64).alias("q_severity")
+    )
+    out = out.select([pl.col(c).cast(t) for c, t in COMPARISON_SCHEMA.items()])
+    return finish_comparison(out) if q_values else out
+
+
+def finish_comparison(frame: pl.DataFrame) -> pl.DataFrame:
+    """Benjamini-Hochberg q-values of the shift and severity p-values, across markers (see add_q_values)."""
+    if frame.height == 0:
+        return frame
+    out = add_q_values(frame, "p_shift", "q_shift")
     out = add_q_values(out, "p_severity", "q_severity")
     return out.select([pl.col(c).cast(t) for c, t in COMPARISON_SCHEMA.items()])
 

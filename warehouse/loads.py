@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -109,28 +110,72 @@ def load_file(
     return replaced
 
 
+LOADED_RAW = "raw_measurements r join files f on f.sha256 = r.source_sha256 and f.status = 'loaded'"
+
+
 def read_raw(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Raw rows of every currently loaded file."""
-    frame = con.sql(
-        "select r.* from raw_measurements r join files f on f.sha256 = r.source_sha256 where f.status = 'loaded'"
+    return schema.conform(con.sql(f"select r.* from {LOADED_RAW}").pl(), schema.MEASUREMENT)
+
+
+def raw_names(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """platform, panel, analyte_raw and n (rows) of every currently loaded file: what partitions are planned on."""
+    return con.sql(
+        f"select r.platform, r.panel, r.analyte_raw, count(*) as n from {LOADED_RAW} group by all order by all"
     ).pl()
-    return schema.conform(frame, schema.MEASUREMENT)
+
+
+def export_raw_parts(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
+    """Write the loaded raw rows as Parquet, one folder per part of ``parts`` (platform, panel, analyte_raw,
+    part: see transforms.normalise.plan_partitions), in one pass inside DuckDB (no rows pass through Python).
+    Returns a glob per part, in part order."""
+    if parts.height == 0:
+        return []
+    con.register("__parts", parts.select("platform", "panel", "analyte_raw", "part").to_arrow())
+    try:
+        con.execute(
+            f"copy (select r.*, p.part as __part from {LOADED_RAW} join __parts p "
+            "on r.platform is not distinct from p.platform and r.panel is not distinct from p.panel "
+            "and r.analyte_raw = p.analyte_raw) to ? (format parquet, partition_by (__part), overwrite_or_ignore)",
+            [str(folder)],
+        )
+    finally:
+        con.unregister("__parts")
+    return [str(folder / f"__part={k}" / "*.parquet") for k in range(int(parts["part"].max()) + 1)]  # type: ignore[arg-type]
+
+
+def export_measurements(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
+    """Write the normalised measurements of healthy and patient samples (the `measurements` view) as Parquet,
+    one folder per part of ``parts`` (analyte, part), in one pass inside DuckDB. Returns a glob per part."""
+    if parts.height == 0:
+        return []
+    con.register("__parts", parts.select("analyte", "part").to_arrow())
+    try:
+        con.execute(
+            "copy (select m.*, p.part as __part from measurements m join __parts p using (analyte) "
+            "where m.cohort in ('healthy', 'patient')) to ? (format parquet, partition_by (__part), "
+            "overwrite_or_ignore)",
+            [str(folder)],
+        )
+    finally:
+        con.unregister("__parts")
+    return [str(folder / f"__part={k}" / "*.parquet") for k in range(int(parts["part"].max()) + 1)]  # type: ignore[arg-type]
 
 
 def read_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return schema.conform(con.sql("select * from samples").pl(), schema.SAMPLE)
 
 
-def replace_derived(
-    con: duckdb.DuckDBPyConnection, *, normalised: pl.DataFrame, held: pl.DataFrame, run_id: str
-) -> None:
-    """Swap in this run's normalised measurements and link/normalise holds, in one transaction."""
+def replace_derived(con: duckdb.DuckDBPyConnection, *, normalised: list[str], held: list[str], run_id: str) -> None:
+    """Swap in this run's normalised measurements and link/normalise holds, in one transaction. ``normalised``
+    and ``held`` are Parquet files (one per part of the run), read inside DuckDB."""
     con.execute("begin")
     try:
         con.execute("delete from measurements_normalised")
         con.execute("delete from held_rows")
-        _insert(con, "measurements_normalised", normalised.with_columns(pl.lit(run_id).alias("run_id")))
-        _insert(con, "held_rows", held.with_columns(pl.lit(run_id).alias("run_id")))
+        for table, paths in (("measurements_normalised", normalised), ("held_rows", held)):
+            for path in paths:  # table names are ours, not data
+                con.execute(f"insert into {table} by name select *, ? as run_id from read_parquet(?)", [run_id, path])
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -98,8 +98,10 @@ def publish(
     inputs: list[dict[str, str]],
     input_fingerprint: str,
     code_version: str,
+    report_max_plots: int | None = None,
 ) -> Published:
-    """Write a new immutable release; returns its version and manifest."""
+    """Write a new immutable release; returns its version and manifest. The report draws at most
+    ``report_max_plots`` plots (default: warehouse.report.MAX_PLOTS)."""
     root.mkdir(parents=True, exist_ok=True)
     previous = latest(root)
     changes = None
@@ -123,10 +125,14 @@ def publish(
         frame.write_parquet(path, compression="zstd", statistics=True)
         files[path.name] = {"sha256": sha256_file(path), "rows": frame.height, "schema": _schema_of(path)}
     if "reference_intervals" in tables and "reference_quantiles" in tables:
-        from warehouse.report import render_release_report
+        from warehouse.report import MAX_PLOTS, render_release_report
 
         page = render_release_report(
-            version, tables["reference_intervals"], tables["reference_quantiles"], tables.get("cohort_comparison")
+            version,
+            tables["reference_intervals"],
+            tables["reference_quantiles"],
+            tables.get("cohort_comparison"),
+            max_plots=MAX_PLOTS if report_max_plots is None else report_max_plots,
         )
         report = staging / "report.html"
         report.write_text(page, encoding="utf-8")

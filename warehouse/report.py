@@ -54,16 +54,37 @@ def _plot(group: dict[str, object], grid: pl.DataFrame, cohorts: pl.DataFrame) -
     return base64.b64encode(buf.getvalue()).decode()
 
 
+MAX_PLOTS = 300  # plots per report by default (0.1 s each); every group keeps its table
+
+
+def _plotted(intervals: pl.DataFrame, max_plots: int) -> set[int]:
+    """Rows of ``intervals`` that get a plot: groups of everyone (sex all, no age band) first, in release
+    order, then the partitioned groups, up to ``max_plots``."""
+    everyone = (pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null()
+    ranked = intervals.with_row_index("__row").sort(~everyone, "__row", maintain_order=True)
+    return set(ranked["__row"].head(max_plots).to_list())
+
+
 def render_release_report(
-    version: str, intervals: pl.DataFrame, quantiles: pl.DataFrame, comparison: pl.DataFrame | None
+    version: str,
+    intervals: pl.DataFrame,
+    quantiles: pl.DataFrame,
+    comparison: pl.DataFrame | None,
+    *,
+    max_plots: int = MAX_PLOTS,
 ) -> str:
-    """The HTML of a release report (no script, no outside request)."""
+    """The HTML of a release report (no script, no outside request). At most ``max_plots`` groups get a
+    plot (everyone's groups first); the page says how many did."""
+    keys = [k for k in schema.GROUP_KEYS if k in quantiles.columns]
+    grids = quantiles.partition_by(keys, as_dict=True, maintain_order=True) if quantiles.height else {}
+    has_cohorts = comparison is not None and comparison.height > 0
+    cohort_keys = [k for k in keys if comparison is not None and k in comparison.columns]
+    by_group = comparison.partition_by(cohort_keys, as_dict=True) if has_cohorts else {}  # type: ignore[union-attr]
+    plotted = _plotted(intervals, max_plots)
     sections = []
-    for group in intervals.iter_rows(named=True):
-        match = schema.same_group(group)
-        grid = quantiles.filter(match).sort("p")
-        cohorts = comparison.filter(match) if comparison is not None and comparison.height else pl.DataFrame()
-        png = _plot(group, grid, cohorts)
+    for row, group in enumerate(intervals.iter_rows(named=True)):
+        grid = grids.get(tuple(group[k] for k in keys), quantiles.clear()).sort("p")
+        cohorts = by_group.get(tuple(group[k] for k in cohort_keys), pl.DataFrame())
         rows = "".join(
             f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(group[k]))}</td></tr>"
             for k in (
@@ -85,10 +106,18 @@ def render_release_report(
             f"{group['analyte']} · {group['platform']} · {group['matrix']} · sex={group['sex']}"
             f" · age {group['age_min'] or ''}–{group['age_max'] or ''}"
         )
-        sections.append(
-            f"<section><h2>{title}</h2><img alt='{title}' src='data:image/png;base64,{png}'>"
-            f"<table>{rows}</table></section>"
-        )
+        picture = ""
+        if row in plotted:
+            png = _plot(group, grid, cohorts)
+            picture = f"<img alt='{title}' src='data:image/png;base64,{png}'>"
+        sections.append(f"<section><h2>{title}</h2>{picture}<table>{rows}</table></section>")
+    shown = (
+        "Every group has a plot."
+        if len(plotted) == intervals.height
+        else f"Plots are drawn for {len(plotted)} of the {intervals.height} groups (setting report_max_plots; "
+        "the groups of everyone first); every group's numbers are in its table and in "
+        "reference_intervals.parquet."
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>refranges release {html.escape(version)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1d2733;max-width:70rem}}
@@ -98,7 +127,7 @@ h2{{font-size:.95rem}}table{{border-collapse:collapse;font-size:.8rem}}td{{borde
 <h1>refranges release {html.escape(version)}</h1>
 <p>{html.escape(DISCLAIMER)}</p>
 <p>{intervals.height} reference groups. Orange lines: reference limits; shaded: their confidence intervals;
-dots: median percentile of each patient cohort (group level only).</p>
+dots: median percentile of each patient cohort (group level only). {html.escape(shown)}</p>
 {"".join(sections)}
 </body></html>
 """

@@ -235,3 +235,16 @@ def test_qc_report_is_self_contained_and_offline() -> None:
     assert "control_cv" in page and "failed" in page and "&lt;b&gt;" in page
     assert not re.search(r"(?i)(https?:)?//[a-z0-9]", page.replace("<!doctype html>", ""))
     assert not re.search(r"(?i)<(script|link|img|iframe)\b", page)
+
+
+def test_results_of_disjoint_parts_merge_into_the_results_of_the_whole() -> None:
+    from expectations.runner import merge_results
+
+    broken = NORMALISED_BREAKERS["be_in_set(unit)"](normalised())
+    suite = load_suite("normalised_measurements")
+    whole = validate_with_gx(broken, suite)
+    halves = [broken.head(broken.height // 2), broken.tail(broken.height - broken.height // 2)]
+    merged = merge_results([validate_with_gx(part, suite) for part in halves])
+    assert merged.drop("unexpected_sample").equals(whole.drop("unexpected_sample"))
+    assert not merged["success"].all()
+    assert merge_results([]).height == 0 and merged.columns == whole.columns

@@ -203,7 +203,7 @@ def test_only_io_tasks_retry_and_only_on_os_errors(tmp_path: Path, prefect_backe
     tasks = {name: obj for name, obj in vars(pipeline).items() if isinstance(obj, Task)}
     retried = {name for name, t in tasks.items() if t.retries}
     assert retried == {"list_landing", "read_input", "publish_release"}  # I/O only: never a quality step
-    assert {"parse_file", "validate_run", "normalise_all", "build_reference_part"} <= set(tasks)
+    assert {"parse_file", "normalise_part", "normalise_all", "reference_part"} <= set(tasks)
 
     calls = {"n": 0}
     real = Path.read_bytes

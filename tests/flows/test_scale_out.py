@@ -31,9 +31,10 @@ def test_a_dask_run_publishes_a_release_byte_identical_to_an_in_process_run(tmp_
 
     demo = generate_demo(seed=6, n_healthy=150, n_patients=30)
     checksums = {}
-    for runner in ("local", "dask"):
+    # in process in one part of everything; on the cluster in many small parts by analyte
+    for runner, rows in (("local", 2_000_000), ("dask", 800)):
         settings = load_settings(
-            env={}, home=tmp_path / runner, subject_key="k", runner=runner, workers=2, reference_partitions=3
+            env={}, home=tmp_path / runner, subject_key="k", runner=runner, workers=2, partition_rows=rows
         )
         copy_demo(demo.files, settings.landing)
         summary = on_runner(run_pipeline, settings)(settings)
@@ -41,6 +42,8 @@ def test_a_dask_run_publishes_a_release_byte_identical_to_an_in_process_run(tmp_
         manifest = releases.read_manifest(settings.releases, summary.release_version)
         checksums[runner] = {name: meta["sha256"] for name, meta in manifest["files"].items()}
         assert sum(f.status == "loaded" for f in summary.files) == len(demo.files)
+        many = runner == "dask"
+        assert (summary.parts["normalise"] > 3, summary.parts["reference"] > 3) == (many, many), summary.parts
         parsed_by = {f.parsed_by.rsplit(":", 1)[1] for f in summary.files}  # type: ignore[union-attr]
         here = str(os.getpid())
         # in process, every file is parsed here; on the cluster, by the two worker processes only
