@@ -292,7 +292,7 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[F
             o.replaced = loads.load_file(
                 con,
                 entry,
-                rows=parsed.frame("rows"),
+                rows=Path(parsed.frames["rows"]) if "rows" in parsed.frames else None,
                 quarantine=parsed.frame("quarantine"),
                 samples=parsed.frame("samples"),
             )

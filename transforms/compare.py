@@ -36,66 +36,75 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     return float(centre - half), float(centre + half)
 
 
-_SIGN = np.int64(-(2**63))
-
-
-def _float_key(v: float) -> int:
-    """An integer with the order of the float ``v`` (so bisection over floats takes at most 64 steps)."""
-    b = int(np.array(v, dtype=np.float64).view(np.int64))
-    return b if b >= 0 else -(b & 0x7FFFFFFFFFFFFFFF)
-
-
-def _key_float(k: int) -> float:
-    bits = np.int64(k) if k >= 0 else np.int64(-k) | _SIGN
-    return float(np.array(bits, dtype=np.int64).view(np.float64))
-
-
-def _count_at_most(xs: np.ndarray, ys: np.ndarray, t: float) -> int:
-    """#{(i, j): xs[i] - ys[j] <= t} for sorted ``xs`` and ``ys``, exact in floating point.
-
-    Row i's differences fall as j rises (rounding is monotone), so the pairs at most t are a suffix of each
-    row; its start is found by bisection on ``ys`` and then corrected against the rounded differences."""
+def _starts(xs: np.ndarray, ys: np.ndarray, t: float) -> np.ndarray:
+    """For each row i of the difference matrix xs[i] - ys[j] (sorted ``xs`` and ``ys``), the first j whose
+    difference is at most t, exact in floating point: row i's differences fall as j rises (rounding is
+    monotone), so the pairs at most t are a suffix of the row. Found by bisection on ``ys``, then corrected
+    against the rounded differences."""
     start = np.searchsorted(ys, xs - t, side="left")
     n2 = ys.size
     while True:  # a rounded difference can sit on the other side of t than its estimate: step across
         back = (start > 0) & (xs - ys[np.maximum(start - 1, 0)] <= t)
         ahead = (start < n2) & (xs - ys[np.minimum(start, n2 - 1)] > t)
         if not (back.any() or ahead.any()):
-            return int(np.sum(n2 - start))
+            return start
         # move by whole blocks of tied ys (their differences are equal, so they are on the same side of t)
         before = np.searchsorted(ys, ys[np.maximum(start - 1, 0)], side="left")
         after = np.searchsorted(ys, ys[np.minimum(start, n2 - 1)], side="right")
         start = np.where(back, before, np.where(ahead, after, start))
 
 
-def kth_difference(xs: np.ndarray, ys: np.ndarray, k: int) -> float:
-    """The k-th smallest (0-based) of all differences xs[i] - ys[j], exactly, without forming them: a
-    bisection over the ordered float keys (at most 64 steps of O(n log n)). ``xs`` and ``ys`` sorted, finite."""
-    lo, hi = _float_key(float(xs[0] - ys[-1])), _float_key(float(xs[-1] - ys[0]))
-    while lo < hi:  # invariant: the answer's key lies in [lo, hi]
-        mid = lo + (hi - lo) // 2
-        if _count_at_most(xs, ys, _key_float(mid)) >= k + 1:
-            hi = mid
+ENUMERATE = 20_000  # differences gathered at once when the bracket is this narrow
+
+
+def order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: list[int], *, enumerate_at: int = ENUMERATE) -> list[float]:
+    """The differences xs[i] - ys[j] of the given 0-based ranks (neighbouring ranks), exactly, without
+    forming all of them: the value range is halved (counting the differences at most t in
+    O(n log n)) until few differences lie in it, then those are gathered and selected.
+    ``xs`` and ``ys`` sorted and finite."""
+    n2 = ys.size
+    total = xs.size * n2
+    first, last = min(ranks), max(ranks)
+    lo = float(np.nextafter(xs[0] - ys[-1], -np.inf))  # below every difference: count 0
+    hi = float(xs[-1] - ys[0])  # the largest difference: count total
+    s_lo, s_hi = np.full(xs.size, n2), np.zeros(xs.size, dtype=np.int64)
+    c_lo, c_hi = 0, total
+    while c_hi - c_lo > enumerate_at:  # invariant: c_lo <= first and last < c_hi (the ranks lie in (lo, hi])
+        mid = lo + (hi - lo) / 2
+        if not lo < mid < hi:
+            break  # neighbouring floats: nothing left to halve
+        s_mid = _starts(xs, ys, mid)
+        c_mid = int(np.sum(n2 - s_mid))
+        if c_mid > last:
+            hi, s_hi, c_hi = mid, s_mid, c_mid
+        elif c_mid <= first:
+            lo, s_lo, c_lo = mid, s_mid, c_mid
         else:
-            lo = mid + 1
-    return _key_float(lo)
+            break  # the ranks straddle mid: gather both sides
+    # the differences in (lo, hi]: row i, columns s_hi[i] <= j < s_lo[i]
+    lengths = s_lo - s_hi
+    rows = np.repeat(np.arange(xs.size), lengths)
+    offsets = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    window = xs[rows] - ys[s_hi[rows] + offsets]
+    local = [r - c_lo for r in ranks]
+    picked = np.partition(window, sorted(set(local)))
+    return [float(picked[r]) for r in local]
 
 
 def hodges_lehmann(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """Median of all pairwise differences x_i - y_j with its distribution-free CI (Mann-Whitney ranks).
 
-    Exact for any group size: the order statistics are selected by :func:`kth_difference` in
-    O((m + n) log) memory and time, never by forming all m x n differences."""
+    Exact for any group size: the order statistics are selected by :func:`order_statistics`, never by
+    forming all m x n differences."""
     n1, n2 = x.size, y.size
     xs, ys = np.sort(x), np.sort(y)
     total = n1 * n2
     z = stats.norm.ppf(1 - (1 - level) / 2)
     k = int(np.floor(total / 2 - z * np.sqrt(total * (n1 + n2 + 1) / 12)))
     k = max(0, min(k, total // 2))
-    mid = (total - 1) // 2, total // 2
-    low, high = kth_difference(xs, ys, mid[0]), kth_difference(xs, ys, mid[1])
+    low, high = order_statistics(xs, ys, [(total - 1) // 2, total // 2])
     est = float((low + high) / 2)
-    return est, kth_difference(xs, ys, k), kth_difference(xs, ys, total - 1 - k)
+    return est, order_statistics(xs, ys, [k])[0], order_statistics(xs, ys, [total - 1 - k])[0]
 
 
 def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:

@@ -60,6 +60,104 @@ def split_fields(line: str, separator: str) -> list[str]:
     return next(csv.reader([line], delimiter=separator))
 
 
+def _column_names(header: str, sep: str, *, source: str, header_index: int) -> list[str]:
+    """Column names of a header line: trailing empty names dropped, repeated names numbered."""
+    names = [n.strip() for n in split_fields(header, sep)]
+    while names and names[-1] == "":
+        names.pop()
+    if not names:
+        msg = f"{source}: line {header_index + 1}: empty header"
+        raise UnreadableFileError(msg)
+    seen: dict[str, int] = {}
+    unique: list[str] = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    return unique
+
+
+def _without_empty_rows(table: Table) -> Table:
+    empty = pl.all_horizontal(pl.all() == "")
+    if not table.frame.select(empty.any()).item():
+        return table
+    non_empty = ~table.frame.select(empty.alias("e"))["e"]
+    return Table(
+        table.frame.filter(non_empty), table.line_numbers.filter(non_empty), table.separator, table.header_line
+    )
+
+
+HEAD_BYTES = 256 * 1024  # what is decoded to find the header of a clean UTF-8 export
+
+
+def clean_head(data: bytes) -> list[str] | None:
+    """The first lines of an export that :func:`read_table_bytes` may read straight from its bytes: UTF-8
+    (with or without BOM), LF or CRLF line ends, no NUL bytes. None when the careful path must read it."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096] or not data.strip():
+        return None
+    head = data[:HEAD_BYTES]
+    if len(data) > HEAD_BYTES:
+        head = head[: head.rfind(b"\n") + 1]  # whole lines only
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    lines = text.replace("\r\n", "\n").split("\n")
+    return lines[:-1] if len(data) > HEAD_BYTES else lines
+
+
+def read_table_bytes(
+    data: bytes, head: list[str], *, header_index: int, source: str, comment_prefixes: tuple[str, ...] = ("#",)
+) -> Table | None:
+    """:func:`read_table` for the common clean export, straight from its bytes: the body goes to polars
+    without decoding, splitting or joining lines. ``head`` is :func:`clean_head`. Returns None when the
+    file needs the careful path: a lone CR, comment lines, a repeated header, text that is not UTF-8, or a
+    row count that differs from the line count (quoted line breaks)."""
+    if header_index >= len(head) - 1:
+        return None
+    if data.find(b"\r") != -1 and data.count(b"\r") != data.count(b"\r\n"):
+        return None  # a lone CR ends lines on old Macs
+    header = head[header_index]
+    sep = sniff_separator(header)
+    names = _column_names(header, sep, source=source, header_index=header_index)
+    pos = 0
+    for _ in range(header_index + 1):  # the byte where the body starts
+        pos = data.find(b"\n", pos) + 1
+        if pos == 0:
+            return None
+    end = len(data)
+    while end > pos and data[end - 1 : end] in (b"\n", b"\r", b" ", b"\t"):
+        end -= 1  # a file may end in line breaks
+    if end <= pos:
+        return None
+    n_lines = data.count(b"\n", pos, end) + 1
+    numbers = pl.int_range(header_index + 2, header_index + 2 + n_lines, eager=True, dtype=pl.Int64)
+    payload = data if data[end:] in (b"", b"\n", b"\r\n") else data[:end]  # a copy only for blank tails
+    try:
+        # blank lines inside the body are skipped by the parser: they show as fewer rows than lines
+        table = _parse_body(
+            payload,
+            n_lines,
+            numbers.alias("line_number"),
+            names,
+            sep,
+            source,
+            header_index,
+            skip_lines=header_index + 1,
+        )
+    except (UnreadableFileError, pl.exceptions.ComputeError):
+        return None  # not UTF-8 after all, quoted line breaks or blank lines: the careful path reads it
+    frame = table.frame
+    first = frame.get_column(frame.columns[0])
+    if any(first.str.starts_with(p).any() for p in comment_prefixes):
+        return None  # comment lines
+    header_cells = [c.strip() for c in split_fields(header, sep)][: len(names)]
+    if frame.select(
+        pl.all_horizontal(pl.col(c) == h for c, h in zip(frame.columns, header_cells, strict=True)).any()
+    ).item():
+        return None  # the header repeated (exports appended to each other)
+    return _without_empty_rows(table)  # blank and empty rows, as the careful path drops them
+
+
 def read_table(
     lines: list[str],
     *,
@@ -76,17 +174,7 @@ def read_table(
     """
     header = lines[header_index]
     sep = separator or sniff_separator(header)
-    names = [n.strip() for n in split_fields(header, sep)]
-    while names and names[-1] == "":
-        names.pop()
-    if not names:
-        msg = f"{source}: line {header_index + 1}: empty header"
-        raise UnreadableFileError(msg)
-    seen: dict[str, int] = {}
-    unique: list[str] = []
-    for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        unique.append(n if seen[n] == 1 else f"{n}_{seen[n]}")
+    unique = _column_names(header, sep, source=source, header_index=header_index)
     stop = len(lines) if end_index is None else end_index
     first = header_index + 1
     while stop > first and not lines[stop - 1].strip(sep + '" '):
@@ -97,15 +185,11 @@ def read_table(
     if not quirks and stop > first:  # the common case: one pass over the body, then drop empty rows
         numbers = pl.int_range(first + 1, stop + 1, eager=True, dtype=pl.Int64).alias("line_number")
         try:
-            table = _parse_body(joined, stop - first, numbers, unique, sep, source, header_index)
+            table = _parse_body(joined.encode("utf-8"), stop - first, numbers, unique, sep, source, header_index)
         except UnreadableFileError:
             pass  # blank lines made the row count differ: take the careful path below
         else:
-            empty = pl.all_horizontal(pl.all() == "")
-            if not table.frame.select(empty.any()).item():
-                return table
-            non_empty = ~table.frame.select(empty.alias("e"))["e"]
-            return Table(table.frame.filter(non_empty), table.line_numbers.filter(non_empty), sep, header_index + 1)
+            return _without_empty_rows(table)
     body = pl.DataFrame({"line": pl.Series(lines[first:stop], dtype=pl.String)}).with_row_index("i")
     stripped = pl.col("line").str.strip_chars()
     keep = (
@@ -118,19 +202,33 @@ def read_table(
     if kept.height == 0:
         frame = pl.DataFrame(schema=dict.fromkeys(unique, pl.String))
         return Table(frame, numbers, sep, header_index + 1)
-    return _parse_body(kept["line"].str.join("\n").item(), kept.height, numbers, unique, sep, source, header_index)
+    body_text = kept["line"].str.join("\n").item()
+    return _parse_body(body_text.encode("utf-8"), kept.height, numbers, unique, sep, source, header_index)
 
 
 def _parse_body(
-    text: str, n_lines: int, numbers: pl.Series, names: list[str], sep: str, source: str, header_index: int
+    payload: bytes,
+    n_lines: int,
+    numbers: pl.Series,
+    names: list[str],
+    sep: str,
+    source: str,
+    header_index: int,
+    *,
+    skip_lines: int = 0,
 ) -> Table:
-    """Parse data lines (already filtered) into an all-text frame with the given column names."""
+    """Parse data lines (already filtered; after ``skip_lines`` lines of ``payload``) into an all-text frame
+    with the given column names."""
     width = len(names)
     raw = pl.read_csv(
-        text.encode("utf-8"),  # bytes: twice as fast as a StringIO
+        payload,  # bytes: twice as fast as a StringIO
+        skip_lines=skip_lines,
         has_header=False,
         separator=sep,
-        infer_schema=False,
+        # the header gives the width: a short first row must not cut the columns of every later row
+        schema={f"__c{i}": pl.String for i in range(width)},
+        missing_columns="insert",
+        extra_columns="ignore",
         truncate_ragged_lines=True,
         empty_string_is_null=False,
     )
@@ -140,10 +238,7 @@ def _parse_body(
             "lines. Re-export without line breaks inside cells."
         )
         raise UnreadableFileError(msg)
-    if raw.width < width:
-        raw = raw.with_columns([pl.lit("").alias(f"__pad{i}") for i in range(width - raw.width)])
-    frame = raw.select(raw.columns[:width]).rename(dict(zip(raw.columns[:width], names, strict=True)))
-    frame = frame.with_columns(pl.all().str.strip_chars())
+    frame = raw.rename(dict(zip(raw.columns, names, strict=True))).with_columns(pl.all().str.strip_chars())
     return Table(frame, numbers, sep, header_index + 1)
 
 
@@ -152,14 +247,45 @@ MISSING_TOKENS = ["", "na", "n/a", "nan", "none", "null", "-", "--", "n.a."]
 
 
 def with_numbers(frame: pl.DataFrame, cells: pl.Expr, *, decimal_comma: bool = False, prefix: str = "") -> pl.DataFrame:
-    """Read numeric cells with censoring tokens, vectorised, in stages (each step computed once).
+    """Read numeric cells with censoring tokens, vectorised.
 
     Adds ``<prefix>value`` (Float64), ``<prefix>censoring``, ``<prefix>limit_value``, ``<prefix>is_number_ok``
     (False where the cell is neither a number, a known token nor missing) and ``<prefix>is_missing``.
     Recognised forms: ``12.3``, ``1,234.5`` (or ``1.234,5`` with decimal commas), ``< 0.12`` / ``<LOD`` /
     ``OOR <`` (below, limit when given), ``> 500`` / ``>ULOQ`` / ``OOR >`` (above), ``*12.3`` (extrapolated).
     A cell that starts with '=', '+', '@' is never evaluated: it is text unless it is a plain number.
+
+    Most cells of an export are plain numbers: they are read by one cast, and only the other cells go
+    through the token rules (:func:`_read_tokens`), whose results are put back in place.
     """
+    names = [f"{prefix}{c}" for c in ("value", "censoring", "limit_value", "is_number_ok", "is_missing")]
+    text = frame.with_columns(cells.alias("__c"))["__c"]  # with_columns: a literal broadcasts
+    plain = None if decimal_comma else text.str.strip_chars().cast(pl.Float64, strict=False)
+    if plain is None:  # with decimal commas '1.234' is a thousand: every cell takes the token rules
+        rest = _read_tokens(pl.DataFrame({"__c": text}), pl.col("__c"), decimal_comma=True)
+        return frame.with_columns([rest[c].alias(n) for c, n in zip(TOKEN_COLUMNS, names, strict=True)])
+    ok = plain.is_finite().fill_null(False)
+    n = frame.height
+    value = plain.set(~ok, None)
+    censoring = pl.repeat(None, n, dtype=pl.String, eager=True)
+    limit = pl.repeat(None, n, dtype=pl.Float64, eager=True)
+    number_ok = pl.repeat(True, n, dtype=pl.Boolean, eager=True)
+    missing = pl.repeat(False, n, dtype=pl.Boolean, eager=True)
+    out = [value, censoring, limit, number_ok, missing]
+    if not ok.all():
+        where = (~ok).arg_true()
+        rest = _read_tokens(pl.DataFrame({"__c": text.filter(~ok)}), pl.col("__c"), decimal_comma=False)
+        for series, column in zip(out, TOKEN_COLUMNS, strict=True):
+            series.scatter(where, rest[column])
+    return frame.with_columns([series.alias(name) for series, name in zip(out, names, strict=True)])
+
+
+TOKEN_COLUMNS = ["value", "censoring", "limit_value", "is_number_ok", "is_missing"]
+
+
+def _read_tokens(frame: pl.DataFrame, cells: pl.Expr, *, decimal_comma: bool = False) -> pl.DataFrame:
+    """The token rules of :func:`with_numbers` for every cell, in stages (each step computed once):
+    returns the TOKEN_COLUMNS."""
     t, low, num = pl.col("__nt"), pl.col("__nl"), pl.col("__nn")
     if decimal_comma:
         numeric_text = t.str.replace_all(r"[\s'.]", "").str.replace(",", ".", literal=True)
@@ -194,7 +320,7 @@ def with_numbers(frame: pl.DataFrame, cells: pl.Expr, *, decimal_comma: bool = F
         .when(below | above)
         .then(None)
         .otherwise(pl.col("__plain"))
-        .alias(f"{prefix}value"),
+        .alias("value"),
         pl.when(below & pl.col("__lloq"))
         .then(pl.lit("below_lloq"))
         .when(below)
@@ -204,13 +330,12 @@ def with_numbers(frame: pl.DataFrame, cells: pl.Expr, *, decimal_comma: bool = F
         .when(extrap)
         .then(pl.lit("extrapolated"))
         .otherwise(pl.lit(None, dtype=pl.String))
-        .alias(f"{prefix}censoring"),
-        pl.when(below | above).then(pl.col("__number")).otherwise(None).alias(f"{prefix}limit_value"),
-        (pl.col("__missing") | pl.col("__plain").is_not_null() | below | above | extrap).alias(f"{prefix}is_number_ok"),
-        pl.col("__missing").alias(f"{prefix}is_missing"),
+        .alias("censoring"),
+        pl.when(below | above).then(pl.col("__number")).otherwise(None).alias("limit_value"),
+        (pl.col("__missing") | pl.col("__plain").is_not_null() | below | above | extrap).alias("is_number_ok"),
+        pl.col("__missing").alias("is_missing"),
     )
-    temps = ["__nt", "__nl", "__nn", "__plain", "__number", "__missing", "__below", "__above", "__lloq", "__star"]
-    return out.drop([*temps, "__extrap"])
+    return out.select(TOKEN_COLUMNS)
 
 
 def uses_decimal_comma(cells: pl.Series, separator: str) -> bool:

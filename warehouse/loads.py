@@ -50,11 +50,12 @@ def load_file(
     con: duckdb.DuckDBPyConnection,
     entry: LedgerEntry,
     *,
-    rows: pl.DataFrame | None = None,
+    rows: pl.DataFrame | Path | None = None,
     quarantine: pl.DataFrame | None = None,
     samples: pl.DataFrame | None = None,
 ) -> list[str]:
-    """Write one file's rows, quarantine records and ledger entry atomically.
+    """Write one file's rows, quarantine records and ledger entry atomically. ``rows`` may be a Parquet
+    file in schema.MEASUREMENT (as the parse task writes it): DuckDB then reads it without Python.
 
     A loaded file with the same name and different content is marked replaced and its rows are removed
     (the ledger and the archive keep its history). Returns the sha256 of files it replaced.
@@ -77,7 +78,9 @@ def load_file(
                 "reason = 'a newer file with the same name replaced it' where sha256 = ?",
                 [entry.sha256, old],
             )
-        if rows is not None:
+        if isinstance(rows, Path):
+            con.execute("insert into raw_measurements by name select * from read_parquet(?)", [str(rows)])
+        elif rows is not None:
             _insert(con, "raw_measurements", schema.conform(rows, schema.MEASUREMENT))
         if quarantine is not None:
             _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))

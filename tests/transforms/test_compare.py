@@ -13,7 +13,7 @@ from transforms.compare import (
     cliffs_delta,
     compare_cohorts,
     hodges_lehmann,
-    kth_difference,
+    order_statistics,
     rank_trend,
     wilson,
 )
@@ -47,12 +47,18 @@ def test_hodges_lehmann_and_cliffs_delta_against_brute_force() -> None:
     st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=60),
     st.lists(st.floats(-50, 50, allow_nan=False), min_size=1, max_size=60),
     st.integers(0, 3),
+    st.integers(1, 50),
 )
-def test_every_order_statistic_of_the_differences_is_selected_exactly(x: list[float], y: list[float], digits: int):
+def test_every_order_statistic_of_the_differences_is_selected_exactly(
+    x: list[float], y: list[float], digits: int, enumerate_at: int
+):
     xs, ys = np.sort(np.round(x, digits)), np.sort(np.round(y, digits))  # rounding makes ties, as lab data has
     diffs = np.sort(np.subtract.outer(xs, ys).ravel())
     for k in {0, diffs.size // 3, diffs.size // 2, diffs.size - 1}:
-        assert kth_difference(xs, ys, k) == diffs[k]
+        assert order_statistics(xs, ys, [k], enumerate_at=enumerate_at) == [diffs[k]]  # small: halving runs
+    if diffs.size > 1:
+        mid = [(diffs.size - 1) // 2, diffs.size // 2]
+        assert order_statistics(xs, ys, mid, enumerate_at=enumerate_at) == [diffs[mid[0]], diffs[mid[1]]]
 
 
 def test_hodges_lehmann_is_exact_for_groups_of_millions_of_pairs() -> None:

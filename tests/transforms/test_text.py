@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transforms.text import UnreadableFileError, decode, read_table, with_numbers
+from transforms.text import UnreadableFileError, clean_head, decode, read_table, read_table_bytes, with_numbers
 
 
 def _parse(cells: list[str | None], decimal_comma: bool = False) -> pl.DataFrame:
@@ -86,3 +86,75 @@ def test_read_table_loses_no_row_and_keeps_leading_zeros(rows: list[tuple[str, s
     assert table.frame.height == len(rows)
     assert table.frame["id"].to_list() == [a for a, _ in rows]
     assert table.line_numbers.to_list() == list(range(2, len(rows) + 2))
+
+
+LINE_PIECES = st.sampled_from(
+    ["1,2,x", " 3 , 4 ,y", "5,,", ",,", "", "# note", "a,b,c", '"6","7",z', "8,9,é", "  ", "10,11,12,13"]
+)
+
+
+@given(
+    st.lists(LINE_PIECES, max_size=25),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.booleans(),
+    st.sampled_from(["", "\n", "\n\n", "\n,,\n"]),
+    st.integers(0, 2),
+)
+def test_the_bytes_path_reads_what_the_careful_path_reads_or_leaves_the_file_to_it(
+    body: list[str], newline: str, bom: bool, tail: str, preamble: int
+) -> None:
+    lines = [f"# exported by the instrument {i}" for i in range(preamble)] + ["a,b,c", *body]
+    data = (b"\xef\xbb\xbf" if bom else b"") + (newline.join(lines) + tail.replace("\n", newline)).encode()
+    head = clean_head(data)
+    if newline == "\r" and body:
+        assert head is None or read_table_bytes(data, head, header_index=preamble, source="f") is None
+        return
+    careful = read_table(decode(data, source="f").split("\n"), header_index=preamble, source="f")
+    assert head is not None
+    fast = read_table_bytes(data, head, header_index=preamble, source="f")
+    quirky = any(line.startswith("#") or line == "a,b,c" for line in body)
+    if fast is None:
+        assert quirky or not "".join(body).strip(', "\n')  # only a quirk sends a file to the careful path
+        return
+    assert fast.frame.equals(careful.frame)
+    assert fast.line_numbers.to_list() == careful.line_numbers.to_list()
+
+
+def test_a_short_first_row_does_not_cut_the_columns_of_the_rows_after_it() -> None:
+    lines = ["sample_id,analyte,value,unit", "S1,IL-6", "S2,TNF,3.5,pg/mL"]  # a row missing its last cells
+    careful = read_table(lines, header_index=0, source="f")
+    data = "\n".join(lines).encode()
+    fast = read_table_bytes(data, clean_head(data) or [], header_index=0, source="f")
+    for table in (careful, fast):
+        assert table is not None
+        assert table.frame.rows() == [("S1", "IL-6", "", ""), ("S2", "TNF", "3.5", "pg/mL")]
+
+
+def test_a_clean_export_is_read_from_its_bytes_and_a_windows_1252_one_is_not() -> None:
+    data = b"SampleID;NPX\r\nS1;1,5\r\nS2;2\r\n"
+    head = clean_head(data)
+    assert head is not None and read_table_bytes(data, head, header_index=0, source="f") is not None
+    latin = "SampleID;Assay\nS1;TNF-\xe0\n".encode("cp1252")
+    assert clean_head(latin) is None  # not UTF-8: decoded by the careful path
+
+
+CELLS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.integers(-(10**7), 10**7).map(lambda i: f"{i:,}"),
+    st.sampled_from(["< 0.12", "<LOD", "OOR <", "> 500", ">ULOQ", "OOR >", "*12.3", "NaN", "N/A", "", " 7 ", "+5"]),
+    st.sampled_from(["=1+2", "@x", "-", "abc", "1 234", "1'234.5", "1.234,5", "1,5", "***", "<LLOQ", "inf"]),
+    st.none(),
+)
+
+
+@given(st.lists(CELLS, max_size=30), st.booleans())
+def test_the_plain_number_shortcut_reads_every_cell_as_the_token_rules_do(cells: list[str | None], comma: bool):
+    from transforms.text import TOKEN_COLUMNS, _read_tokens
+
+    frame = pl.DataFrame({"cell": pl.Series(cells, dtype=pl.String)})
+    fast = with_numbers(frame, pl.col("cell"), decimal_comma=comma, prefix="x_")
+    rules = _read_tokens(frame, pl.col("cell"), decimal_comma=comma)
+    assert fast.columns == ["cell", *[f"x_{c}" for c in TOKEN_COLUMNS]]
+    assert fast.drop("cell").rename(lambda c: c[2:]).equals(rules)
+    absent = with_numbers(frame, pl.lit(None, dtype=pl.String))  # an export without the column
+    assert absent.height == frame.height and absent["is_missing"].all()

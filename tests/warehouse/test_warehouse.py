@@ -60,6 +60,22 @@ def test_a_failing_load_leaves_no_trace(tmp_path: Path) -> None:
     assert con.execute("select count(*) from raw_measurements").fetchall() == [(2,)]
 
 
+def test_rows_load_from_the_parse_tasks_parquet_as_from_a_frame(tmp_path: Path) -> None:
+    con = db.connect(tmp_path / "w.duckdb")
+    path = tmp_path / "a.rows.parquet"
+    measurement_rows("a", 3).write_parquet(path)
+    loads.load_file(con, entry("a", "a.csv", rows=3), rows=path)
+    loads.load_file(con, entry("b", "b.csv", rows=3), rows=measurement_rows("b", 3))
+    by_path, by_frame = (
+        loads.read_raw(con).filter(pl.col("source_sha256") == s).drop("source_sha256") for s in ("a", "b")
+    )
+    assert by_path.height == 3 and by_path.equals(by_frame)
+    bad_quarantine = pl.DataFrame({"stage": [None]}, schema={"stage": pl.String})
+    with pytest.raises(duckdb.Error):  # the Parquet rows are in the same transaction as the rest
+        loads.load_file(con, entry("c", "c.csv", rows=3), rows=path, quarantine=bad_quarantine)
+    assert con.execute("select count(*) from raw_measurements").fetchall() == [(6,)]
+
+
 def test_same_name_new_content_replaces_rows_and_keeps_history(tmp_path: Path) -> None:
     con = db.connect(tmp_path / "w.duckdb")
     loads.load_file(con, entry("old", rows=2), rows=measurement_rows("old", 2))

@@ -9,7 +9,16 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers import luminex, manifest, msd, olink, tidy
-from transforms.text import Table, UnreadableFileError, decode, read_table, sniff_separator, split_fields
+from transforms.text import (
+    Table,
+    UnreadableFileError,
+    clean_head,
+    decode,
+    read_table,
+    read_table_bytes,
+    sniff_separator,
+    split_fields,
+)
 
 #: Header fields (lower case) that identify a layout; the first layout whose fields are all present wins.
 SIGNATURES: list[tuple[str, set[str]]] = [
@@ -102,11 +111,29 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
     raise UnreadableFileError(msg)
 
 
+FAST_LAYOUTS = {"manifest", "olink", "msd", "tidy"}  # one table per file: readable straight from the bytes
+
+
+def _clean_text_table(data: bytes, *, source: str) -> tuple[Table, list[str], str] | None:
+    """The table of a clean UTF-8 export read from its bytes (transforms.text.read_table_bytes), or None."""
+    head = clean_head(data)
+    if head is None or any(line.lstrip('"').startswith("DataType:") for line in head[: HEADER_SCAN_LINES * 5]):
+        return None
+    found = detect_layout(head)
+    if found is None or found[0] not in FAST_LAYOUTS:
+        return None
+    layout, header_index = found
+    table = read_table_bytes(data, head, header_index=header_index, source=source)
+    return None if table is None else (table, head[:header_index], layout)
+
+
 def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, object] | None = None) -> ReadResult:
     """Read one export or manifest. Raises UnreadableFileError when the file cannot be read at all."""
     opts = options or {}
     if data[:4] == b"PAR1" or data[:4] == b"PK\x03\x04":
         table, preamble, layout = _binary_table(data, source=source)
+    elif (fast := _clean_text_table(data, source=source)) is not None:
+        table, preamble, layout = fast
     else:
         text = decode(data, source=source)
         lines = text.split("\n")
