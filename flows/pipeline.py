@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -246,6 +246,16 @@ class ParsedFile:
         return pl.read_parquet(self.frames[name]) if name in self.frames else None
 
 
+def _write_frames(frames: Mapping[str, pl.DataFrame | None], prefix: str) -> dict[str, str]:
+    """Write a task's frames as ``<prefix>.<name>.parquet`` for the flow to read; returns name -> path."""
+    paths = {}
+    for name, frame in frames.items():
+        if frame is not None:
+            paths[name] = f"{prefix}.{name}.parquet"
+            frame.write_parquet(paths[name])
+    return paths
+
+
 @task(cache_policy=NO_CACHE)
 def parse_file(path: Path, settings: Settings, known: frozenset[str], key: bytes, scratch: Path) -> ParsedFile:
     """Read, parse and check one file (no warehouse access), and validate its rows with Great Expectations:
@@ -257,19 +267,13 @@ def parse_file(path: Path, settings: Settings, known: frozenset[str], key: bytes
     checks = [(plan.file_stats, "files")] if plan.file_stats is not None else []
     if plan.checked is not None:
         checks.insert(0, (prepare_raw(plan.checked), "raw_measurements"))
-    frames: dict[str, str] = {}
     outputs = {
         "rows": plan.rows,
         "quarantine": plan.quarantine,
         "samples": plan.samples,
         "gx": gx_results(settings, checks) if checks else None,
     }
-    for name, frame in outputs.items():
-        if frame is not None:
-            target = scratch / f"{plan.outcome.sha256}.{name}.parquet"
-            frame.write_parquet(target)
-            frames[name] = str(target)
-    return ParsedFile(path, len(data), plan.outcome, frames)
+    return ParsedFile(path, len(data), plan.outcome, _write_frames(outputs, str(scratch / plan.outcome.sha256)))
 
 
 def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[FileOutcome, pl.DataFrame | None]:
@@ -362,11 +366,7 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
         "held": pl.concat([held, held_plates, checked.quarantine], how="vertical"),
         "gx": merge_results(gx),
     }
-    paths = {}
-    for name, frame in frames.items():
-        paths[name] = f"{out}.{name}.parquet"
-        frame.write_parquet(paths[name])
-    return paths
+    return _write_frames(frames, out)
 
 
 @task(cache_policy=NO_CACHE)
@@ -466,11 +466,7 @@ def reference_part(measurements: str, settings: Settings, out: str) -> dict[str,
     """:func:`_reference_of` one part of the analytes (groups never span analytes, so parts are independent).
     Reads and writes Parquet only (any worker of the task runner)."""
     rows = pl.read_parquet(measurements, hive_partitioning=False).sort("sample_id", "analyte", "platform", "panel")
-    paths = {}
-    for name, frame in _reference_of(rows, settings).items():
-        paths[name] = f"{out}.{name}.parquet"
-        frame.write_parquet(paths[name])
-    return paths
+    return _write_frames(_reference_of(rows, settings), out)
 
 
 def _scratch(settings: Settings, name: str) -> Path:

@@ -107,10 +107,16 @@ def hodges_lehmann(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[f
     return est, order_statistics(xs, ys, [k])[0], order_statistics(xs, ys, [total - 1 - k])[0]
 
 
+def shift_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Cliff's delta, P(X > Y) - P(X < Y) (ties count half), and the two-sided Mann-Whitney p-value, from one
+    Mann-Whitney test."""
+    test = stats.mannwhitneyu(x, y, alternative="two-sided")
+    return float(2 * test.statistic / (x.size * y.size) - 1), float(test.pvalue)
+
+
 def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
     """P(X > Y) - P(X < Y), from the Mann-Whitney U statistic (ties count half)."""
-    u = stats.mannwhitneyu(x, y, alternative="two-sided").statistic
-    return float(2 * u / (x.size * y.size) - 1)
+    return shift_test(x, y)[0]
 
 
 def rank_trend(y: np.ndarray, severity: np.ndarray, age: np.ndarray, male: np.ndarray) -> tuple[float, float]:
@@ -192,7 +198,7 @@ def compare_cohorts(
             finite = np.isfinite(pv)
             hfin = np.isfinite(hv)
             hl, hl_lo, hl_hi = hodges_lehmann(pv[finite], hv[hfin]) if finite.sum() and hfin.sum() else (np.nan,) * 3
-            p_shift = float(stats.mannwhitneyu(pv, hv, alternative="two-sided").pvalue)
+            delta, p_shift = shift_test(pv, hv)
             row: dict[str, object] = {k: g[k] for k in keys} | {
                 "sex": "all",
                 "age_min": None,
@@ -210,7 +216,7 @@ def compare_cohorts(
                 "hl_shift_log": hl,
                 "hl_shift_ci_low": hl_lo,
                 "hl_shift_ci_high": hl_hi,
-                "cliffs_delta": cliffs_delta(pv, hv),
+                "cliffs_delta": delta,
                 "p_shift": p_shift,
                 "severity_slope_log_per_100": None,
                 "p_severity": None,

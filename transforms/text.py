@@ -92,7 +92,7 @@ HEAD_BYTES = 256 * 1024  # what is decoded to find the header of a clean UTF-8 e
 def clean_head(data: bytes) -> list[str] | None:
     """The first lines of an export that :func:`read_table_bytes` may read straight from its bytes: UTF-8
     (with or without BOM), LF or CRLF line ends, no NUL bytes. None when the careful path must read it."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096] or not data.strip():
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:4096] or not data or data.isspace():
         return None
     head = data[:HEAD_BYTES]
     if len(data) > HEAD_BYTES:
