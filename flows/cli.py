@@ -217,10 +217,9 @@ def releases_diff(
     config: ConfigOption = None,
 ) -> None:
     """Groups added or removed, and limits that moved by more than their CI, between two releases."""
-    import polars as pl
 
     from transforms.diff import diff_intervals
-    from warehouse.releases import ReleaseError, read_manifest
+    from warehouse.releases import ReleaseError, read_manifest, read_table
 
     settings = settings_or_exit(config)
     assert settings.releases is not None
@@ -229,7 +228,7 @@ def releases_diff(
         read_manifest(settings.releases, new)
     except ReleaseError as exc:
         fail(str(exc))
-    tables = [pl.read_parquet(settings.releases / v / "reference_intervals.parquet") for v in (old, new)]
+    tables = [read_table(settings.releases, v, "reference_intervals") for v in (old, new)]
     typer.echo(json.dumps(diff_intervals(*tables), indent=2, default=str))
 
 

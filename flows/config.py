@@ -6,6 +6,7 @@ Every key is documented in README.md; tests/test_docs.py fails when one is not.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -27,7 +28,7 @@ class Settings:
     landing: Path | None = None  # default: <home>/landing
     archive: Path | None = None  # default: <home>/archive
     quarantine: Path | None = None  # default: <home>/quarantine
-    releases: Path | None = None  # default: <home>/releases
+    releases: Path | str | None = None  # default: <home>/releases; or an fsspec URL such as s3://bucket/releases
     warehouse: Path | None = None  # default: <home>/warehouse.duckdb
     landing_mode: str = "keep"  # keep | move
     min_n: int = 120  # non-parametric method (CLSI EP28-A3c)
@@ -65,6 +66,7 @@ class Settings:
     # normalisation and reference building run in parts by analyte of about this many rows (one task each):
     # peak memory follows a part, not the history
     partition_rows: int = 2_000_000
+    duckdb_memory_limit: str = "4GB"  # DuckDB's buffers during a run; beyond it DuckDB spills to disk
     report_max_plots: int = 300  # plots in a release report (0.1 s each; the groups of everyone first)
 
     def resolved(self) -> Settings:
@@ -168,6 +170,11 @@ def _coerce(key: str, value: Any, source: str) -> Any:
                 raise ConfigError(msg)
             out[str(platform)] = {k: float(v) for k, v in table.items()}
         return out
+    if "Path" in str(kind) and "://" in str(value):
+        if key == "releases":
+            return str(value)  # an object store (fsspec URL): see warehouse/releases.py
+        msg = f"{source}: '{key}' = {value!r}: object-store URLs are supported for releases only; use a local path"
+        raise ConfigError(msg)
     try:
         if "Path" in str(kind):
             return Path(str(value)).expanduser()
@@ -229,6 +236,11 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
         raise ConfigError(msg)
     if settings.workers < 1 or settings.partition_rows < 1:
         msg = "workers and partition_rows must be at least 1"
+        raise ConfigError(msg)
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B|%)", settings.duckdb_memory_limit.strip(), flags=re.IGNORECASE):
+        msg = (
+            f"duckdb_memory_limit must be a size such as '4GB', '512MiB' or '50%', not {settings.duckdb_memory_limit!r}"
+        )
         raise ConfigError(msg)
     if not 0 < settings.coverage < 1 or not 0 < settings.ci_level < 1:
         msg = "coverage and ci_level must lie strictly between 0 and 1"

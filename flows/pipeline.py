@@ -146,7 +146,7 @@ def read_input(path: Path) -> bytes:
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
-def publish_release(root: Path, **kwargs: Any) -> releases.Published:
+def publish_release(root: releases.Root, **kwargs: Any) -> releases.Published:
     """Write a release folder and its index entry (I/O: retried on OSError; a retry never overwrites)."""
     return releases.publish(root, **kwargs)
 
@@ -286,13 +286,13 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[F
     if o.status == "quarantined":
         _quarantine_file(settings, path, o.reason or "")
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
-        with db.connect(settings.warehouse) as con:
+        with _connect(settings) as con:
             loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s: %s", o.name, o.reason)
     else:
         archive = _archive(settings, path, o.sha256)
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=str(archive), run_id=run_id)
-        with db.connect(settings.warehouse) as con:
+        with _connect(settings) as con:
             o.replaced = loads.load_file(
                 con,
                 entry,
@@ -331,7 +331,7 @@ def _store_gx(settings: Settings, run_id: str, results: list[pl.DataFrame]) -> p
     assert settings.warehouse is not None
     table = merge_results(results)
     if table.height:
-        with db.connect(settings.warehouse) as con:
+        with _connect(settings) as con:
             loads.insert_qc_results(con, table, run_id=run_id)
     return table
 
@@ -377,7 +377,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
     dictionary, _ = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     lookup = dictionary_lookup(dictionary)
     scratch = _scratch(settings, f"{run_id}-normalise")
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         parts = plan_normalise(loads.raw_names(con), lookup, settings.batch_methods, max_rows=settings.partition_rows)
         raw_paths = loads.export_raw_parts(con, parts, scratch / "raw")
         loads.read_samples(con).write_parquet(scratch / "samples.parquet")
@@ -393,7 +393,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
     for future in futures:  # in part order, so the warehouse gets the same rows in the same order anywhere
         outputs.append(future.result())
         report("normalisation parts", len(outputs), len(raw_paths))
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         loads.replace_derived(
             con,
             normalised=[o["normalised"] for o in outputs],
@@ -402,7 +402,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
         )
         n_rows = con.sql("select count(*) from measurements_normalised").fetchall()[0][0]
     _store_gx(settings, run_id, [pl.read_parquet(o["gx"]) for o in outputs])
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
     shutil.rmtree(scratch, ignore_errors=True)
     return int(n_rows), {str(k): int(v) for k, v in held_all}, len(raw_paths)
@@ -482,7 +482,7 @@ def build_partitioned(settings: Settings, scratch: Path) -> ReferenceOutcome:
     measurements each) on the task runner. The parts are combined in one fixed order and the q-values are
     computed across all markers at the end, so the result does not depend on the parts or where they ran."""
     assert settings.warehouse is not None
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         sizes = con.sql(
             "select analyte, count(*) as n from measurements where cohort in ('healthy', 'patient') group by 1"
         ).pl()
@@ -512,7 +512,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     """Reference groups from healthy samples; publish a release when the inputs changed."""
     assert settings.warehouse is not None and settings.releases is not None
     _, dictionary_sha = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         files = con.sql("select file_name, sha256 from files where status = 'loaded' order by file_name").fetchall()
         fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
         last = releases.latest(settings.releases)
@@ -559,7 +559,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         code_version=code_version(),
         report_max_plots=settings.report_max_plots,
     )
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         loads.record_release(
             con,
             version=published.version,
@@ -584,10 +584,16 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     }
 
 
+def _connect(settings: Settings) -> Any:
+    """A read-write connection to the run's warehouse, with DuckDB's memory capped (``duckdb_memory_limit``)."""
+    assert settings.warehouse is not None
+    return db.connect(settings.warehouse, memory_limit=settings.duckdb_memory_limit)
+
+
 def _new_run(settings: Settings) -> RunSummary:
     assert settings.warehouse is not None
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         loads.start_run(con, run_id)
     return RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
 
@@ -597,7 +603,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     derived tables."""
     assert settings.warehouse is not None
     key = subject_key(settings)
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         known = loads.known_hashes(con)
     gx: list[pl.DataFrame] = []
     scratch = _scratch(settings, summary.run_id)
@@ -632,7 +638,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
 def write_report(settings: Settings, summary: RunSummary) -> Path:
     """The offline HTML QC report of a run (<home>/reports/qc-<run_id>.html)."""
     assert settings.warehouse is not None and settings.reports is not None
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         results = con.sql(
             "select suite, expectation, action, why, success, element_count, unexpected_count, unexpected_sample "
             "from qc_results where run_id = ? order by checked_at, suite",
@@ -685,7 +691,7 @@ def _finish(settings: Settings, summary: RunSummary) -> State:
     from flows.summary import summary_text
 
     get_run_logger().info("run summary\n%s", summary_text(summary))
-    with db.connect(settings.warehouse) as con:
+    with _connect(settings) as con:
         loads.finish_run(con, summary.run_id, status=summary.status, summary=summary.as_dict())
     if summary.status != "completed":
         problems = [f"{len(bad)} file(s) quarantined: " + "; ".join(f.name for f in bad)] if bad else []

@@ -1,6 +1,7 @@
 """Client for downstream apps: load a published release with checksum verification.
 
-Needs only pyarrow (and the standard library); no Prefect, no DuckDB, no polars.
+Needs only pyarrow (and the standard library); no Prefect, no DuckDB, no polars. A release store on an
+object store is read through fsspec (``load_release("s3://bucket/releases")`` needs fsspec and s3fs).
 
 >>> tables = load_release("data/releases")                      # doctest: +SKIP
 >>> tables["reference_intervals"].num_rows                        # doctest: +SKIP
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +38,37 @@ def load_release(root: str | Path, version: str = "latest") -> dict[str, Any]:
     ``version="latest"`` takes the newest entry of ``index.json``. Raises ReleaseIntegrityError when a file
     is missing or its sha256 differs from the manifest.
     """
-    base = Path(root)
+    read = _reader(root)
     if version == "latest":
-        index = json.loads((base / "index.json").read_text(encoding="utf-8"))["releases"]
+        index = json.loads(read("index.json"))["releases"]
         if not index:
-            msg = f"{base}: no release published yet"
+            msg = f"{root}: no release published yet"
             raise ReleaseIntegrityError(msg)
         version = index[-1]["version"]
-    folder = base / version
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads(read(f"{version}/manifest.json"))
     out: dict[str, Any] = {"manifest": manifest}
     for name, meta in manifest["files"].items():
-        path = folder / name
-        if not path.exists():
-            msg = f"{path}: listed in the manifest but missing"
-            raise ReleaseIntegrityError(msg)
-        if sha256_file(path) != meta["sha256"]:
-            msg = f"{path}: sha256 differs from the manifest; the release is damaged or was changed"
+        where = f"{root}/{version}/{name}"
+        try:
+            data = read(f"{version}/{name}")
+        except FileNotFoundError:
+            msg = f"{where}: listed in the manifest but missing"
+            raise ReleaseIntegrityError(msg) from None
+        if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+            msg = f"{where}: sha256 differs from the manifest; the release is damaged or was changed"
             raise ReleaseIntegrityError(msg)
         if name.endswith(".parquet"):
-            table: pa.Table = pq.read_table(path)
+            table: pa.Table = pq.read_table(pa.BufferReader(data))
             out[name.removesuffix(".parquet")] = table
     return out
+
+
+def _reader(root: str | Path) -> Callable[[str], bytes]:
+    """A function reading ``<root>/<relative path>`` as bytes: local files, or fsspec for URLs."""
+    if isinstance(root, str) and "://" in root:
+        from fsspec.core import url_to_fs
+
+        fs, base = url_to_fs(root)
+        return lambda rel: bytes(fs.cat_file(f"{base.rstrip('/')}/{rel}"))
+    base_path = Path(root)
+    return lambda rel: (base_path / rel).read_bytes()

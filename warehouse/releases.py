@@ -9,16 +9,25 @@ Layout (docs/release-format.md)::
         reference_quantiles.parquet
         manifest.json
 
-Publishing writes into ``releases/.staging-<version>/``, verifies every file against the manifest, then
-renames the folder into place (atomic on one file system) and replaces index.json atomically. A version
-that exists is never overwritten.
+``root`` is a local folder or an fsspec URL (``s3://bucket/releases``, ``gs://…``, ``az://…``; the
+matching fsspec package, e.g. s3fs, must be installed). Publishing writes every file into a staging folder
+and verifies it against the manifest. On a local file system the folder is then renamed into place (atomic
+on one file system). On an object store, which has no rename, the files are uploaded under
+``<root>/<version>/`` with the manifest last and checked again after the upload. In both cases index.json
+is replaced last, in one write, so a reader that goes through the index (``refranges releases``,
+``warehouse.client.load_release``) never sees a half-written release. A version that exists is never
+overwritten; an upload that failed half-way leaves a version folder that no index names, and its name is
+never reused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +35,13 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from warehouse.client import sha256_file
+
+Root = str | Path  # a local folder or an fsspec URL
 
 INDEX = "index.json"
 MANIFEST = "manifest.json"
@@ -39,30 +53,53 @@ class ReleaseError(RuntimeError):
     """A release cannot be published or does not verify."""
 
 
-def read_index(root: Path) -> list[dict[str, Any]]:
-    path = root / INDEX
-    if not path.exists():
+def is_url(root: Root) -> bool:
+    return isinstance(root, str) and "://" in root
+
+
+def store(root: Root) -> tuple[AbstractFileSystem, str]:
+    """The file system of ``root`` and the path of the store on it."""
+    fs, base = url_to_fs(str(root))
+    return fs, base.rstrip("/")
+
+
+def _read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any]:
+    return dict(json.loads(fs.cat_file(path).decode("utf-8")))
+
+
+def read_index(root: Root) -> list[dict[str, Any]]:
+    fs, base = store(root)
+    path = f"{base}/{INDEX}"
+    if not fs.exists(path):
         return []
-    return list(json.loads(path.read_text(encoding="utf-8"))["releases"])
+    return list(_read_json(fs, path)["releases"])
 
 
-def latest(root: Path) -> dict[str, Any] | None:
+def latest(root: Root) -> dict[str, Any] | None:
     items = read_index(root)
     return items[-1] if items else None
 
 
-def read_manifest(root: Path, version: str) -> dict[str, Any]:
-    path = root / version / MANIFEST
-    if not path.exists():
+def read_manifest(root: Root, version: str) -> dict[str, Any]:
+    fs, base = store(root)
+    path = f"{base}/{version}/{MANIFEST}"
+    if not fs.exists(path):
         msg = f"release {version} not found under {root} (run `refranges releases list`)"
         raise ReleaseError(msg)
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    return _read_json(fs, path)
 
 
-def next_version(root: Path, created_at: datetime) -> str:
-    """``YYYY.MM.DD-N``: the N-th release of that day."""
+def read_table(root: Root, version: str, name: str) -> pl.DataFrame:
+    """One Parquet table of a release (``name`` without .parquet)."""
+    fs, base = store(root)
+    return pl.read_parquet(io.BytesIO(fs.cat_file(f"{base}/{version}/{name}.parquet")))
+
+
+def next_version(root: Root, created_at: datetime) -> str:
+    """``YYYY.MM.DD-N``: the N-th release of that day (names of failed uploads count as taken)."""
     day = created_at.strftime("%Y.%m.%d")
-    taken = {p.name for p in root.iterdir()} if root.exists() else set()
+    fs, base = store(root)
+    taken = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)} if fs.exists(base) else set()
     n = 1
     while f"{day}-{n}" in taken:
         n += 1
@@ -85,12 +122,12 @@ def _schema_of(path: Path) -> list[dict[str, str]]:
 @dataclass(frozen=True)
 class Published:
     version: str
-    path: Path
+    path: Path | str  # a local folder, or the URL of the version on an object store
     manifest: dict[str, Any]
 
 
 def publish(
-    root: Path,
+    root: Root,
     *,
     tables: dict[str, pl.DataFrame],
     created_at: datetime,
@@ -102,23 +139,79 @@ def publish(
 ) -> Published:
     """Write a new immutable release; returns its version and manifest. The report draws at most
     ``report_max_plots`` plots (default: warehouse.report.MAX_PLOTS)."""
-    root.mkdir(parents=True, exist_ok=True)
+    fs, base = store(root)
+    local = isinstance(fs, LocalFileSystem)
+    fs.makedirs(base, exist_ok=True)
     previous = latest(root)
     changes = None
     if previous is not None and "reference_intervals" in tables:
         from transforms.diff import diff_intervals
 
-        old = pl.read_parquet(root / previous["version"] / "reference_intervals.parquet")
+        old = read_table(root, previous["version"], "reference_intervals")
         changes = diff_intervals(old, tables["reference_intervals"])
     version = next_version(root, created_at)
-    final = root / version
-    staging = root / f".staging-{version}"
-    if final.exists():
+    final = f"{base}/{version}"
+    if fs.exists(final):
         msg = f"release {version} already exists; releases are never overwritten"
         raise ReleaseError(msg)
-    if staging.exists():
-        shutil.rmtree(staging)  # left by a crashed publish: never visible, safe to discard
-    staging.mkdir()
+    with tempfile.TemporaryDirectory(prefix="refranges-release-") as tmp:
+        # on a local file system the staging folder sits beside the releases, so that a rename publishes it
+        staging = Path(base) / f".staging-{version}" if local else Path(tmp) / version
+        if staging.exists():
+            shutil.rmtree(staging)  # left by a crashed publish: never visible, safe to discard
+        staging.mkdir()
+        manifest = _stage(
+            staging,
+            version,
+            previous,
+            changes,
+            tables,
+            created_at=created_at,
+            parameters=parameters,
+            inputs=inputs,
+            input_fingerprint=input_fingerprint,
+            code_version=code_version,
+            report_max_plots=report_max_plots,
+        )
+        if local:
+            os.rename(staging, final)  # atomic: the version appears complete or not at all
+        else:
+            _upload(fs, staging, final, manifest)
+    index = read_index(root)
+    index.append(
+        {
+            "version": version,
+            "created_at": manifest["created_at"],
+            "path": version,
+            "input_fingerprint": input_fingerprint,
+            "groups": manifest["files"].get("reference_intervals.parquet", {}).get("rows", 0),
+        }
+    )
+    document = {"format_version": FORMAT_VERSION, "releases": index}
+    if local:
+        _write_json_atomic(Path(base) / INDEX, document)
+        for p in Path(final).iterdir():
+            p.chmod(0o444)
+        return Published(version, Path(final), manifest)
+    fs.pipe_file(f"{base}/{INDEX}", (json.dumps(document, indent=2) + "\n").encode("utf-8"))  # one PUT: atomic
+    return Published(version, f"{str(root).rstrip('/')}/{version}", manifest)
+
+
+def _stage(
+    staging: Path,
+    version: str,
+    previous: dict[str, Any] | None,
+    changes: Any,
+    tables: dict[str, pl.DataFrame],
+    *,
+    created_at: datetime,
+    parameters: dict[str, Any],
+    inputs: list[dict[str, str]],
+    input_fingerprint: str,
+    code_version: str,
+    report_max_plots: int | None,
+) -> dict[str, Any]:
+    """Write a release's files and manifest into ``staging`` and verify them; returns the manifest."""
     files: dict[str, Any] = {}
     for name, frame in tables.items():
         path = staging / f"{name}.parquet"
@@ -158,21 +251,21 @@ def publish(
     if problems:
         msg = f"staged release {version} does not match its manifest: {problems}"
         raise ReleaseError(msg)
-    os.rename(staging, final)  # atomic: the version appears complete or not at all
-    index = read_index(root)
-    index.append(
-        {
-            "version": version,
-            "created_at": manifest["created_at"],
-            "path": version,
-            "input_fingerprint": input_fingerprint,
-            "groups": files["reference_intervals.parquet"]["rows"] if "reference_intervals.parquet" in files else 0,
-        }
-    )
-    _write_json_atomic(root / INDEX, {"format_version": FORMAT_VERSION, "releases": index})
-    for p in final.iterdir():
-        p.chmod(0o444)
-    return Published(version, final, manifest)
+    return manifest
+
+
+def _upload(fs: AbstractFileSystem, staging: Path, final: str, manifest: dict[str, Any]) -> None:
+    """Copy a staged release to an object store, the manifest last, and check every uploaded checksum."""
+    for name in [*sorted(manifest["files"]), MANIFEST]:
+        fs.put_file(str(staging / name), f"{final}/{name}")
+    problems = [
+        f"{name}: sha256 differs after the upload"
+        for name, meta in manifest["files"].items()
+        if hashlib.sha256(fs.cat_file(f"{final}/{name}")).hexdigest() != meta["sha256"]
+    ]
+    if problems:
+        msg = f"release upload to {final} does not match its manifest: {problems}; it is not in the index"
+        raise ReleaseError(msg)
 
 
 def verify_folder(folder: Path, manifest: dict[str, Any]) -> list[str]:
@@ -187,5 +280,15 @@ def verify_folder(folder: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
-def verify(root: Path, version: str) -> list[str]:
-    return verify_folder(root / version, read_manifest(root, version))
+def verify(root: Root, version: str) -> list[str]:
+    """Mismatches between a published release's files and its manifest (empty when all match)."""
+    manifest = read_manifest(root, version)
+    fs, base = store(root)
+    problems = []
+    for name, meta in manifest["files"].items():
+        path = f"{base}/{version}/{name}"
+        if not fs.exists(path):
+            problems.append(f"{name}: missing")
+        elif hashlib.sha256(fs.cat_file(path)).hexdigest() != meta["sha256"]:
+            problems.append(f"{name}: sha256 differs from the manifest")
+    return problems

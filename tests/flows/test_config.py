@@ -35,6 +35,7 @@ def test_platform_thresholds_override_only_their_platform(tmp_path: Path) -> Non
         ("[platform_thresholds.msd]\nfoo = 1\n", "unknown keys"),
         ("nope = 1\n", "unknown key 'nope'"),
         ("home = \n", "not valid TOML"),
+        ("duckdb_memory_limit = 'lots'\n", "duckdb_memory_limit"),
     ],
 )
 def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) -> None:
@@ -42,3 +43,11 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) 
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_settings(cfg, env={})
+
+
+def test_a_run_caps_duckdb_memory_as_configured(tmp_path: Path) -> None:
+    from flows.pipeline import _connect
+
+    settings = load_settings(env={}, home=tmp_path, duckdb_memory_limit="512MiB")
+    with _connect(settings) as con:
+        assert con.sql("select current_setting('memory_limit')").fetchall()[0][0] == "512.0 MiB"

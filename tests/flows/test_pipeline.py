@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import duckdb
 import polars as pl
@@ -259,3 +260,25 @@ def test_layers_are_schemas_of_views_that_analysts_can_attach(first_run, tmp_pat
     finally:
         con.close()
     assert n == q(settings, "select count(*) from measurements") and n[0][0] > 0
+
+
+def test_a_run_publishes_to_an_object_store_and_sees_its_releases_there(tmp_path, prefect_backend) -> None:
+    import fsspec
+
+    from flows.pipeline import run_pipeline
+    from warehouse import releases
+    from warehouse.client import load_release
+
+    store = f"memory://lab-bucket-{os.urandom(4).hex()}/releases"  # fsspec's object store without rename
+    settings = load_settings(env={"REFRANGES_RELEASES": store}, home=tmp_path, subject_key="k")
+    copy_demo(generate_demo(seed=8, n_healthy=150, n_patients=20).files, settings.landing)
+    try:
+        summary = run_pipeline(settings)
+        assert summary.release_version is not None and summary.release_path == f"{store}/{summary.release_version}"
+        assert releases.verify(store, summary.release_version) == []
+        assert load_release(store)["reference_intervals"].num_rows == summary.groups_published
+        assert not (tmp_path / "releases").exists()
+        again = run_pipeline(settings)  # reads the last release's fingerprint back from the store
+        assert again.release_version is None and "inputs unchanged" in again.release_message
+    finally:
+        fsspec.filesystem("memory").rm(store.removeprefix("memory://").split("/")[0], recursive=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -158,6 +159,7 @@ def test_client_loads_the_latest_release_and_refuses_a_tampered_one(tmp_path: Pa
 
 KILL_SCRIPT = """
 import os, sys
+import os
 from datetime import datetime
 from pathlib import Path
 sys.path.insert(0, {root!r})
@@ -233,3 +235,65 @@ def test_a_labs_extra_analytes_join_the_dictionary_and_the_fingerprint(tmp_path:
     extra.write_text("hgnc,uniprot,label,mw_kda,aliases\nIL6,P05231,again,,IL6\n")
     with pytest.raises(ValueError, match="already in the curated dictionary: IL6"):
         read_analyte_dictionary(extra=extra)
+
+
+@pytest.fixture
+def object_store():
+    """An fsspec in-memory file system: an object store without rename, as S3, GCS or Azure are."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = f"memory://releases-{os.urandom(4).hex()}"
+    yield root
+    fs.rm(root.removeprefix("memory://"), recursive=True)
+
+
+def test_a_release_store_on_an_object_store_publishes_verifies_and_loads(object_store: str) -> None:
+    from warehouse.client import load_release
+
+    when = datetime(2026, 11, 25, 10, 0, 0)
+    kwargs = {"created_at": when, "parameters": {}, "inputs": [], "code_version": "test"}
+    a = releases.publish(object_store, tables=_tables(), input_fingerprint="fp1", **kwargs)  # type: ignore[arg-type]
+    b = releases.publish(object_store, tables=_tables(), input_fingerprint="fp2", **kwargs)  # type: ignore[arg-type]
+    assert (a.version, b.version) == ("2026.11.25-1", "2026.11.25-2")
+    assert b.path == f"{object_store}/2026.11.25-2" and b.manifest["previous_version"] == a.version
+    assert [i["version"] for i in releases.read_index(object_store)] == [a.version, b.version]
+    assert releases.verify(object_store, b.version) == []
+    loaded = load_release(object_store)
+    assert loaded["manifest"]["version"] == b.version and loaded["reference_intervals"].num_rows == 0
+    assert releases.read_table(object_store, a.version, "reference_quantiles").height == 0
+
+
+def test_an_upload_that_fails_half_way_is_never_in_the_index(object_store: str, monkeypatch) -> None:
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from warehouse.client import load_release
+
+    when = datetime(2026, 11, 25, 10, 0, 0)
+    kwargs = {"created_at": when, "parameters": {}, "inputs": [], "code_version": "test"}
+    good = releases.publish(object_store, tables=_tables(), input_fingerprint="fp1", **kwargs)  # type: ignore[arg-type]
+    put = MemoryFileSystem.put_file
+
+    def put_until_the_manifest(self, lpath, rpath, *args, **kw):  # the network drops before the manifest
+        if str(rpath).endswith("manifest.json"):
+            raise ConnectionError("connection reset")
+        return put(self, lpath, rpath, *args, **kw)
+
+    monkeypatch.setattr(MemoryFileSystem, "put_file", put_until_the_manifest)
+    with pytest.raises(ConnectionError):
+        releases.publish(object_store, tables=_tables(), input_fingerprint="fp2", **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(MemoryFileSystem, "put_file", put)
+    assert [i["version"] for i in releases.read_index(object_store)] == [good.version]
+    assert load_release(object_store)["manifest"]["version"] == good.version  # readers see the old state
+    retry = releases.publish(object_store, tables=_tables(), input_fingerprint="fp2", **kwargs)  # type: ignore[arg-type]
+    assert retry.version == "2026.11.25-3"  # the half-uploaded name is never reused
+    assert [i["version"] for i in releases.read_index(object_store)] == [good.version, retry.version]
+
+
+def test_only_releases_may_live_on_an_object_store(tmp_path: Path) -> None:
+    from flows.config import ConfigError, load_settings
+
+    settings = load_settings(env={"REFRANGES_RELEASES": "s3://lab-bucket/releases"}, home=tmp_path)
+    assert settings.releases == "s3://lab-bucket/releases"
+    with pytest.raises(ConfigError, match="releases only"):
+        load_settings(env={"REFRANGES_LANDING": "s3://lab-bucket/landing"}, home=tmp_path)
