@@ -25,8 +25,8 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path("data")
-    landing: Path | None = None  # default: <home>/landing
-    archive: Path | None = None  # default: <home>/archive
+    landing: Path | str | None = None  # default: <home>/landing; or an fsspec URL such as s3://bucket/landing
+    archive: Path | str | None = None  # default: <home>/archive; or an fsspec URL
     quarantine: Path | None = None  # default: <home>/quarantine
     releases: Path | str | None = None  # default: <home>/releases; or an fsspec URL such as s3://bucket/releases
     warehouse: Path | None = None  # default: <home>/warehouse.duckdb
@@ -139,6 +139,7 @@ def task_runner(settings: Settings) -> Any:
     return ThreadPoolTaskRunner(max_workers=settings.workers)
 
 
+URL_KEYS = ("landing", "archive", "releases")  # locations that may be object stores (fsspec URLs)
 THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "min_n_small", "quantile_k")
 
 
@@ -171,9 +172,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             out[str(platform)] = {k: float(v) for k, v in table.items()}
         return out
     if "Path" in str(kind) and "://" in str(value):
-        if key == "releases":
-            return str(value)  # an object store (fsspec URL): see warehouse/releases.py
-        msg = f"{source}: '{key}' = {value!r}: object-store URLs are supported for releases only; use a local path"
+        if key in URL_KEYS:
+            return str(value)  # an object store (fsspec URL): see warehouse/storage.py
+        msg = f"{source}: '{key}' = {value!r}: object-store URLs are supported for {', '.join(URL_KEYS)} only"
         raise ConfigError(msg)
     try:
         if "Path" in str(kind):

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from warehouse import storage
 
 
-def copy_demo(files: dict[str, bytes], landing: Path) -> list[Path]:
-    """Write generated demo files into the landing folder (same bytes for the same seed)."""
-    landing.mkdir(parents=True, exist_ok=True)
+def copy_demo(files: dict[str, bytes], landing: storage.Location) -> list[storage.Location]:
+    """Write generated demo files into the landing area, a folder or an object-store prefix (same bytes for
+    the same seed; a file already there with the same bytes is left alone)."""
+    present = {storage.name_of(p): p for p in storage.list_files(landing)}
     out = []
     for name, data in files.items():
-        target = landing / name
-        if not target.exists() or target.read_bytes() != data:
-            tmp = landing / f".{name}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+        target = storage.join(landing, name)
+        if name not in present or storage.read_bytes(present[name]) != data:
+            storage.write_bytes(target, data)
         out.append(target)
     return out

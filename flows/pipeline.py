@@ -35,7 +35,7 @@ from transforms.qc import file_statistics, plate_statistics, release_checks
 from transforms.readers import UnreadableFileError, read_file
 from transforms.reference import ReferenceBuild, build_reference, combine_builds
 from transforms.variation import first_visits, retest_variation
-from warehouse import db, loads, releases
+from warehouse import db, loads, releases, storage
 from warehouse.lookups import read_analyte_dictionary
 
 IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
@@ -140,9 +140,9 @@ IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 5, 20], "retry_condition_
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
-def read_input(path: Path) -> bytes:
+def read_input(path: storage.Location) -> bytes:
     """The bytes of one landed file (I/O: retried on OSError)."""
-    return path.read_bytes()
+    return storage.read_bytes(path)
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
@@ -152,34 +152,29 @@ def publish_release(root: releases.Root, **kwargs: Any) -> releases.Published:
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
-def list_landing(landing: Path) -> list[Path]:
-    """Files waiting in the landing folder (I/O: retried)."""
-    landing.mkdir(parents=True, exist_ok=True)
-    return sorted(
+def list_landing(landing: storage.Location) -> list[storage.Location]:
+    """Files waiting in the landing area, a folder or an object-store prefix (I/O: retried)."""
+    return [
         p
-        for p in landing.rglob("*")
-        if p.is_file() and p.name not in IGNORED_NAMES and not p.name.startswith((".", "~$"))
-    )
+        for p in storage.list_files(landing)
+        if storage.name_of(p) not in IGNORED_NAMES and not storage.name_of(p).startswith((".", "~$"))
+    ]
 
 
-def _archive(settings: Settings, path: Path, sha: str) -> Path:
+def _archive(settings: Settings, path: storage.Location, sha: str) -> storage.Location:
+    """Keep the file under its content hash (once; read-only on a local disk)."""
     assert settings.archive is not None
-    target = settings.archive / sha[:2] / f"{sha}{''.join(path.suffixes[-1:])}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
-        target.chmod(0o444)
-    return target
+    suffix = Path(storage.name_of(path)).suffix
+    return storage.copy_once(path, settings.archive, f"{sha[:2]}/{sha}{suffix}")
 
 
-def _quarantine_file(settings: Settings, path: Path, reason: str) -> Path:
+def _quarantine_file(settings: Settings, path: storage.Location, reason: str) -> Path:
     assert settings.quarantine is not None
     settings.quarantine.mkdir(parents=True, exist_ok=True)
-    target = settings.quarantine / path.name
-    shutil.copyfile(path, target)
-    (settings.quarantine / f"{path.name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
+    name = storage.name_of(path)
+    target = settings.quarantine / name
+    storage.write_bytes(target, storage.read_bytes(path))
+    (settings.quarantine / f"{name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
     return target
 
 
@@ -237,7 +232,7 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
 class ParsedFile:
     """A parsed file as tasks pass it: its outcome and Parquet paths of its frames (never the frames)."""
 
-    path: Path
+    path: storage.Location
     size_bytes: int
     outcome: FileOutcome
     frames: dict[str, str]  # rows | quarantine | samples | gx -> Parquet path
@@ -257,12 +252,14 @@ def _write_frames(frames: Mapping[str, pl.DataFrame | None], prefix: str) -> dic
 
 
 @task(cache_policy=NO_CACHE)
-def parse_file(path: Path, settings: Settings, known: frozenset[str], key: bytes, scratch: Path) -> ParsedFile:
+def parse_file(
+    path: storage.Location, settings: Settings, known: frozenset[str], key: bytes, scratch: Path
+) -> ParsedFile:
     """Read, parse and check one file (no warehouse access), and validate its rows with Great Expectations:
     runs on any worker of the task runner and writes its frames as Parquet under ``scratch`` (a folder every
     worker can reach). Memory follows this file, never the run."""
     data = read_input(path)
-    plan = plan_file(data, path.name, settings, set(known), key)
+    plan = plan_file(data, storage.name_of(path), settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
     checks = [(plan.file_stats, "files")] if plan.file_stats is not None else []
     if plan.checked is not None:
@@ -308,9 +305,17 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[F
             o.rows_loaded,
             o.rows_quarantined,
         )
-    if settings.landing_mode == "move" and path.parent.resolve() == settings.landing.resolve():  # type: ignore[union-attr]
-        path.unlink()
+    if settings.landing_mode == "move" and _in_landing(path, settings):
+        storage.remove(path)
     return o, parsed.frame("gx")
+
+
+def _in_landing(path: storage.Location, settings: Settings) -> bool:
+    """True for a file of the landing area (files named on the command line elsewhere are never moved)."""
+    assert settings.landing is not None
+    if storage.is_url(path) or storage.is_url(settings.landing):
+        return storage.store(path)[1].startswith(storage.store(settings.landing)[1] + "/")
+    return Path(path).parent.resolve() == Path(settings.landing).resolve()
 
 
 def gx_results(

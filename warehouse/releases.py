@@ -36,12 +36,11 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
-from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from warehouse.client import sha256_file
-
-Root = str | Path  # a local folder or an fsspec URL
+from warehouse.storage import Location as Root
+from warehouse.storage import store
 
 INDEX = "index.json"
 MANIFEST = "manifest.json"
@@ -51,16 +50,6 @@ FORMAT_VERSION = 1
 
 class ReleaseError(RuntimeError):
     """A release cannot be published or does not verify."""
-
-
-def is_url(root: Root) -> bool:
-    return isinstance(root, str) and "://" in root
-
-
-def store(root: Root) -> tuple[AbstractFileSystem, str]:
-    """The file system of ``root`` and the path of the store on it."""
-    fs, base = url_to_fs(str(root))
-    return fs, base.rstrip("/")
 
 
 def _read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any]:

@@ -262,23 +262,34 @@ def test_layers_are_schemas_of_views_that_analysts_can_attach(first_run, tmp_pat
     assert n == q(settings, "select count(*) from measurements") and n[0][0] > 0
 
 
-def test_a_run_publishes_to_an_object_store_and_sees_its_releases_there(tmp_path, prefect_backend) -> None:
+def test_landing_archive_and_releases_on_an_object_store(tmp_path, prefect_backend) -> None:
     import fsspec
 
     from flows.pipeline import run_pipeline
-    from warehouse import releases
+    from warehouse import releases, storage
     from warehouse.client import load_release
 
-    store = f"memory://lab-bucket-{os.urandom(4).hex()}/releases"  # fsspec's object store without rename
-    settings = load_settings(env={"REFRANGES_RELEASES": store}, home=tmp_path, subject_key="k")
-    copy_demo(generate_demo(seed=8, n_healthy=150, n_patients=20).files, settings.landing)
+    bucket = f"memory://lab-bucket-{os.urandom(4).hex()}"  # fsspec's object store: no rename, no folders
+    env = {f"REFRANGES_{k.upper()}": f"{bucket}/{k}" for k in ("landing", "archive", "releases")}
+    settings = load_settings(env=env, home=tmp_path, subject_key="k", landing_mode="move")
+    demo = generate_demo(seed=8, n_healthy=150, n_patients=20)
+    copy_demo(demo.files, settings.landing)
+    assert len(storage.list_files(f"{bucket}/landing")) == len(demo.files)
+    store = f"{bucket}/releases"
     try:
         summary = run_pipeline(settings)
+        assert sum(f.status == "loaded" for f in summary.files) == len(demo.files)
         assert summary.release_version is not None and summary.release_path == f"{store}/{summary.release_version}"
         assert releases.verify(store, summary.release_version) == []
         assert load_release(store)["reference_intervals"].num_rows == summary.groups_published
-        assert not (tmp_path / "releases").exists()
-        again = run_pipeline(settings)  # reads the last release's fingerprint back from the store
+        assert storage.list_files(f"{bucket}/landing") == []  # moved: loaded files leave the landing area
+        archived = storage.list_files(f"{bucket}/archive")
+        assert len(archived) == len(demo.files)
+        assert {storage.name_of(p).split(".")[0] for p in archived} == {f.sha256 for f in summary.files}
+        assert not (tmp_path / "releases").exists() and not (tmp_path / "archive").exists()
+        copy_demo(demo.files, settings.landing)  # the same files again: nothing new
+        again = run_pipeline(settings)
+        assert {f.status for f in again.files} == {"skipped"}
         assert again.release_version is None and "inputs unchanged" in again.release_message
     finally:
-        fsspec.filesystem("memory").rm(store.removeprefix("memory://").split("/")[0], recursive=True)
+        fsspec.filesystem("memory").rm(bucket.removeprefix("memory://"), recursive=True)

@@ -290,10 +290,26 @@ def test_an_upload_that_fails_half_way_is_never_in_the_index(object_store: str, 
     assert [i["version"] for i in releases.read_index(object_store)] == [good.version, retry.version]
 
 
-def test_only_releases_may_live_on_an_object_store(tmp_path: Path) -> None:
+def test_landing_archive_and_releases_may_be_object_store_urls_and_nothing_else(tmp_path: Path) -> None:
     from flows.config import ConfigError, load_settings
 
-    settings = load_settings(env={"REFRANGES_RELEASES": "s3://lab-bucket/releases"}, home=tmp_path)
-    assert settings.releases == "s3://lab-bucket/releases"
-    with pytest.raises(ConfigError, match="releases only"):
-        load_settings(env={"REFRANGES_LANDING": "s3://lab-bucket/landing"}, home=tmp_path)
+    env = {f"REFRANGES_{k.upper()}": f"s3://lab-bucket/{k}" for k in ("landing", "archive", "releases")}
+    settings = load_settings(env=env, home=tmp_path)
+    assert (settings.landing, settings.archive, settings.releases) == tuple(env.values())
+    with pytest.raises(ConfigError, match="supported for landing, archive, releases only"):
+        load_settings(env={"REFRANGES_QUARANTINE": "s3://lab-bucket/quarantine"}, home=tmp_path)
+
+
+def test_storage_copies_once_and_keeps_local_archives_read_only(tmp_path: Path, object_store: str) -> None:
+    from warehouse import storage
+
+    source = tmp_path / "plate1.csv"
+    source.write_bytes(b"a,b\n1,2\n")
+    for root in (tmp_path / "archive", f"{object_store}/archive"):
+        first = storage.copy_once(source, root, "ab/abcdef.csv")
+        assert storage.read_bytes(first) == source.read_bytes()
+        source.write_bytes(b"changed")  # a second copy under the same content-addressed name is skipped
+        assert storage.read_bytes(storage.copy_once(source, root, "ab/abcdef.csv")) == b"a,b\n1,2\n"
+        source.write_bytes(b"a,b\n1,2\n")
+        assert [storage.name_of(p) for p in storage.list_files(root)] == ["abcdef.csv"]
+    assert (tmp_path / "archive" / "ab" / "abcdef.csv").stat().st_mode & 0o222 == 0

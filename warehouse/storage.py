@@ -1,0 +1,98 @@
+"""Storage locations: a local path, or an fsspec URL (``s3://bucket/prefix``, ``gs://…``, ``az://…``).
+
+Used for the landing area, the archive and the release store. Object stores have no rename and no
+directories: every write here is one whole object (one PUT, atomic on S3, GCS and Azure), and nothing
+relies on renaming a folder. Local paths keep the local guarantees (write to a temporary name, then an
+atomic rename; archived files read-only).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
+
+Location = str | Path  # a local path, or an fsspec URL
+
+
+def is_url(location: Location) -> bool:
+    return isinstance(location, str) and "://" in location
+
+
+def store(root: Location) -> tuple[AbstractFileSystem, str]:
+    """The file system of ``root`` and the path of ``root`` on it (no trailing slash)."""
+    fs, base = url_to_fs(str(root))
+    return fs, base.rstrip("/")
+
+
+def name_of(location: Location) -> str:
+    """The file name of a location (the last part of its path or URL)."""
+    return location.name if isinstance(location, Path) else location.rstrip("/").rsplit("/", 1)[-1]
+
+
+def join(root: Location, relative: str) -> Location:
+    return f"{str(root).rstrip('/')}/{relative}" if is_url(root) else Path(root) / relative
+
+
+def list_files(root: Location) -> list[Location]:
+    """Every file under ``root``, recursively, sorted (URLs keep their scheme). Creates a local root."""
+    if not is_url(root):
+        local = Path(root)
+        local.mkdir(parents=True, exist_ok=True)
+        return sorted(p for p in local.rglob("*") if p.is_file())
+    fs, base = store(root)
+    if not fs.exists(base):
+        return []
+    return sorted(fs.unstrip_protocol(p) for p in fs.find(base))
+
+
+def read_bytes(location: Location) -> bytes:
+    if not is_url(location):
+        return Path(location).read_bytes()
+    fs, path = store(location)
+    return bytes(fs.cat_file(path))
+
+
+def remove(location: Location) -> None:
+    if not is_url(location):
+        Path(location).unlink()
+        return
+    fs, path = store(location)
+    fs.rm_file(path)
+
+
+def copy_once(source: Location, root: Location, relative: str) -> Location:
+    """Copy ``source`` to ``<root>/<relative>`` unless it is there already (content-addressed names):
+    locally through a temporary name and an atomic rename, then read-only; on an object store in one PUT."""
+    target = join(root, relative)
+    if isinstance(target, Path):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            if is_url(source):
+                tmp.write_bytes(read_bytes(source))
+            else:
+                shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+            target.chmod(0o444)
+        return target
+    fs, path = store(target)
+    if not fs.exists(path):
+        fs.pipe_file(path, read_bytes(source))
+    return target
+
+
+def write_bytes(location: Location, data: bytes) -> None:
+    """Write a whole file (locally through a temporary name and an atomic rename)."""
+    if is_url(location):
+        fs, path = store(location)
+        fs.pipe_file(path, data)
+        return
+    target = Path(location)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
