@@ -283,7 +283,7 @@ def correct_plates(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def combine_replicates(frame: pl.DataFrame) -> pl.DataFrame:
+def combine_replicates(frame: pl.DataFrame, *, one_row_shortcut: bool = True) -> pl.DataFrame:
     """One row per sample x analyte x platform x panel x unit (the `measurements` grain).
 
     Rule (docs/normalisation.md): measured replicates are averaged on the log scale; the replicate CV is
@@ -301,26 +301,41 @@ def combine_replicates(frame: pl.DataFrame) -> pl.DataFrame:
         .then(2 ** pl.col("log_value"))
         .otherwise(pl.col("log_value").exp())
     )
-    grouped = (
-        frame.with_columns(linear.alias("__lin"))
-        .group_by(keys)
-        .agg(
-            pl.len().alias("n_replicates"),
-            below.sum().alias("__n_below"),
-            above.sum().alias("__n_above"),
-            pl.col("log_value").filter(measured).mean().alias("__m"),
-            (pl.col("__lin").filter(measured).std() / pl.col("__lin").filter(measured).mean()).alias("replicate_cv"),
-            pl.col("log_limit").filter(below).max().alias("__below_limit"),
-            pl.col("log_limit").filter(above).min().alias("__above_limit"),
-            pl.col("log_lod").max().alias("log_lod"),
-            pl.col("censoring").filter(below).first().alias("__below_kind"),
-            pl.col("plate_id").unique().sort().str.join(",").alias("plate_id"),
-            pl.col("batch").unique().sort().str.join(",").alias("batch"),
-            pl.col("batch_method").unique().sort().str.join(",").alias("batch_method"),
-            pl.col("source_file").unique().sort().str.join(",").alias("source_file"),
-            (pl.col("censoring") == "extrapolated").any().alias("__extrap"),
-        )
+    listed = ["plate_id", "batch", "batch_method", "source_file"]  # each group lists its distinct values
+    aggregations = [
+        pl.len().alias("n_replicates"),
+        below.sum().alias("__n_below"),
+        above.sum().alias("__n_above"),
+        pl.col("log_value").filter(measured).mean().alias("__m"),
+        (pl.col("__lin").filter(measured).std() / pl.col("__lin").filter(measured).mean()).alias("replicate_cv"),
+        pl.col("log_limit").filter(below).max().alias("__below_limit"),
+        pl.col("log_limit").filter(above).min().alias("__above_limit"),
+        pl.col("log_lod").max().alias("log_lod"),
+        pl.col("censoring").filter(below).first().alias("__below_kind"),
+        *[pl.col(c).unique().sort().str.join(",").alias(c) for c in listed],
+        (pl.col("censoring") == "extrapolated").any().alias("__extrap"),
+    ]
+    # most exports have one well per sample and analyte: those rows skip the group-by, with the values the
+    # aggregations give a group of one row (tested against the full group-by)
+    counted = frame.with_columns(
+        pl.len().over(keys).alias("__count") if one_row_shortcut else pl.lit(2).alias("__count")
     )
+    single = counted.filter(pl.col("__count") == 1).select(
+        *keys,
+        pl.lit(1, pl.UInt32).alias("n_replicates"),
+        below.fill_null(False).cast(pl.UInt32).alias("__n_below"),
+        above.fill_null(False).cast(pl.UInt32).alias("__n_above"),
+        pl.when(measured).then(pl.col("log_value")).alias("__m"),
+        pl.lit(None, pl.Float64).alias("replicate_cv"),
+        pl.when(below).then(pl.col("log_limit")).alias("__below_limit"),
+        pl.when(above).then(pl.col("log_limit")).alias("__above_limit"),
+        "log_lod",
+        pl.when(below).then(pl.col("censoring")).alias("__below_kind"),
+        *[pl.col(c).fill_null("") for c in listed],
+        (pl.col("censoring") == "extrapolated").fill_null(False).alias("__extrap"),
+    )
+    several = counted.filter(pl.col("__count") > 1).with_columns(linear.alias("__lin")).group_by(keys).agg(aggregations)
+    grouped = pl.concat([several, single], how="vertical_relaxed")
     half = pl.col("n_replicates") / 2
     out = (
         grouped.with_columns(

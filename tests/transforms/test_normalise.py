@@ -181,6 +181,51 @@ def test_replicates_average_on_log_scale_and_censoring_needs_half() -> None:
     assert out["n_replicates"].to_list() == [2, 2, 2]
 
 
+WELL = st.tuples(
+    st.sampled_from(["S1", "S2", "S3", "S4"]),
+    st.sampled_from(["IL6", "TNF"]),
+    st.sampled_from(["pg/mL", "NPX"]),
+    st.floats(-3, 5),
+    st.sampled_from([None, None, "below_lod", "below_lloq", "above_uloq", "extrapolated"]),
+    st.sampled_from([None, 0.5, 2.0]),
+    st.sampled_from([None, "P1", "P2"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(WELL, max_size=25))
+def test_single_wells_skip_the_group_by_and_get_what_the_group_by_gives(wells: list[tuple]) -> None:
+    frame = to_log(
+        pl.DataFrame(
+            wells,
+            schema={
+                "sample_id": pl.String,
+                "analyte": pl.String,
+                "unit": pl.String,
+                "value": pl.Float64,
+                "censoring": pl.String,
+                "limit_value": pl.Float64,
+                "plate_id": pl.String,
+            },
+            orient="row",
+        ).with_columns(
+            pl.lit("P05231").alias("uniprot"),
+            pl.col("analyte").alias("analyte_label"),
+            pl.lit("msd").alias("platform"),
+            pl.lit("MSD").alias("panel"),
+            pl.lit(0.1).alias("lod"),
+            pl.col("plate_id").alias("batch"),
+            pl.lit("plate_control").alias("batch_method"),
+            pl.lit("f.csv").alias("source_file"),
+            pl.lit("sample").alias("sample_type"),
+        )
+    )
+    keys = ["sample_id", "analyte", "unit"]
+    fast = combine_replicates(frame).sort(keys)
+    full = combine_replicates(frame, one_row_shortcut=False).sort(keys)
+    assert fast.equals(full)
+
+
 def test_an_empty_frame_normalises_to_an_empty_table(lookup: pl.DataFrame) -> None:
     from transforms.normalise import normalise
 
