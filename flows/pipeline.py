@@ -488,10 +488,8 @@ def build_partitioned(settings: Settings, scratch: Path) -> ReferenceOutcome:
     computed across all markers at the end, so the result does not depend on the parts or where they ran."""
     assert settings.warehouse is not None
     with _connect(settings) as con:
-        sizes = con.sql(
-            "select analyte, count(*) as n from measurements where cohort in ('healthy', 'patient') group by 1"
-        ).pl()
-        paths = loads.export_measurements(con, plan_reference(sizes, max_rows=settings.partition_rows), scratch)
+        parts = plan_reference(loads.measurement_sizes(con), max_rows=settings.partition_rows)
+        paths = loads.export_measurements(con, parts, scratch)
         empty = con.sql("select * from measurements limit 0").pl() if not paths else None
     if empty is not None:  # nothing measured yet: the empty tables, with their columns
         nothing = _reference_of(empty, settings)

@@ -128,41 +128,46 @@ def raw_names(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
 
 
-def export_raw_parts(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
-    """Write the loaded raw rows as Parquet, one folder per part of ``parts`` (platform, panel, analyte_raw,
-    part: see transforms.normalise.plan_partitions), in one pass inside DuckDB (no rows pass through Python).
-    Returns a glob per part, in part order."""
+IN_STUDY = "m.cohort in ('healthy', 'patient')"  # rows of `measurements m` that reference and comparisons use
+
+
+def _copy_parts(con: duckdb.DuckDBPyConnection, query: str, parts: pl.DataFrame, folder: Path) -> list[str]:
+    """Write the rows of ``query`` (which joins the table ``__parts`` and selects ``__part``) as Parquet, one
+    folder per part, in one pass inside DuckDB (no rows pass through Python). Returns a glob per part, in
+    part order."""
     if parts.height == 0:
         return []
-    con.register("__parts", parts.select("platform", "panel", "analyte_raw", "part").to_arrow())
+    con.register("__parts", parts.to_arrow())
     try:
-        con.execute(
-            f"copy (select r.*, p.part as __part from {LOADED_RAW} join __parts p "
-            "on r.platform is not distinct from p.platform and r.panel is not distinct from p.panel "
-            "and r.analyte_raw = p.analyte_raw) to ? (format parquet, partition_by (__part), overwrite_or_ignore)",
-            [str(folder)],
-        )
+        con.execute(f"copy ({query}) to ? (format parquet, partition_by (__part), overwrite_or_ignore)", [str(folder)])
     finally:
         con.unregister("__parts")
     return [str(folder / f"__part={k}" / "*.parquet") for k in range(int(parts["part"].max()) + 1)]  # type: ignore[arg-type]
+
+
+def export_raw_parts(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
+    """The loaded raw rows as Parquet, one folder per part of ``parts`` (platform, panel, analyte_raw, part:
+    see transforms.partitions.plan_normalise). Returns a glob per part, in part order."""
+    return _copy_parts(
+        con,
+        f"select r.*, p.part as __part from {LOADED_RAW} join __parts p "
+        "on r.platform is not distinct from p.platform and r.panel is not distinct from p.panel "
+        "and r.analyte_raw = p.analyte_raw",
+        parts.select("platform", "panel", "analyte_raw", "part"),
+        folder,
+    )
+
+
+def measurement_sizes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """analyte and n: the normalised measurements of healthy and patient samples per analyte."""
+    return con.sql(f"select m.analyte, count(*) as n from measurements m where {IN_STUDY} group by 1").pl()
 
 
 def export_measurements(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
-    """Write the normalised measurements of healthy and patient samples (the `measurements` view) as Parquet,
-    one folder per part of ``parts`` (analyte, part), in one pass inside DuckDB. Returns a glob per part."""
-    if parts.height == 0:
-        return []
-    con.register("__parts", parts.select("analyte", "part").to_arrow())
-    try:
-        con.execute(
-            "copy (select m.*, p.part as __part from measurements m join __parts p using (analyte) "
-            "where m.cohort in ('healthy', 'patient')) to ? (format parquet, partition_by (__part), "
-            "overwrite_or_ignore)",
-            [str(folder)],
-        )
-    finally:
-        con.unregister("__parts")
-    return [str(folder / f"__part={k}" / "*.parquet") for k in range(int(parts["part"].max()) + 1)]  # type: ignore[arg-type]
+    """The normalised measurements of healthy and patient samples (the `measurements` view) as Parquet, one
+    folder per part of ``parts`` (analyte, part: see transforms.partitions.plan_reference)."""
+    query = f"select m.*, p.part as __part from measurements m join __parts p using (analyte) where {IN_STUDY}"
+    return _copy_parts(con, query, parts.select("analyte", "part"), folder)
 
 
 def read_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -149,19 +149,28 @@ def publish(
         if staging.exists():
             shutil.rmtree(staging)  # left by a crashed publish: never visible, safe to discard
         staging.mkdir()
-        manifest = _stage(
-            staging,
-            version,
-            previous,
-            changes,
-            tables,
-            created_at=created_at,
-            parameters=parameters,
-            inputs=inputs,
-            input_fingerprint=input_fingerprint,
-            code_version=code_version,
-            report_max_plots=report_max_plots,
-        )
+        files = _stage_files(staging, version, tables, report_max_plots)
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created_at": created_at.isoformat(timespec="seconds") + "Z",
+            "previous_version": previous["version"] if previous else None,
+            "changes_since_previous": changes,
+            "code_version": code_version,
+            "input_fingerprint": input_fingerprint,
+            "parameters": parameters,
+            "files": files,
+            "inputs": inputs,
+            "disclaimer": (
+                "Healthy reference distributions for research and for discussion with a clinician. "
+                "A value outside a reference interval is not a diagnosis."
+            ),
+        }
+        _write_json_atomic(staging / MANIFEST, manifest)
+        problems = verify_folder(staging, manifest)
+        if problems:
+            msg = f"staged release {version} does not match its manifest: {problems}"
+            raise ReleaseError(msg)
         if local:
             os.rename(staging, final)  # atomic: the version appears complete or not at all
         else:
@@ -173,7 +182,7 @@ def publish(
             "created_at": manifest["created_at"],
             "path": version,
             "input_fingerprint": input_fingerprint,
-            "groups": manifest["files"].get("reference_intervals.parquet", {}).get("rows", 0),
+            "groups": files["reference_intervals.parquet"]["rows"] if "reference_intervals.parquet" in files else 0,
         }
     )
     document = {"format_version": FORMAT_VERSION, "releases": index}
@@ -186,21 +195,10 @@ def publish(
     return Published(version, f"{str(root).rstrip('/')}/{version}", manifest)
 
 
-def _stage(
-    staging: Path,
-    version: str,
-    previous: dict[str, Any] | None,
-    changes: Any,
-    tables: dict[str, pl.DataFrame],
-    *,
-    created_at: datetime,
-    parameters: dict[str, Any],
-    inputs: list[dict[str, str]],
-    input_fingerprint: str,
-    code_version: str,
-    report_max_plots: int | None,
+def _stage_files(
+    staging: Path, version: str, tables: dict[str, pl.DataFrame], report_max_plots: int | None
 ) -> dict[str, Any]:
-    """Write a release's files and manifest into ``staging`` and verify them; returns the manifest."""
+    """Write a release's tables and report into ``staging``; returns the manifest's ``files`` entry."""
     files: dict[str, Any] = {}
     for name, frame in tables.items():
         path = staging / f"{name}.parquet"
@@ -219,28 +217,7 @@ def _stage(
         report = staging / "report.html"
         report.write_text(page, encoding="utf-8")
         files[report.name] = {"sha256": sha256_file(report), "rows": None, "schema": None}
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "version": version,
-        "created_at": created_at.isoformat(timespec="seconds") + "Z",
-        "previous_version": previous["version"] if previous else None,
-        "changes_since_previous": changes,
-        "code_version": code_version,
-        "input_fingerprint": input_fingerprint,
-        "parameters": parameters,
-        "files": files,
-        "inputs": inputs,
-        "disclaimer": (
-            "Healthy reference distributions for research and for discussion with a clinician. "
-            "A value outside a reference interval is not a diagnosis."
-        ),
-    }
-    _write_json_atomic(staging / MANIFEST, manifest)
-    problems = verify_folder(staging, manifest)
-    if problems:
-        msg = f"staged release {version} does not match its manifest: {problems}"
-        raise ReleaseError(msg)
-    return manifest
+    return files
 
 
 def _upload(fs: AbstractFileSystem, staging: Path, final: str, manifest: dict[str, Any]) -> None:

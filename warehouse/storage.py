@@ -64,24 +64,28 @@ def remove(location: Location) -> None:
     fs.rm_file(path)
 
 
+def exists(location: Location) -> bool:
+    if not is_url(location):
+        return Path(location).exists()
+    fs, path = store(location)
+    return bool(fs.exists(path))
+
+
 def copy_once(source: Location, root: Location, relative: str) -> Location:
-    """Copy ``source`` to ``<root>/<relative>`` unless it is there already (content-addressed names):
-    locally through a temporary name and an atomic rename, then read-only; on an object store in one PUT."""
+    """Copy ``source`` to ``<root>/<relative>`` unless it is there already (content-addressed names), as
+    :func:`write_bytes` writes; a local copy is then read-only."""
     target = join(root, relative)
-    if isinstance(target, Path):
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            if is_url(source):
-                tmp.write_bytes(read_bytes(source))
-            else:
-                shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-            target.chmod(0o444)
+    if exists(target):
         return target
-    fs, path = store(target)
-    if not fs.exists(path):
-        fs.pipe_file(path, read_bytes(source))
+    if isinstance(target, Path) and not is_url(source):  # local to local: streamed, never read whole
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    else:
+        write_bytes(target, read_bytes(source))
+    if isinstance(target, Path):
+        target.chmod(0o444)
     return target
 
 
