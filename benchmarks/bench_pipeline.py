@@ -119,11 +119,18 @@ def group_rss_kb(pgid: int) -> int:
     return total
 
 
-def run(home: Path, runner: str, workers: int, memory_gb: float | None) -> dict[str, object]:
+def run(
+    home: Path,
+    runner: str,
+    workers: int,
+    memory_gb: float | None,
+    trace_dir: Path | None = None,
+    extra: list[str] | None = None,
+) -> dict[str, object]:
     config = home / "refranges.toml"
     config.write_text(
         f'home = "{home}"\nsubject_key = "bench"\nrunner = "{runner}"\nworkers = {workers}\n'
-        f'analyte_dictionary_extra = "{home / "bench_analytes.csv"}"\n'
+        f'analyte_dictionary_extra = "{home / "bench_analytes.csv"}"\n' + "".join(f"{line}\n" for line in extra or [])
     )
     env = os.environ | {"PYTHONPATH": str(ROOT)}
 
@@ -145,8 +152,11 @@ def run(home: Path, runner: str, workers: int, memory_gb: float | None) -> dict[
             preexec_fn=limit if memory_gb else None,  # sets a memory limit, nothing else
         )
         peak_kb = 0
+        trace: list[tuple[float, int]] = []  # (seconds since start, kB): where in the run memory peaks
         while process.poll() is None:  # sample the resident memory of all the run's processes together
-            peak_kb = max(peak_kb, group_rss_kb(process.pid))
+            rss = group_rss_kb(process.pid)
+            peak_kb = max(peak_kb, rss)
+            trace.append((time.time(), rss))
             time.sleep(0.25)
         returncode = process.returncode
     seconds = time.perf_counter() - t0
@@ -154,17 +164,34 @@ def run(home: Path, runner: str, workers: int, memory_gb: float | None) -> dict[
         os.killpg(process.pid, signal.SIGKILL)  # anything the run left behind (e.g. a crashed run's server)
     done = subprocess.CompletedProcess(process.args, returncode, log.read_text(), "")
     out: dict[str, object] = {"runner": runner, "exit": done.returncode, "seconds": seconds, "peak_mb": peak_kb / 1024}
+    if trace_dir:  # the memory trace and the run's log, to find the stage where memory peaks
+        trace_dir.mkdir(parents=True, exist_ok=True)
+        (trace_dir / f"memory-{runner}.csv").write_text(
+            "unix_seconds,rss_kb\n" + "".join(f"{t:.2f},{kb}\n" for t, kb in trace)
+        )
+        (trace_dir / f"run-{runner}.log").write_text(log.read_text())
     if done.returncode != 0:
         out["error"] = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return out
     import duckdb
 
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-    row = con.execute("select summary_json from runs order by started_at desc limit 1").fetchone()
+    row = con.execute(
+        "select summary_json, epoch(started_at) from runs order by started_at desc limit 1"
+    ).fetchone()  # started_at is UTC
     assert row is not None, "the run recorded no summary"
     summary = json.loads(row[0])
     con.close()
     out["stages"] = summary["stage_seconds"]
+    # peak memory per stage: the stages run one after the other from the run's start
+    begin, peaks = float(row[1]), {}
+    for name, secs in summary["stage_seconds"].items():
+        peaks[name] = max((kb for t, kb in trace if begin <= t < begin + secs), default=0) / 1024
+        begin += secs
+    peaks["before and after the stages"] = (
+        max((kb for t, kb in trace if t < float(row[1]) or t >= begin), default=0) / 1024
+    )
+    out["stage_peak_mb"] = peaks
     out["rows_read"] = sum(f["rows_read"] for f in summary["files"])
     out["normalised_rows"] = summary["normalised_rows"]
     out["groups"] = summary["groups_published"]
@@ -179,6 +206,10 @@ def main() -> None:
     parser.add_argument("--runner", choices=["local", "dask", "both"], default="both")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-gb", type=float, default=None, help="address-space limit per run process")
+    parser.add_argument(
+        "--set", action="append", default=[], help="a configuration line, e.g. --set 'duckdb_memory_limit = \"1GB\"'"
+    )
+    parser.add_argument("--trace-dir", type=Path, help="write each run's memory trace (every 0.25 s) and log here")
     parser.add_argument("--bare", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
@@ -201,7 +232,7 @@ def main() -> None:
         for runner in runners:
             home = Path(tmp) / runner
             subprocess.run(["cp", "-r", str(source), str(home)], check=True)
-            result = run(home, runner, args.workers, args.memory_gb)
+            result = run(home, runner, args.workers, args.memory_gb, args.trace_dir, args.set)
             if result["exit"] != 0:
                 print(f"{runner}: FAILED after {result['seconds']:.0f} s (exit {result['exit']}): {result['error']}")
                 continue
@@ -218,6 +249,9 @@ def main() -> None:
                 f"{runner}: {result['seconds']:.1f} s end to end, peak {peak:,.0f} MB (all processes of the run), "
                 f"{result['groups']} groups published; {parts}; parts per stage {result['parts']}"
             )
+            stage_peaks = result["stage_peak_mb"]
+            assert isinstance(stage_peaks, dict)
+            print("  peak per stage: " + ", ".join(f"{k} {v:,.0f} MB" for k, v in stage_peaks.items()))
 
 
 if __name__ == "__main__":

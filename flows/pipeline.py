@@ -470,8 +470,14 @@ def _reference_of(rows: pl.DataFrame, settings: Settings) -> dict[str, pl.DataFr
 def reference_part(measurements: str, settings: Settings, out: str) -> dict[str, str]:
     """:func:`_reference_of` one part of the analytes (groups never span analytes, so parts are independent).
     Reads and writes Parquet only (any worker of the task runner)."""
-    rows = pl.read_parquet(measurements, hive_partitioning=False).sort("sample_id", "analyte", "platform", "panel")
-    return _write_frames(_reference_of(rows, settings), out)
+    # no name holds the rows here, so _reference_of can free them once it has split them by cohort
+    return _write_frames(
+        _reference_of(
+            pl.read_parquet(measurements, hive_partitioning=False).sort("sample_id", "analyte", "platform", "panel"),
+            settings,
+        ),
+        out,
+    )
 
 
 def _scratch(settings: Settings, name: str) -> Path:

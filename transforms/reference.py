@@ -49,6 +49,44 @@ def ci_ranks(n: int, p: float, ci_level: float = 0.90) -> tuple[int | None, int 
     return lo, hi
 
 
+def _ci_ranks_many(n: np.ndarray, p: float, ci_level: float = 0.90) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ci_ranks` for many sample sizes at once, 0 where a rank does not exist.
+
+    The binomial tails are evaluated with the same calls as :func:`ci_ranks`, but only in a window around
+    the quantile (``binom.ppf`` / ``binom.isf``); a size whose answer is not inside its window is computed
+    by :func:`ci_ranks` itself, so the result is always the same.
+    """
+    n = np.asarray(n, dtype=np.int64)
+    lo_rank, hi_rank = np.zeros(n.size, dtype=np.int64), np.zeros(n.size, dtype=np.int64)
+    if n.size == 0:
+        return lo_rank, hi_rank
+    tail = (1.0 - ci_level) / 2.0
+    sizes, back = np.unique(n, return_inverse=True)
+    offsets = np.arange(-3, 4)
+    with np.errstate(invalid="ignore"):
+        # lower rank r: the largest with P(B <= r - 1) <= tail, i.e. r - 1 = the largest k with cdf(k) <= tail
+        k = np.nan_to_num(stats.binom.ppf(tail, sizes, p))[:, None].astype(np.int64) + offsets
+        k_ok = (k >= 0) & (k <= sizes[:, None])
+        fits = k_ok & (stats.binom.cdf(k, sizes[:, None], p) <= tail)
+        lo = np.where(fits.any(axis=1), np.max(np.where(fits, k, -1), axis=1) + 1, 0)
+        # upper rank r: the smallest r <= n with P(B >= r) <= tail
+        r = np.nan_to_num(stats.binom.isf(tail, sizes, p))[:, None].astype(np.int64) + offsets
+        r_ok = (r >= 1) & (r <= sizes[:, None])
+        fits_hi = r_ok & (stats.binom.sf(r - 1, sizes[:, None], p) <= tail)
+        hi = np.where(fits_hi.any(axis=1), np.min(np.where(fits_hi, r, np.iinfo(np.int64).max), axis=1), 0)
+    # the answer must sit strictly inside the window: a qualifying top (lower rank) or a qualifying bottom
+    # (upper rank) could continue outside it, and an empty window says nothing
+    unsure = (
+        fits[:, -1] | (~fits.any(axis=1) & (k[:, 0] > 0)) | fits_hi[:, 0] | (~fits_hi.any(axis=1) & (r[:, -1] < sizes))
+    )
+    for i in np.flatnonzero(unsure & (sizes > 0)):
+        a, b = ci_ranks(int(sizes[i]), p, ci_level)
+        lo[i], hi[i] = a or 0, b or 0
+    lo[sizes == 0] = 0
+    hi[sizes == 0] = 0
+    return lo[back].astype(np.int64), hi[back].astype(np.int64)
+
+
 def quantile_type6(sorted_values: np.ndarray, p: np.ndarray | float) -> np.ndarray:
     """R's type-6 quantile of already sorted values (may contain -inf/+inf for censored values)."""
     x = np.asarray(sorted_values, dtype=float)
@@ -449,8 +487,8 @@ class _Instances:
     value: np.ndarray  # as measured, above-ULOQ +inf, below-LOD -inf (before the common LOD)
     log: np.ndarray  # log scale, same infinities
     below: np.ndarray  # below the LOD or LLOQ as reported
-    limit: np.ndarray  # limit_value of the row (NaN if none)
-    lod: np.ndarray  # reported LOD of the row (NaN if none)
+    limit: np.ndarray | None  # limit_value of a below-LOD row, else NaN; None: no row has one
+    lod: np.ndarray | None  # reported LOD of the row (NaN if none); None: no row has one
 
 
 def _nonparametric_many(
@@ -477,13 +515,15 @@ def _nonparametric_many(
     filled = counts > 0
 
     def group_max(v: np.ndarray) -> np.ndarray:
+        """Per-group maximum, NaN ignored (-inf for none)."""
         out = np.full(n_groups, -np.inf)
         if v.size:
-            out[filled] = np.maximum.reduceat(v, start[filled])
-        return out
+            out[filled] = np.fmax.reduceat(v, start[filled])
+        return np.where(np.isnan(out), -np.inf, out)
 
-    lod_from_cens = group_max(np.where(inst.below & ~np.isnan(inst.limit), inst.limit, -np.inf))
-    lod_reported = group_max(np.where(np.isnan(inst.lod), -np.inf, inst.lod))
+    no_limit = np.full(n_groups, -np.inf)
+    lod_from_cens = no_limit if inst.limit is None else group_max(np.where(inst.below, inst.limit, -np.inf))
+    lod_reported = no_limit if inst.lod is None else group_max(inst.lod)
     lod = np.where(np.isfinite(lod_from_cens), lod_from_cens, np.where(np.isfinite(lod_reported), lod_reported, np.nan))
     if np.isnan(lod).all():  # no limits at all: values and logs already carry the censoring
         cens, x, logv = inst.below, inst.value, inst.log
@@ -502,25 +542,26 @@ def _nonparametric_many(
         low_f, high_f = q1 - 1.5 * iqr, q3 + 1.5 * iqr
         excluded = fenced[gid] & ~cens & ((logv < low_f[gid]) | (logv > high_f[gid]))
 
-    if excluded.any():
-        keep = ~excluded
-        x2, gid2, cens2 = x[keep], gid[keep], cens[keep]
-    else:
-        x2, gid2, cens2 = x, gid, cens
-    n2 = np.bincount(gid2, minlength=n_groups)
-    start2 = np.concatenate([[0], np.cumsum(n2)[:-1]])
+    def group_count(mask: np.ndarray) -> np.ndarray:
+        out = np.zeros(n_groups, dtype=np.int64)
+        if mask.size:
+            out[filled] = np.add.reduceat(mask, start[filled], dtype=np.int64)
+        return out
+
+    x2 = x[~excluded] if excluded.any() else x
+    n2 = counts - group_count(excluded)
+    start2 = np.cumsum(n2) - n2
     p_low, p_high = (1 - coverage) / 2, 1 - (1 - coverage) / 2
     low = _type6_many(x2, start2, n2, np.float64(p_low))
     med = _type6_many(x2, start2, n2, np.float64(0.5))
     high = _type6_many(x2, start2, n2, np.float64(p_high))
-    ranks = {n: (*ci_ranks(int(n), p_low, ci_level), *ci_ranks(int(n), p_high, ci_level)) for n in np.unique(n2)}
-    r = np.array([[v or 0 for v in ranks[n]] for n in n2], dtype=np.int64).reshape(n_groups, 4)
+    r = np.stack([*_ci_ranks_many(n2, p_low, ci_level), *_ci_ranks_many(n2, p_high, ci_level)], axis=1)
     lower, lower_cens = _limit_values(low, lod)
     upper, _ = _limit_values(high, lod)
     median, _ = _limit_values(med, lod)
     out = {
         "n": n2,
-        "n_below_lod": np.bincount(gid2, weights=cens2, minlength=n_groups).astype(np.int64),
+        "n_below_lod": group_count(cens),  # censored values are never excluded
         "n_outliers_excluded": counts - n2,
         "lower_limit": lower,
         "upper_limit": upper,
@@ -560,16 +601,145 @@ def _harris_boyd_many(
     return split, np.where(enough, z, 0.0), np.where(enough, z_star, np.inf)
 
 
-def _measured_stats(ids: np.ndarray, log: np.ndarray, measured: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
-    """Count, mean and SD (ddof = 1) of measured log values per id (two passes, as numpy's std)."""
-    w = measured.astype(float)
-    x = np.where(measured, log, 0.0)
-    n = np.bincount(ids, weights=w, minlength=size)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.bincount(ids, weights=x, minlength=size) / n
-        dev = np.where(measured, (log - mean[ids]) ** 2, 0.0)
-        sd = np.sqrt(np.bincount(ids, weights=dev, minlength=size) / (n - 1))
-    return n, mean, sd
+@dataclass
+class _Moments:
+    """Measured log values of the sorted layout, shifted by their group's mean, for one-pass counts, means
+    and SDs by any split of the groups: the shift keeps the sums of squares from cancelling."""
+
+    centre: np.ndarray  # per group
+    weight: np.ndarray  # 1.0 where measured, else 0.0
+    shifted: np.ndarray  # log - centre where measured, else 0.0
+    squared: np.ndarray  # shifted ** 2
+
+    @classmethod
+    def of(cls, start: np.ndarray, log: np.ndarray, measured: np.ndarray) -> _Moments:
+        """``start``: first position of each group (every group has rows)."""
+        weight = measured.astype(float)
+        sizes = np.diff(np.append(start, log.size))
+        centre = np.zeros(start.size)
+        if log.size:
+            with np.errstate(divide="ignore", invalid="ignore"):  # groups are contiguous: sums by reduceat
+                count = np.add.reduceat(weight, start)
+                centre = np.where(count > 0, np.add.reduceat(np.where(measured, log, 0.0), start) / count, 0.0)
+        with np.errstate(invalid="ignore"):
+            shifted = np.where(measured, log - np.repeat(centre, sizes), 0.0)
+        return cls(centre, weight, shifted, shifted * shifted)
+
+    def stats(self, ids: np.ndarray, per_group: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Count, mean and SD (ddof = 1) of measured values per id = group * per_group + part."""
+        size = self.centre.size * per_group
+        n = np.bincount(ids, weights=self.weight, minlength=size)
+        s1 = np.bincount(ids, weights=self.shifted, minlength=size)
+        s2 = np.bincount(ids, weights=self.squared, minlength=size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = np.repeat(self.centre, per_group) + s1 / n
+            sd = np.sqrt(np.maximum(s2 - s1 * s1 / n, 0.0) / (n - 1))
+        return n, mean, sd
+
+
+# flag bits of a row in the sorted layout (bits 0-1: sex code F 0, M 1, other 2; bits 2-7: age band)
+_BAND_MASK = 63
+_MAX_CUTS = 62  # age band codes 0 .. cuts + 1 fit in 6 bits
+_CENSORING_SET = 256  # the row carries a censoring flag (so its value is not a plain measurement)
+_UNUSABLE = 512  # a measured value without a usable number or log
+
+
+@dataclass
+class _Layout:
+    """Every input row in (group, value) order: the one sort the vectorised build shares."""
+
+    keys: pl.DataFrame  # one row per group: KEYS and _base (the group's number), in KEYS order
+    start: np.ndarray  # first position of each group
+    gid: np.ndarray  # group at each position, ascending
+    row: np.ndarray  # input row at each position
+    value: np.ndarray  # above-ULOQ +inf, below-LOD -inf
+    log: np.ndarray  # same infinities
+    flags: np.ndarray  # int32 bits as above
+    limit: np.ndarray | None  # limit_value of a below-LOD row, else NaN; None when no row has one
+    lod: np.ndarray | None  # reported LOD (NaN if none); None when no row has one
+
+
+def _sorted_layout(frame: pl.DataFrame, *, has_sex: bool, cuts: list[float]) -> _Layout:
+    """Group the rows by KEYS and sort each group by value, in one parallel group-by.
+
+    Grouping on a 64-bit hash of the keys is many times faster than on six text columns; a second,
+    differently seeded hash must agree within every group, else (a collision, never seen) the text keys are
+    used. The per-row columns are prepared in one polars pass and gathered once into the sorted order.
+    """
+    nan, inf = float("nan"), float("inf")
+    censoring = pl.col("censoring")
+    below = censoring.is_in(["below_lod", "below_lloq"]).fill_null(False)
+    above = (censoring == "above_uloq").fill_null(False)
+    raw_value = pl.col("value").cast(pl.Float64).fill_null(nan)
+    raw_log = pl.col("log_value").cast(pl.Float64).fill_null(nan)
+
+    def censored(x: pl.Expr) -> pl.Expr:
+        return pl.when(above).then(inf).when(below).then(-inf).otherwise(x)
+
+    sex = pl.col("sex").cast(pl.String) if has_sex else pl.lit(None, pl.String)
+    sex_code = pl.when(sex == "F").then(0).when(sex == "M").then(1).otherwise(2)
+    band: pl.Expr = pl.lit(0)
+    if cuts:
+        age = pl.col("age").cast(pl.Float64)
+        below_age = pl.sum_horizontal([(age >= c).cast(pl.Int32) for c in cuts])  # = searchsorted(side="right")
+        band = pl.when(age.is_null() | age.is_nan()).then(len(cuts) + 1).otherwise(below_age)
+    unusable = ~below & ~above & ~(raw_value.is_finite() & raw_log.is_finite())
+    flags = (
+        sex_code
+        + band * 4
+        + censoring.is_not_null().cast(pl.Int32) * _CENSORING_SET
+        + unusable.cast(pl.Int32) * _UNUSABLE
+    ).cast(pl.Int32)
+    has_limit = bool(frame["limit_value"].is_not_null().any())
+    has_lod = bool(frame["lod"].is_not_null().any())
+    prep = frame.select(
+        _h=pl.struct(KEYS).hash(seed=0),
+        _h2=pl.struct(KEYS).hash(seed=7),
+        _v=censored(raw_value),
+        _l=censored(raw_log),
+        _f=flags,
+        **({"_lim": pl.when(below).then(pl.col("limit_value").cast(pl.Float64)).otherwise(nan)} if has_limit else {}),
+        **({"_lod": pl.col("lod").cast(pl.Float64).fill_null(nan)} if has_lod else {}),
+    ).hstack([pl.Series("_row", np.arange(frame.height, dtype=np.int64))])  # (an int_range in the select is slow)
+    by_hash = (
+        prep.select("_h", "_h2", "_row", "_v")
+        .group_by("_h")
+        .agg(
+            pl.col("_row").sort_by("_v"),
+            pl.col("_row").first().alias("_first"),
+            (pl.col("_h2").min() != pl.col("_h2").max()).alias("_clash"),
+        )
+    )
+    if by_hash["_clash"].any():
+        by_group = (
+            frame.select(KEYS)
+            .hstack(prep.select("_row", "_v"))
+            .group_by(KEYS)
+            .agg(pl.col("_row").sort_by("_v"))
+            .sort(KEYS, nulls_last=False)
+        )
+    else:
+        firsts = by_hash["_first"].to_numpy()
+        by_group = pl.concat([frame[firsts].select(KEYS), by_hash.select("_row")], how="horizontal").sort(
+            KEYS, nulls_last=False
+        )
+    keys = by_group.select(KEYS).with_row_index("_base").with_columns(pl.col("_base").cast(pl.Int64))
+    sizes = by_group["_row"].list.len().to_numpy().astype(np.int64)
+    row = by_group["_row"].explode().to_numpy() if keys.height else np.array([], dtype=np.int64)
+
+    # one parallel gather puts every per-row column in the sorted order
+    ordered = prep.select(pl.exclude("_h", "_h2", "_row"))[row]
+    return _Layout(
+        keys=keys,
+        start=np.cumsum(sizes) - sizes,
+        gid=np.repeat(np.arange(keys.height, dtype=np.int64), sizes),
+        row=row,
+        value=ordered["_v"].to_numpy(),
+        log=ordered["_l"].to_numpy(),
+        flags=ordered["_f"].to_numpy(),
+        limit=ordered["_lim"].to_numpy() if has_limit else None,
+        lod=ordered["_lod"].to_numpy() if has_lod else None,
+    )
 
 
 def build_reference(
@@ -598,6 +768,10 @@ def build_reference(
     """
     grid = np.asarray(grid, dtype=float)
     has_sex, has_age = "sex" in measurements.columns, "age" in measurements.columns
+    cuts = sorted(age_bands) if age_bands and has_age else []
+    if len(cuts) > _MAX_CUTS:
+        msg = f"at most {_MAX_CUTS} age band cut points are supported, got {len(cuts)}"
+        raise ValueError(msg)
     frame = measurements.select(
         *KEYS,
         "sample_id",
@@ -609,50 +783,13 @@ def build_reference(
         *(["sex"] if has_sex else []),
         *(["age"] if has_age else []),
     )
-    below = frame["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
-    above = (frame["censoring"] == "above_uloq").fill_null(False).to_numpy()
-    raw_value = frame["value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    raw_log = frame["log_value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    value = np.where(above, np.inf, np.where(below, -np.inf, raw_value))
-    log = np.where(above, np.inf, np.where(below, -np.inf, raw_log))
-    limit = frame["limit_value"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    lod = frame["lod"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-    # one group-by gives the groups and, per group, its rows in value order (censored at -inf). Grouping on
-    # a 64-bit hash of the keys is many times faster than on six text columns; a second, differently seeded
-    # hash must agree within every group, else (a collision, never seen) the text keys are used.
-    keyed = frame.select(_h=pl.struct(KEYS).hash(seed=0), _h2=pl.struct(KEYS).hash(seed=7)).hstack(
-        [pl.Series("_row", np.arange(frame.height, dtype=np.int64)), pl.Series("_v", value)]
-    )
-    by_hash = keyed.group_by("_h").agg(
-        pl.col("_row").sort_by("_v"),
-        pl.col("_row").first().alias("_first"),
-        (pl.col("_h2").n_unique() > 1).alias("_clash"),
-    )
-    if by_hash["_clash"].any():
-        by_group = (
-            frame.select(*KEYS)
-            .hstack(keyed.select("_row", "_v"))
-            .group_by(KEYS)
-            .agg(pl.col("_row").sort_by("_v"))
-            .sort(KEYS, nulls_last=False)
-        )
-    else:
-        firsts = by_hash["_first"].to_numpy()
-        by_group = pl.concat([frame[firsts].select(KEYS), by_hash.select("_row")], how="horizontal").sort(
-            KEYS, nulls_last=False
-        )
-    del keyed
-    base_keys = by_group.select(KEYS).with_row_index("_base").with_columns(pl.col("_base").cast(pl.Int64))
-    n_base = base_keys.height
-    sizes = by_group["_row"].list.len().to_numpy()
-    base_rows = by_group["_row"].explode().to_numpy() if n_base else np.array([], dtype=np.int64)
-    base_gid = np.repeat(np.arange(n_base, dtype=np.int64), sizes)
-    base = np.empty(frame.height, dtype=np.int64)
-    base[base_rows] = base_gid
-    numbers = pl.DataFrame({"value": value, "log": log, "below": below, "limit": limit, "lod": lod})
-    # rows a vectorised build cannot take: a measured value without a usable number or log
-    unusable = ~below & ~above & ~(np.isfinite(raw_value) & np.isfinite(raw_log))
-    irregular = np.bincount(base, weights=unusable, minlength=n_base) > 0
+    layout = _sorted_layout(frame, has_sex=has_sex, cuts=cuts)
+    base_keys, n_base = layout.keys, layout.keys.height
+    order, gid, flags = layout.row, layout.gid, layout.flags
+    value, log = layout.value, layout.log
+    irregular = np.zeros(n_base, dtype=bool)
+    if n_base:
+        irregular = np.logical_or.reduceat((flags & _UNUSABLE) != 0, layout.start)
 
     intervals: list[pl.DataFrame] = []
     quantiles: list[pl.DataFrame] = []
@@ -702,36 +839,38 @@ def build_reference(
             )
         return True
 
-    def publish(rows: np.ndarray, gid: np.ndarray, meta: pl.DataFrame) -> np.ndarray:
-        """Build the groups ``gid`` (0 .. meta.height - 1) made of ``rows``, given grouped by ascending gid and
-        in value order within a group; True where a group was published."""
+    def publish(pos: np.ndarray | None, part_gid: np.ndarray, meta: pl.DataFrame) -> np.ndarray:
+        """Build the groups ``part_gid`` (0 .. meta.height - 1, ascending) made of the sorted-layout rows
+        ``pos`` (None: all of them, in order); True where a group was published."""
         n_groups = meta.height
-        height = np.bincount(gid, minlength=n_groups)
+        height = np.bincount(part_gid, minlength=n_groups)
         vector = (height >= min_n) & (outliers == "tukey") & ~irregular[meta["_base"].to_numpy()]
-        if vector.all():
-            r, g = rows, gid
+        take = vector[part_gid]
+        if take.all():
+            p, g = pos, part_gid
         else:
-            take = vector[gid]
-            r, g = rows[take], gid[take]
-        # one parallel gather puts every per-row array in (group, value) order
-        ordered = numbers[r]
-        logs = ordered["log"].to_numpy()
+            p = np.flatnonzero(take) if pos is None else pos[take]
+            g = part_gid[take]
+
+        def at(a: np.ndarray | None) -> np.ndarray | None:
+            return a if a is None or p is None else a[p]
+
+        logs = at(log)
+        assert logs is not None
         # log_value must rise with value (it is its log); a group where it does not goes one by one
         bad = (g[1:] == g[:-1]) & (logs[1:] < logs[:-1])
         if bad.any():
             vector[np.unique(g[1:][bad])] = False
             ok = vector[g]
-            r, g, logs, ordered = r[ok], g[ok], logs[ok], ordered.filter(pl.Series(ok))
+            p = np.flatnonzero(ok) if p is None else p[ok]
+            g = g[ok]
+            logs = at(log)
+            assert logs is not None
         published = np.zeros(n_groups, dtype=bool)
         if vector.any():
-            inst = _Instances(
-                g,
-                ordered["value"].to_numpy(),
-                logs,
-                ordered["below"].to_numpy(),
-                ordered["limit"].to_numpy(),
-                ordered["lod"].to_numpy(),
-            )
+            values = at(value)
+            assert values is not None
+            inst = _Instances(g, values, logs, np.isneginf(values), at(layout.limit), at(layout.lod))
             cols, excluded, grid_rows = _nonparametric_many(
                 inst,
                 n_groups,
@@ -756,38 +895,31 @@ def build_reference(
             )
             grid_frame = pl.DataFrame(grid_rows).with_columns(pl.col("value").fill_nan(None))
             quantiles.append(grid_frame.join(meta.with_row_index("gid"), on="gid").drop("gid"))
-            out_rows = r[excluded & published[g]]
-            if out_rows.size:
-                outlier_rows.append(
-                    frame[out_rows].select("sample_id", "value").hstack(meta[g[excluded & published[g]]].drop("_base"))
-                )
+            out = np.flatnonzero(excluded & published[g])
+            if out.size:
+                out_rows = order[out if p is None else p[out]]
+                outlier_rows.append(frame.select("sample_id", "value")[out_rows].hstack(meta[g[out]].drop("_base")))
         loop = np.flatnonzero(~vector & (height > 0))
         if loop.size:
-            member = np.isin(gid, loop)
-            sub = frame[rows[member]].with_columns(_gid=pl.Series(gid[member]))
+            member = np.flatnonzero(np.isin(part_gid, loop))
+            sub = frame[order[member if pos is None else pos[member]]].with_columns(_gid=pl.Series(part_gid[member]))
             metas = meta.to_dicts()
             for (gi,), group in sub.group_by(["_gid"], maintain_order=True):
                 m = {k: v for k, v in metas[int(gi)].items() if k != "_base"}
                 published[int(gi)] = publish_one(group.sort("sample_id"), m)
         return published
 
-    def grouped(rows: np.ndarray, gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``rows`` grouped by ascending ``gid`` and in value order within a group (a parallel sort per group)."""
-        order = (
-            pl.DataFrame({"g": gid, "r": rows, "v": value[rows]}).group_by("g").agg(pl.col("r").sort_by("v")).sort("g")
-        )
-        return order["r"].explode().to_numpy(), np.repeat(order["g"].to_numpy(), order["r"].list.len().to_numpy())
-
     everyone = base_keys.with_columns(
         sex=pl.lit("all"), age_min=pl.lit(None, pl.Float64), age_max=pl.lit(None, pl.Float64)
     )
-    base_ok = publish(base_rows, base_gid, everyone)
+    base_ok = publish(None, gid, everyone)
 
-    # partitions (Harris and Boyd on the measured log values) of the published groups
-    measured = frame["censoring"].is_null().to_numpy() & np.isfinite(raw_log)
-    meta_parts: list[pl.DataFrame] = []
-    part_rows: list[np.ndarray] = []
+    # partitions (Harris and Boyd on the measured log values) of the published groups; the sorted layout
+    # keeps every part of a group in value order, so a part is a selection of its group's rows
+    moments = _Moments.of(layout.start, log, ((flags & _CENSORING_SET) == 0) & np.isfinite(log))
+    part_pos: list[np.ndarray] = []
     part_gid: list[np.ndarray] = []
+    meta_parts: list[pl.DataFrame] = []
 
     def partition(code: np.ndarray, labels: pl.DataFrame) -> None:
         """Split the published groups into ``labels.height`` parts (``code``: each row's part, or
@@ -795,11 +927,9 @@ def build_reference(
         ``min_n_small``; queue the parts for building."""
         n_parts = labels.height
         size = n_base * (n_parts + 1)
-        ids = base * (n_parts + 1) + code
+        ids = gid * (n_parts + 1) + code
         n_rows = np.bincount(ids, minlength=size).reshape(n_base, n_parts + 1)[:, :n_parts]
-        cnt, mean, sd = (
-            a.reshape(n_base, n_parts + 1)[:, :n_parts] for a in _measured_stats(ids, raw_log, measured, size)
-        )
+        cnt, mean, sd = (a.reshape(n_base, n_parts + 1)[:, :n_parts] for a in moments.stats(ids, n_parts + 1))
         differ = np.zeros(n_base, dtype=bool)
         for i in range(n_parts - 1):
             differ |= _harris_boyd_many(cnt[:, i], mean[:, i], sd[:, i], cnt[:, i + 1], mean[:, i + 1], sd[:, i + 1])[0]
@@ -808,31 +938,26 @@ def build_reference(
             return
         slot = np.full(n_base, -1)
         slot[chosen] = np.arange(chosen.size)
-        rows = np.flatnonzero((slot[base] >= 0) & (code < n_parts))
+        in_chosen = slot[gid] >= 0
         offset = sum(m.height for m in meta_parts)
-        part_rows.append(rows)
-        part_gid.append(offset + slot[base[rows]] * n_parts + code[rows])
-        meta_parts.append(
-            pl.concat([base_keys[np.repeat(chosen, n_parts)], pl.concat([labels] * chosen.size)], how="horizontal")
-        )
+        for j in range(n_parts):  # part j of chosen group s is group offset + j * len(chosen) + s: ascending
+            pos = np.flatnonzero(in_chosen & (code == j))
+            part_pos.append(pos)
+            part_gid.append(offset + j * chosen.size + slot[gid[pos]])
+            meta_parts.append(pl.concat([base_keys[chosen], pl.concat([labels[j]] * chosen.size)], how="horizontal"))
 
     no_age = pl.lit(None, pl.Float64)
     if has_sex:
-        sex = pl.col("sex").cast(pl.String)
-        code = frame.select(pl.when(sex == "F").then(0).when(sex == "M").then(1).otherwise(2))[:, 0].to_numpy()
-        partition(code, pl.DataFrame({"sex": ["F", "M"]}).with_columns(age_min=no_age, age_max=no_age))
-    if age_bands and has_age:
-        cuts = sorted(age_bands)
+        partition(flags & 3, pl.DataFrame({"sex": ["F", "M"]}).with_columns(age_min=no_age, age_max=no_age))
+    if cuts:
         edges = [None, *cuts, None]
-        age = frame["age"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        band = np.where(np.isnan(age), len(cuts) + 1, np.searchsorted(cuts, np.nan_to_num(age), side="right"))
         bands = pl.DataFrame(
             {"sex": ["all"] * (len(cuts) + 1), "age_min": edges[:-1], "age_max": edges[1:]},
             schema={"sex": pl.String, "age_min": pl.Float64, "age_max": pl.Float64},
         )
-        partition(band, bands)
-    if part_rows:
-        publish(*grouped(np.concatenate(part_rows), np.concatenate(part_gid)), pl.concat(meta_parts))
+        partition((flags >> 2) & _BAND_MASK, bands)
+    if part_pos:
+        publish(np.concatenate(part_pos), np.concatenate(part_gid), pl.concat(meta_parts))
 
     interval_frame = (
         schema.conform(pl.concat(intervals, how="diagonal_relaxed"), schema.REFERENCE_INTERVAL)

@@ -415,3 +415,53 @@ def test_type6_for_many_groups_equals_type6_for_each(groups: list[list[float]], 
             assert np.isnan(got[i])
         else:
             assert got[i] == pytest.approx(quantile_type6(g, p)[0], rel=1e-12, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 5000), min_size=1, max_size=40),
+    st.sampled_from([0.01, 0.025, 0.05, 0.5, 0.95, 0.975, 0.99]),
+    st.sampled_from([0.80, 0.90, 0.95, 0.99]),
+)
+def test_ci_ranks_for_many_sizes_equal_ci_ranks_for_each(sizes: list[int], p: float, ci: float) -> None:
+    from transforms.reference import _ci_ranks_many
+
+    lo, hi = _ci_ranks_many(np.array(sizes), p, ci)
+    for n, a, b in zip(sizes, lo, hi, strict=True):
+        want = ci_ranks(n, p, ci)
+        assert (int(a), int(b)) == (want[0] or 0, want[1] or 0), n
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-1e7, 1e7),  # where the group sits: a large mean must not cost precision
+            st.lists(st.tuples(st.floats(-3, 3), st.integers(0, 2), st.booleans()), min_size=1, max_size=25),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_one_pass_moments_equal_numpy_per_part(groups) -> None:
+    """Counts, means and SDs of the measured values of each (group, part), against numpy's two-pass ones."""
+    from transforms.reference import _Moments
+
+    logs, parts, measured, gid = [], [], [], []
+    for g, (centre, rows) in enumerate(groups):
+        rows = sorted(rows)  # the sorted layout: values rise within a group
+        logs += [centre + x if m else -np.inf for x, _, m in rows]
+        parts += [part for _, part, _ in rows]
+        measured += [m for _, _, m in rows]
+        gid += [g] * len(rows)
+    log, part, mask, gids = np.array(logs), np.array(parts), np.array(measured), np.array(gid)
+    start = np.flatnonzero(np.r_[True, gids[1:] != gids[:-1]])
+    n, mean, sd = _Moments.of(start, log, mask).stats(gids * 3 + part, 3)
+    for g in range(len(groups)):
+        for j in range(3):
+            x = log[(gids == g) & (part == j) & mask]
+            assert n[g * 3 + j] == x.size
+            if x.size:
+                assert mean[g * 3 + j] == pytest.approx(x.mean(), rel=1e-12, abs=1e-9)
+            if x.size > 1:
+                assert sd[g * 3 + j] == pytest.approx(x.std(ddof=1), rel=1e-6, abs=1e-7)
