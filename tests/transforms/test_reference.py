@@ -465,3 +465,38 @@ def test_one_pass_moments_equal_numpy_per_part(groups) -> None:
                 assert mean[g * 3 + j] == pytest.approx(x.mean(), rel=1e-12, abs=1e-9)
             if x.size > 1:
                 assert sd[g * 3 + j] == pytest.approx(x.std(ddof=1), rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("varying", [["analyte"], ["panel"], ["analyte", "panel"], []])
+def test_groups_are_the_key_tuples_whichever_keys_vary(varying: list[str]) -> None:
+    """Only varying key columns are hashed: a key that is null in some rows and set in others, or a key
+    other than the analyte, must still split the groups exactly as the full key tuple does."""
+    from transforms import schema
+    from transforms.reference import build_reference
+
+    rng = np.random.default_rng(3)
+    n = 130 * 4
+    code = np.arange(n) % 4
+    frame = pl.DataFrame(
+        {
+            "analyte": [f"A{c % 2}" if "analyte" in varying else "A" for c in code],
+            "uniprot": "P1",
+            "platform": "olink",
+            "panel": [(None if c < 2 else "p2") if "panel" in varying else None for c in code],
+            "matrix": "serum",
+            "unit": "NPX",
+            "sample_id": [f"S{i:04d}" for i in range(n)],
+            "value": rng.normal(3, 1, n) + code,
+            "censoring": None,
+            "limit_value": None,
+            "lod": None,
+        },
+        schema_overrides={"censoring": pl.String, "limit_value": pl.Float64, "lod": pl.Float64, "panel": pl.String},
+    ).with_columns(log_value=pl.col("value"))
+    build = build_reference(frame)
+    want = frame.group_by(schema.MARKER_KEYS).len().sort(schema.MARKER_KEYS, nulls_last=False)
+    got = build.intervals.select(*schema.MARKER_KEYS, len=pl.col("n") + pl.col("n_outliers_excluded"))
+    assert (
+        got.sort(schema.MARKER_KEYS, nulls_last=False).to_dicts()
+        == want.with_columns(pl.col("len").cast(pl.Int64)).to_dicts()
+    )
