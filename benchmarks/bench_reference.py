@@ -101,14 +101,24 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--analytes", type=int, default=3_000)
     parser.add_argument("--step")
+    parser.add_argument("--make")
     parser.add_argument("--file")
     args = parser.parse_args()
+    if args.make:
+        make_parquet(Path(args.make), args.samples, args.analytes)
+        return
     if args.step:
         step(args.step, args.file)
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "healthy.parquet"
-        make_parquet(path, args.samples, args.analytes)
+        # in a child process: ru_maxrss survives fork and exec, so a big parent would inflate every step's peak
+        size = ["--samples", str(args.samples), "--analytes", str(args.analytes)]
+        subprocess.run(
+            [sys.executable, __file__, "--make", str(path), *size],
+            check=True,
+            cwd=ROOT,
+        )
         print(
             f"{args.samples:,} healthy samples x {args.analytes:,} analytes = {args.samples * args.analytes:,} values"
         )

@@ -131,6 +131,9 @@ def raw_names(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 IN_STUDY = "m.cohort in ('healthy', 'patient')"  # rows of `measurements m` that reference and comparisons use
 
 
+COPY_FLUSH_ROWS = 100_000
+
+
 def _copy_parts(con: duckdb.DuckDBPyConnection, query: str, parts: pl.DataFrame, folder: Path) -> list[str]:
     """Write the rows of ``query`` (which joins the table ``__parts`` and selects ``__part``) as Parquet, one
     folder per part, in one pass inside DuckDB (no rows pass through Python). Returns a glob per part, in
@@ -138,6 +141,9 @@ def _copy_parts(con: duckdb.DuckDBPyConnection, query: str, parts: pl.DataFrame,
     if parts.height == 0:
         return []
     con.register("__parts", parts.to_arrow())
+    # each writing thread buffers this many rows across the open part files before flushing them; DuckDB's
+    # default (524,288) needs more than a 1 GB memory limit with 30 parts of a wide raw table
+    con.execute(f"set partitioned_write_flush_threshold = {COPY_FLUSH_ROWS}")
     try:
         con.execute(f"copy ({query}) to ? (format parquet, partition_by (__part), overwrite_or_ignore)", [str(folder)])
     finally:
