@@ -90,14 +90,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--step", choices=["bare", "ingest"])
     parser.add_argument("--file")
+    parser.add_argument("--make")
     args = parser.parse_args()
+    if args.make:
+        make_export(Path(args.make), args.rows)
+        return
     if args.step:
         step(args.step, args.file)
         return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "olink_npx_bench.csv"
         t0 = time.perf_counter()
-        make_export(path, args.rows)
+        # in a child process: ru_maxrss survives fork and exec, so a big parent would inflate every step's peak
+        subprocess.run([sys.executable, __file__, "--make", str(path), "--rows", str(args.rows)], check=True, cwd=ROOT)
         size_mb = path.stat().st_size / 1e6
         print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
         results = {}

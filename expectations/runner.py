@@ -68,8 +68,8 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
                 "engine": "polars",
             }
         )
-        if e.action != "quarantine":
-            continue  # reported (warn) or gating a release (block), never removing rows
+        if e.action != "quarantine" or n_bad == 0:
+            continue  # reported (warn) or gating a release (block), never removing rows; or nothing to remove
         bad = remaining.filter(pl.col(col))
         if bad.height:
             failed.append(

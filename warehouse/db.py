@@ -53,7 +53,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A connection to the warehouse file; read-write connections are migrated first. ``memory_limit``
+    """A connection to the warehouse file; read-write connections are migrated first (and their raw store
+    set up: warehouse.loads.ensure_raw_store). ``memory_limit``
     (e.g. "4GB") caps DuckDB's buffers; beyond it DuckDB spills to ``<warehouse>.tmp``."""
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit} if memory_limit else {}
     if read_only:
@@ -61,6 +62,9 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), config=config)
     migrate(con)
+    from warehouse.loads import ensure_raw_store  # loads needs no db: no import cycle
+
+    ensure_raw_store(con)
     return con
 
 

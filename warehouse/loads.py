@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import duckdb
 import polars as pl
@@ -46,6 +51,104 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
         con.unregister("__frame")
 
 
+RAW_DIR = "raw"  # beside the warehouse file: <folder of warehouse.duckdb>/raw/<sha256>.parquet
+
+
+def raw_dir(con: duckdb.DuckDBPyConnection) -> Path:
+    """The raw store of the warehouse open on ``con``: the folder ``raw`` beside its file (the same for a
+    run's work copy, which lies in the same folder)."""
+    path = con.execute("select path from duckdb_databases() where database_name = current_database()").fetchone()
+    if path is None or not path[0]:
+        msg = "the warehouse must be a file (its raw store lies beside it), not an in-memory database"
+        raise ValueError(msg)
+    return Path(path[0]).resolve().parent / RAW_DIR
+
+
+def _store_raw(rows: pl.DataFrame | Path, folder: Path, sha256: str) -> str:
+    """Write one file's parsed rows as ``<sha256>.parquet`` in the raw store, atomically (a temporary name,
+    then a rename); a Parquet file from the parse task is moved there when it can be. Returns the name."""
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        msg = f"not a sha256: {sha256!r}"
+        raise ValueError(msg)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{sha256}.parquet"
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    if isinstance(rows, Path):
+        try:
+            os.replace(rows, tmp)  # the parse task's file, on the same file system: no copy
+        except OSError:
+            shutil.copyfile(rows, tmp)
+    else:
+        schema.conform(rows, schema.MEASUREMENT).write_parquet(tmp, compression=RAW_COMPRESSION)
+    os.replace(tmp, folder / name)
+    return name
+
+
+RAW_COMPRESSION: Literal["zstd"] = "zstd"  # raw files are kept for good: the smaller the better
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)define ``raw_measurements`` as the raw files of the loaded files the ledger lists, in the order they
+    were ingested. Runs inside the caller's transaction: the view changes with the ledger or not at all."""
+    folder = raw_dir(con)
+    names = [r[0] for r in con.execute(RAW_FILES).fetchall()]
+    columns = ", ".join(f'"{c}"' for c in schema.MEASUREMENT)
+    if names:
+        files = ", ".join(_sql_text(str(folder / n)) for n in names)
+        body = f"select {columns} from read_parquet([{files}])"
+    else:  # no file yet: an empty view with the same columns
+        typed = ", ".join(f'cast(null as {_SQL_TYPES[type(t)]}) as "{c}"' for c, t in schema.MEASUREMENT.items())
+        body = f"select {typed} where false"
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    current = con.execute(
+        "select comment from duckdb_views() where schema_name = 'main' and view_name = 'raw_measurements'"
+    ).fetchone()
+    if current is None or current[0] != digest:  # unchanged on most connections: no catalog write
+        con.execute(f"create or replace view raw_measurements as {body}")
+        con.execute(f"comment on view raw_measurements is '{digest}'")  # hex: safe to inline
+
+
+RAW_FILES = "select raw_file from files where status = 'loaded' and raw_file is not null order by ingested_at, sha256"
+_SQL_TYPES = {pl.String: "varchar", pl.Int64: "bigint", pl.Float64: "double", pl.Date: "date"}
+
+
+def ensure_raw_store(con: duckdb.DuckDBPyConnection) -> int:
+    """Move a warehouse whose raw rows are still a table (before the raw store) to the raw store: one
+    Parquet file per loaded file, then the view. Also re-points the view when the warehouse folder moved.
+    Returns the number of files written (0 when there was nothing to move)."""
+    kind = con.execute(
+        "select table_type from information_schema.tables where table_schema = 'main' "
+        "and table_name = 'raw_measurements'"
+    ).fetchone()
+    written = 0
+    con.execute("begin")
+    try:
+        if kind is not None and kind[0] == "BASE TABLE":
+            folder = raw_dir(con)
+            for (sha,) in con.execute(
+                "select distinct r.source_sha256 from raw_measurements r join files f "
+                "on f.sha256 = r.source_sha256 and f.status = 'loaded' order by 1"
+            ).fetchall():
+                rows = schema.conform(
+                    con.sql("select * from raw_measurements where source_sha256 = ?", params=[sha]).pl(),
+                    schema.MEASUREMENT,
+                )
+                name = _store_raw(rows, folder, sha)
+                con.execute("update files set raw_file = ? where sha256 = ?", [name, sha])
+                written += 1
+            con.execute("drop table raw_measurements")
+        refresh_raw_view(con)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return written
+
+
 def load_file(
     con: duckdb.DuckDBPyConnection,
     entry: LedgerEntry,
@@ -54,12 +157,22 @@ def load_file(
     quarantine: pl.DataFrame | None = None,
     samples: pl.DataFrame | None = None,
 ) -> list[str]:
-    """Write one file's rows, quarantine records and ledger entry atomically. ``rows`` may be a Parquet
-    file in schema.MEASUREMENT (as the parse task writes it): DuckDB then reads it without Python.
+    """Load one file: its parsed rows go to the raw store (``raw/<sha256>.parquet`` beside the warehouse,
+    see :func:`raw_dir`), its quarantine records, samples and ledger entry into the warehouse in one
+    transaction, which also re-points the ``raw_measurements`` view. ``rows`` may be a Parquet file in
+    schema.MEASUREMENT (as the parse task writes it): it is moved into the store (the caller's path is
+    gone afterwards), not read.
 
-    A loaded file with the same name and different content is marked replaced and its rows are removed
-    (the ledger and the archive keep its history). Returns the sha256 of files it replaced.
+    The raw file is written before the transaction, under a name only the ledger entry makes visible; if
+    the transaction fails the file is removed again. A failure leaves the warehouse as it was (a process
+    killed in between leaves at most an unlisted file in the store, which the next load of the same content
+    overwrites). A loaded file with the same name and different content
+    is marked replaced: the ledger, the archive and its raw file keep its history, the view no longer
+    shows its rows. Returns the sha256 of files it replaced.
     """
+    raw_file = None
+    if isinstance(rows, Path) or (rows is not None and rows.height):
+        raw_file = _store_raw(rows, raw_dir(con), entry.sha256)
     con.execute("begin")
     try:
         replaced = [
@@ -70,7 +183,6 @@ def load_file(
             ).fetchall()
         ]
         for old in replaced:
-            con.execute("delete from raw_measurements where source_sha256 = ?", [old])
             con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
             con.execute("delete from samples where source_sha256 = ?", [old])
             con.execute(
@@ -78,10 +190,6 @@ def load_file(
                 "reason = 'a newer file with the same name replaced it' where sha256 = ?",
                 [entry.sha256, old],
             )
-        if isinstance(rows, Path):
-            con.execute("insert into raw_measurements by name select * from read_parquet(?)", [str(rows)])
-        elif rows is not None:
-            _insert(con, "raw_measurements", schema.conform(rows, schema.MEASUREMENT))
         if quarantine is not None:
             _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
         if samples is not None and samples.height:
@@ -90,7 +198,9 @@ def load_file(
             con.unregister("__ids")
             _insert(con, "samples", schema.conform(samples, schema.SAMPLE))
         con.execute(
-            "insert into files values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, null)",
+            "insert into files (sha256, file_name, layout, size_bytes, rows_read, rows_loaded, rows_quarantined, "
+            "status, reason, archive_path, run_id, ingested_at, raw_file) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 entry.sha256,
                 entry.file_name,
@@ -104,16 +214,21 @@ def load_file(
                 entry.archive_path,
                 entry.run_id,
                 now(),
+                raw_file,
             ],
         )
+        if raw_file is not None or replaced:
+            refresh_raw_view(con)
         con.execute("commit")
     except Exception:
         con.execute("rollback")
+        if raw_file is not None:  # no ledger entry ever named it (known contents are never loaded again)
+            (raw_dir(con) / raw_file).unlink(missing_ok=True)
         raise
     return replaced
 
 
-LOADED_RAW = "raw_measurements r join files f on f.sha256 = r.source_sha256 and f.status = 'loaded'"
+LOADED_RAW = "raw_measurements r"  # the view lists the raw files of loaded files only
 
 
 def read_raw(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

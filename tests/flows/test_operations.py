@@ -103,7 +103,12 @@ def test_serve_fires_a_schedule_on_a_local_server_and_stops_everything(tmp_path:
         run = completed[0]
         assert run["deployment_id"] is not None and run["auto_scheduled"]  # fired by the schedule, not by hand
         # the run's log in the API holds our own logger's lines and the run summary the CLI prints
-        lines = [entry["message"] for entry in api(url, "/logs/filter", {"logs": {}, "limit": 200})]
+        # (run logs reach the API in batches, possibly after the run's final state: wait for them a while)
+        lines: list[str] = []
+        logs_deadline = time.monotonic() + 60
+        while time.monotonic() < logs_deadline and not any("files ingested" in m for m in lines):
+            lines = [entry["message"] for entry in api(url, "/logs/filter", {"logs": {}, "limit": 200})]
+            time.sleep(1)
         assert any("files ingested" in m for m in lines), lines
         con = duckdb.connect(str(load_settings(config).warehouse), read_only=True)
         try:

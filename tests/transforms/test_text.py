@@ -2,10 +2,18 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from transforms.text import UnreadableFileError, clean_head, decode, read_table, read_table_bytes, with_numbers
+from transforms.text import (
+    UnreadableFileError,
+    clean_head,
+    decode,
+    read_table,
+    read_table_bytes,
+    strip_cells,
+    with_numbers,
+)
 
 
 def _parse(cells: list[str | None], decimal_comma: bool = False) -> pl.DataFrame:
@@ -89,7 +97,10 @@ def test_read_table_loses_no_row_and_keeps_leading_zeros(rows: list[tuple[str, s
 
 
 LINE_PIECES = st.sampled_from(
-    ["1,2,x", " 3 , 4 ,y", "5,,", ",,", "", "# note", "a,b,c", '"6","7",z', "8,9,é", "  ", "10,11,12,13"]
+    [
+        *["1,2,x", " 3 , 4 ,y", "5,,", ",,", "", "# note", "a,b,c", '"6","7",z', "8,9,é", "  ", "10,11,12,13"],
+        *['" 6 ",7 ,z', "\t1,2,x\t", "1,\u00a02\u00a0,x", "1, 2,x\u3000", "\u2009 4,5,y", "x,y,\u0085z"],
+    ]
 )
 
 
@@ -158,3 +169,23 @@ def test_the_plain_number_shortcut_reads_every_cell_as_the_token_rules_do(cells:
     assert fast.drop("cell").rename(lambda c: c[2:]).equals(rules)
     absent = with_numbers(frame, pl.lit(None, dtype=pl.String))  # an export without the column
     assert absent.height == frame.height and absent["is_missing"].all()
+
+
+SPACES = [" ", "\t", "\u00a0", "\u0085", "\u1680", "\u2003", "\u2028", "\u205f", "\u3000", "\x0b", "\x0c"]
+
+
+@given(
+    st.lists(
+        st.lists(st.text(st.sampled_from(["a", "1", "é", *SPACES]), max_size=4), min_size=2, max_size=2), max_size=8
+    ),
+    st.sampled_from([",", ";", "\t"]),
+)
+@example([["\ta", "b "]], "\t")  # a tab inside quotes of a tab-separated file
+@example([["a\u00a0", "b"]], ",")
+def test_cells_are_stripped_of_every_kind_of_whitespace_as_strip_chars_does(rows: list[list[str]], sep: str) -> None:
+    # the shortcut only strips columns it finds padded; it must agree with stripping every cell
+    frame = pl.DataFrame(
+        {"a": [r[0] for r in rows], "b": [r[1] for r in rows]}, schema={"a": pl.String, "b": pl.String}
+    )
+    payload = "\n".join(f'"{a}"{sep}"{b}"' for a, b in rows).encode()
+    assert strip_cells(frame, payload, sep).equals(frame.with_columns(pl.all().str.strip_chars()))

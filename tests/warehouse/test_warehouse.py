@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime
 from pathlib import Path
@@ -12,16 +13,21 @@ from transforms import schema
 from warehouse import db, loads, releases
 
 
-def entry(sha: str, name: str = "f.csv", rows: int = 2, held: int = 0) -> loads.LedgerEntry:
-    return loads.LedgerEntry(sha, name, "tidy", 10, rows + held, rows, held, "loaded", None, None, "run-1")
+def sha(label: str) -> str:
+    """A real-looking content hash for a test file called ``label``."""
+    return hashlib.sha256(label.encode()).hexdigest()
 
 
-def measurement_rows(sha: str, n: int = 2) -> pl.DataFrame:
+def entry(label: str, name: str = "f.csv", rows: int = 2, held: int = 0) -> loads.LedgerEntry:
+    return loads.LedgerEntry(sha(label), name, "tidy", 10, rows + held, rows, held, "loaded", None, None, "run-1")
+
+
+def measurement_rows(label: str, n: int = 2) -> pl.DataFrame:
     return schema.conform(
         pl.DataFrame(
             {
                 "source_file": ["f.csv"] * n,
-                "source_sha256": [sha] * n,
+                "source_sha256": [sha(label)] * n,
                 "line_number": list(range(2, n + 2)),
                 "platform": ["tidy"] * n,
                 "sample_id": [f"S{i}" for i in range(n)],
@@ -57,8 +63,10 @@ def test_a_failing_load_leaves_no_trace(tmp_path: Path) -> None:
         loads.load_file(con, entry("a"), rows=measurement_rows("a"), quarantine=bad_quarantine)
     assert con.execute("select count(*) from raw_measurements").fetchall() == [(0,)]
     assert con.execute("select count(*) from files").fetchall() == [(0,)]
+    assert list((tmp_path / "raw").iterdir()) == []  # the raw file written before the transaction is gone
     loads.load_file(con, entry("a"), rows=measurement_rows("a"))
     assert con.execute("select count(*) from raw_measurements").fetchall() == [(2,)]
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [f"{sha('a')}.parquet"]
 
 
 def test_rows_load_from_the_parse_tasks_parquet_as_from_a_frame(tmp_path: Path) -> None:
@@ -66,11 +74,13 @@ def test_rows_load_from_the_parse_tasks_parquet_as_from_a_frame(tmp_path: Path) 
     path = tmp_path / "a.rows.parquet"
     measurement_rows("a", 3).write_parquet(path)
     loads.load_file(con, entry("a", "a.csv", rows=3), rows=path)
+    assert not path.exists()  # moved into the raw store, not copied
     loads.load_file(con, entry("b", "b.csv", rows=3), rows=measurement_rows("b", 3))
     by_path, by_frame = (
-        loads.read_raw(con).filter(pl.col("source_sha256") == s).drop("source_sha256") for s in ("a", "b")
+        loads.read_raw(con).filter(pl.col("source_sha256") == sha(s)).drop("source_sha256") for s in ("a", "b")
     )
     assert by_path.height == 3 and by_path.equals(by_frame)
+    measurement_rows("c", 3).write_parquet(path)
     bad_quarantine = pl.DataFrame({"stage": [None]}, schema={"stage": pl.String})
     with pytest.raises(duckdb.Error):  # the Parquet rows are in the same transaction as the rest
         loads.load_file(con, entry("c", "c.csv", rows=3), rows=path, quarantine=bad_quarantine)
@@ -81,12 +91,55 @@ def test_same_name_new_content_replaces_rows_and_keeps_history(tmp_path: Path) -
     con = db.connect(tmp_path / "w.duckdb")
     loads.load_file(con, entry("old", rows=2), rows=measurement_rows("old", 2))
     replaced = loads.load_file(con, entry("new", rows=3), rows=measurement_rows("new", 3))
-    assert replaced == ["old"]
-    assert loads.read_raw(con)["source_sha256"].unique().to_list() == ["new"]
-    assert con.execute("select sha256, status, replaced_by from files order by sha256").fetchall() == [
-        ("new", "loaded", None),
-        ("old", "replaced", "new"),
+    assert replaced == [sha("old")]
+    assert loads.read_raw(con)["source_sha256"].unique().to_list() == [sha("new")]
+    assert con.execute("select sha256, status, replaced_by from files order by status").fetchall() == [
+        (sha("new"), "loaded", None),
+        (sha("old"), "replaced", sha("new")),
     ]
+    # the replaced rows stay in the raw store, as history, out of the view
+    old = pl.read_parquet(tmp_path / "raw" / f"{sha('old')}.parquet")
+    assert old.equals(measurement_rows("old", 2))
+
+
+def test_the_raw_view_follows_the_warehouse_when_its_folder_moves(tmp_path: Path) -> None:
+    con = db.connect(tmp_path / "a" / "w.duckdb")
+    loads.load_file(con, entry("a", rows=3), rows=measurement_rows("a", 3))
+    con.close()
+    (tmp_path / "a").rename(tmp_path / "b")
+    with db.connect(tmp_path / "b" / "w.duckdb", read_only=True) as ro, pytest.raises(duckdb.IOException):
+        ro.execute("select count(*) from raw_measurements").fetchall()  # still names the old folder
+    with db.connect(tmp_path / "b" / "w.duckdb") as rw:  # the next writer re-points it
+        assert rw.execute("select count(*) from raw_measurements").fetchall() == [(3,)]
+
+
+def test_a_warehouse_with_raw_rows_in_a_table_moves_them_to_the_raw_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.duckdb"
+    before = [(v, p) for v, p in db.migration_files() if v < 11]  # the schema before the raw store
+    with duckdb.connect(str(path)) as con:
+        monkeypatch.setattr(db, "migration_files", lambda: before)
+        db.migrate(con)
+        monkeypatch.undo()
+        for label, n, status in (("kept", 3, "loaded"), ("gone", 2, "replaced")):
+            e = entry(label, rows=n)
+            con.execute(
+                "insert into files values (?, ?, 'tidy', 10, ?, ?, 0, ?, null, null, 'run-1', now(), null)",
+                [e.sha256, label, n, n, status],
+            )
+            con.register("__rows", measurement_rows(label, n).to_arrow())
+            con.execute("insert into raw_measurements by name select * from __rows")
+    with db.connect(path) as con:
+        assert con.execute(
+            "select table_type from information_schema.tables where table_name = 'raw_measurements'"
+        ).fetchall() == [("VIEW",)]
+        assert loads.read_raw(con).equals(measurement_rows("kept", 3))
+        assert con.execute("select raw_file from files order by file_name").fetchall() == [
+            (None,),
+            (f"{sha('kept')}.parquet",),
+        ]
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == [f"{sha('kept')}.parquet"]
 
 
 def _tables() -> dict[str, pl.DataFrame]:

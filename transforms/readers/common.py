@@ -40,6 +40,8 @@ def split_bad(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows where ``bad`` holds become quarantine rows with ``reason``; the rest are returned."""
     flagged = frame.with_columns(bad.fill_null(False).alias("__bad"))
+    if not flagged["__bad"].any():  # the common case: no copy of the frame
+        return frame, schema.empty(schema.QUARANTINE)
     held = flagged.filter(pl.col("__bad")).with_columns(
         pl.lit(source).alias("source_file"),
         pl.lit(sha256).alias("source_sha256"),
