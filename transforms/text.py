@@ -277,7 +277,8 @@ def with_numbers(frame: pl.DataFrame, cells: pl.Expr, *, decimal_comma: bool = F
     """
     names = [f"{prefix}{c}" for c in ("value", "censoring", "limit_value", "is_number_ok", "is_missing")]
     text = frame.with_columns(cells.alias("__c"))["__c"]  # with_columns: a literal broadcasts
-    plain = None if decimal_comma else text.str.strip_chars().cast(pl.Float64, strict=False)
+    # padded cells fail this cast and take the token rules, which strip them
+    plain = None if decimal_comma else text.cast(pl.Float64, strict=False)
     if plain is None:  # with decimal commas '1.234' is a thousand: every cell takes the token rules
         rest = _read_tokens(pl.DataFrame({"__c": text}), pl.col("__c"), decimal_comma=True)
         return frame.with_columns([rest[c].alias(n) for c, n in zip(TOKEN_COLUMNS, names, strict=True)])

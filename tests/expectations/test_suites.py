@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from expectations.runner import quarantine_rows, validate_with_gx
-from expectations.suites import load_suite, prepare_raw, suite_names
+from expectations.suites import duplicated_rows, load_suite, prepare_raw, suite_names
 from transforms import schema
 
 
@@ -104,3 +106,12 @@ def test_great_expectations_and_polars_masks_agree() -> None:
     assert ours["unexpected_count"].to_list() == theirs["unexpected_count"].to_list()
     assert ours["success"].to_list() == theirs["success"].to_list()
     assert not ours["success"].all()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["1", "2", None])), max_size=12))
+def test_the_hash_shortcut_for_compound_uniqueness_marks_the_rows_the_exact_mask_marks(
+    rows: list[tuple[str | None, str | None]],
+) -> None:
+    frame = pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String}, orient="row")
+    exact = frame.select(pl.struct("x", "y").is_duplicated()).to_series()
+    assert duplicated_rows(frame, ["x", "y"]).to_list() == exact.to_list()

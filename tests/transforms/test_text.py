@@ -154,6 +154,9 @@ CELLS = st.one_of(
     st.integers(-(10**7), 10**7).map(lambda i: f"{i:,}"),
     st.sampled_from(["< 0.12", "<LOD", "OOR <", "> 500", ">ULOQ", "OOR >", "*12.3", "NaN", "N/A", "", " 7 ", "+5"]),
     st.sampled_from(["=1+2", "@x", "-", "abc", "1 234", "1'234.5", "1.234,5", "1,5", "***", "<LLOQ", "inf"]),
+    st.tuples(
+        st.sampled_from([" ", "\t", "\u00a0", ""]), st.floats(-1e6, 1e6).map(str), st.sampled_from([" ", ""])
+    ).map("".join),  # padded numbers
     st.none(),
 )
 

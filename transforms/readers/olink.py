@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.readers.common import finish, text_col, value_checks, with_lines
+from transforms.readers.common import column, finish, text_col, value_checks, with_lines
 from transforms.text import Table, uses_decimal_comma, with_numbers
 
 CONTROL_PATTERN = r"(?i)(control|ipc|^neg|negative)"
@@ -20,39 +20,35 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
     npx_name = next(c for c in frame.columns if c.lower() == "npx")
     decimal_comma = uses_decimal_comma(frame[npx_name], table.separator)
     sample = text_col(table, "SampleID")
-    plate = text_col(table, "PlateID")
     stype = text_col(table, "Sample_Type").str.to_lowercase()
     frame = with_numbers(frame, pl.col(npx_name), decimal_comma=decimal_comma)
     frame = with_numbers(frame, text_col(table, "LOD"), decimal_comma=decimal_comma, prefix="lod_")
+    flags = [f for f in (_warning(table, "QC_Warning"), _warning(table, "Assay_Warning")) if f is not None]
     frame = frame.with_columns(
         sample.alias("sample_id"),
-        plate.alias("plate_id"),
+        text_col(table, "PlateID").alias("plate_id"),
         text_col(table, "Assay").alias("analyte_raw"),
         text_col(table, "Panel").alias("panel"),
         pl.col(npx_name).alias("value_text"),
         pl.lit("NPX").alias("unit_raw"),
         pl.lit("olink").alias("platform"),
         pl.lit(None, dtype=pl.String).alias("well"),
-        pl.concat_str(
-            [
-                pl.when(text_col(table, "QC_Warning").str.to_lowercase().is_in(["pass", "ok"]).not_()).then(
-                    pl.lit("QC_Warning=") + text_col(table, "QC_Warning")
-                ),
-                pl.when(text_col(table, "Assay_Warning").str.to_lowercase().is_in(["pass", "ok"]).not_()).then(
-                    pl.lit("Assay_Warning=") + text_col(table, "Assay_Warning")
-                ),
-            ],
-            separator="; ",
-            ignore_nulls=True,
-        ).alias("vendor_qc"),
+        (pl.concat_str(flags, separator="; ", ignore_nulls=True) if flags else pl.lit(None, pl.String)).alias(
+            "vendor_qc"
+        ),
     )
-    on_plates = frame.group_by("sample_id").agg(pl.col("plate_id").n_unique().alias("__plates"))
-    frame = frame.join(on_plates, on="sample_id", how="left", nulls_equal=True)
-    is_control = stype.is_in(CONTROL_TYPES) | (stype.is_null() & sample.str.contains(CONTROL_PATTERN))
+    # sample-level facts from the distinct sample ids (far fewer than rows): on more than one plate, and
+    # what the id says (control, bridge)
+    per_sample = frame.group_by("sample_id").agg(pl.col("plate_id").n_unique().alias("plates"))
+    ids = per_sample.get_column("sample_id")
+    on_plates = per_sample.filter(pl.col("plates") > 1).get_column("sample_id")
+    named_control = ids.filter(ids.str.contains(CONTROL_PATTERN))
+    named_bridge = ids.filter(ids.str.contains("(?i)bridge"))
+    is_control = stype.is_in(CONTROL_TYPES) | (stype.is_null() & pl.col("sample_id").is_in(named_control.implode()))
     frame = frame.with_columns(
         pl.when(is_control)
         .then(pl.lit("control"))
-        .when(sample.str.contains("(?i)bridge") | (pl.col("__plates") > 1))
+        .when(pl.col("sample_id").is_in(named_bridge.implode()) | pl.col("sample_id").is_in(on_plates.implode()))
         .then(pl.lit("bridge"))
         .otherwise(pl.lit("sample"))
         .alias("sample_type"),
@@ -70,3 +66,19 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
     )
     label = pl.col("analyte_raw").fill_null("?")
     return finish(frame, source=source, sha256=sha256, checks=value_checks(label))
+
+
+PASSED = ["pass", "ok"]  # Olink QC_Warning / Assay_Warning values that are no warning (any case)
+
+
+def _warning(table: Table, name: str) -> pl.Expr | None:
+    """``<name>=<value>`` where the warning column holds something else than a pass, else null; None when
+    no row has a warning (the common case, found by one exact comparison instead of lower-casing)."""
+    found = column(table, name)
+    if found is None:
+        return None
+    cells = table.frame.get_column(found)
+    if (cells.is_in([*PASSED, *(p.upper() for p in PASSED), *(p.title() for p in PASSED), ""]) | cells.is_null()).all():
+        return None
+    cell = text_col(table, name)
+    return pl.when(cell.str.to_lowercase().is_in(PASSED).not_()).then(pl.lit(f"{name}=") + cell)
