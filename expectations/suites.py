@@ -131,11 +131,23 @@ def apply_suite(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     return frame.with_columns(masks)
 
 
+def _constant(column: pl.Series) -> bool:
+    """True when every row holds the same value (all null counts); cheap to refute."""
+    if column.len() == 0 or column.null_count() == column.len():
+        return True
+    if column.null_count() or column[0] != column[-1]:
+        return False
+    return bool(column.eq(column[0]).all())
+
+
 def duplicated_rows(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
     """``failing_mask`` of a compound-unique expectation, at less cost: when the rows' hashes of ``columns``
     are all distinct, so are the rows (counting distinct hashes is several times cheaper than marking
     duplicates); otherwise the exact mask."""
-    key = pl.struct(columns)
+    varying = [c for c in columns if not _constant(frame.get_column(c))]  # equal in every row: no help
+    if not varying:
+        return pl.repeat(frame.height > 1, frame.height, dtype=pl.Boolean, eager=True)
+    key = pl.struct(varying)
     if frame.height == 0 or frame.select(key.hash().n_unique()).item() == frame.height:
         return pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
     return frame.select(key.is_duplicated()).to_series()

@@ -264,13 +264,16 @@ def parse_file(
     checks = [(plan.file_stats, "files")] if plan.file_stats is not None else []
     if plan.checked is not None:
         checks.insert(0, (prepare_raw(plan.checked), "raw_measurements"))
+    prefix = str(scratch / plan.outcome.sha256)
+    frames: dict[str, str] = {}
+    if plan.rows is not None:  # in the raw store's own form: loading then only moves the file
+        loads.write_raw_parquet(plan.rows, frames.setdefault("rows", f"{prefix}.rows.parquet"))
     outputs = {
-        "rows": plan.rows,
         "quarantine": plan.quarantine,
         "samples": plan.samples,
         "gx": gx_results(settings, checks) if checks else None,
     }
-    return ParsedFile(path, len(data), plan.outcome, _write_frames(outputs, str(scratch / plan.outcome.sha256)))
+    return ParsedFile(path, len(data), plan.outcome, frames | _write_frames(outputs, prefix))
 
 
 def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[FileOutcome, pl.DataFrame | None]:

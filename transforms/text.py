@@ -77,6 +77,9 @@ def _column_names(header: str, sep: str, *, source: str, header_index: int) -> l
 
 
 def _without_empty_rows(table: Table) -> Table:
+    first = table.frame.get_column(table.frame.columns[0])
+    if not first.eq("").any():  # an empty row starts with an empty cell: one column tells most files apart
+        return table
     empty = pl.all_horizontal(pl.all() == "")
     if not table.frame.select(empty.any()).item():
         return table
@@ -130,14 +133,13 @@ def read_table_bytes(
     if end <= pos:
         return None
     n_lines = data.count(b"\n", pos, end) + 1
-    numbers = pl.int_range(header_index + 2, header_index + 2 + n_lines, eager=True, dtype=pl.Int64)
     payload = data if data[end:] in (b"", b"\n", b"\r\n") else data[:end]  # a copy only for blank tails
     try:
         # blank lines inside the body are skipped by the parser: they show as fewer rows than lines
         table = _parse_body(
             payload,
             n_lines,
-            numbers.alias("line_number"),
+            header_index + 2,
             names,
             sep,
             source,
@@ -151,9 +153,12 @@ def read_table_bytes(
     if any(first.str.starts_with(p).any() for p in comment_prefixes):
         return None  # comment lines
     header_cells = [c.strip() for c in split_fields(header, sep)][: len(names)]
-    if frame.select(
-        pl.all_horizontal(pl.col(c) == h for c, h in zip(frame.columns, header_cells, strict=True)).any()
-    ).item():
+    if (
+        first.eq(header_cells[0]).any()
+        and frame.select(
+            pl.all_horizontal(pl.col(c) == h for c, h in zip(frame.columns, header_cells, strict=True)).any()
+        ).item()
+    ):
         return None  # the header repeated (exports appended to each other)
     return _without_empty_rows(table)  # blank and empty rows, as the careful path drops them
 
@@ -183,9 +188,8 @@ def read_table(
     padded = "\n" + joined + "\n"
     quirks = any(("\n" + p) in padded for p in comment_prefixes) or ("\n" + header + "\n") in padded
     if not quirks and stop > first:  # the common case: one pass over the body, then drop empty rows
-        numbers = pl.int_range(first + 1, stop + 1, eager=True, dtype=pl.Int64).alias("line_number")
         try:
-            table = _parse_body(joined.encode("utf-8"), stop - first, numbers, unique, sep, source, header_index)
+            table = _parse_body(joined.encode("utf-8"), stop - first, first + 1, unique, sep, source, header_index)
         except UnreadableFileError:
             pass  # blank lines made the row count differ: take the careful path below
         else:
@@ -209,7 +213,7 @@ def read_table(
 def _parse_body(
     payload: bytes,
     n_lines: int,
-    numbers: pl.Series,
+    numbers: pl.Series | int,
     names: list[str],
     sep: str,
     source: str,
@@ -218,7 +222,9 @@ def _parse_body(
     skip_lines: int = 0,
 ) -> Table:
     """Parse data lines (already filtered; after ``skip_lines`` lines of ``payload``) into an all-text frame
-    with the given column names."""
+    with the given column names. ``numbers`` are the lines' numbers, or the number of the first line when
+    they follow each other: the parser then counts them itself, in the same chunks as the cells (a Series
+    in other chunks would make every later operation on the frame realign all of its columns)."""
     width = len(names)
     raw = pl.read_csv(
         payload,  # bytes: twice as fast as a StringIO
@@ -231,7 +237,10 @@ def _parse_body(
         extra_columns="ignore",
         truncate_ragged_lines=True,
         empty_string_is_null=False,
+        **({"row_index_name": "__line", "row_index_offset": numbers} if isinstance(numbers, int) else {}),
     )
+    if isinstance(numbers, int):
+        numbers = raw.drop_in_place("__line").cast(pl.Int64).alias("line_number")
     if raw.height != n_lines:
         msg = (
             f"{source}: {n_lines} data lines but {raw.height} rows after parsing; a quoted cell spans "
@@ -252,6 +261,8 @@ def strip_cells(frame: pl.DataFrame, payload: bytes, sep: str) -> pl.DataFrame:
     when the bytes hold no whitespace but ' ' (and the separator), only the columns with a cell that starts
     or ends with ' ' are stripped. Most exports have none."""
     others = [b for b in _OTHER_SPACE_BYTES if b != sep.encode()] + ([b'"'] if sep == "\t" else [])  # '"\tx"'
+    if payload.isascii():  # one pass instead of one per multi-byte lead byte
+        others = [b for b in others if b < b"\x80"]
     if any(payload.find(b) != -1 for b in others):
         return frame.with_columns(pl.all().str.strip_chars())
     padded = frame.select((pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ")).any() for c in frame.columns)
@@ -283,6 +294,9 @@ def with_numbers(frame: pl.DataFrame, cells: pl.Expr, *, decimal_comma: bool = F
         rest = _read_tokens(pl.DataFrame({"__c": text}), pl.col("__c"), decimal_comma=True)
         return frame.with_columns([rest[c].alias(n) for c, n in zip(TOKEN_COLUMNS, names, strict=True)])
     ok = plain.is_finite().fill_null(False)
+    if ok.all():  # columns in the frame's own chunks (new Series in other chunks would realign every column)
+        lits = [pl.lit(None, pl.String), pl.lit(None, pl.Float64), pl.lit(True), pl.lit(False)]
+        return frame.with_columns(plain.alias(names[0]), *(e.alias(n) for e, n in zip(lits, names[1:], strict=True)))
     n = frame.height
     value = plain.set(~ok, None)
     censoring = pl.repeat(None, n, dtype=pl.String, eager=True)
@@ -290,12 +304,12 @@ def with_numbers(frame: pl.DataFrame, cells: pl.Expr, *, decimal_comma: bool = F
     number_ok = pl.repeat(True, n, dtype=pl.Boolean, eager=True)
     missing = pl.repeat(False, n, dtype=pl.Boolean, eager=True)
     out = [value, censoring, limit, number_ok, missing]
-    if not ok.all():
-        where = (~ok).arg_true()
-        rest = _read_tokens(pl.DataFrame({"__c": text.filter(~ok)}), pl.col("__c"), decimal_comma=False)
-        for series, column in zip(out, TOKEN_COLUMNS, strict=True):
-            series.scatter(where, rest[column])
-    return frame.with_columns([series.alias(name) for series, name in zip(out, names, strict=True)])
+    where = (~ok).arg_true()
+    rest = _read_tokens(pl.DataFrame({"__c": text.filter(~ok)}), pl.col("__c"), decimal_comma=False)
+    for series, column in zip(out, TOKEN_COLUMNS, strict=True):
+        series.scatter(where, rest[column])
+    # the new columns are one chunk each: one copy of the frame now beats realigning it in every later step
+    return frame.with_columns([series.alias(name) for series, name in zip(out, names, strict=True)]).rechunk()
 
 
 TOKEN_COLUMNS = ["value", "censoring", "limit_value", "is_number_ok", "is_missing"]

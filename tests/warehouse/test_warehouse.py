@@ -99,7 +99,8 @@ def test_same_name_new_content_replaces_rows_and_keeps_history(tmp_path: Path) -
     ]
     # the replaced rows stay in the raw store, as history, out of the view
     old = pl.read_parquet(tmp_path / "raw" / f"{sha('old')}.parquet")
-    assert old.equals(measurement_rows("old", 2))
+    assert schema.conform(old, schema.MEASUREMENT).equals(measurement_rows("old", 2))
+    assert old.schema["source_sha256"] == pl.Enum([sha("old")])  # constant text written as a one-value Enum
 
 
 def test_the_raw_view_follows_the_warehouse_when_its_folder_moves(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ def text_col(table: Table, *names: str) -> pl.Expr:
     name = column(table, *names)
     if name is None:
         return pl.lit(None, dtype=pl.String)
+    if not table.frame.get_column(name).eq("").any():  # the common case: the column itself, not a copy
+        return pl.col(name)
     return pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name))
 
 
