@@ -237,7 +237,8 @@ def _parse_body(
         extra_columns="ignore",
         truncate_ragged_lines=True,
         empty_string_is_null=False,
-        **({"row_index_name": "__line", "row_index_offset": numbers} if isinstance(numbers, int) else {}),
+        row_index_name="__line" if isinstance(numbers, int) else None,
+        row_index_offset=numbers if isinstance(numbers, int) else 0,
     )
     if isinstance(numbers, int):
         numbers = raw.drop_in_place("__line").cast(pl.Int64).alias("line_number")
