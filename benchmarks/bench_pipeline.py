@@ -106,17 +106,20 @@ def bare_read(folder: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t0, "rows": n}))
 
 
-def group_rss_kb(pgid: int) -> int:
-    """Resident memory (kB) of every process in process group ``pgid`` (Linux /proc)."""
-    total = 0
+def group_rss_kb(pgid: int) -> tuple[int, int]:
+    """Resident memory (kB) of every process in process group ``pgid`` together, and of its leader (the run's
+    own process) alone (Linux /proc)."""
+    total = leader = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) == pgid:  # field 5 of stat: the process group
-                total += int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)  # field 24: rss in pages
+                kb = int(fields[21]) * (os.sysconf("SC_PAGE_SIZE") // 1024)  # field 24: rss in pages
+                total += kb
+                leader += kb if int(stat.parent.name) == pgid else 0
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return total, leader
 
 
 def run(
@@ -152,11 +155,13 @@ def run(
             preexec_fn=limit if memory_gb else None,  # sets a memory limit, nothing else
         )
         peak_kb = 0
-        trace: list[tuple[float, int]] = []  # (seconds since start, kB): where in the run memory peaks
+        # (unix seconds, kB of all processes, kB of the run's own process): where in the run memory peaks, and
+        # in which process (the rest is Prefect's temporary server and, on Dask, the workers)
+        trace: list[tuple[float, int, int]] = []
         while process.poll() is None:  # sample the resident memory of all the run's processes together
-            rss = group_rss_kb(process.pid)
+            rss, own = group_rss_kb(process.pid)
             peak_kb = max(peak_kb, rss)
-            trace.append((time.time(), rss))
+            trace.append((time.time(), rss, own))
             time.sleep(0.25)
         returncode = process.returncode
     seconds = time.perf_counter() - t0
@@ -167,7 +172,7 @@ def run(
     if trace_dir:  # the memory trace and the run's log, to find the stage where memory peaks
         trace_dir.mkdir(parents=True, exist_ok=True)
         (trace_dir / f"memory-{runner}.csv").write_text(
-            "unix_seconds,rss_kb\n" + "".join(f"{t:.2f},{kb}\n" for t, kb in trace)
+            "unix_seconds,rss_kb,run_process_rss_kb\n" + "".join(f"{t:.2f},{kb},{own}\n" for t, kb, own in trace)
         )
         (trace_dir / f"run-{runner}.log").write_text(log.read_text())
     if done.returncode != 0:
@@ -186,10 +191,10 @@ def run(
     # peak memory per stage: the stages run one after the other from the run's start
     begin, peaks = float(row[1]), {}
     for name, secs in summary["stage_seconds"].items():
-        peaks[name] = max((kb for t, kb in trace if begin <= t < begin + secs), default=0) / 1024
+        peaks[name] = max((kb for t, kb, _ in trace if begin <= t < begin + secs), default=0) / 1024
         begin += secs
     peaks["before and after the stages"] = (
-        max((kb for t, kb in trace if t < float(row[1]) or t >= begin), default=0) / 1024
+        max((kb for t, kb, _ in trace if t < float(row[1]) or t >= begin), default=0) / 1024
     )
     out["stage_peak_mb"] = peaks
     out["rows_read"] = sum(f["rows_read"] for f in summary["files"])

@@ -25,6 +25,7 @@ from expectations.report import render_report
 from expectations.runner import SuiteOutcome, merge_results, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, subject_key, task_runner
+from flows.memory import gives_back_memory
 from flows.progress import report
 from transforms import schema
 from transforms.compare import compare_cohorts, finish_comparison
@@ -252,6 +253,7 @@ def _write_frames(frames: Mapping[str, pl.DataFrame | None], prefix: str) -> dic
 
 
 @task(cache_policy=NO_CACHE)
+@gives_back_memory  # parts one after another: keep the floor flat
 def parse_file(
     path: storage.Location, settings: Settings, known: frozenset[str], key: bytes, scratch: Path
 ) -> ParsedFile:
@@ -345,6 +347,7 @@ def _store_gx(settings: Settings, run_id: str, results: list[pl.DataFrame]) -> p
 
 
 @task(cache_policy=NO_CACHE)
+@gives_back_memory  # parts one after another: keep the floor flat
 def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Settings, out: str) -> dict[str, str]:
     """Normalise one part of the raw rows (see transforms.partitions.plan_normalise) with the plate-level and
     normalised-measurement suites applied, and validate the results with GX. Reads and writes Parquet only
@@ -470,6 +473,7 @@ def _reference_of(rows: pl.DataFrame, settings: Settings) -> dict[str, pl.DataFr
 
 
 @task(cache_policy=NO_CACHE)
+@gives_back_memory  # parts one after another: keep the floor flat
 def reference_part(measurements: str, settings: Settings, out: str) -> dict[str, str]:
     """:func:`_reference_of` one part of the analytes (groups never span analytes, so parts are independent).
     Reads and writes Parquet only (any worker of the task runner)."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="refranges-prefect-"))
+if "PREFECT_HOME" not in os.environ:  # a private home, removed when the session ends (not left in /tmp)
+    _prefect_home = tempfile.mkdtemp(prefix="refranges-prefect-")
+    os.environ["PREFECT_HOME"] = _prefect_home
+    atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
 os.environ.update(
     DO_NOT_TRACK="1",
     GX_ANALYTICS_ENABLED="false",
