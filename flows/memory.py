@@ -34,7 +34,11 @@ def _libc_trim() -> Callable[[int], int] | None:
 
 
 def give_back_memory() -> bool:
-    """Collect garbage, then return free heap pages to the operating system (glibc). True when it ran."""
+    """Collect garbage, then return free heap pages to the operating system (glibc). True when it ran.
+
+    Both are needed: without the collection (objects in reference cycles still hold their buffers) a
+    20,000 x 3,000 run peaked at 11.7 GB, with it at 7.0 GB. The collection takes about 0.25 s in a run
+    process."""
     gc.collect()
     trim = _libc_trim()
     if trim is None:
