@@ -9,6 +9,8 @@ from typing import Any
 
 import polars as pl
 
+from transforms import schema
+
 SUITE_DIR = Path(__file__).parent / "suites"
 
 #: Thresholds used when none are passed (the configuration defaults; see flows/config.py and README).
@@ -131,20 +133,11 @@ def apply_suite(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     return frame.with_columns(masks)
 
 
-def _constant(column: pl.Series) -> bool:
-    """True when every row holds the same value (all null counts); cheap to refute."""
-    if column.len() == 0 or column.null_count() == column.len():
-        return True
-    if column.null_count() or column[0] != column[-1]:
-        return False
-    return bool(column.eq(column[0]).all())
-
-
 def duplicated_rows(frame: pl.DataFrame, columns: list[str]) -> pl.Series:
     """``failing_mask`` of a compound-unique expectation, at less cost: when the rows' hashes of ``columns``
     are all distinct, so are the rows (counting distinct hashes is several times cheaper than marking
     duplicates); otherwise the exact mask."""
-    varying = [c for c in columns if not _constant(frame.get_column(c))]  # equal in every row: no help
+    varying = [c for c in columns if not schema.is_constant(frame.get_column(c))]  # equal in every row: no help
     if not varying:
         return pl.repeat(frame.height > 1, frame.height, dtype=pl.Boolean, eager=True)
     key = pl.struct(varying)

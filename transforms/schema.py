@@ -149,3 +149,13 @@ def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
             for name, dtype in schema.items()
         ]
     )
+
+
+def is_constant(column: pl.Series) -> bool:
+    """True when every row holds the same value (a column of nulls only counts); cheap to refute: the first
+    and last rows are compared before the whole column."""
+    if column.len() == 0 or column.null_count() == column.len():
+        return True
+    if column.null_count() or column[0] != column[-1]:
+        return False
+    return bool(column.eq(column[0]).all())

@@ -93,11 +93,8 @@ def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
     constant = []
     for name, dtype in rows.schema.items():
         column = rows.get_column(name)
-        if dtype != pl.String or rows.height == 0 or column.null_count():
-            continue
-        first = column[0]
-        if first == column[-1] and column.eq(first).all():
-            constant.append(pl.lit(first, dtype=pl.Enum([first])).alias(name))
+        if dtype == pl.String and rows.height and not column.null_count() and schema.is_constant(column):
+            constant.append(pl.lit(column[0], dtype=pl.Enum([column[0]])).alias(name))
     rows.with_columns(constant).write_parquet(path, compression=RAW_COMPRESSION, compression_level=RAW_LEVEL)
 
 
