@@ -6,7 +6,8 @@ spells a column list. Must not import anything that does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import polars as pl
 
@@ -151,11 +152,29 @@ def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
     )
 
 
-def is_constant(column: pl.Series) -> bool:
-    """True when every row holds the same value (a column of nulls only counts); cheap to refute: the first
-    and last rows are compared before the whole column."""
-    if column.len() == 0 or column.null_count() == column.len():
-        return True
-    if column.null_count() or column[0] != column[-1]:
-        return False
-    return bool(column.eq(column[0]).all())
+def constant_columns(frame: pl.DataFrame, columns: Iterable[str] | None = None) -> dict[str, Any]:
+    """The columns of ``columns`` (default: all) that hold one value in every row, with that value (None for
+    a column of nulls only; every column of an empty frame counts). One pass reads the first and last value
+    and the null count of every column; only the columns those leave in doubt are compared in full. Never
+    takes a column out as a Series: that would write out a literal column (a file name, say) row by row."""
+    names = list(frame.columns if columns is None else columns)
+    if frame.height == 0:
+        return dict.fromkeys(names)
+    ends = frame.select(
+        *(pl.col(c).first().alias(f"f{i}") for i, c in enumerate(names)),
+        *(pl.col(c).last().alias(f"l{i}") for i, c in enumerate(names)),
+        *(pl.col(c).null_count().alias(f"n{i}") for i, c in enumerate(names)),
+    ).row(0)
+    k = len(names)
+    found: dict[str, Any] = {}
+    doubt: dict[str, Any] = {}
+    for i, name in enumerate(names):
+        first, last, nulls = ends[i], ends[k + i], ends[2 * k + i]
+        if nulls == frame.height:
+            found[name] = None
+        elif nulls == 0 and first == last:
+            doubt[name] = first
+    if doubt:
+        same = frame.select((pl.col(c) == pl.lit(v, dtype=frame.schema[c])).all().alias(c) for c, v in doubt.items())
+        found |= {c: v for c, v in doubt.items() if same.get_column(c)[0]}
+    return {c: found[c] for c in names if c in found}

@@ -132,10 +132,11 @@ def read_table_bytes(
         end -= 1  # a file may end in line breaks
     if end <= pos:
         return None
-    n_lines = data.count(b"\n", pos, end) + 1
+    # a row per line unless a quoted cell holds a line break: without a quote there is nothing to count
+    # (blank lines are rows of empty cells, dropped below with their line numbers kept)
+    n_lines = data.count(b"\n", pos, end) + 1 if data.find(b'"', pos, end) != -1 else None
     payload = data if data[end:] in (b"", b"\n", b"\r\n") else data[:end]  # a copy only for blank tails
     try:
-        # blank lines inside the body are skipped by the parser: they show as fewer rows than lines
         table = _parse_body(
             payload,
             n_lines,
@@ -147,7 +148,7 @@ def read_table_bytes(
             skip_lines=header_index + 1,
         )
     except (UnreadableFileError, pl.exceptions.ComputeError):
-        return None  # not UTF-8 after all, quoted line breaks or blank lines: the careful path reads it
+        return None  # not UTF-8 after all, or quoted line breaks: the careful path reads it
     frame = table.frame
     first = frame.get_column(frame.columns[0])
     if any(first.str.starts_with(p).any() for p in comment_prefixes):
@@ -212,7 +213,7 @@ def read_table(
 
 def _parse_body(
     payload: bytes,
-    n_lines: int,
+    n_lines: int | None,
     numbers: pl.Series | int,
     names: list[str],
     sep: str,
@@ -224,7 +225,8 @@ def _parse_body(
     """Parse data lines (already filtered; after ``skip_lines`` lines of ``payload``) into an all-text frame
     with the given column names. ``numbers`` are the lines' numbers, or the number of the first line when
     they follow each other: the parser then counts them itself, in the same chunks as the cells (a Series
-    in other chunks would make every later operation on the frame realign all of its columns)."""
+    in other chunks would make every later operation on the frame realign all of its columns). ``n_lines``
+    is the number of lines, checked against the rows parsed, or None when no quote can join lines."""
     width = len(names)
     raw = pl.read_csv(
         payload,  # bytes: twice as fast as a StringIO
@@ -242,7 +244,7 @@ def _parse_body(
     )
     if isinstance(numbers, int):
         numbers = raw.drop_in_place("__line").cast(pl.Int64).alias("line_number")
-    if raw.height != n_lines:
+    if n_lines is not None and raw.height != n_lines:
         msg = (
             f"{source}: {n_lines} data lines but {raw.height} rows after parsing; a quoted cell spans "
             "lines. Re-export without line breaks inside cells."

