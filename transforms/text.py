@@ -8,6 +8,7 @@ No I/O here: callers hand in bytes.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import polars as pl
@@ -76,17 +77,20 @@ def _column_names(header: str, sep: str, *, source: str, header_index: int) -> l
     return unique
 
 
-def _without_empty_rows(table: Table) -> Table:
+def _empty_rows(table: Table) -> pl.Series | None:
+    """The mask of rows whose cells are all empty (blank lines, lines of separators), or None when none is."""
     first = table.frame.get_column(table.frame.columns[0])
     if not first.eq("").any():  # an empty row starts with an empty cell: one column tells most files apart
+        return None
+    empty = table.frame.select(pl.all_horizontal(pl.all() == "").alias("e")).to_series()
+    return empty if empty.any() else None
+
+
+def _without_empty_rows(table: Table) -> Table:
+    empty = _empty_rows(table)
+    if empty is None:
         return table
-    empty = pl.all_horizontal(pl.all() == "")
-    if not table.frame.select(empty.any()).item():
-        return table
-    non_empty = ~table.frame.select(empty.alias("e"))["e"]
-    return Table(
-        table.frame.filter(non_empty), table.line_numbers.filter(non_empty), table.separator, table.header_line
-    )
+    return Table(table.frame.filter(~empty), table.line_numbers.filter(~empty), table.separator, table.header_line)
 
 
 HEAD_BYTES = 256 * 1024  # what is decoded to find the header of a clean UTF-8 export
@@ -109,12 +113,21 @@ def clean_head(data: bytes) -> list[str] | None:
 
 
 def read_table_bytes(
-    data: bytes, head: list[str], *, header_index: int, source: str, comment_prefixes: tuple[str, ...] = ("#",)
+    data: bytes,
+    head: list[str],
+    *,
+    header_index: int,
+    source: str,
+    comment_prefixes: tuple[str, ...] = ("#",),
+    columns: Collection[str] | None = None,
 ) -> Table | None:
     """:func:`read_table` for the common clean export, straight from its bytes: the body goes to polars
-    without decoding, splitting or joining lines. ``head`` is :func:`clean_head`. Returns None when the
-    file needs the careful path: a lone CR, comment lines, a repeated header, text that is not UTF-8, or a
-    row count that differs from the line count (quoted line breaks)."""
+    without decoding, splitting or joining lines. ``head`` is :func:`clean_head`. ``columns`` (names, any
+    case) are the columns the caller reads: only those and the first are parsed (None: all). Returns None
+    when the file needs the careful path: a lone CR, comment lines, a repeated header, text that is not
+    UTF-8, a row count that differs from the line count (quoted line breaks), or, when only some columns are
+    parsed, a row whose parsed cells are all empty (whether its other cells are empty too decides if it is
+    a blank row or a row to hold back, and only the careful path sees them)."""
     if header_index >= len(head) - 1:
         return None
     if data.find(b"\r") != -1 and data.count(b"\r") != data.count(b"\r\n"):
@@ -122,14 +135,24 @@ def read_table_bytes(
     header = head[header_index]
     sep = sniff_separator(header)
     names = _column_names(header, sep, source=source, header_index=header_index)
+    keep = None
+    if columns is not None:  # the first column always: comment lines and repeated headers show there
+        wanted = {c.lower() for c in columns}
+        keep = [i for i, n in enumerate(names) if i == 0 or n.lower() in wanted]
     pos = 0
     for _ in range(header_index + 1):  # the byte where the body starts
         pos = data.find(b"\n", pos) + 1
         if pos == 0:
             return None
     end = len(data)
-    while end > pos and data[end - 1 : end] in (b"\n", b"\r", b" ", b"\t"):
-        end -= 1  # a file may end in line breaks
+    blank = (sep + '" \t\r').encode()
+    while True:  # a file may end in line breaks and rows of empty cells (Excel's trailing rows)
+        while end > pos and data[end - 1 : end] in (b"\n", b"\r", b" ", b"\t"):
+            end -= 1
+        last = data.rfind(b"\n", pos, end) + 1
+        if end <= pos or last <= pos or data[last:end].strip(blank):
+            break
+        end = last
     if end <= pos:
         return None
     # a row per line unless a quoted cell holds a line break: without a quote there is nothing to count
@@ -146,6 +169,7 @@ def read_table_bytes(
             source,
             header_index,
             skip_lines=header_index + 1,
+            keep=keep,
         )
     except (UnreadableFileError, pl.exceptions.ComputeError):
         return None  # not UTF-8 after all, or quoted line breaks: the careful path reads it
@@ -153,14 +177,14 @@ def read_table_bytes(
     first = frame.get_column(frame.columns[0])
     if any(first.str.starts_with(p).any() for p in comment_prefixes):
         return None  # comment lines
-    header_cells = [c.strip() for c in split_fields(header, sep)][: len(names)]
+    header_cells = dict(zip(names, (c.strip() for c in split_fields(header, sep)), strict=False))
     if (
-        first.eq(header_cells[0]).any()
-        and frame.select(
-            pl.all_horizontal(pl.col(c) == h for c, h in zip(frame.columns, header_cells, strict=True)).any()
-        ).item()
+        first.eq(header_cells[names[0]]).any()
+        and frame.select(pl.all_horizontal(pl.col(c) == header_cells[c] for c in frame.columns).any()).item()
     ):
         return None  # the header repeated (exports appended to each other)
+    if keep is not None and len(keep) < len(names) and _empty_rows(table) is not None:
+        return None  # empty in the parsed columns: blank, or a row with only other cells (held back)
     return _without_empty_rows(table)  # blank and empty rows, as the careful path drops them
 
 
@@ -221,12 +245,14 @@ def _parse_body(
     header_index: int,
     *,
     skip_lines: int = 0,
+    keep: list[int] | None = None,
 ) -> Table:
     """Parse data lines (already filtered; after ``skip_lines`` lines of ``payload``) into an all-text frame
     with the given column names. ``numbers`` are the lines' numbers, or the number of the first line when
     they follow each other: the parser then counts them itself, in the same chunks as the cells (a Series
     in other chunks would make every later operation on the frame realign all of its columns). ``n_lines``
-    is the number of lines, checked against the rows parsed, or None when no quote can join lines."""
+    is the number of lines, checked against the rows parsed, or None when no quote can join lines.
+    ``keep``: the indices of the columns to parse (None: all)."""
     width = len(names)
     raw = pl.read_csv(
         payload,  # bytes: twice as fast as a StringIO
@@ -241,6 +267,7 @@ def _parse_body(
         empty_string_is_null=False,
         row_index_name="__line" if isinstance(numbers, int) else None,
         row_index_offset=numbers if isinstance(numbers, int) else 0,
+        columns=keep,
     )
     if isinstance(numbers, int):
         numbers = raw.drop_in_place("__line").cast(pl.Int64).alias("line_number")
@@ -250,7 +277,7 @@ def _parse_body(
             "lines. Re-export without line breaks inside cells."
         )
         raise UnreadableFileError(msg)
-    frame = raw.rename(dict(zip(raw.columns, names, strict=True)))
+    frame = raw.rename({f"__c{i}": name for i, name in enumerate(names) if f"__c{i}" in raw.columns})
     return Table(strip_cells(frame, payload, sep), numbers, sep, header_index + 1)
 
 

@@ -241,3 +241,38 @@ def test_reader_keeps_input_unchanged(tmp_path: Path) -> None:
     before = bytes(data)
     read(data)
     assert data == before
+
+
+OLINK_WIDE = (
+    "SampleID,Index,OlinkID,UniProt,Assay,MissingFreq,Panel,Panel_Lot_Nr,PlateID,QC_Warning,LOD,NPX,"
+    "Normalization,Assay_Warning\n"
+)
+
+
+def _olink_wide_rows(n: int) -> list[str]:
+    return [
+        f"S{i % 7},{i % 88 + 1},OID{i % 5:05d},P05231,{['IL6', 'TNF', 'IL10', 'IL8', 'CCL2'][i % 5]},0.02,"
+        f"Olink Explore,B04414,PLATE{i // 35},{'Pass' if i % 11 else 'WARN'},0.5,{(i % 9) / 3 - 0.4:.5f},"
+        f"Intensity,{'Pass' if i % 13 else 'Warning'}"
+        for i in range(n)
+    ]
+
+
+def test_olink_clean_export_parsed_for_its_read_columns_matches_the_careful_path() -> None:
+    lines = _olink_wide_rows(70)
+    fast = read((OLINK_WIDE + "\n".join(lines) + "\n").encode(), "olink_wide.csv")
+    # a comment line sends the file down the careful path, which parses every column; at the end it
+    # leaves every other line number as it is
+    careful = read((OLINK_WIDE + "\n".join(lines) + "\n# end of export\n").encode(), "olink_wide.csv")
+    assert fast.rows.height == 70 and fast.rows["vendor_qc"].null_count() < 70
+    assert fast.rows.drop("source_sha256").equals(careful.rows.drop("source_sha256"))
+    assert fast.quarantine.height == careful.quarantine.height == 0
+
+
+def test_olink_row_with_only_unread_cells_is_held_back_not_dropped() -> None:
+    lines = _olink_wide_rows(5)
+    lines.insert(2, ",,OID00009,,,,,,,,,,,")  # no sample, assay or value, but not an empty row either
+    lines.insert(4, ",,,,,,,,,,,,,")  # an empty row: dropped, as the careful path drops it
+    r = read((OLINK_WIDE + "\n".join(lines) + "\n").encode(), "olink_wide.csv")
+    assert r.rows.height == 5 and r.rows_read == 6
+    assert r.quarantine["reason"].str.contains("line 4:").all() and r.quarantine.height == 1

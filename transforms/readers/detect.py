@@ -112,6 +112,8 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
 
 
 FAST_LAYOUTS = {"manifest", "olink", "msd", "tidy"}  # one table per file: readable straight from the bytes
+#: The columns a reader reads, for layouts whose exports grow large: a clean export is parsed for these alone
+READS: dict[str, tuple[str, ...]] = {"olink": olink.COLUMNS}
 
 
 def _clean_text_table(data: bytes, *, source: str) -> tuple[Table, list[str], str] | None:
@@ -123,7 +125,7 @@ def _clean_text_table(data: bytes, *, source: str) -> tuple[Table, list[str], st
     if found is None or found[0] not in FAST_LAYOUTS:
         return None
     layout, header_index = found
-    table = read_table_bytes(data, head, header_index=header_index, source=source)
+    table = read_table_bytes(data, head, header_index=header_index, source=source, columns=READS.get(layout))
     return None if table is None else (table, head[:header_index], layout)
 
 

@@ -11,6 +11,10 @@ import polars as pl
 from transforms.readers.common import column, finish, text_col, value_checks, with_lines
 from transforms.text import Table, uses_decimal_comma, with_numbers
 
+#: Every column read_olink reads (any case): a clean export is parsed for these alone (OlinkID, UniProt,
+#: MissingFreq, Normalization and the like are not parsed; the file itself stays in the archive).
+COLUMNS = ("SampleID", "Sample_Type", "NPX", "LOD", "QC_Warning", "Assay_Warning", "PlateID", "Assay", "Panel")
+
 CONTROL_PATTERN = r"(?i)(control|ipc|^neg|negative)"
 CONTROL_TYPES = ["sample_control", "plate_control", "negative_control", "control"]
 
