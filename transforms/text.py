@@ -270,7 +270,9 @@ def _parse_body(
         columns=keep,
     )
     if isinstance(numbers, int):
-        numbers = raw.drop_in_place("__line").cast(pl.Int64).alias("line_number")
+        numbers = _in_chunks_of(
+            raw.drop_in_place("__line").cast(pl.Int64).alias("line_number"), raw.get_column(raw.columns[0])
+        )
     if n_lines is not None and raw.height != n_lines:
         msg = (
             f"{source}: {n_lines} data lines but {raw.height} rows after parsing; a quoted cell spans "
@@ -279,6 +281,19 @@ def _parse_body(
         raise UnreadableFileError(msg)
     frame = raw.rename({f"__c{i}": name for i, name in enumerate(names) if f"__c{i}" in raw.columns})
     return Table(strip_cells(frame, payload, sep), numbers, sep, header_index + 1)
+
+
+def _in_chunks_of(series: pl.Series, like: pl.Series) -> pl.Series:
+    """``series`` cut into the chunks of ``like`` (zero-copy slices). A projected read returns its row index
+    in one chunk and the cells in hundreds: every later step on a frame with both realigned all of its
+    columns (10 M rows: about 0.5 s per step)."""
+    if series.n_chunks() == like.n_chunks():
+        return series
+    pieces, offset = [], 0
+    for chunk in like.get_chunks():
+        pieces.append(series.slice(offset, chunk.len()))
+        offset += chunk.len()
+    return pl.concat(pieces, rechunk=False)
 
 
 # bytes that start or are whitespace other than ' ' (tab, VT, FF, and the UTF-8 lead bytes of U+0085,

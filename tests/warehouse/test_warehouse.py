@@ -103,6 +103,25 @@ def test_same_name_new_content_replaces_rows_and_keeps_history(tmp_path: Path) -
     assert old.schema["source_sha256"] == pl.Enum([sha("old")])  # constant text written as a one-value Enum
 
 
+def test_raw_files_with_and_without_a_text_column_read_as_text_through_the_view(tmp_path: Path) -> None:
+    con = db.connect(tmp_path / "w.duckdb")
+    plain = measurement_rows("plain", 2)  # no well: a column of nulls only
+    wells = measurement_rows("wells", 2).with_columns(pl.Series("well", ["A1", "B2"]), pl.lit("P1").alias("panel"))
+    loads.load_file(con, entry("plain", "p.csv", rows=2), rows=plain)
+    loads.load_file(con, entry("wells", "w.csv", rows=2), rows=wells)
+    stored = pl.read_parquet(tmp_path / "raw" / f"{sha('plain')}.parquet")
+    assert stored.schema["well"] == pl.Enum([""]) and stored["well"].null_count() == 2  # nulls as a one-value Enum
+    types = dict(con.execute("select column_name, column_type from (describe raw_measurements)").fetchall())
+    assert types["well"] == types["panel"] == types["source_sha256"] == "VARCHAR"
+    got = con.execute("select source_sha256, well, panel from raw_measurements order by source_sha256, well").fetchall()
+    assert sorted(got, key=str) == sorted(
+        [(sha("plain"), None, None)] * 2 + [(sha("wells"), "A1", "P1"), (sha("wells"), "B2", "P1")], key=str
+    )
+    assert schema.conform(loads.read_raw(con).sort("source_sha256", "line_number"), schema.MEASUREMENT).equals(
+        pl.concat([plain, wells]).sort("source_sha256", "line_number")
+    )
+
+
 def test_the_raw_view_follows_the_warehouse_when_its_folder_moves(tmp_path: Path) -> None:
     con = db.connect(tmp_path / "a" / "w.duckdb")
     loads.load_file(con, entry("a", rows=3), rows=measurement_rows("a", 3))
