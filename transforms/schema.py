@@ -158,7 +158,7 @@ def constant_columns(frame: pl.DataFrame, columns: Iterable[str] | None = None) 
     and the null count of every column; only the columns those leave in doubt are compared in full. Never
     takes a column out as a Series: that would write out a literal column (a file name, say) row by row."""
     names = list(frame.columns if columns is None else columns)
-    if frame.height == 0:
+    if frame.height == 0 or not names:
         return dict.fromkeys(names)
     ends = frame.select(
         *(pl.col(c).first().alias(f"f{i}") for i, c in enumerate(names)),

@@ -86,8 +86,8 @@ def _empty_rows(table: Table) -> pl.Series | None:
     return empty if empty.any() else None
 
 
-def _without_empty_rows(table: Table) -> Table:
-    empty = _empty_rows(table)
+def _without_empty_rows(table: Table, empty: pl.Series | None) -> Table:
+    """``table`` without the rows of ``empty`` (:func:`_empty_rows`)."""
     if empty is None:
         return table
     return Table(table.frame.filter(~empty), table.line_numbers.filter(~empty), table.separator, table.header_line)
@@ -183,9 +183,10 @@ def read_table_bytes(
         and frame.select(pl.all_horizontal(pl.col(c) == header_cells[c] for c in frame.columns).any()).item()
     ):
         return None  # the header repeated (exports appended to each other)
-    if keep is not None and len(keep) < len(names) and _empty_rows(table) is not None:
+    empty = _empty_rows(table)
+    if keep is not None and len(keep) < len(names) and empty is not None:
         return None  # empty in the parsed columns: blank, or a row with only other cells (held back)
-    return _without_empty_rows(table)  # blank and empty rows, as the careful path drops them
+    return _without_empty_rows(table, empty)  # blank and empty rows, as the careful path drops them
 
 
 def read_table(
@@ -218,7 +219,7 @@ def read_table(
         except UnreadableFileError:
             pass  # blank lines made the row count differ: take the careful path below
         else:
-            return _without_empty_rows(table)
+            return _without_empty_rows(table, _empty_rows(table))
     body = pl.DataFrame({"line": pl.Series(lines[first:stop], dtype=pl.String)}).with_row_index("i")
     stripped = pl.col("line").str.strip_chars()
     keep = (

@@ -133,3 +133,4 @@ def test_constant_columns_finds_the_columns_with_one_value_in_every_row(
     }  # n_unique counts null as a value
     assert schema.constant_columns(frame) == expected
     assert schema.constant_columns(frame, ["t", "s"]) == {c: v for c, v in expected.items() if c in ("t", "s")}
+    assert schema.constant_columns(frame, []) == {}
