@@ -1,9 +1,12 @@
-"""Ingest benchmark: parse + check + load of a large Olink-style NPX export, beside a bare polars.read_csv.
+"""Ingest benchmark: parse + check + load of a large Olink-style NPX export, beside a bare polars read.
 
-Run on demand (not by CI):  .venv/bin/python benchmarks/bench_ingest.py [--rows 10000000]
+Run on demand (not by CI):
+    .venv/bin/python benchmarks/bench_ingest.py [--rows 10000000]                 # Target-style CSV
+    .venv/bin/python benchmarks/bench_ingest.py --explore-ht [--rows 20000000]     # Explore HT NPX Parquet
 
 Each measurement runs in its own process so that peak RSS (ru_maxrss) belongs to that step alone.
-Target (ingestion issue): parse + load within 3x of the bare read_csv of the same file.
+Targets: parse + load of the CSV within 3x of a bare ``polars.read_csv`` of the same file; of the Explore HT
+Parquet file (5,420 assays plus internal controls, Olink metadata) within 2x of a bare ``polars.read_parquet``.
 """
 
 from __future__ import annotations
@@ -54,12 +57,27 @@ def make_export(path: Path, rows: int) -> None:
     df.write_csv(path)
 
 
+EXPLORE_HT_ASSAYS = 5420  # Olink Explore HT's panel; each sample also has 24 internal-control rows
+
+
+def make_explore_ht(path: Path, rows: int) -> None:
+    from transforms.demo_explore import BLOCKS, INTERNAL, generate_explore
+
+    per_sample = EXPLORE_HT_ASSAYS + BLOCKS * len(INTERNAL)
+    n = max(2, round(rows / per_sample * 88 / 96))  # 8 control wells per plate of 88 samples
+    demo = generate_explore(seed=1, n_healthy=n, n_patients=0, n_assays=EXPLORE_HT_ASSAYS)
+    path.write_bytes(demo.files["explore_ht_npx.parquet"])
+
+
 def step(kind: str, path: str) -> None:
     import polars as pl
 
     if kind == "bare":
         t0 = time.perf_counter()
-        rows = pl.read_csv(path, infer_schema=False).height
+        if path.endswith(".parquet"):
+            rows = pl.read_parquet(path).height
+        else:
+            rows = pl.read_csv(path, infer_schema=False).height
     else:
         from flows.config import load_settings
         from flows.pipeline import plan_file
@@ -75,7 +93,7 @@ def step(kind: str, path: str) -> None:
             entry = o.ledger_entry(size_bytes=len(data), archive_path=None, run_id="bench")
             assert settings.warehouse is not None
             with db.connect(settings.warehouse) as con:
-                loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine)
+                loads.load_file(con, entry, rows=plan.rows, quarantine=plan.quarantine, handling=plan.handling)
             rows = o.rows_read
     seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -91,20 +109,21 @@ def main() -> None:
     parser.add_argument("--step", choices=["bare", "ingest"])
     parser.add_argument("--file")
     parser.add_argument("--make")
+    parser.add_argument("--explore-ht", action="store_true", help="an Olink Explore HT NPX Parquet file")
     args = parser.parse_args()
     if args.make:
-        make_export(Path(args.make), args.rows)
+        (make_explore_ht if args.make.endswith(".parquet") else make_export)(Path(args.make), args.rows)
         return
     if args.step:
         step(args.step, args.file)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "olink_npx_bench.csv"
+        path = Path(tmp) / ("explore_ht_npx_bench.parquet" if args.explore_ht else "olink_npx_bench.csv")
         t0 = time.perf_counter()
         # in a child process: ru_maxrss survives fork and exec, so a big parent would inflate every step's peak
         subprocess.run([sys.executable, __file__, "--make", str(path), "--rows", str(args.rows)], check=True, cwd=ROOT)
         size_mb = path.stat().st_size / 1e6
-        print(f"generated {args.rows:,} rows ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
+        print(f"generated {path.name} ({size_mb:,.0f} MB) in {time.perf_counter() - t0:.1f} s")
         results = {}
         for kind in ("bare", "ingest"):
             out = subprocess.run(
@@ -116,9 +135,11 @@ def main() -> None:
             )
             results[kind] = json.loads(out.stdout.strip().splitlines()[-1])
     bare, ingest = results["bare"], results["ingest"]
+    peer, target = ("polars.read_parquet", 2) if args.explore_ht else ("polars.read_csv", 3)
+    print(f"{bare['rows']:,} rows")
     print(f"{'step':<34}{'seconds':>10}{'rows/s':>14}{'peak MB':>10}")
     print(
-        f"{'polars.read_csv (peer, bare)':<34}{bare['seconds']:>10.2f}{bare['rows'] / bare['seconds']:>14,.0f}"
+        f"{peer + ' (peer, bare)':<34}{bare['seconds']:>10.2f}{bare['rows'] / bare['seconds']:>14,.0f}"
         f"{bare['peak_mb']:>10,.0f}"
     )
     print(
@@ -129,7 +150,7 @@ def main() -> None:
         f"{'refranges parse + checks + load':<34}{ingest['seconds']:>10.2f}{ingest['rows'] / ingest['seconds']:>14,.0f}"
         f"{ingest['peak_mb']:>10,.0f}"
     )
-    print(f"ratio to bare read_csv: {ingest['seconds'] / bare['seconds']:.1f}x (target <= 3x)")
+    print(f"ratio to bare {peer}: {ingest['seconds'] / bare['seconds']:.1f}x (target <= {target}x)")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,7 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     )
     classes = {
         "expect_column_values_to_not_be_null": gxe.ExpectColumnValuesToNotBeNull,
+        "expect_column_values_to_be_null": gxe.ExpectColumnValuesToBeNull,
         "expect_column_values_to_be_in_set": gxe.ExpectColumnValuesToBeInSet,
         "expect_column_values_to_be_between": gxe.ExpectColumnValuesToBeBetween,
         "expect_compound_columns_to_be_unique": gxe.ExpectCompoundColumnsToBeUnique,

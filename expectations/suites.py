@@ -105,6 +105,8 @@ def failing_mask(expectation: Expectation) -> pl.Expr:
     kw = expectation.kwargs
     if expectation.type == "expect_column_values_to_not_be_null":
         return pl.col(kw["column"]).is_null()
+    if expectation.type == "expect_column_values_to_be_null":
+        return pl.col(kw["column"]).is_not_null()
     if expectation.type == "expect_column_values_to_be_in_set":
         col = pl.col(kw["column"])
         return col.is_not_null() & ~col.is_in(list(kw["value_set"]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -65,14 +66,24 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 2026,
     healthy: Annotated[int, typer.Option(help="Number of healthy people.")] = 400,
     patients: Annotated[int, typer.Option(help="Number of patients.")] = 200,
+    platform: Annotated[
+        str,
+        typer.Option(
+            help="'mixed': Olink Target 96 NPX and MSD exports; 'explore-ht': one Olink Explore HT NPX Parquet file."
+        ),
+    ] = "mixed",
 ) -> None:
-    """Write a demo data set (manifest, Olink NPX and MSD exports) into OUT."""
+    """Write a demo data set (a manifest plus Olink and MSD exports, or an Olink Explore HT file) into OUT."""
     from flows.landing import copy_demo
-    from transforms.demo import generate_demo
+    from transforms.demo import DemoData, generate_demo
+    from transforms.demo_explore import generate_explore
 
     if healthy < 1 or patients < 0:
         fail("--healthy must be >= 1 and --patients >= 0")
-    demo = generate_demo(seed=seed, n_healthy=healthy, n_patients=patients)
+    makers: dict[str, Callable[..., DemoData]] = {"mixed": generate_demo, "explore-ht": generate_explore}
+    if platform not in makers:
+        fail(f"--platform must be one of {', '.join(makers)}, not {platform!r}")
+    demo = makers[platform](seed=seed, n_healthy=healthy, n_patients=patients)
     paths = copy_demo(demo.files, out)
     console.print(f"wrote {len(paths)} files to {out}")
 

@@ -42,6 +42,7 @@ class Settings:
     rcv_probability: float = 0.95  # two-sided probability of the reference change value
     quantile_k: int = 5
     msd_unit: str = "pg/mL"
+    hold_vendor_warnings: bool = False  # hold back rows Olink flagged WARN (SampleQC, AssayQC) instead of loading them
     analyte_dictionary_extra: Path | None = None  # a lab's own analyte dictionary rows (same CSV layout)
     # quality thresholds: the defaults live beside the suites that read them
     max_bad_row_share: float = DEFAULT_THRESHOLDS["max_bad_row_share"]
@@ -86,7 +87,23 @@ class Settings:
         """Values that quality suites read through ``{"config": key}`` (expectations/suites/*.json), with the
         overrides of ``platform`` applied."""
         base = {k: getattr(self, k) for k in THRESHOLD_KEYS}
-        return base | (self.platform_thresholds.get(platform, {}) if platform else {})
+        if not platform:
+            return base
+        family = self.platform_thresholds.get(platform_family(platform), {})  # [olink] covers every Olink product
+        return base | family | self.platform_thresholds.get(platform, {})
+
+    @property
+    def methods(self) -> dict[str, str]:
+        """``batch_methods`` with each vendor's setting carried to its products (``olink = "bridge"`` applies
+        to olink_explore_ht too, unless that has its own line)."""
+        from transforms.readers.olink_explore import PRODUCTS
+
+        inherited = {
+            p: self.batch_methods[platform_family(p)]
+            for p in PRODUCTS.values()
+            if platform_family(p) in self.batch_methods
+        }
+        return inherited | self.batch_methods
 
     def parameters(self) -> dict[str, Any]:
         """The settings that change published numbers (recorded in every release manifest)."""
@@ -96,6 +113,7 @@ class Settings:
             "ci_level": self.ci_level,
             "quantile_k": self.quantile_k,
             "msd_unit": self.msd_unit,
+            "hold_vendor_warnings": self.hold_vendor_warnings,
             "method": "auto: nonparametric for n >= min_n, parametric (Box-Cox) or robust (Horn-Pesce) below",
             "min_n_small": self.min_n_small,
             "age_bands": self.age_bands,
@@ -114,6 +132,11 @@ class Settings:
 
 
 KEYS = {f.name: f for f in fields(Settings)}
+
+
+def platform_family(platform: str) -> str:
+    """The vendor of a platform: olink_explore_ht -> olink (settings for a vendor apply to its products)."""
+    return platform.split("_", 1)[0]
 
 
 def task_runner(settings: Settings) -> Any:
@@ -179,6 +202,14 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     try:
         if "Path" in str(kind):
             return Path(str(value)).expanduser()
+        if kind == "bool" or str(kind) == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(value).strip().lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
         if kind == "int" or str(kind) == "int":
             return int(value)
         if kind == "float" or str(kind) == "float":

@@ -54,6 +54,7 @@ class FileOutcome:
     reason: str | None = None
     replaced: list[str] = field(default_factory=list)
     parsed_by: str | None = None  # host:pid of the process that parsed the file (a Dask worker, or this one)
+    info: dict[str, Any] = field(default_factory=dict)  # what the file says of itself (Olink product, LOD rule)
 
     @classmethod
     def already_ingested(cls, name: str, sha: str) -> FileOutcome:
@@ -74,6 +75,7 @@ class FileOutcome:
             self.reason,
             archive_path,
             run_id,
+            self.info or None,
         )
 
 
@@ -189,6 +191,8 @@ class FilePlan:
     samples: pl.DataFrame | None = None
     checked: pl.DataFrame | None = None  # parsed rows the QC suite looked at (for GX)
     file_stats: pl.DataFrame | None = None  # one row for the `files` suite
+    assays: pl.DataFrame | None = None  # one row per assay for the `olink_assays` suite (report only)
+    handling: pl.DataFrame | None = None  # Olink Explore HT sample-handling (OSI) fields per sample
 
 
 def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: bytes) -> FilePlan:
@@ -198,11 +202,13 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
     if sha in known:
         return FilePlan(FileOutcome.already_ingested(name, sha))
     try:
-        result = read_file(data, source=name, sha256=sha, options={"msd_unit": settings.msd_unit})
+        options = {"msd_unit": settings.msd_unit, "hold_vendor_warnings": settings.hold_vendor_warnings}
+        result = read_file(data, source=name, sha256=sha, options=options)
     except UnreadableFileError as exc:
         return FilePlan(FileOutcome(name, sha, "quarantined", reason=str(exc)))
     held = [result.quarantine]
-    plan = FilePlan(FileOutcome(name, sha, "loaded", result.layout, result.rows_read))
+    plan = FilePlan(FileOutcome(name, sha, "loaded", result.layout, result.rows_read, info=dict(result.info)))
+    plan.assays, plan.handling = result.extras.get("assays"), result.extras.get("handling")
     if result.samples is not None:
         plan.samples = pseudonymise_subjects(result.samples, key)
         plan.outcome.rows_loaded = plan.samples.height
@@ -225,7 +231,7 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
         o.status = "quarantined"
         o.reason = f"{name}: {gate.failed['why'][0]} ({o.rows_quarantined} of {o.rows_read} rows unusable, {share:.0%})"
         o.rows_loaded, o.rows_quarantined = 0, o.rows_read
-        plan.rows, plan.samples, plan.checked = None, None, None
+        plan.rows, plan.samples, plan.checked, plan.handling = None, None, None, None
     return plan
 
 
@@ -266,6 +272,8 @@ def parse_file(
     checks = [(plan.file_stats, "files")] if plan.file_stats is not None else []
     if plan.checked is not None:
         checks.insert(0, (prepare_raw(plan.checked), "raw_measurements"))
+        if plan.assays is not None:
+            checks.append((plan.assays, "olink_assays"))
     prefix = str(scratch / plan.outcome.sha256)
     frames: dict[str, str] = {}
     if plan.rows is not None:  # in the raw store's own form: loading then only moves the file
@@ -273,6 +281,7 @@ def parse_file(
     outputs = {
         "quarantine": plan.quarantine,
         "samples": plan.samples,
+        "handling": plan.handling,
         "gx": gx_results(settings, checks) if checks else None,
     }
     return ParsedFile(path, len(data), plan.outcome, frames | _write_frames(outputs, prefix))
@@ -301,6 +310,7 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[F
                 rows=Path(parsed.frames["rows"]) if "rows" in parsed.frames else None,
                 quarantine=parsed.frame("quarantine"),
                 samples=parsed.frame("samples"),
+                handling=parsed.frame("handling"),
             )
         logger.info(
             "%s: %s, %d rows read, %d loaded, %d quarantined",
@@ -365,7 +375,7 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
     kept, held_plates = hold_plates(prepared, pl.concat(failed, how="diagonal_relaxed") if failed else stats.clear())
     del prepared
     normalised = finish_measurements(
-        kept, settings.batch_methods, combat_min_batch=settings.combat_min_batch, min_bridges=settings.min_bridges
+        kept, settings.methods, combat_min_batch=settings.combat_min_batch, min_bridges=settings.min_bridges
     )
     del kept
     checked = quarantine_rows(normalised, load_suite("normalised_measurements", thresholds=settings.thresholds()))
@@ -389,7 +399,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
     lookup = dictionary_lookup(dictionary)
     scratch = _scratch(settings, f"{run_id}-normalise")
     with _connect(settings) as con:
-        parts = plan_normalise(loads.raw_names(con), lookup, settings.batch_methods, max_rows=settings.partition_rows)
+        parts = plan_normalise(loads.raw_names(con), lookup, settings.methods, max_rows=settings.partition_rows)
         raw_paths = loads.export_raw_parts(con, parts, scratch / "raw")
         loads.read_samples(con).write_parquet(scratch / "samples.parquet")
     outputs: list[dict[str, str]] = []

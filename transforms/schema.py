@@ -22,7 +22,7 @@ MEASUREMENT: dict[str, pl.DataType] = {
     "well": pl.String(),
     "run_date": pl.Date(),
     "sample_id": pl.String(),
-    "sample_type": pl.String(),  # sample | control | bridge | calibrator | blank
+    "sample_type": pl.String(),  # sample | control | negative_control | bridge | calibrator | blank
     "analyte_raw": pl.String(),  # the analyte name as the export writes it
     "value_text": pl.String(),  # the cell as written
     "value": pl.Float64(),  # numeric reading of the cell; null when censored without a number
@@ -33,7 +33,18 @@ MEASUREMENT: dict[str, pl.DataType] = {
     "lod": pl.Float64(),  # limit of detection reported by the export, in unit_raw
     "vendor_qc": pl.String(),  # vendor warnings (Olink QC_Warning / Assay_Warning, MSD CV flags ...)
     "recovery_pct": pl.Float64(),  # calibrator recovery (measured / expected x 100) where the export has it
+    # Olink's NGS products (Explore 3072, Explore HT, Reveal); null for other exports
+    "assay_id": pl.String(),  # the vendor's assay id (OlinkID)
+    "assay_type": pl.String(),  # assay | ext_ctrl | inc_ctrl | amp_ctrl: internal controls are never analytes
+    "block": pl.String(),  # Explore HT block / Explore 3072 panel block
+    "read_count": pl.Int64(),  # sequencing counts behind the NPX
+    "ext_npx": pl.Float64(),  # extension-control normalised NPX (Olink ExtNPX)
+    "pc_normalized_npx": pl.Float64(),  # plate-control normalised NPX (Olink PCNormalizedNPX)
+    "normalization": pl.String(),  # Olink Normalization: Intensity | Plate control
 }
+
+#: Rows of these assay types are analytes; every other (Olink's internal controls) is kept for QC only.
+ANALYTE_ASSAY_TYPES = ["assay"]
 
 #: One row per row of an export that could not be used, with a reason a person can act on.
 QUARANTINE: dict[str, pl.DataType] = {

@@ -35,6 +35,11 @@ class LedgerEntry:
     reason: str | None
     archive_path: str | None
     run_id: str
+    info: dict[str, object] | None = None  # what the file says of itself (Olink product, versions, LOD rule)
+
+
+#: The file facts that have columns of their own in ``files`` (the rest are in ``file_info_json``).
+FILE_INFO_COLUMNS = ("product", "data_file_type", "software_version", "data_analysis_ref_id")
 
 
 def known_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -112,11 +117,15 @@ def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     folder = raw_dir(con)
     names = [r[0] for r in con.execute(RAW_FILES).fetchall()]
     columns = ", ".join(f'"{c}"' for c in schema.MEASUREMENT)
+    typed = ", ".join(f'cast(null as {_SQL_TYPES[type(t)]}) as "{c}"' for c, t in schema.MEASUREMENT.items())
     if names:
+        # raw files written before a column was added lack it: union by name gives them typed nulls
         files = ", ".join(_sql_text(str(folder / n)) for n in names)
-        body = f"select {columns} from read_parquet([{files}])"
+        body = (
+            f"select {columns} from (select {typed} where false "
+            f"union all by name select * from read_parquet([{files}], union_by_name = true))"
+        )
     else:  # no file yet: an empty view with the same columns
-        typed = ", ".join(f'cast(null as {_SQL_TYPES[type(t)]}) as "{c}"' for c, t in schema.MEASUREMENT.items())
         body = f"select {typed} where false"
     digest = hashlib.sha256(body.encode()).hexdigest()
     current = con.execute(
@@ -171,6 +180,7 @@ def load_file(
     rows: pl.DataFrame | Path | None = None,
     quarantine: pl.DataFrame | None = None,
     samples: pl.DataFrame | None = None,
+    handling: pl.DataFrame | None = None,
 ) -> list[str]:
     """Load one file: its parsed rows go to the raw store (``raw/<sha256>.parquet`` beside the warehouse,
     see :func:`raw_dir`), its quarantine records, samples and ledger entry into the warehouse in one
@@ -200,6 +210,7 @@ def load_file(
         for old in replaced:
             con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
             con.execute("delete from samples where source_sha256 = ?", [old])
+            con.execute("delete from sample_handling where source_sha256 = ?", [old])
             con.execute(
                 "update files set status = 'replaced', replaced_by = ?, "
                 "reason = 'a newer file with the same name replaced it' where sha256 = ?",
@@ -212,10 +223,14 @@ def load_file(
             con.execute("delete from samples where sample_id in (select sample_id from __ids)")
             con.unregister("__ids")
             _insert(con, "samples", schema.conform(samples, schema.SAMPLE))
+        if handling is not None and handling.height:
+            _insert(con, "sample_handling", handling.with_columns(pl.lit(entry.sha256).alias("source_sha256")))
+        info = entry.info or {}
         con.execute(
             "insert into files (sha256, file_name, layout, size_bytes, rows_read, rows_loaded, rows_quarantined, "
-            "status, reason, archive_path, run_id, ingested_at, raw_file) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "status, reason, archive_path, run_id, ingested_at, raw_file, product, data_file_type, software_version, "
+            "data_analysis_ref_id, file_info_json) "
+            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 entry.sha256,
                 entry.file_name,
@@ -230,6 +245,8 @@ def load_file(
                 entry.run_id,
                 now(),
                 raw_file,
+                *(None if info.get(k) is None else str(info[k]) for k in FILE_INFO_COLUMNS),
+                json.dumps(info, sort_keys=True, default=str) if info else None,
             ],
         )
         if raw_file is not None or replaced:
@@ -244,6 +261,8 @@ def load_file(
 
 
 LOADED_RAW = "raw_measurements r"  # the view lists the raw files of loaded files only
+#: Raw rows that are analytes: Olink's internal control assays stay in the raw store for QC only.
+ANALYTE_ROWS = "(r.assay_type is null or r.assay_type in ('" + "', '".join(schema.ANALYTE_ASSAY_TYPES) + "'))"
 
 
 def read_raw(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -254,7 +273,8 @@ def read_raw(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 def raw_names(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """platform, panel, analyte_raw and n (rows) of every currently loaded file: what partitions are planned on."""
     return con.sql(
-        f"select r.platform, r.panel, r.analyte_raw, count(*) as n from {LOADED_RAW} group by all order by all"
+        f"select r.platform, r.panel, r.analyte_raw, count(*) as n from {LOADED_RAW} where {ANALYTE_ROWS} "
+        "group by all order by all"
     ).pl()
 
 
@@ -288,7 +308,7 @@ def export_raw_parts(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder
         con,
         f"select r.*, p.part as __part from {LOADED_RAW} join __parts p "
         "on r.platform is not distinct from p.platform and r.panel is not distinct from p.panel "
-        "and r.analyte_raw = p.analyte_raw",
+        f"and r.analyte_raw = p.analyte_raw where {ANALYTE_ROWS}",
         parts.select("platform", "panel", "analyte_raw", "part"),
         folder,
     )

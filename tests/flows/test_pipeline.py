@@ -243,7 +243,7 @@ def test_layers_are_schemas_of_views_that_analysts_can_attach(first_run, tmp_pat
         "select schema_name, count(*) from duckdb_views() where not internal "
         "and schema_name in ('raw', 'staging', 'marts') group by all order by all",
     )
-    assert layers == [("marts", 9), ("raw", 5), ("staging", 3)]
+    assert layers == [("marts", 9), ("raw", 6), ("staging", 3)]  # raw.sample_handling since migration 012
     same = [
         ("raw.measurements", "raw_measurements"),
         ("staging.measurements", "measurements_normalised"),
@@ -293,3 +293,28 @@ def test_landing_archive_and_releases_on_an_object_store(tmp_path, prefect_backe
         assert again.release_version is None and "inputs unchanged" in again.release_message
     finally:
         fsspec.filesystem("memory").rm(bucket.removeprefix("memory://"), recursive=True)
+
+
+def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tmp_path, prefect_backend) -> None:
+    from flows.pipeline import run_pipeline
+    from transforms.demo_explore import generate_explore
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="test-key", min_n=120)
+    demo = generate_explore(seed=8, n_healthy=140, n_patients=30)
+    copy_demo(demo.files, settings.landing)
+    summary = run_pipeline(settings)
+    assert summary.release_version is not None and summary.groups_published == 20
+    npx = next(f for f in summary.files if f.name == "explore_ht_npx.parquet")
+    assert npx.status == "loaded" and npx.rows_read == npx.rows_loaded + npx.rows_quarantined
+    assert npx.rows_quarantined == demo.truth["n_assays"]  # the one failed sample, nothing else
+    assert q(settings, "select distinct platform, unit from reference_intervals") == [("olink_explore_ht", "NPX")]
+    internal = q(settings, "select count(*) from raw_measurements where assay_type <> 'assay'")[0][0]
+    assert internal > 0
+    held = q(settings, 'select "check", count(*) from quarantine group by 1')
+    assert held == [("vendor_sample_qc", demo.truth["n_assays"])]  # no internal control held at normalise
+    in_study = q(settings, "select count(distinct sample_id) from measurements")[0][0]
+    assert in_study == 140 + 30 - 1  # every study sample but the failed one; no control, no negative control
+    assert q(settings, "select product, data_file_type from files where product is not null") == [
+        ("ExploreHT", "NPX File")
+    ]
+    assert q(settings, "select count(*) from sample_handling")[0][0] == 140 + 30

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from transforms import schema
-from transforms.readers import luminex, manifest, msd, olink, tidy
+from transforms.readers import luminex, manifest, msd, olink, olink_explore, tidy
 from transforms.text import (
     Table,
     UnreadableFileError,
@@ -23,6 +23,7 @@ from transforms.text import (
 #: Header fields (lower case) that identify a layout; the first layout whose fields are all present wins.
 SIGNATURES: list[tuple[str, set[str]]] = [
     ("manifest", {"sample_id", "subject_id", "cohort"}),
+    ("olink_explore", olink_explore.SIGNATURE),  # before Target 48 / 96, whose fields it shares
     ("olink", {"sampleid", "assay", "npx"}),
     ("msd", {"sample", "assay", "well", "calc. concentration"}),
     ("tidy", {"sample_id", "analyte", "value", "unit", "plate_id"}),
@@ -39,6 +40,8 @@ class ReadResult:
     rows: pl.DataFrame  # MEASUREMENT rows (empty for a manifest)
     quarantine: pl.DataFrame  # QUARANTINE rows
     samples: pl.DataFrame | None = None  # manifest rows (raw subject_id still present)
+    info: dict[str, object] = field(default_factory=dict)  # per-file facts for the ledger (product, versions, LOD)
+    extras: dict[str, pl.DataFrame] = field(default_factory=dict)  # assays (olink_assays suite), handling (OSI)
 
     @property
     def rows_read(self) -> int:
@@ -90,13 +93,44 @@ def _excel_table(sheet: pl.DataFrame) -> tuple[Table, list[str], str] | None:
     return None
 
 
+def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, str]]:
+    """Column names and key-value metadata of a Parquet file (read from its footer only)."""
+    import pyarrow.parquet as pq
+
+    try:
+        found = pq.read_schema(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
+        raise UnreadableFileError(msg) from exc
+    meta = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (found.metadata or {}).items()}
+    return list(found.names), meta
+
+
+def _read_parquet(data: bytes, *, source: str, columns: list[str] | None = None) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(io.BytesIO(data), columns=columns)
+    except Exception as exc:  # pyarrow/polars raise several types for a damaged file
+        msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
+        raise UnreadableFileError(msg) from exc
+
+
+def _explore_parquet(data: bytes, names: list[str], metadata: dict[str, str], **kwargs: object) -> ReadResult:
+    """An Olink NGS-product Parquet file, read for the reader's columns in their own types (no text)."""
+    wanted = {c.lower() for c in olink_explore.COLUMNS}
+    frame = _read_parquet(data, source=str(kwargs["source"]), columns=[n for n in names if n.lower() in wanted])
+    lines = pl.int_range(2, frame.height + 2, eager=True)  # spreadsheet-style row numbers, as for every table
+    return _explore_result(frame, lines, metadata=metadata, **kwargs)
+
+
+def _explore_result(frame: pl.DataFrame, lines: pl.Series, **kwargs: object) -> ReadResult:
+    read = olink_explore.read_explore(frame, lines, **kwargs)  # type: ignore[arg-type]
+    extras = {k: v for k, v in (("assays", read.assays), ("handling", read.handling)) if v is not None}
+    return ReadResult("olink_explore", read.rows, read.quarantine, info=read.info, extras=extras)
+
+
 def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | None]:
     if data[:4] == b"PAR1":
-        try:
-            frame = pl.read_parquet(io.BytesIO(data))
-        except Exception as exc:  # pyarrow/polars raise several types for a damaged file
-            msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
-            raise UnreadableFileError(msg) from exc
+        frame = _read_parquet(data, source=source)
         return _frame_table(frame), [], _layout_of(frame.columns)
     try:
         sheets = pl.read_excel(io.BytesIO(data), sheet_id=0, has_header=False, infer_schema_length=0)
@@ -111,9 +145,15 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
     raise UnreadableFileError(msg)
 
 
-FAST_LAYOUTS = {"manifest", "olink", "msd", "tidy"}  # one table per file: readable straight from the bytes
+FAST_LAYOUTS = {
+    "manifest",
+    "olink",
+    "olink_explore",
+    "msd",
+    "tidy",
+}  # one table per file: readable straight from the bytes
 #: The columns a reader reads, for layouts whose exports grow large: a clean export is parsed for these alone
-READS: dict[str, tuple[str, ...]] = {"olink": olink.COLUMNS}
+READS: dict[str, tuple[str, ...]] = {"olink": olink.COLUMNS, "olink_explore": olink_explore.COLUMNS}
 
 
 def _clean_text_table(data: bytes, *, source: str) -> tuple[Table, list[str], str] | None:
@@ -132,6 +172,19 @@ def _clean_text_table(data: bytes, *, source: str) -> tuple[Table, list[str], st
 def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, object] | None = None) -> ReadResult:
     """Read one export or manifest. Raises UnreadableFileError when the file cannot be read at all."""
     opts = options or {}
+    hold = bool(opts.get("hold_vendor_warnings", False))
+    if data[:4] == b"PAR1":
+        names, metadata = parquet_metadata(data, source=source)
+        olink_metadata = {"Product", "DataFileType"} <= set(metadata)  # Olink software writes both
+        if _layout_of(names) == "olink_explore" or olink_metadata:
+            if _layout_of(names) != "olink_explore":
+                olink_explore.product_of(metadata, names, [], source=source)  # a counts file says so first
+                msg = (
+                    f"{source}: Olink {metadata.get('Product')} Parquet file without the SampleID, Assay, AssayType "
+                    "and NPX columns of an NPX file; export the 'NPX File' from Olink's software"
+                )
+                raise UnreadableFileError(msg)
+            return _explore_parquet(data, names, metadata, source=source, sha256=sha256, hold_warnings=hold)
     if data[:4] == b"PAR1" or data[:4] == b"PK\x03\x04":
         table, preamble, layout = _binary_table(data, source=source)
     elif (fast := _clean_text_table(data, source=source)) is not None:
@@ -173,6 +226,10 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
     if layout == "manifest":
         samples, bad = manifest.read_manifest(table, **common)
         return ReadResult(layout, schema.empty(schema.MEASUREMENT), bad, samples)
+    if layout == "olink_explore":
+        return _explore_result(
+            table.frame, table.line_numbers, metadata={}, separator=table.separator, hold_warnings=hold, **common
+        )
     if layout == "olink":
         rows, bad = olink.read_olink(table, **common)
     elif layout == "msd":
