@@ -60,32 +60,40 @@ def quiet_environment(settings: Settings) -> None:
     logging.getLogger("refranges").setLevel(logging.INFO)
 
 
+PlatformOption = Annotated[
+    str,
+    typer.Option(
+        help="'mixed': Olink Target 96 NPX and MSD exports; 'explore-ht': one Olink Explore HT NPX Parquet file."
+    ),
+]
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the demo files into.")],
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 2026,
     healthy: Annotated[int, typer.Option(help="Number of healthy people.")] = 400,
     patients: Annotated[int, typer.Option(help="Number of patients.")] = 200,
-    platform: Annotated[
-        str,
-        typer.Option(
-            help="'mixed': Olink Target 96 NPX and MSD exports; 'explore-ht': one Olink Explore HT NPX Parquet file."
-        ),
-    ] = "mixed",
+    platform: PlatformOption = "mixed",
 ) -> None:
     """Write a demo data set (a manifest plus Olink and MSD exports, or an Olink Explore HT file) into OUT."""
     from flows.landing import copy_demo
-    from transforms.demo import DemoData, generate_demo
-    from transforms.demo_explore import generate_explore
 
     if healthy < 1 or patients < 0:
         fail("--healthy must be >= 1 and --patients >= 0")
+    paths = copy_demo(_demo_files(platform, seed=seed, n_healthy=healthy, n_patients=patients), out)
+    console.print(f"wrote {len(paths)} files to {out}")
+
+
+def _demo_files(platform: str, **options: int) -> dict[str, bytes]:
+    """The files of a demo data set of ``platform`` (mixed | explore-ht); exits with a reason for another."""
+    from transforms.demo import DemoData, generate_demo
+    from transforms.demo_explore import generate_explore
+
     makers: dict[str, Callable[..., DemoData]] = {"mixed": generate_demo, "explore-ht": generate_explore}
     if platform not in makers:
         fail(f"--platform must be one of {', '.join(makers)}, not {platform!r}")
-    demo = makers[platform](seed=seed, n_healthy=healthy, n_patients=patients)
-    paths = copy_demo(demo.files, out)
-    console.print(f"wrote {len(paths)} files to {out}")
+    return makers[platform](**options).files
 
 
 def _run(settings: Settings) -> int:
@@ -116,15 +124,15 @@ def demo(
     home: Annotated[Path | None, typer.Option("--home", help="Data home (default from configuration: ./data).")] = None,
     config: ConfigOption = None,
     seed: Annotated[int, typer.Option(help="Random seed of the demo data.")] = 2026,
+    platform: PlatformOption = "mixed",
 ) -> None:
     """Generate the demo data set into the landing folder and run the pipeline once."""
     from flows.landing import copy_demo
-    from transforms.demo import generate_demo
 
     settings = settings_or_exit(config, home=home)
     quiet_environment(settings)  # before anything imports Prefect
     assert settings.landing is not None
-    copy_demo(generate_demo(seed=seed).files, settings.landing)
+    copy_demo(_demo_files(platform, seed=seed), settings.landing)
     raise typer.Exit(_run(settings))
 
 

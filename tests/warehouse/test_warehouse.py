@@ -391,3 +391,21 @@ def test_storage_copies_once_and_keeps_local_archives_read_only(tmp_path: Path, 
         source.write_bytes(b"a,b\n1,2\n")
         assert [storage.name_of(p) for p in storage.list_files(root)] == ["abcdef.csv"]
     assert (tmp_path / "archive" / "ab" / "abcdef.csv").stat().st_mode & 0o222 == 0
+
+
+def test_raw_files_written_before_the_olink_ngs_columns_read_them_as_null(tmp_path: Path) -> None:
+    con = db.connect(tmp_path / "w.duckdb")
+    loads.load_file(con, entry("old", rows=3), rows=measurement_rows("old", 3))
+    old_file = tmp_path / "raw" / f"{sha('old')}.parquet"
+    pl.read_parquet(old_file).select(sorted(OLD_RAW_COLUMNS)).write_parquet(old_file)  # as an older release wrote it
+    new = measurement_rows("new", 2).with_columns(
+        pl.lit("ext_ctrl").alias("assay_type"), pl.lit(9000).alias("read_count")
+    )
+    loads.load_file(con, entry("new", name="g.csv", rows=2), rows=new)
+    got = loads.read_raw(con)
+    assert got.height == 5 and got.columns == list(schema.MEASUREMENT)
+    assert got.filter(pl.col("source_sha256") == sha("old"))["assay_type"].null_count() == 3
+    assert got.filter(pl.col("source_sha256") == sha("new"))["read_count"].to_list() == [9000, 9000]
+    # internal control rows are kept, but never handed to normalisation
+    assert loads.raw_names(con)["n"].sum() == 3
+    con.close()

@@ -370,9 +370,14 @@ def _assay_summary(f: pl.DataFrame) -> pl.DataFrame:
     where Olink's AssayQC warned (both null when fine): what the olink_assays suite checks."""
     key = ["panel", "assay_id", "analyte_raw"]
     label = pl.col("analyte_raw").fill_null("?") + pl.lit(" (") + pl.col("panel").fill_null("?") + pl.lit(")")
-    # the distinct (assay, normalisation) and (assay, warned plate) pairs first: far fewer than rows
     assays = f.select(*key, "normalization", "plate_id", "__assay_qc", "__internal").filter(~pl.col("__internal"))
-    norms = assays.select(*key, "normalization").unique()
+    # the distinct (assay, normalisation) and (assay, warned plate) pairs first: far fewer than rows; one
+    # normalisation in the whole file (the common case, by its lowest and highest cell) needs no pairs at all
+    ends = assays.select(pl.col("normalization").min().alias("lo"), pl.col("normalization").max().alias("hi")).row(0)
+    one = ends[0] == ends[1] and assays.get_column("normalization").null_count() in (0, assays.height)
+    norms = (assays.select(*key).unique() if one else assays.select(*key, "normalization").unique()).with_columns(
+        pl.lit(ends[0], pl.String).alias("normalization") if one else pl.col("normalization")
+    )
     warned = assays.filter(pl.col("__assay_qc") == "WARN").select(*key, "plate_id").unique()
     per = (
         norms.group_by(key)
