@@ -203,10 +203,10 @@ def test_cells_are_stripped_of_every_kind_of_whitespace_as_strip_chars_does(rows
 
 @given(st.lists(st.integers(1, 5), min_size=1, max_size=6))
 def test_line_numbers_are_cut_into_the_chunks_of_the_cells(lengths: list[int]) -> None:
-    from transforms.text import _in_chunks_of
+    from transforms.text import in_chunks_of
 
     like = pl.concat([pl.Series("c", ["x"] * n) for n in lengths], rechunk=False)
     numbers = pl.int_range(2, 2 + sum(lengths), eager=True, dtype=pl.Int64)
-    cut = _in_chunks_of(numbers, like)
+    cut = in_chunks_of(numbers, like)
     assert [c.len() for c in cut.get_chunks()] == [c.len() for c in like.get_chunks()]
     assert cut.to_list() == numbers.to_list()
