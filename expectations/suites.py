@@ -144,7 +144,14 @@ def duplicated_rows(frame: pl.DataFrame, columns: list[str]) -> pl.Expr:
     varying = [c for c in columns if c not in constant]  # equal in every row: no help
     if not varying:
         return pl.lit(frame.height > 1)
-    key = pl.struct(varying)
+    # a Categorical column hashes by its codes (one mapping per column: equal values, equal codes), not by
+    # its text, which is several times slower
+    key = pl.struct(
+        [
+            pl.col(c).to_physical() if isinstance(frame.schema[c], (pl.Categorical, pl.Enum)) else pl.col(c)
+            for c in varying
+        ]
+    )
     # the hashes taken out, then counted: n_unique inside the select took twice as long (10 M rows: 1.4 s)
     if frame.height == 0 or frame.select(key.hash()).to_series().n_unique() == frame.height:
         return pl.lit(False)

@@ -216,7 +216,7 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
         outcome = quarantine_rows(prepare_raw(result.rows), load_suite("raw_measurements", thresholds=thresholds))
         held.append(outcome.quarantine)
         plan.checked = result.rows
-        plan.rows = schema.conform(outcome.passed, schema.MEASUREMENT)
+        plan.rows = schema.conform(outcome.passed, schema.MEASUREMENT, categorical_text=True)
         plan.outcome.rows_loaded = plan.rows.height
     plan.quarantine = pl.concat(held)
     plan.outcome.rows_quarantined = plan.quarantine.height

@@ -29,11 +29,12 @@ MIN_NEGATIVE_CONTROLS = 10
 COUNT_SWITCH = 150
 MIN_SPREAD_NPX = 0.2
 SPREAD_SDS = 3.0
+STUDY_ROLES = ["sample", "bridge"]
 
 #: The columns :func:`negative_control_lod` reads: ``assay`` (one key per assay, panels apart), ``plate_id``,
-#: ``sample_id``, ``role`` (negative_control | sample | other), ``npx``, ``pc_npx`` (null: same as npx),
-#: ``read_count`` (null when the export has no counts), ``is_intensity``, ``sample_qc``, ``assay_qc``
-#: (upper case; null counts as PASS) and ``is_internal`` (internal control assays, never used).
+#: ``sample_id``, ``role`` (negative_control | sample or bridge: a study sample | other), ``npx``, ``pc_npx``
+#: (null: same as npx), ``read_count`` (null when the export has no counts), ``is_intensity``, ``sample_qc``
+#: and ``assay_qc`` (upper case; null counts as PASS) and ``is_internal`` (internal control assays, never used).
 COLUMNS = [
     "assay",
     "plate_id",
@@ -85,7 +86,10 @@ def intensity_adjustments(rows: pl.DataFrame) -> pl.DataFrame:
     """Per assay and plate: the median over study samples of PCNormalizedNPX - NPX (``adjustment``), for
     the assays and plates that hold intensity-normalised rows."""
     study = rows.filter(
-        pl.col("is_intensity") & (pl.col("role") == "sample") & ~pl.col("is_internal") & pl.col("pc_npx").is_not_null()
+        pl.col("is_intensity")
+        & pl.col("role").is_in(STUDY_ROLES)
+        & ~pl.col("is_internal")
+        & pl.col("pc_npx").is_not_null()
     )
     return study.group_by("assay", "plate_id").agg((pl.col("pc_npx") - pl.col("npx")).median().alias("adjustment"))
 

@@ -150,17 +150,22 @@ def empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], *, categorical_text: bool = False) -> pl.DataFrame:
     """Select and cast ``frame`` to ``schema``; missing columns become typed nulls.
 
     Casting is strict: a column that cannot take its declared dtype is a bug in the caller.
+    ``categorical_text``: a text column that is Categorical or Enum stays so (the same values, dictionary-coded;
+    casting 20 M rows to String would write every value out), as the raw store keeps it.
     """
-    return frame.select(
-        [
-            (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype, strict=True).alias(name)
-            for name, dtype in schema.items()
-        ]
-    )
+
+    def cast(name: str, dtype: pl.DataType) -> pl.Expr:
+        if name not in frame.columns:
+            return pl.lit(None).cast(dtype, strict=True).alias(name)
+        if categorical_text and dtype == pl.String and isinstance(frame.schema[name], (pl.Categorical, pl.Enum)):
+            return pl.col(name)
+        return pl.col(name).cast(dtype, strict=True).alias(name)
+
+    return frame.select([cast(name, dtype) for name, dtype in schema.items()])
 
 
 def constant_columns(frame: pl.DataFrame, columns: Iterable[str] | None = None) -> dict[str, Any]:

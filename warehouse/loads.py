@@ -94,7 +94,7 @@ def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
     every row (file name, hash, platform, often panel and unit, or nulls only) is written as a one-value
     Enum: Parquet then stores one dictionary entry instead of hashing every row, several times faster;
     readers (DuckDB, the view) see text as before."""
-    rows = schema.conform(rows, schema.MEASUREMENT)
+    rows = schema.conform(rows, schema.MEASUREMENT, categorical_text=True)  # dictionary-coded text stays so
     text = [name for name, dtype in rows.schema.items() if dtype == pl.String]
     constant = [  # a column of nulls only (no well, no QC note) the same way: a third of the time
         pl.lit(value, dtype=pl.Enum(["" if value is None else value])).alias(name)

@@ -54,8 +54,16 @@ def split_bad(
     return flagged.filter(~pl.col("__bad")).drop("__bad"), schema.conform(held, schema.QUARANTINE)
 
 
-def finish(frame: pl.DataFrame, *, source: str, sha256: str, checks: list[tuple[str, pl.Expr, pl.Expr]]):
-    """Apply row checks in order (each row is quarantined for the first check it fails) and conform."""
+def finish(
+    frame: pl.DataFrame,
+    *,
+    source: str,
+    sha256: str,
+    checks: list[tuple[str, pl.Expr, pl.Expr]],
+    categorical_text: bool = False,
+):
+    """Apply row checks in order (each row is quarantined for the first check it fails) and conform
+    (``categorical_text``: see :func:`transforms.schema.conform`)."""
     held: list[pl.DataFrame] = []
     for check, bad, reason in checks:
         frame, q = split_bad(frame, bad=bad, reason=reason, check=check, source=source, sha256=sha256)
@@ -63,6 +71,7 @@ def finish(frame: pl.DataFrame, *, source: str, sha256: str, checks: list[tuple[
     rows = schema.conform(
         frame.with_columns(pl.lit(source).alias("source_file"), pl.lit(sha256).alias("source_sha256")),
         schema.MEASUREMENT,
+        categorical_text=categorical_text,
     )
     quarantine = pl.concat(held) if held else schema.empty(schema.QUARANTINE)
     return rows, quarantine

@@ -115,9 +115,27 @@ def _read_parquet(data: bytes, *, source: str, columns: list[str] | None = None)
 
 
 def _explore_parquet(data: bytes, names: list[str], metadata: dict[str, str], **kwargs: object) -> ReadResult:
-    """An Olink NGS-product Parquet file, read for the reader's columns in their own types (no text)."""
+    """An Olink NGS-product Parquet file, read for the reader's columns in their own types (no text). Text
+    columns are read dictionary-coded (Categorical), as Parquet stores them: ids, assays, plates and flags
+    repeat across millions of rows, and hashing them as strings took most of the reader's time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     wanted = {c.lower() for c in olink_explore.COLUMNS}
-    frame = _read_parquet(data, source=str(kwargs["source"]), columns=[n for n in names if n.lower() in wanted])
+    columns = [n for n in names if n.lower() in wanted]
+    try:
+        schema_ = pq.read_schema(io.BytesIO(data))
+        text = [
+            n
+            for n in columns
+            if pa.types.is_string(schema_.field(n).type) or pa.types.is_large_string(schema_.field(n).type)
+        ]
+        table = pq.read_table(io.BytesIO(data), columns=columns, read_dictionary=text)
+        frame = pl.from_arrow(table, rechunk=True)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        msg = f"{kwargs['source']}: Parquet file cannot be read ({exc}); ask for a fresh export"
+        raise UnreadableFileError(msg) from exc
+    assert isinstance(frame, pl.DataFrame)
     lines = pl.int_range(2, frame.height + 2, eager=True)  # spreadsheet-style row numbers, as for every table
     return _explore_result(frame, lines, metadata=metadata, **kwargs)
 

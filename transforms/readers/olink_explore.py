@@ -81,6 +81,16 @@ STUDY_TYPES = ["SAMPLE"]
 PASS = ["PASS", "NA"]  # QC cells that are no warning (internal controls carry NA)
 
 
+ASSAY_TYPES = ["assay", "ext_ctrl", "inc_ctrl", "amp_ctrl"]
+QC_VALUES = ["PASS", "WARN", "FAIL", "NA"]
+
+
+def any_case(*values: str) -> list[str]:
+    """``values`` as Olink's software and spreadsheets write them (upper, lower, title case): cells are
+    compared with these instead of being case-folded, which would rewrite every row's text."""
+    return sorted({w for v in values for w in (v.upper(), v.lower(), v.title(), v.capitalize())})
+
+
 @dataclass(frozen=True)
 class ExploreRead:
     """What the reader made of one file."""
@@ -124,11 +134,28 @@ def _text(frame: pl.DataFrame, name: str | None) -> pl.Expr:
     """A column as text with empty cells null, or typed nulls when the file lacks it."""
     if name is None:
         return pl.lit(None, dtype=pl.String)
+    if frame.schema[name] == pl.Categorical:  # from Parquet: kept dictionary-coded (see conform)
+        if frame.get_column(name).unique().cast(pl.String).eq("").any():
+            return pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name))
+        return pl.col(name)
     if frame.schema[name] != pl.String:
         return pl.col(name).cast(pl.String)
     if not frame.get_column(name).eq("").any():
         return pl.col(name)
     return pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name))
+
+
+def _canonical(frame: pl.DataFrame, name: str | None, known: list[str], *, upper: bool) -> pl.Expr:
+    """A coded text column (SampleType, AssayType, QC flags) in the case Olink writes it: as it is when every
+    cell already is one of ``known`` (one cheap set test), else case-folded (which rewrites every cell)."""
+    cells = _text(frame, name)
+    if name is None:
+        return cells
+    values = frame.get_column(name).unique().cast(pl.String)  # distinct values: few, whatever the rows
+    if (values.is_in(known) | values.is_null() | (values == "")).all():
+        return cells
+    cells = cells.cast(pl.String)
+    return cells.str.to_uppercase() if upper else cells.str.to_lowercase()
 
 
 def _number(frame: pl.DataFrame, name: str | None, *, decimal_comma: bool) -> pl.Expr:
@@ -192,10 +219,10 @@ def read_explore(
     lines = in_chunks_of(line_numbers.cast(pl.Int64).alias("line_number"), frame.get_column(npx))
     f = _with_values(frame.with_columns(lines), npx, decimal_comma=decimal_comma)
 
-    stype = _text(frame, col("SampleType")).str.to_uppercase()
-    assay_type = _text(frame, col("AssayType")).str.to_lowercase()
-    sample_qc = _text(frame, col("SampleQC")).str.to_uppercase()
-    assay_qc = _text(frame, col("AssayQC")).str.to_uppercase()
+    stype = _canonical(frame, col("SampleType"), [*STUDY_TYPES, *CONTROL_TYPES, *NEGATIVE_TYPES], upper=True)
+    assay_type = _canonical(frame, col("AssayType"), ASSAY_TYPES, upper=False)
+    sample_qc = _canonical(frame, col("SampleQC"), QC_VALUES, upper=True)
+    assay_qc = _canonical(frame, col("AssayQC"), QC_VALUES, upper=True)
     normalization = _text(frame, col("Normalization"))
     f = f.with_columns(
         _text(frame, col("SampleID")).alias("sample_id"),
@@ -222,12 +249,13 @@ def read_explore(
     f = _with_vendor_qc(f)
     f, lod_info = _with_lod(f, frame, col, decimal_comma=decimal_comma)
 
-    label = pl.col("analyte_raw").fill_null("?")
+    # reasons are built on the held rows only: casting there is cheap
+    label = pl.col("analyte_raw").cast(pl.String).fill_null("?")
     where = (
         pl.lit("sample ")
-        + pl.col("sample_id").fill_null("?")
+        + pl.col("sample_id").cast(pl.String).fill_null("?")
         + pl.lit(" on plate ")
-        + pl.col("plate_id").fill_null("?")
+        + pl.col("plate_id").cast(pl.String).fill_null("?")
     )
     checks: list[tuple[str, pl.Expr, pl.Expr]] = [
         (
@@ -257,7 +285,7 @@ def read_explore(
             "sample_type_known",
             pl.col("sample_type") == "unknown",
             pl.lit("SampleType '")
-            + pl.col("__stype")
+            + pl.col("__stype").cast(pl.String)
             + pl.lit(
                 "' is not one Olink writes (SAMPLE, SAMPLE_CONTROL, PLATE_CONTROL, NEGATIVE_CONTROL); correct the cell"
             ),
@@ -267,7 +295,7 @@ def read_explore(
         checks.append((check, bad & ~pl.col("__internal") if check == "value_reported" else bad, reason))
     assays = _assay_summary(f)
     handling = _handling(f, frame, col)
-    rows, quarantine = finish(f, source=source, sha256=sha256, checks=checks)
+    rows, quarantine = finish(f, source=source, sha256=sha256, checks=checks, categorical_text=True)
     info: dict[str, object] = {
         "product": product,
         "data_file_type": metadata.get("DataFileType"),
@@ -287,7 +315,8 @@ def _with_roles(f: pl.DataFrame) -> pl.DataFrame:
     negative_control, or 'unknown' for a value Olink does not write (held back)."""
     stype = pl.col("__stype")
     narrow = run_starts(f.select("sample_id", "plate_id", "__stype"), ["sample_id", "plate_id", "__stype"])
-    per_sample = plates_per_sample(narrow.filter(stype.is_in(STUDY_TYPES) | stype.is_null()))
+    narrow = narrow.filter(stype.is_in(STUDY_TYPES) | stype.is_null()).with_columns(pl.all().cast(pl.String))
+    per_sample = plates_per_sample(narrow)
     ids = per_sample.get_column("sample_id").drop_nulls()
     on_plates = per_sample.filter(pl.col("several")).get_column("sample_id")
     named_control = ids.filter(ids.str.contains(CONTROL_PATTERN))
@@ -310,15 +339,24 @@ def _with_roles(f: pl.DataFrame) -> pl.DataFrame:
 
 
 def _with_vendor_qc(f: pl.DataFrame) -> pl.DataFrame:
-    """``SampleQC=<v>`` and ``AssayQC=<v>`` for cells other than PASS (internal controls: none)."""
-    parts = [
-        pl.when(pl.col(c).is_not_null() & ~pl.col(c).is_in(PASS)).then(pl.lit(f"{name}=") + pl.col(c))
-        for c, name in (("__sample_qc", "SampleQC"), ("__assay_qc", "AssayQC"))
-    ]
-    flags = pl.concat_str(parts, separator="; ", ignore_nulls=True)
-    return f.with_columns(
-        pl.when(pl.col("__internal")).then(None).otherwise(flags.replace("", None)).alias("vendor_qc")
-    )
+    """``SampleQC=<v>`` and ``AssayQC=<v>`` for cells other than PASS (internal controls: none). The text is
+    made once per distinct (SampleQC, AssayQC) pair, a handful, and set by comparisons into an Enum: text
+    built per row would write out millions of strings."""
+    columns = (("__sample_qc", "SampleQC"), ("__assay_qc", "AssayQC"))
+    pairs = f.select(c for c, _ in columns).unique().with_columns(pl.all().cast(pl.String)).rows()
+    texts = {}
+    for pair in pairs:
+        text = "; ".join(
+            f"{name}={v}" for v, (_, name) in zip(pair, columns, strict=True) if v is not None and v not in PASS
+        )
+        if text:
+            texts[pair] = text
+    kind = pl.Enum(sorted(set(texts.values())))
+    flags: pl.Expr = pl.lit(None, kind)
+    for pair, text in texts.items():
+        same = [pl.col(c).is_null() if v is None else pl.col(c) == v for v, (c, _) in zip(pair, columns, strict=True)]
+        flags = pl.when(pl.all_horizontal(same)).then(pl.lit(text, kind)).otherwise(flags)
+    return f.with_columns(pl.when(pl.col("__internal")).then(None).otherwise(flags).alias("vendor_qc"))
 
 
 def _with_lod(
@@ -330,7 +368,7 @@ def _with_lod(
     if present is not None:
         values = _number(frame, col(present), decimal_comma=decimal_comma)
         if present == "PCNormalizedLOD":  # on the plate-control scale: only for plate-control normalised rows
-            values = pl.when(pl.col("normalization").str.to_lowercase().str.starts_with("plate")).then(values)
+            values = pl.when(pl.col("normalization").is_in(any_case("Plate control", "Plate Control"))).then(values)
         f = f.with_columns(values.alias("lod"))
         info: dict[str, object] = {"lod_source": f"column {col(present)}", "negative_controls": None}
     else:
@@ -341,15 +379,11 @@ def _with_lod(
             (pl.col("assay_id") if by_id else key).alias("assay"),
             "plate_id",
             "sample_id",
-            pl.col("sample_type").replace({"bridge": "sample"}).alias("role"),
+            pl.col("sample_type").alias("role"),
             pl.col("value").alias("npx"),
             pl.col("pc_normalized_npx").alias("pc_npx"),
             "read_count",
-            pl.col("normalization")
-            .str.to_lowercase()
-            .str.starts_with("intensity")
-            .fill_null(False)
-            .alias("is_intensity"),
+            pl.col("normalization").is_in(any_case("Intensity")).alias("is_intensity"),
             pl.col("__sample_qc").alias("sample_qc"),
             pl.col("__assay_qc").alias("assay_qc"),
             pl.col("__internal").alias("is_internal"),
@@ -371,15 +405,18 @@ def _assay_summary(f: pl.DataFrame) -> pl.DataFrame:
     where Olink's AssayQC warned (both null when fine): what the olink_assays suite checks."""
     key = ["panel", "assay_id", "analyte_raw"]
     label = pl.col("analyte_raw").fill_null("?") + pl.lit(" (") + pl.col("panel").fill_null("?") + pl.lit(")")
-    assays = f.select(*key, "normalization", "plate_id", "__assay_qc", "__internal").filter(~pl.col("__internal"))
-    # the distinct (assay, normalisation) and (assay, warned plate) pairs first: far fewer than rows; one
-    # normalisation in the whole file (the common case, by its lowest and highest cell) needs no pairs at all
-    ends = assays.select(pl.col("normalization").min().alias("lo"), pl.col("normalization").max().alias("hi")).row(0)
-    one = ends[0] == ends[1] and assays.get_column("normalization").null_count() in (0, assays.height)
-    norms = (assays.select(*key).unique() if one else assays.select(*key, "normalization").unique()).with_columns(
+    # the distinct (assay, normalisation) and (assay, warned plate) pairs first, internal controls dropped from
+    # those (a filter of every row would copy them); one normalisation in the whole file (the common case, by
+    # its lowest and highest cell) needs no normalisation in the pairs
+    ends = f.select(pl.col("normalization").min().alias("lo"), pl.col("normalization").max().alias("hi")).row(0)
+    one = ends[0] == ends[1] and f.get_column("normalization").null_count() in (0, f.height)
+    pairs = f.select(*key, "__internal", *([] if one else ["normalization"])).unique()
+    norms = pairs.filter(~pl.col("__internal")).with_columns(
         pl.lit(ends[0], pl.String).alias("normalization") if one else pl.col("normalization")
     )
-    warned = assays.filter(pl.col("__assay_qc") == "WARN").select(*key, "plate_id").unique()
+    warned = f.filter((pl.col("__assay_qc") == "WARN") & ~pl.col("__internal")).select(*key, "plate_id").unique()
+    norms = norms.with_columns(pl.col(*key, "normalization").cast(pl.String))  # few rows: plain text from here
+    warned = warned.with_columns(pl.all().cast(pl.String))
     per = (
         norms.group_by(key)
         .agg(pl.col("normalization").drop_nulls().sort().alias("__norms"))
