@@ -107,18 +107,14 @@ def negative_control_lod(rows: pl.DataFrame) -> tuple[pl.Series, dict[str, objec
         )
         return pl.Series("lod", [None] * rows.height, dtype=pl.Float64), {"controls": len(controls), "method": method}
     limits = assay_limits(rows, controls)
-
-    def per_assay(column: str) -> pl.Expr:  # a lookup per row, not a join that copies the rows
-        table = dict(zip(limits["assay"].to_list(), limits[column].to_list(), strict=True))
-        return pl.col("assay").replace_strict(table, default=None, return_dtype=pl.Float64)
-
     keyed = rows.select("assay", "plate_id", "npx", "read_count", "is_intensity", "is_internal")
+    keyed = keyed.join(limits.select("assay", "lod_pc", "lod_count"), on="assay", how="left", maintain_order="left")
     adjustment = pl.lit(0.0)
     if rows.select(pl.col("is_intensity").any()).item():
         adjust = intensity_adjustments(rows)
         keyed = keyed.join(adjust, on=["assay", "plate_id"], how="left", maintain_order="left")
         adjustment = pl.when(pl.col("is_intensity")).then(pl.col("adjustment")).otherwise(0.0)
-    lod_pc, lod_count = per_assay("lod_pc"), per_assay("lod_count")
+    lod_pc, lod_count = pl.col("lod_pc"), pl.col("lod_count")
     from_count = pl.col("npx") + (lod_count / pl.max_horizontal(pl.col("read_count"), 1)).log(2)
     lod = (
         pl.when(pl.col("is_internal") | pl.col("npx").is_null())

@@ -82,6 +82,8 @@ PASS = ["PASS", "NA"]  # QC cells that are no warning (internal controls carry N
 
 
 ASSAY_TYPES = ["assay", "ext_ctrl", "inc_ctrl", "amp_ctrl"]
+#: sample_type of this reader's rows, as an Enum: set by comparisons, no text written per row
+ROLE = pl.Enum(["sample", "bridge", "control", "negative_control", "unknown"])
 QC_VALUES = ["PASS", "WARN", "FAIL", "NA"]
 
 
@@ -135,7 +137,7 @@ def _text(frame: pl.DataFrame, name: str | None) -> pl.Expr:
     if name is None:
         return pl.lit(None, dtype=pl.String)
     if frame.schema[name] == pl.Categorical:  # from Parquet: kept dictionary-coded (see conform)
-        if frame.get_column(name).unique().cast(pl.String).eq("").any():
+        if frame.get_column(name).eq("").any():  # a comparison of codes: cheap
             return pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name))
         return pl.col(name)
     if frame.schema[name] != pl.String:
@@ -151,7 +153,7 @@ def _canonical(frame: pl.DataFrame, name: str | None, known: list[str], *, upper
     cells = _text(frame, name)
     if name is None:
         return cells
-    values = frame.get_column(name).unique().cast(pl.String)  # distinct values: few, whatever the rows
+    values = frame.get_column(name)  # Categorical from Parquet: these tests compare codes
     if (values.is_in(known) | values.is_null() | (values == "")).all():
         return cells
     cells = cells.cast(pl.String)
@@ -169,6 +171,13 @@ def _number(frame: pl.DataFrame, name: str | None, *, decimal_comma: bool) -> pl
     if decimal_comma:
         cells = cells.str.replace(",", ".", literal=True)
     return cells.cast(pl.Float64, strict=False).fill_nan(None)
+
+
+def _count(frame: pl.DataFrame, name: str | None, *, decimal_comma: bool) -> pl.Expr:
+    """Counts as Int64: an integer column as it is, other forms through :func:`_number` and rounding."""
+    if name is not None and frame.schema[name].is_integer():
+        return pl.col(name).cast(pl.Int64)
+    return _number(frame, name, decimal_comma=decimal_comma).round().cast(pl.Int64)
 
 
 def _with_values(frame: pl.DataFrame, npx: str, *, decimal_comma: bool) -> pl.DataFrame:
@@ -233,7 +242,7 @@ def read_explore(
         _text(frame, col("OlinkID")).alias("assay_id"),
         assay_type.alias("assay_type"),
         _text(frame, col("Block")).alias("block"),
-        _number(frame, col("Count"), decimal_comma=decimal_comma).round().cast(pl.Int64).alias("read_count"),
+        _count(frame, col("Count"), decimal_comma=decimal_comma).alias("read_count"),
         _number(frame, col("ExtNPX"), decimal_comma=decimal_comma).alias("ext_npx"),
         _number(frame, col("PCNormalizedNPX"), decimal_comma=decimal_comma).alias("pc_normalized_npx"),
         normalization.alias("normalization"),
@@ -324,16 +333,16 @@ def _with_roles(f: pl.DataFrame) -> pl.DataFrame:
     study = stype.is_in(STUDY_TYPES) | (stype.is_null() & ~pl.col("sample_id").is_in(named_control.implode()))
     return f.with_columns(
         pl.when(stype.is_in(CONTROL_TYPES) | (stype.is_null() & pl.col("sample_id").is_in(named_control.implode())))
-        .then(pl.lit("control"))
+        .then(pl.lit("control", ROLE))
         .when(stype.is_in(NEGATIVE_TYPES))
-        .then(pl.lit("negative_control"))
+        .then(pl.lit("negative_control", ROLE))
         .when(
             study & (pl.col("sample_id").is_in(named_bridge.implode()) | pl.col("sample_id").is_in(on_plates.implode()))
         )
-        .then(pl.lit("bridge"))
+        .then(pl.lit("bridge", ROLE))
         .when(study)
-        .then(pl.lit("sample"))
-        .otherwise(pl.lit("unknown"))
+        .then(pl.lit("sample", ROLE))
+        .otherwise(pl.lit("unknown", ROLE))
         .alias("sample_type")
     )
 
