@@ -42,6 +42,8 @@ class Settings:
     rcv_probability: float = 0.95  # two-sided probability of the reference change value
     quantile_k: int = 5
     msd_unit: str = "pg/mL"
+    # cohort comparisons also give the shift adjusted for these sample-handling fields (sample_handling table)
+    comparison_covariates: list[str] = field(default_factory=list)
     hold_vendor_warnings: bool = False  # hold back rows Olink flagged WARN (SampleQC, AssayQC) instead of loading them
     analyte_dictionary_extra: Path | None = None  # a lab's own analyte dictionary rows (same CSV layout)
     # quality thresholds: the defaults live beside the suites that read them
@@ -114,6 +116,7 @@ class Settings:
             "quantile_k": self.quantile_k,
             "msd_unit": self.msd_unit,
             "hold_vendor_warnings": self.hold_vendor_warnings,
+            "comparison_covariates": self.comparison_covariates,
             "method": "auto: nonparametric for n >= min_n, parametric (Box-Cox) or robust (Horn-Pesce) below",
             "min_n_small": self.min_n_small,
             "age_bands": self.age_bands,
@@ -175,6 +178,16 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         except ValueError as exc:
             msg = f'{source}: age_bands must be a list of ages in years, e.g. [45] or "40,60"'
             raise ConfigError(msg) from exc
+    if key == "comparison_covariates":
+        from transforms.readers.olink_explore import HANDLING_FIELDS
+
+        items = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
+        unknown = [str(v) for v in items if v not in HANDLING_FIELDS]
+        if unknown:
+            known = ", ".join(HANDLING_FIELDS)
+            msg = f"{source}: comparison_covariates {unknown} are not sample-handling fields ({known})"
+            raise ConfigError(msg)
+        return [str(v) for v in items]
     if key == "batch_methods":
         from transforms.normalise import BATCH_METHODS
 

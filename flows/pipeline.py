@@ -474,7 +474,12 @@ def _reference_of(rows: pl.DataFrame, settings: Settings) -> dict[str, pl.DataFr
         "outliers": build.outliers,
         "skipped": build.skipped,
         "comparison": compare_cohorts(
-            patients, healthy, build.intervals, early_years=settings.early_years, q_values=False
+            patients,
+            healthy,
+            build.intervals,
+            early_years=settings.early_years,
+            q_values=False,
+            covariates=settings.comparison_covariates,
         ),
         "variation": retest_variation(
             healthy_visits, min_subjects=settings.rcv_min_subjects, probability=settings.rcv_probability

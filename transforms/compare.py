@@ -11,7 +11,11 @@ Pinned choices (docs/statistics.md):
   delta, two-sided Mann-Whitney p-value;
 * severity trend: ordinary least squares of the rank of the value on severity, age and sex among patients
   (rank-based regression, censoring-safe), t-test p-value; the slope of the log value per 100 severity
-  points among measured values is reported beside it as an effect size.
+  points among measured values is reported beside it as an effect size;
+* adjusted shift (when covariates are configured, e.g. Olink Explore HT sample handling): ordinary least
+  squares of the rank of the value (patients and healthy pooled) on cohort plus the covariates (numbers as
+  they are, text as indicator columns of its levels but the first), t-test p-value of the cohort term,
+  over the people with every covariate present (``n_adjusted``).
 """
 
 from __future__ import annotations
@@ -134,6 +138,37 @@ def rank_trend(y: np.ndarray, severity: np.ndarray, age: np.ndarray, male: np.nd
     return float(t), float(2 * stats.t.sf(abs(t), dof))
 
 
+def adjusted_shift(y: np.ndarray, patient: np.ndarray, covariates: np.ndarray) -> tuple[float, float]:
+    """OLS of rank(y) on an intercept, the patient indicator and ``covariates`` (a 2-D design block);
+    returns (t statistic, two-sided p) of the patient term. Censored values rank at their end (-inf/inf)."""
+    ranks = stats.rankdata(y)
+    design = np.column_stack([np.ones(y.size), patient, covariates])
+    dof = y.size - np.linalg.matrix_rank(design)
+    if dof <= 0:
+        return float("nan"), float("nan")
+    beta, *_ = np.linalg.lstsq(design, ranks, rcond=None)
+    resid = ranks - design @ beta
+    cov = (resid @ resid / dof) * np.linalg.pinv(design.T @ design)
+    t = beta[1] / np.sqrt(cov[1, 1])
+    return float(t), float(2 * stats.t.sf(abs(t), dof))
+
+
+def covariate_block(frame: pl.DataFrame, covariates: list[str]) -> np.ndarray:
+    """The design columns of ``covariates``: a numeric column (or text that reads as numbers) as it is, other
+    text as indicators of its levels but the first (sorted). Rows must have every covariate present."""
+    blocks = []
+    for c in covariates:
+        values = frame.get_column(c)
+        numeric = values.cast(pl.Float64, strict=False)
+        if numeric.null_count() == 0:
+            blocks.append(numeric.to_numpy()[:, None])
+            continue
+        text = values.cast(pl.String)
+        for level in sorted(set(text.to_list()))[1:]:
+            blocks.append((text == level).cast(pl.Float64).to_numpy()[:, None])
+    return np.hstack(blocks) if blocks else np.empty((frame.height, 0))
+
+
 def _logs(frame: pl.DataFrame, floor: float) -> np.ndarray:
     below = frame["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
     above = (frame["censoring"] == "above_uloq").fill_null(False).to_numpy()
@@ -149,14 +184,17 @@ def compare_cohorts(
     *,
     early_years: float = EARLY_YEARS,
     q_values: bool = True,
+    covariates: list[str] | None = None,
 ) -> pl.DataFrame:
     """One row per patient cohort (all, early, long-standing) x published ``sex = all`` reference group.
 
     ``patients`` and ``healthy`` are normalised measurements with matrix, sex, age, severity and
     illness_duration_years; ``intervals`` the reference intervals of the release. With ``q_values=False``
     the q-value columns stay empty: comparisons built in parts by analyte get them from
-    :func:`finish_comparison` once all parts are together (q-values are across markers).
+    :func:`finish_comparison` once all parts are together (q-values are across markers). ``covariates``:
+    columns of both frames to adjust the shift for (``p_shift_adjusted``); none: the column stays empty.
     """
+    covariates = list(covariates or [])
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
     groups = intervals.filter((pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null())
     rows: list[dict[str, object]] = []
@@ -220,7 +258,24 @@ def compare_cohorts(
                 "p_shift": p_shift,
                 "severity_slope_log_per_100": None,
                 "p_severity": None,
+                "p_shift_adjusted": None,
+                "n_adjusted": None,
+                "adjusted_for": ", ".join(covariates) or None,
             }
+            if covariates:
+                present = pl.all_horizontal(pl.col(c).is_not_null() for c in covariates)
+                both = pl.concat(
+                    [
+                        p.filter(present).select(*covariates, "log_value", "censoring", pl.lit(1.0).alias("__p")),
+                        h.filter(present).select(*covariates, "log_value", "censoring", pl.lit(0.0).alias("__p")),
+                    ],
+                    how="vertical_relaxed",
+                )
+                if both.height > len(covariates) + 3 and both["__p"].n_unique() == 2:
+                    _, p_adj = adjusted_shift(
+                        _logs(both, floor), both["__p"].to_numpy(), covariate_block(both, covariates)
+                    )
+                    row |= {"p_shift_adjusted": p_adj, "n_adjusted": both.height}
             sev = p.filter(pl.col("severity").is_not_null() & pl.col("age").is_not_null())
             if sev.height >= 10:
                 y = _logs(sev, floor)
@@ -286,4 +341,7 @@ COMPARISON_SCHEMA: dict[str, pl.DataType] = {
     "severity_slope_log_per_100": pl.Float64(),
     "p_severity": pl.Float64(),
     "q_severity": pl.Float64(),
+    "p_shift_adjusted": pl.Float64(),  # the shift adjusted for the configured covariates (comparison_covariates)
+    "n_adjusted": pl.Int64(),  # patients and healthy people with every covariate present
+    "adjusted_for": pl.String(),
 }

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from transforms import schema
+from transforms.readers.olink_explore import HANDLING_FIELDS
 
 
 def now() -> datetime:
@@ -322,7 +323,13 @@ def measurement_sizes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 def export_measurements(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
     """The normalised measurements of healthy and patient samples (the `measurements` view) as Parquet, one
     folder per part of ``parts`` (analyte, part: see transforms.partitions.plan_reference)."""
-    query = f"select m.*, p.part as __part from measurements m join __parts p using (analyte) where {IN_STUDY}"
+    # with each sample's handling fields (Olink Explore HT OSI columns), which cohort comparisons may adjust for
+    fields = ", ".join(f"any_value({c}) as {c}" for c in HANDLING_FIELDS)
+    handling = f"(select sample_id, {fields} from sample_handling group by sample_id) h"
+    query = (
+        f"select m.*, {', '.join('h.' + c for c in HANDLING_FIELDS)}, p.part as __part from measurements m "
+        f"join __parts p using (analyte) left join {handling} using (sample_id) where {IN_STUDY}"
+    )
     return _copy_parts(con, query, parts.select("analyte", "part"), folder)
 
 

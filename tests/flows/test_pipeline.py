@@ -299,7 +299,9 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
     from flows.pipeline import run_pipeline
     from transforms.demo_explore import generate_explore
 
-    settings = load_settings(env={}, home=tmp_path, subject_key="test-key", min_n=120)
+    settings = load_settings(
+        env={}, home=tmp_path, subject_key="test-key", min_n=120, comparison_covariates=["osi_time_to_centrifugation"]
+    )
     demo = generate_explore(seed=8, n_healthy=140, n_patients=30)
     copy_demo(demo.files, settings.landing)
     summary = run_pipeline(settings)
@@ -318,3 +320,9 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
         ("ExploreHT", "NPX File")
     ]
     assert q(settings, "select count(*) from sample_handling")[0][0] == 140 + 30
+    adjusted = q(
+        settings,
+        "select count(*), count(p_shift_adjusted), min(n_adjusted), any_value(adjusted_for) from cohort_comparison "
+        "where cohort = 'patient'",
+    )
+    assert adjusted == [(20, 20, 140 + 30 - 1, "osi_time_to_centrifugation")]

@@ -10,8 +10,10 @@ from scipy import stats
 from tests.demo_files import read_demo
 from transforms.compare import (
     add_q_values,
+    adjusted_shift,
     cliffs_delta,
     compare_cohorts,
+    covariate_block,
     hodges_lehmann,
     order_statistics,
     rank_trend,
@@ -142,3 +144,86 @@ def test_the_release_report_plots_everyones_groups_first_up_to_its_limit() -> No
     assert capped.count("<section>") == build.intervals.height  # every group keeps its table
     for section in capped.split("<section>")[1:]:  # the plotted ones are exactly everyone's groups
         assert ("data:image/png" in section) == ("sex=all · age –<" in section), section[:120]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(8, 60), st.integers(0, 2**31 - 1), st.booleans())
+def test_adjusted_shift_equals_the_partial_correlation_test(n: int, seed: int, with_text: bool) -> None:
+    """Oracle (Frisch-Waugh-Lovell): the t of the cohort term in OLS of rank(y) on cohort + covariates is the
+    partial correlation of rank(y) and cohort given the covariates, t = r sqrt(dof / (1 - r^2))."""
+    rng = np.random.default_rng(seed)
+    patient = np.r_[np.ones(n // 2), np.zeros(n - n // 2)]
+    minutes = rng.uniform(20, 240, n)
+    y = 0.4 * patient + 0.01 * minutes + rng.normal(0, 1, n)
+    y[rng.random(n) < 0.1] = -np.inf  # censored values rank together at the bottom
+    frame = pl.DataFrame({"osi_time_to_centrifugation": minutes.round(0).astype(str)})
+    if with_text:
+        frame = frame.with_columns(osi_preparation_temperature=pl.Series(rng.choice(["4C", "RT"], n)))
+    covariates = frame.columns
+    block = covariate_block(frame, covariates)
+    t, p = adjusted_shift(y, patient, block)
+    others = np.column_stack([np.ones(n), block])
+    if np.linalg.matrix_rank(np.column_stack([others, patient])) < others.shape[1] + 1:
+        return  # the cohort is a combination of the covariates: no test (nan), nothing to compare
+    ranks = stats.rankdata(y)
+
+    def residual(v: np.ndarray) -> np.ndarray:
+        beta, *_ = np.linalg.lstsq(others, v, rcond=None)
+        return v - others @ beta
+
+    r = stats.pearsonr(residual(ranks), residual(patient))[0]
+    dof = n - np.linalg.matrix_rank(others) - 1
+    expected_t = r * np.sqrt(dof / (1 - r**2))
+    assert t == pytest.approx(expected_t, rel=1e-7, abs=1e-9)
+    assert p == pytest.approx(2 * stats.t.sf(abs(expected_t), dof), rel=1e-6, abs=1e-12)
+
+
+def _handling_groups(effect: float, seed: int = 4) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Healthy people processed fast, patients slowly; slow processing raises the value by itself."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cohort, n, minutes in (("healthy", 240, (20, 150)), ("patient", 80, (90, 240))):
+        t = rng.uniform(*minutes, n)
+        v = 0.02 * t + (effect if cohort == "patient" else 0.0) + rng.normal(0, 0.5, n)
+        for i in range(n):
+            rows.append(
+                {
+                    "sample_id": f"{cohort}{i}",
+                    "analyte": "IL6",
+                    "uniprot": "P05231",
+                    "platform": "olink_explore_ht",
+                    "panel": "Explore_HT",
+                    "matrix": "serum",
+                    "unit": "NPX",
+                    "cohort": cohort,
+                    "sex": "F" if i % 2 else "M",
+                    "age": 30.0 + i % 30,
+                    "severity": 50.0 if cohort == "patient" else None,
+                    "illness_duration_years": 5.0 if cohort == "patient" else None,
+                    "log_value": float(v[i]),
+                    "value": float(v[i]),
+                    "censoring": None,
+                    "limit_value": None,
+                    "lod": None,
+                    "osi_time_to_centrifugation": f"{t[i]:.0f}",
+                }
+            )
+    frame = pl.DataFrame(rows, infer_schema_length=None).with_columns(
+        pl.col("censoring").cast(pl.String), pl.col("limit_value", "lod", "severity").cast(pl.Float64)
+    )
+    healthy, patients = frame.filter(pl.col("cohort") == "healthy"), frame.filter(pl.col("cohort") == "patient")
+    build = build_reference(healthy.drop("osi_time_to_centrifugation"))
+    return patients, healthy, build.intervals
+
+
+def test_the_adjusted_shift_removes_a_handling_confound_and_keeps_a_true_shift() -> None:
+    patients, healthy, intervals = _handling_groups(effect=0.0)
+    plain = compare_cohorts(patients, healthy, intervals).filter(pl.col("cohort") == "patient").row(0, named=True)
+    adjusted = compare_cohorts(patients, healthy, intervals, covariates=["osi_time_to_centrifugation"])
+    row = adjusted.filter(pl.col("cohort") == "patient").row(0, named=True)
+    assert plain["p_shift"] < 1e-6 and plain["p_shift_adjusted"] is None  # slow processing alone looks like disease
+    assert row["p_shift"] == plain["p_shift"] and row["p_shift_adjusted"] > 0.01
+    assert row["n_adjusted"] == 320 and row["adjusted_for"] == "osi_time_to_centrifugation"
+    patients, healthy, intervals = _handling_groups(effect=0.8)
+    row = compare_cohorts(patients, healthy, intervals, covariates=["osi_time_to_centrifugation"]).row(0, named=True)
+    assert row["p_shift_adjusted"] < 1e-4

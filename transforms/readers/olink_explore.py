@@ -494,4 +494,7 @@ def _joined(frame: pl.DataFrame, name: str | None) -> str | None:
     return "; ".join(values) or None
 
 
+#: The warehouse names of the sample-handling fields (table sample_handling), e.g. osi_time_to_centrifugation.
+HANDLING_FIELDS = [_snake(c) for c in HANDLING_COLUMNS]
+
 __all__ = ["COLUMNS", "PRODUCTS", "SIGNATURE", "ExploreRead", "product_of", "read_explore"]
