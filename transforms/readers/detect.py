@@ -196,7 +196,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         olink_metadata = {"Product", "DataFileType"} <= set(metadata)  # Olink software writes both
         if _layout_of(names) == "olink_explore" or olink_metadata:
             if _layout_of(names) != "olink_explore":
-                olink_explore.product_of(metadata, names, [], source=source)  # a counts file says so first
+                olink_explore.product_of(metadata, [], source=source)  # a counts file says so first
                 msg = (
                     f"{source}: Olink {metadata.get('Product')} Parquet file without the SampleID, Assay, AssayType "
                     "and NPX columns of an NPX file; export the 'NPX File' from Olink's software"

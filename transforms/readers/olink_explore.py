@@ -104,7 +104,7 @@ class ExploreRead:
     handling: pl.DataFrame | None = None  # one row per sample x plate with the OSI columns, when present
 
 
-def product_of(metadata: dict[str, str], columns: list[str], panels: list[str], *, source: str) -> tuple[str, str]:
+def product_of(metadata: dict[str, str], panels: list[str], *, source: str) -> tuple[str, str]:
     """(Olink product name, platform) from the Parquet metadata, else from the panel names. Raises
     UnreadableFileError for a Parquet file that says it is not an NPX file or names an unknown product."""
     kind = metadata.get("DataFileType")
@@ -219,7 +219,7 @@ def read_explore(
 
     panel_name = col("Panel")
     panels = frame.get_column(panel_name).cast(pl.String).unique().drop_nulls().to_list() if panel_name else []
-    product, platform = product_of(metadata, frame.columns, panels, source=source)
+    product, platform = product_of(metadata, panels, source=source)
     npx = col("NPX")
     assert npx is not None  # the signature requires it
     decimal_comma = frame.schema[npx] == pl.String and uses_decimal_comma(frame[npx], separator)
