@@ -93,8 +93,9 @@ def _excel_table(sheet: pl.DataFrame) -> tuple[Table, list[str], str] | None:
     return None
 
 
-def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, str]]:
-    """Column names and key-value metadata of a Parquet file (read from its footer only)."""
+def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, str], set[str]]:
+    """Column names, key-value metadata and text columns of a Parquet file (read from its footer only)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -103,33 +104,30 @@ def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, 
         msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
         raise UnreadableFileError(msg) from exc
     meta = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (found.metadata or {}).items()}
-    return list(found.names), meta
+    text = {f.name for f in found if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+    return list(found.names), meta, text
 
 
-def _read_parquet(data: bytes, *, source: str, columns: list[str] | None = None) -> pl.DataFrame:
+def _read_parquet(data: bytes, *, source: str) -> pl.DataFrame:
     try:
-        return pl.read_parquet(io.BytesIO(data), columns=columns)
+        return pl.read_parquet(io.BytesIO(data))
     except Exception as exc:  # pyarrow/polars raise several types for a damaged file
         msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
         raise UnreadableFileError(msg) from exc
 
 
-def _explore_parquet(data: bytes, names: list[str], metadata: dict[str, str], **kwargs: object) -> ReadResult:
+def _explore_parquet(
+    data: bytes, names: list[str], metadata: dict[str, str], text_columns: set[str], **kwargs: object
+) -> ReadResult:
     """An Olink NGS-product Parquet file, read for the reader's columns in their own types (no text). Text
     columns are read dictionary-coded (Categorical), as Parquet stores them: ids, assays, plates and flags
     repeat across millions of rows, and hashing them as strings took most of the reader's time."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     wanted = {c.lower() for c in olink_explore.COLUMNS}
     columns = [n for n in names if n.lower() in wanted]
+    text = [n for n in columns if n in text_columns]
     try:
-        schema_ = pq.read_schema(io.BytesIO(data))
-        text = [
-            n
-            for n in columns
-            if pa.types.is_string(schema_.field(n).type) or pa.types.is_large_string(schema_.field(n).type)
-        ]
         table = pq.read_table(io.BytesIO(data), columns=columns, read_dictionary=text)
         frame = pl.from_arrow(table, rechunk=True)
     except Exception as exc:  # pyarrow raises several types for a damaged file
@@ -192,7 +190,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
     opts = options or {}
     hold = bool(opts.get("hold_vendor_warnings", False))
     if data[:4] == b"PAR1":
-        names, metadata = parquet_metadata(data, source=source)
+        names, metadata, text_columns = parquet_metadata(data, source=source)
         olink_metadata = {"Product", "DataFileType"} <= set(metadata)  # Olink software writes both
         if _layout_of(names) == "olink_explore" or olink_metadata:
             if _layout_of(names) != "olink_explore":
@@ -202,7 +200,9 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
                     "and NPX columns of an NPX file; export the 'NPX File' from Olink's software"
                 )
                 raise UnreadableFileError(msg)
-            return _explore_parquet(data, names, metadata, source=source, sha256=sha256, hold_warnings=hold)
+            return _explore_parquet(
+                data, names, metadata, text_columns, source=source, sha256=sha256, hold_warnings=hold
+            )
     if data[:4] == b"PAR1" or data[:4] == b"PK\x03\x04":
         table, preamble, layout = _binary_table(data, source=source)
     elif (fast := _clean_text_table(data, source=source)) is not None:
