@@ -38,9 +38,13 @@ def give_back_memory() -> bool:
     """Collect garbage, then return free heap pages to the operating system (glibc). True when it ran.
 
     Both are needed: without the collection (objects in reference cycles still hold their buffers) a
-    20,000 x 3,000 run peaked at 11.7 GB, with it at 7.0 GB. The collection takes about 0.25 s in a run
-    process."""
+    20,000 x 3,000 run peaked at 11.7 GB, with it at 7.0 GB. A full collection walks every object the
+    process holds (Prefect's and Great Expectations' modules: 0.25 to 0.4 s each time); the survivors are
+    then frozen (``gc.freeze``), so the next collection walks only what was made since, in milliseconds.
+    Frozen objects are still freed by reference counting; only a reference cycle among them is never
+    collected, and what survives a task's end is what lives on anyway (modules, settings, caches)."""
     gc.collect()
+    gc.freeze()
     trim = _libc_trim()
     if trim is None:
         return False

@@ -1,16 +1,17 @@
 """The release report: releases/<version>/report.html, one self-contained offline page.
 
-One plot per reference group (matplotlib, Agg backend, embedded as base64 PNG): the healthy distribution
-as its published quantile curve, the reference limits with their confidence intervals shaded, and the
+One plot per reference group (inline SVG, written here as text: the browser draws it, so a plot costs
+about a millisecond and the page needs no image library): the healthy distribution as its published
+quantile curve, the reference limits with their confidence intervals shaded, and the
 median percentile of each patient cohort marked where the release carries cohort comparisons.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
+import math
 
+import numpy as np
 import polars as pl
 
 from transforms import schema
@@ -21,40 +22,114 @@ DISCLAIMER = (
 )
 
 
+#: Plot size (SVG user units) and its margins: left, right, top, bottom.
+WIDTH, HEIGHT = 520, 250
+MARGIN = (52, 12, 26, 38)
+COHORT_COLOURS = {"patient": "#6a4c93", "patient_early": "#2a9d8f", "patient_long": "#8d99ae"}
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values (1, 2, 2.5 or 5 times a power of ten apart) covering [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [lo] if math.isfinite(lo) else []
+    raw = (hi - lo) / max(count - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    digits = max(0, 2 - math.floor(math.log10(step)))  # enough for 2.5 x 10^k; drops float noise
+    return [round(first + i * step, digits) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
 def _plot(group: dict[str, object], grid: pl.DataFrame, cohorts: pl.DataFrame) -> str:
-    from matplotlib.figure import Figure
+    """The group's plot as inline SVG (text, drawn by the browser: no image library, no outside request):
+    the healthy quantile curve (value against percentile), the reference limits, their confidence intervals
+    shaded, and each patient cohort's median percentile as a dot on the curve."""
+    values = [float(v) for v in grid["value"].to_list()] if grid.height else []
+    ps = [float(p) * 100 for p in grid["p"].to_list()] if grid.height else []
+    marks = [
+        float(str(group[k]))
+        for side in ("lower", "upper")
+        for k in (f"{side}_limit", f"{side}_ci_low", f"{side}_ci_high")
+        if group.get(k) is not None
+    ]
+    finite = [v for v in values + marks if math.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 1, hi + 1
+    pad = (hi - lo) * 0.04
+    lo, hi = lo - pad, hi + pad
+    left, right, top, bottom = MARGIN
+    inner_w, inner_h = WIDTH - left - right, HEIGHT - top - bottom
 
-    # a bare Figure (no pyplot state) with fixed margins: tight_layout measured every text twice and took
-    # most of the time of a plot
-    fig = Figure(figsize=(5.2, 2.6), dpi=90)
-    fig.subplots_adjust(left=0.12, right=0.98, bottom=0.17, top=0.9)
-    ax = fig.add_subplot()
-    ax.plot(grid["value"], grid["p"] * 100, color="#1f4e79", lw=1.6, label="healthy (quantile curve)")
+    def x(v: float) -> float:
+        return left + (v - lo) / (hi - lo) * inner_w
+
+    def y(p: float) -> float:
+        return top + (1 - p / 100) * inner_h
+
+    parts = [f"<rect x='{left}' y='{top}' width='{inner_w}' height='{inner_h}' fill='#fff' stroke='#99a'/>"]
     for side in ("lower", "upper"):
-        lo, hi, lim = group[f"{side}_ci_low"], group[f"{side}_ci_high"], group[f"{side}_limit"]
-        if lo is not None and hi is not None:
-            ax.axvspan(float(str(lo)), float(str(hi)), color="#f4a261", alpha=0.3, lw=0)
-        if lim is not None:
-            ax.axvline(float(str(lim)), color="#e76f51", lw=1.2)
-    colours = {"patient": "#6a4c93", "patient_early": "#2a9d8f", "patient_long": "#8d99ae"}
-    for c in cohorts.iter_rows(named=True):
-        pct = c["median_percentile"]
-        if pct is not None and grid.height:
-            import numpy as np
+        a, b, limit = group.get(f"{side}_ci_low"), group.get(f"{side}_ci_high"), group.get(f"{side}_limit")
+        if a is not None and b is not None:
+            x0, x1 = sorted((x(float(str(a))), x(float(str(b)))))
+            parts.append(
+                f"<rect x='{x0:.1f}' y='{top}' width='{max(x1 - x0, 0.5):.1f}' height='{inner_h}' "
+                f"fill='#f4a261' fill-opacity='0.3'><title>{side} limit CI {_number(float(str(a)))} to "
+                f"{_number(float(str(b)))}</title></rect>"
+            )
+        if limit is not None:
+            xl = x(float(str(limit)))
+            parts.append(
+                f"<line x1='{xl:.1f}' x2='{xl:.1f}' y1='{top}' y2='{top + inner_h}' stroke='#e76f51' "
+                f"stroke-width='1.4'><title>{side} limit {_number(float(str(limit)))}</title></line>"
+            )
+    for t in nice_ticks(lo, hi, 6):
+        xt = x(t)
+        parts.append(
+            f"<line x1='{xt:.1f}' x2='{xt:.1f}' y1='{top + inner_h}' y2='{top + inner_h + 4}' stroke='#556'/>"
+            f"<text x='{xt:.1f}' y='{top + inner_h + 15}' text-anchor='middle'>{_number(t)}</text>"
+        )
+    for p in (0, 25, 50, 75, 100):
+        parts.append(
+            f"<line x1='{left - 4}' x2='{left}' y1='{y(p):.1f}' y2='{y(p):.1f}' stroke='#556'/>"
+            f"<text x='{left - 6}' y='{y(p) + 3:.1f}' text-anchor='end'>{p}</text>"
+        )
+    points = " ".join(f"{x(v):.1f},{y(p):.1f}" for v, p in zip(values, ps, strict=True) if math.isfinite(v))
+    if points:
+        parts.append(f"<polyline points='{points}' fill='none' stroke='#1f4e79' stroke-width='1.6'/>")
+    legend = ["<tspan fill='#1f4e79'>healthy quantile curve</tspan>"]
+    for c in cohorts.iter_rows(named=True) if cohorts.height else []:
+        pct = c.get("median_percentile")
+        if pct is None or not values:
+            continue
+        at = float(np.interp(float(pct) / 100, np.asarray(ps) / 100, np.asarray(values)))
+        colour = COHORT_COLOURS.get(str(c["cohort"]), "#222")
+        name = html.escape(str(c["cohort"]))
+        parts.append(
+            f"<circle cx='{x(at):.1f}' cy='{y(float(pct)):.1f}' r='4' fill='{colour}'>"
+            f"<title>{name} median: percentile {float(pct):.0f}</title></circle>"
+        )
+        legend.append(f"<tspan fill='{colour}'> \u25cf {name} median</tspan>")
+    title = html.escape(f"{group['analyte']} ({group['platform']}, {group['matrix']}, sex={group['sex']})")
+    parts.append(f"<text x='{left}' y='16' font-weight='600'>{title}</text>")
+    parts.append(f"<text x='{WIDTH - right}' y='16' text-anchor='end'>{''.join(legend)}</text>")
+    parts.append(
+        f"<text x='{left + inner_w / 2:.0f}' y='{HEIGHT - 4}' text-anchor='middle'>{html.escape(str(group['unit']))}"
+        f"</text><text transform='translate(13 {top + inner_h / 2:.0f}) rotate(-90)' text-anchor='middle'>"
+        "percentile</text>"
+    )
+    return (
+        f"<svg class='plot' viewBox='0 0 {WIDTH} {HEIGHT}' width='{WIDTH}' height='{HEIGHT}' role='img' "
+        f"aria-label='{title}' font-size='10' font-family='sans-serif' "
+        f"fill='#1d2733'>{''.join(parts)}</svg>"
+    )
 
-            x = float(np.interp(pct / 100, grid["p"].to_numpy(), grid["value"].to_numpy()))
-            ax.plot([x], [pct], "o", color=colours.get(str(c["cohort"]), "k"), label=f"{c['cohort']} median")
-    ax.set_xlabel(str(group["unit"]))
-    ax.set_ylabel("percentile")
-    ax.set_ylim(0, 100)
-    ax.legend(fontsize=6, loc="lower right")
-    ax.set_title(f"{group['analyte']} ({group['platform']}, {group['matrix']}, sex={group['sex']})", fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode()
 
-
-MAX_PLOTS = 300  # plots per report by default (0.1 s each); every group keeps its table
+MAX_PLOTS = 1000  # plots per report by default (about 3 kB and 1 ms each); every group keeps its table
 
 
 def _plotted(intervals: pl.DataFrame, max_plots: int) -> set[int]:
@@ -108,8 +183,7 @@ def render_release_report(
         )
         picture = ""
         if row in plotted:
-            png = _plot(group, grid, cohorts)
-            picture = f"<img alt='{title}' src='data:image/png;base64,{png}'>"
+            picture = _plot(group, grid, cohorts)
         sections.append(f"<section><h2>{title}</h2>{picture}<table>{rows}</table></section>")
     shown = (
         "Every group has a plot."
@@ -122,7 +196,9 @@ def render_release_report(
 <html lang="en"><head><meta charset="utf-8"><title>refranges release {html.escape(version)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1d2733;max-width:70rem}}
 section{{display:inline-block;vertical-align:top;margin:0 1rem 1.5rem 0;width:30rem}}
-h2{{font-size:.95rem}}table{{border-collapse:collapse;font-size:.8rem}}td{{border:1px solid #dde;padding:.15rem .4rem}}
+h2{{font-size:.95rem}}svg.plot{{display:block;max-width:100%;height:auto}}
+@media print{{section{{break-inside:avoid}}}}
+table{{border-collapse:collapse;font-size:.8rem}}td{{border:1px solid #dde;padding:.15rem .4rem}}
 </style></head><body>
 <h1>refranges release {html.escape(version)}</h1>
 <p>{html.escape(DISCLAIMER)}</p>
