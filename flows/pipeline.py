@@ -393,10 +393,19 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
 @task(cache_policy=NO_CACHE)
 def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int], int]:
     """Rebuild the normalised measurements from every loaded raw row and every manifest, in parts by analyte
-    (``partition_rows``) on the task runner, and swap them into the warehouse in one transaction."""
+    (``partition_rows``) on the task runner, and swap them into the warehouse in one transaction. When the
+    inputs (loaded files, settings, dictionary, code) are those the tables were last built from, they are
+    left as they are (0 parts): a run that found nothing new costs no normalisation."""
     assert settings.warehouse is not None
-    dictionary, _ = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
+    dictionary, dictionary_sha = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     lookup = dictionary_lookup(dictionary)
+    with _connect(settings) as con:
+        files = [r[0] for r in con.sql("select sha256 from files where status = 'loaded'").fetchall()]
+        fingerprint = input_fingerprint(settings, files, f"{dictionary_sha}:{code_version()}")
+        if loads.derived_fingerprint(con, "normalise") == fingerprint:
+            n_rows = con.sql("select count(*) from measurements_normalised").fetchall()[0][0]
+            held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
+            return int(n_rows), {str(k): int(v) for k, v in held_all}, 0
     scratch = _scratch(settings, f"{run_id}-normalise")
     with _connect(settings) as con:
         parts = plan_normalise(loads.raw_names(con), lookup, settings.methods, max_rows=settings.partition_rows)
@@ -420,6 +429,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
             normalised=[o["normalised"] for o in outputs],
             held=[o["held"] for o in outputs],
             run_id=run_id,
+            fingerprint=fingerprint,
         )
         n_rows = con.sql("select count(*) from measurements_normalised").fetchall()[0][0]
     _store_gx(settings, run_id, [pl.read_parquet(o["gx"]) for o in outputs])

@@ -337,9 +337,23 @@ def read_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return schema.conform(con.sql("select * from samples").pl(), schema.SAMPLE)
 
 
-def replace_derived(con: duckdb.DuckDBPyConnection, *, normalised: list[str], held: list[str], run_id: str) -> None:
+def derived_fingerprint(con: duckdb.DuckDBPyConnection, stage: str) -> str | None:
+    """The input fingerprint the ``stage``'s tables were last built from (table derived_state), or None."""
+    rows = con.execute("select input_fingerprint from derived_state where stage = ?", [stage]).fetchall()
+    return str(rows[0][0]) if rows else None
+
+
+def replace_derived(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    normalised: list[str],
+    held: list[str],
+    run_id: str,
+    fingerprint: str | None = None,
+) -> None:
     """Swap in this run's normalised measurements and link/normalise holds, in one transaction. ``normalised``
-    and ``held`` are Parquet files (one per part of the run), read inside DuckDB."""
+    and ``held`` are Parquet files (one per part of the run), read inside DuckDB. ``fingerprint`` (of the
+    inputs they were built from) is recorded in derived_state in the same transaction."""
     con.execute("begin")
     try:
         con.execute("delete from measurements_normalised")
@@ -347,6 +361,9 @@ def replace_derived(con: duckdb.DuckDBPyConnection, *, normalised: list[str], he
         for table, paths in (("measurements_normalised", normalised), ("held_rows", held)):
             for path in paths:  # table names are ours, not data
                 con.execute(f"insert into {table} by name select *, ? as run_id from read_parquet(?)", [run_id, path])
+        con.execute("delete from derived_state where stage = 'normalise'")
+        if fingerprint is not None:
+            con.execute("insert into derived_state values ('normalise', ?, ?, ?)", [fingerprint, run_id, now()])
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -166,11 +167,19 @@ def test_a_second_run_publishes_nothing_and_loads_nothing_twice(first_run) -> No
 
     settings, _, _ = first_run
     before = q(settings, "select (select count(*) from raw_measurements), (select count(*) from files)")
+    built = q(settings, "select distinct run_id from measurements_normalised")
     again = run_pipeline(settings)
     assert again.release_version is None and "inputs unchanged" in again.release_message
     assert {f.status for f in again.files} == {"skipped"}
     assert q(settings, "select (select count(*) from raw_measurements), (select count(*) from files)") == before
     assert len(releases.read_index(settings.releases)) == 1
+    # nothing new: the normalised tables are left as the first run built them (no part normalised)
+    assert again.parts["normalise"] == 0 and again.normalised_rows > 0
+    assert q(settings, "select distinct run_id from measurements_normalised") == built
+    # a setting that changes numbers does rebuild them
+    changed = run_pipeline(dataclasses.replace(settings, combat_min_batch=settings.combat_min_batch + 1))
+    assert changed.parts["normalise"] >= 1 and changed.normalised_rows == again.normalised_rows
+    assert q(settings, "select distinct run_id from measurements_normalised") == [(changed.run_id,)]
 
 
 def test_unknown_samples_wait_in_quarantine_until_a_manifest_names_them(first_run) -> None:
