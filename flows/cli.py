@@ -98,18 +98,38 @@ def _demo_files(platform: str, **options: int) -> dict[str, bytes]:
 
 def _run(settings: Settings) -> int:
     quiet_environment(settings)
-    from flows.pipeline import on_runner, run_pipeline
-    from flows.progress import progress_bars
-    from flows.summary import print_summary
-    from warehouse.db import WarehouseBusyError
+    from flows.serve import LocalServer, ServeError, start_run_server
 
+    server: LocalServer | None = None
+    if not os.environ.get("PREFECT_API_URL"):  # the run's temporary server: started first, ready while we import
+        server = start_run_server(Path(os.environ["PREFECT_HOME"]))  # its log beside Prefect's database
+        os.environ["PREFECT_API_URL"] = server.url
     try:
-        with progress_bars(err):
-            summary = on_runner(run_pipeline, settings)(settings)
-    except WarehouseBusyError as exc:
-        fail(str(exc), 3)
-    print_summary(summary, console)
-    return 0
+        from flows.pipeline import on_runner, run_pipeline
+        from flows.progress import progress_bars
+        from flows.summary import print_summary
+        from warehouse.db import WarehouseBusyError
+
+        if server is not None:
+            # while the server gets ready on the other core: the import every validating task needs (2-4 s)
+            from expectations.runner import preload_gx
+
+            preload_gx()
+            try:
+                server.wait_until_healthy(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+            except ServeError as exc:
+                fail(str(exc), 1)
+        try:
+            with progress_bars(err):
+                summary = on_runner(run_pipeline, settings)(settings)
+        except WarehouseBusyError as exc:
+            fail(str(exc), 3)
+        print_summary(summary, console)
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+            os.environ.pop("PREFECT_API_URL", None)
 
 
 @app.command()

@@ -44,19 +44,70 @@ class LocalServer:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    own_group: bool = True  # started in its own process group (serve), or in the caller's (a run)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM to the server's process group, then SIGKILL if it has not ended."""
+        """SIGTERM to the server (its process group when it has its own), then SIGKILL if it has not ended."""
         if self.process.poll() is not None:
             return
+
+        def send(sig: signal.Signals) -> None:
+            if self.own_group:
+                os.killpg(self.process.pid, sig)
+            else:
+                self.process.send_signal(sig)
+
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            send(signal.SIGTERM)
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            send(signal.SIGKILL)
             self.process.wait(timeout=timeout)
         except ProcessLookupError:
             pass
+
+    def wait_until_healthy(self, timeout: float = 120.0) -> None:
+        """Return once /api/health answers; ServeError when the server ends or does not answer in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                code = self.process.returncode
+                msg = f"the local Prefect server stopped at start-up (exit {code}); see {self.log_path}"
+                raise ServeError(msg)
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        msg = f"the local Prefect server did not answer within {timeout:.0f} s; see {self.log_path}"
+        raise ServeError(msg)
+
+
+def start_run_server(log_dir: Path) -> LocalServer:
+    """Start, without waiting, the temporary Prefect server of one run on 127.0.0.1: what Prefect starts by
+    itself when no ``PREFECT_API_URL`` is set (uvicorn over Prefect's app, the UI and the scheduling services
+    off), but started first, so that it gets ready on the other core while the run imports its modules, and
+    without importing Prefect's server code into the run's process. The process stays in the run's process
+    group (a kill of the run's group ends it too); :meth:`LocalServer.stop` ends it by its process id."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "prefect-server.log"
+    port = free_port()
+    env = os.environ | {
+        "PREFECT_UI_ENABLED": "0",
+        "PREFECT__SERVER_EPHEMERAL": "1",  # as Prefect's own temporary server: only the services a run needs
+        "PREFECT__SERVER_FINAL": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
+    env.pop("PREFECT_API_URL", None)
+    command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return LocalServer(process, f"http://127.0.0.1:{port}/api", log_path, own_group=False)
 
 
 def start_local_server(port: int, log_dir: Path, *, timeout: float = 120.0) -> LocalServer:
@@ -79,21 +130,8 @@ def start_local_server(port: int, log_dir: Path, *, timeout: float = 120.0) -> L
             start_new_session=True,
         )
     server = LocalServer(process, f"http://127.0.0.1:{port}/api", log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            msg = f"the local Prefect server stopped at start-up (exit {process.returncode}); see {log_path}"
-            raise ServeError(msg)
-        try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    server.stop()
-    msg = f"the local Prefect server did not answer within {timeout:.0f} s; see {log_path}"
-    raise ServeError(msg)
+    server.wait_until_healthy(timeout)
+    return server
 
 
 def read_deployments(path: Path) -> list[dict[str, Any]]:

@@ -20,6 +20,8 @@ Pinned choices (docs/statistics.md):
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -33,11 +35,17 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion k/n."""
     if n == 0:
         return float("nan"), float("nan")
-    z = stats.norm.ppf(1 - (1 - level) / 2)
+    z = _z(level)
     p = k / n
     centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
     return float(centre - half), float(centre + half)
+
+
+@functools.cache
+def _z(level: float) -> float:
+    """The two-sided normal quantile of ``level`` (scipy's ppf costs more than the rest of an interval)."""
+    return float(stats.norm.ppf(1 - (1 - level) / 2))
 
 
 def _starts(xs: np.ndarray, ys: np.ndarray, t: float) -> np.ndarray:
@@ -198,11 +206,7 @@ def compare_cohorts(
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
     groups = intervals.filter((pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null())
     rows: list[dict[str, object]] = []
-    cohorts = {
-        "patient": pl.lit(True),
-        "patient_early": pl.col("illness_duration_years") < early_years,
-        "patient_long": pl.col("illness_duration_years") >= early_years,
-    }
+    cohorts = ("patient", "patient_early", "patient_long")
     # one pass to split the rows by group (a null key matches nothing, as in a filter on equality)
     by_group = [
         frame.drop_nulls(keys).partition_by(keys, as_dict=True, maintain_order=True) for frame in (healthy, patients)
@@ -220,11 +224,23 @@ def compare_cohorts(
         hv = _logs(h, floor)
         h_sorted = np.sort(hv)
         lower = g["lower_limit"] if not g["lower_limit_censored"] else None
-        for cohort, cond in cohorts.items():
-            p = p_all.filter(cond)
-            if p.height < 3:
+        # the patients' columns as arrays once; a cohort is a mask over them (a null duration is in no
+        # subgroup, as in a filter: NaN compares false)
+        p_logs = _logs(p_all, floor)
+        duration = p_all["illness_duration_years"].cast(pl.Float64).to_numpy()
+        masks = {
+            "patient": np.ones(p_all.height, dtype=bool),
+            "patient_early": duration < early_years,
+            "patient_long": duration >= early_years,
+        }
+        severity, age = p_all["severity"], p_all["age"]
+        has_severity = (severity.is_not_null() & age.is_not_null()).to_numpy()
+        male = (p_all["sex"] == "M").cast(pl.Float64).to_numpy()
+        for cohort in cohorts:
+            mask = masks[cohort]
+            if int(mask.sum()) < 3:
                 continue
-            pv = _logs(p, floor)
+            pv = p_logs[mask]
             lo_log = None if lower is None else (lower if is_log else np.log(lower))
             hi_log = g["upper_limit"] if is_log else np.log(g["upper_limit"])
             n = pv.size
@@ -263,6 +279,7 @@ def compare_cohorts(
                 "adjusted_for": ", ".join(covariates) or None,
             }
             if covariates:
+                p = p_all.filter(pl.Series(mask))
                 present = pl.all_horizontal(pl.col(c).is_not_null() for c in covariates)
                 both = pl.concat(
                     [
@@ -276,17 +293,13 @@ def compare_cohorts(
                         _logs(both, floor), both["__p"].to_numpy(), covariate_block(both, covariates)
                     )
                     row |= {"p_shift_adjusted": p_adj, "n_adjusted": both.height}
-            sev = p.filter(pl.col("severity").is_not_null() & pl.col("age").is_not_null())
-            if sev.height >= 10:
-                y = _logs(sev, floor)
-                _, p_sev = rank_trend(
-                    y,
-                    sev["severity"].to_numpy(),
-                    sev["age"].to_numpy(),
-                    (sev["sex"] == "M").cast(pl.Float64).to_numpy(),
-                )
+            sev = mask & has_severity
+            if int(sev.sum()) >= 10:
+                y = p_logs[sev]
+                sev_x = severity.filter(pl.Series(sev)).to_numpy()  # in the column's own type, as before
+                _, p_sev = rank_trend(y, sev_x, age.filter(pl.Series(sev)).to_numpy(), male[sev])
                 ok = np.isfinite(y)
-                slope = np.polyfit(sev["severity"].to_numpy()[ok], y[ok], 1)[0] * 100 if ok.sum() > 2 else None
+                slope = np.polyfit(sev_x[ok], y[ok], 1)[0] * 100 if ok.sum() > 2 else None
                 row |= {"severity_slope_log_per_100": None if slope is None else float(slope), "p_severity": p_sev}
             rows.append(row)
     if not rows:

@@ -78,21 +78,24 @@ def retest_variation(healthy: pl.DataFrame, *, min_subjects: int = 20, probabili
     measured = healthy.filter(
         pl.col("censoring").is_null() & pl.col("log_value").is_finite() & pl.col("subject_key").is_not_null()
     ).select(*KEYS, "subject_key", "log_value", (pl.col("replicate_cv") if has_cv else pl.lit(None)).alias("rcv"))
+    # sums of floats in one fixed order, whatever order the rows came in and however many threads group
+    # them: the same inputs give the same numbers to the last bit (before, the 16th digit could vary)
+    measured = measured.sort([*KEYS, "subject_key", "log_value"], nulls_last=False)
     per_subject = (
         measured.with_columns(
             k=pl.len().over([*KEYS, "subject_key"]),
             dev2=(pl.col("log_value") - pl.col("log_value").mean().over([*KEYS, "subject_key"])) ** 2,
         )
         .filter(pl.col("k") >= 2)
-        .group_by([*KEYS, "subject_key"])
+        .group_by([*KEYS, "subject_key"], maintain_order=True)
         .agg(pl.col("dev2").sum(), (pl.len() - 1).alias("df"), pl.len().alias("k"))
     )
     # duplicate-well CV (a fraction of the linear value) -> SD on the natural-log scale
-    analytical = measured.group_by(KEYS).agg(
+    analytical = measured.group_by(KEYS, maintain_order=True).agg(
         ((1 + pl.col("rcv").cast(pl.Float64) ** 2).log().mean().sqrt()).alias("sd_analytical_ln")
     )
     pooled = (
-        per_subject.group_by(KEYS)
+        per_subject.group_by(KEYS, maintain_order=True)
         .agg(
             pl.len().alias("n_subjects"),
             pl.col("k").sum().alias("n_samples"),

@@ -47,6 +47,18 @@ def child_env(prefect_home: Path) -> dict[str, str]:
     return env
 
 
+def _processes_with_env(entry: str) -> list[int]:
+    """Process ids whose environment holds ``entry`` (Linux /proc; others are skipped)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if entry.encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
 def small_home(tmp_path: Path) -> Path:
     home = tmp_path / "home"
     copy_demo(generate_demo(seed=4, n_healthy=60, n_patients=10).files, home / "landing")
@@ -171,6 +183,9 @@ def test_two_runs_started_together_take_turns_and_load_nothing_twice(tmp_path: P
     outputs = [r.communicate(timeout=400)[0].decode() for r in runs]
     assert [r.returncode for r in runs] == [0, 0], outputs
     assert sum("published release" in o for o in outputs) == 1, outputs
+    # each run started its own temporary Prefect server (no PREFECT_API_URL) and stopped it again
+    assert all((tmp_path / f"prefect-{i}" / "prefect-server.log").is_file() for i in range(2))
+    assert not _processes_with_env(f"PREFECT_HOME={tmp_path}/prefect-"), "a run left its Prefect server running"
     settings = load_settings(config)
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:

@@ -335,3 +335,26 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
         "where cohort = 'patient'",
     )
     assert adjusted == [(20, 20, 140 + 30 - 1, "osi_time_to_centrifugation")]
+
+
+def test_the_release_tables_equal_those_the_code_before_the_speed_work_published(first_run) -> None:
+    """The figures in tests/golden/release were made by commit 19991a1 (make_release_golden.py says how):
+    every speed change since must publish the same groups, limits, CIs, grids and comparisons to the last
+    bit."""
+    import importlib.util
+    from pathlib import Path
+
+    from polars.testing import assert_frame_equal
+
+    folder = Path(__file__).parents[1] / "golden" / "release"
+    spec = importlib.util.spec_from_file_location("make_release_golden", folder / "make_release_golden.py")
+    assert spec is not None and spec.loader is not None
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    settings, _, summary = first_run
+    tables = maker.release_tables(settings.releases / summary.release_version)
+    for name, frame in tables.items():
+        assert frame.height > 0 or name == "retest_variation", name
+        expected = pl.read_csv(folder / f"{name}.csv", infer_schema=False)
+        actual = pl.read_csv(frame.write_csv().encode(), infer_schema=False)  # the text of every number
+        assert_frame_equal(actual, expected), name
