@@ -25,7 +25,7 @@ from expectations.report import render_report
 from expectations.runner import SuiteOutcome, merge_results, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, subject_key, task_runner
-from flows.memory import gives_back_memory
+from flows.memory import freeze_modules, gives_back_memory
 from flows.progress import report
 from transforms import schema
 from transforms.compare import compare_cohorts, finish_comparison
@@ -287,8 +287,11 @@ def parse_file(
     return ParsedFile(path, len(data), plan.outcome, frames | _write_frames(outputs, prefix))
 
 
-def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[FileOutcome, pl.DataFrame | None]:
-    """Load one parsed file into the warehouse atomically (the flow's single writer does this, in order)."""
+def _load_parsed(
+    parsed: ParsedFile, settings: Settings, run_id: str, con: Any
+) -> tuple[FileOutcome, pl.DataFrame | None]:
+    """Load one parsed file into the warehouse atomically (the flow's single writer does this, in order), on
+    the run's open connection ``con`` (each file is its own transaction)."""
     logger = get_run_logger()
     assert settings.warehouse is not None
     o, path = parsed.outcome, parsed.path
@@ -297,21 +300,19 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str) -> tuple[F
     if o.status == "quarantined":
         _quarantine_file(settings, path, o.reason or "")
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
-        with _connect(settings) as con:
-            loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
+        loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s: %s", o.name, o.reason)
     else:
         archive = _archive(settings, path, o.sha256)
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=str(archive), run_id=run_id)
-        with _connect(settings) as con:
-            o.replaced = loads.load_file(
-                con,
-                entry,
-                rows=Path(parsed.frames["rows"]) if "rows" in parsed.frames else None,
-                quarantine=parsed.frame("quarantine"),
-                samples=parsed.frame("samples"),
-                handling=parsed.frame("handling"),
-            )
+        o.replaced = loads.load_file(
+            con,
+            entry,
+            rows=Path(parsed.frames["rows"]) if "rows" in parsed.frames else None,
+            quarantine=parsed.frame("quarantine"),
+            samples=parsed.frame("samples"),
+            handling=parsed.frame("handling"),
+        )
         logger.info(
             "%s: %s, %d rows read, %d loaded, %d quarantined",
             o.name,
@@ -653,21 +654,22 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     started = time.perf_counter()
     futures = parse_file.map(paths, unmapped(settings), unmapped(frozenset(known)), unmapped(key), unmapped(scratch))
     report("files parsed and loaded", 0, len(paths))
-    for done, future in enumerate(futures, start=1):
-        parsed = future.result()
-        if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice in a run
-            parsed = ParsedFile(
-                parsed.path,
-                parsed.size_bytes,
-                FileOutcome.already_ingested(parsed.outcome.name, parsed.outcome.sha256),
-                {},
-            )
-        outcome, results = _load_parsed(parsed, settings, summary.run_id)
-        known.add(outcome.sha256)
-        summary.files.append(outcome)
-        report("files parsed and loaded", done, len(paths))
-        if results is not None:
-            gx.append(results)
+    with _connect(settings) as con:  # one connection for the loads (opening one per file cost 0.1 s each)
+        for done, future in enumerate(futures, start=1):
+            parsed = future.result()
+            if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice
+                parsed = ParsedFile(
+                    parsed.path,
+                    parsed.size_bytes,
+                    FileOutcome.already_ingested(parsed.outcome.name, parsed.outcome.sha256),
+                    {},
+                )
+            outcome, results = _load_parsed(parsed, settings, summary.run_id, con)
+            known.add(outcome.sha256)
+            summary.files.append(outcome)
+            report("files parsed and loaded", done, len(paths))
+            if results is not None:
+                gx.append(results)
     _store_gx(settings, summary.run_id, gx)  # one row per expectation for the run's new files
     summary.stage_seconds["ingest"] = time.perf_counter() - started
     shutil.rmtree(scratch, ignore_errors=True)
@@ -763,6 +765,7 @@ def run_pipeline(settings: Settings) -> RunSummary:
     """One pass: ingest new files, quality checks, normalise, build reference groups, publish (see
     :func:`_writing` for how the warehouse is written)."""
     assert settings.landing is not None
+    freeze_modules()  # before any task: later collections skip the modules' objects
     with _writing(settings) as (settings, summary):
         _ingest(list_landing(settings.landing), settings, summary)
         started = time.perf_counter()
@@ -782,6 +785,7 @@ def run_pipeline(settings: Settings) -> RunSummary:
 @flow(name="refranges-ingest", log_prints=True)
 def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
     """Ingest the given files into the warehouse (no release is built), written as run_pipeline writes it."""
+    freeze_modules()
     with _writing(settings) as (settings, summary):
         _ingest(paths, settings, summary)
         summary.release_message = "ingest only: no release built"

@@ -72,8 +72,11 @@ ENUMERATE = 20_000  # differences gathered at once when the bracket is this narr
 def order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: list[int], *, enumerate_at: int = ENUMERATE) -> list[float]:
     """The differences xs[i] - ys[j] of the given 0-based ranks (neighbouring ranks), exactly, without
     forming all of them: the value range is halved (counting the differences at most t in
-    O(n log n)) until few differences lie in it, then those are gathered and selected.
-    ``xs`` and ``ys`` sorted and finite."""
+    O(n log n)) until few differences lie in it, then those are gathered and selected. Each step tries the
+    point where the counts at the bracket's ends, interpolated linearly, put the farther end just outside
+    the wanted ranks (the counts follow the smooth distribution of the differences, so that lands close),
+    and halves instead when that did not at least halve the bracket's count. Exact whatever the steps: the
+    bracket only decides which differences are gathered. ``xs`` and ``ys`` sorted and finite."""
     n2 = ys.size
     total = xs.size * n2
     first, last = min(ranks), max(ranks)
@@ -81,8 +84,15 @@ def order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: list[int], *, enumer
     hi = float(xs[-1] - ys[0])  # the largest difference: count total
     s_lo, s_hi = np.full(xs.size, n2), np.zeros(xs.size, dtype=np.int64)
     c_lo, c_hi = 0, total
+    interpolate = True
     while c_hi - c_lo > enumerate_at:  # invariant: c_lo <= first and last < c_hi (the ranks lie in (lo, hi])
+        width = c_hi - c_lo
         mid = lo + (hi - lo) / 2
+        if interpolate:  # aim the farther end of the bracket to just outside the wanted ranks
+            aim = first - enumerate_at / 4 if first - c_lo > c_hi - last else last + 1 + enumerate_at / 4
+            guess = lo + (hi - lo) * (aim - c_lo) / width
+            if lo < guess < hi:
+                mid = guess
         if not lo < mid < hi:
             break  # neighbouring floats: nothing left to halve
         s_mid = _starts(xs, ys, mid)
@@ -93,6 +103,7 @@ def order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: list[int], *, enumer
             lo, s_lo, c_lo = mid, s_mid, c_mid
         else:
             break  # the ranks straddle mid: gather both sides
+        interpolate = not interpolate or c_hi - c_lo <= width // 2  # a step that did not halve: halve next
     # the differences in (lo, hi]: row i, columns s_hi[i] <= j < s_lo[i]
     lengths = s_lo - s_hi
     rows = np.repeat(np.arange(xs.size), lengths)
@@ -177,9 +188,17 @@ def covariate_block(frame: pl.DataFrame, covariates: list[str]) -> np.ndarray:
     return np.hstack(blocks) if blocks else np.empty((frame.height, 0))
 
 
+BELOW = pl.col("censoring").is_in(["below_lod", "below_lloq"]).fill_null(False)
+ABOVE = (pl.col("censoring") == "above_uloq").fill_null(False)
+
+
 def _logs(frame: pl.DataFrame, floor: float) -> np.ndarray:
-    below = frame["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
-    above = (frame["censoring"] == "above_uloq").fill_null(False).to_numpy()
+    """Log values with censored ones at -inf / inf (and those below ``floor``, the common LOD, at -inf).
+    The censoring flags come from ``__below`` / ``__above`` when the caller made them for all groups at once."""
+    if "__below" in frame.columns:
+        below, above = frame["__below"].to_numpy(), frame["__above"].to_numpy()
+    else:
+        below, above = frame.select(BELOW).to_series().to_numpy(), frame.select(ABOVE).to_series().to_numpy()
     v = frame["log_value"].to_numpy().astype(float)
     v = np.where(below | (v < floor), -np.inf, v)
     return np.where(above, np.inf, v)
@@ -209,7 +228,10 @@ def compare_cohorts(
     cohorts = ("patient", "patient_early", "patient_long")
     # one pass to split the rows by group (a null key matches nothing, as in a filter on equality)
     by_group = [
-        frame.drop_nulls(keys).partition_by(keys, as_dict=True, maintain_order=True) for frame in (healthy, patients)
+        frame.drop_nulls(keys)
+        .with_columns(BELOW.alias("__below"), ABOVE.alias("__above"))  # once for every group
+        .partition_by(keys, as_dict=True, maintain_order=True)
+        for frame in (healthy, patients)
     ]
     for g in groups.iter_rows(named=True):
         key = tuple(g[k] for k in keys)
