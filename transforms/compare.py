@@ -24,7 +24,7 @@ import functools
 
 import numpy as np
 import polars as pl
-from scipy import stats
+from scipy import special, stats
 
 from transforms import schema
 
@@ -132,9 +132,30 @@ def hodges_lehmann(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[f
 
 def shift_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Cliff's delta, P(X > Y) - P(X < Y) (ties count half), and the two-sided Mann-Whitney p-value, from one
-    Mann-Whitney test."""
-    test = stats.mannwhitneyu(x, y, alternative="two-sided")
-    return float(2 * test.statistic / (x.size * y.size) - 1), float(test.pvalue)
+    Mann-Whitney test.
+
+    The test is scipy's ``mannwhitneyu`` (two-sided, continuity correction, normal approximation with the
+    tie correction; scipy's exact distribution for groups of 8 or fewer without ties), computed here from
+    one sort: the rank sum from binary searches, the tie counts from the sorted values. Every sum is of
+    whole or half numbers, so it is exact, and the p-value is scipy's to the last bit (tested). The general
+    call costs 2 to 3 ms per group in scipy's argument handling, across 9,000 groups of a large release."""
+    n1, n2 = x.size, y.size
+    if n1 == 0 or n2 == 0 or (n1 <= 8 or n2 <= 8) or np.isnan(x).any() or np.isnan(y).any():
+        test = stats.mannwhitneyu(x, y, alternative="two-sided")  # small, empty or NaN: scipy's own rules
+        return float(2 * test.statistic / (n1 * n2) - 1), float(test.pvalue)
+    values = np.sort(np.concatenate([x, y]))
+    left, right = np.searchsorted(values, x, side="left"), np.searchsorted(values, x, side="right")
+    r1 = np.sum((left + right + 1) / 2)  # average ranks (1-based) of x, half-integers: an exact sum
+    u1 = r1 - n1 * (n1 + 1) / 2
+    u = max(u1, n1 * n2 - u1)
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])  # != keeps equal infinities together
+    ties = np.diff(np.r_[starts, values.size]).astype(np.float64)
+    n = n1 + n2
+    s = np.sqrt(n1 * n2 / 12 * ((n + 1) - np.sum(ties**3 - ties) / (n * (n - 1))))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (u - n1 * n2 / 2 - 0.5) / s
+    p = np.clip(special.ndtr(-z) * 2, 0, 1)
+    return float(2 * u1 / (n1 * n2) - 1), float(p)
 
 
 def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:

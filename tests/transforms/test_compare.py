@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
@@ -17,6 +19,7 @@ from transforms.compare import (
     hodges_lehmann,
     order_statistics,
     rank_trend,
+    shift_test,
     wilson,
 )
 from transforms.demo import EARLY_SHIFT_SD, SEVERITY_SLOPE_SD, generate_demo
@@ -227,3 +230,25 @@ def test_the_adjusted_shift_removes_a_handling_confound_and_keeps_a_true_shift()
     patients, healthy, intervals = _handling_groups(effect=0.8)
     row = compare_cohorts(patients, healthy, intervals, covariates=["osi_time_to_centrifugation"]).row(0, named=True)
     assert row["p_shift_adjusted"] < 1e-4
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.floats(-30, 30, allow_nan=False), min_size=9, max_size=80),
+    st.lists(st.floats(-30, 30, allow_nan=False), min_size=9, max_size=80),
+    st.integers(0, 2),
+    st.floats(0, 0.5),
+)
+def test_the_shift_test_equals_scipys_mann_whitney_to_the_last_bit(
+    x: list[float], y: list[float], digits: int, censored: float
+) -> None:
+    """Oracle: scipy.stats.mannwhitneyu (two-sided, continuity, tie correction); ties from rounding and
+    censored values at -inf / inf, as the comparisons pass them."""
+    xs, ys = np.round(np.array(x), digits), np.round(np.array(y), digits)
+    for v in (xs, ys):
+        v[: int(v.size * censored)] = -np.inf
+        v[-int(v.size * censored / 2) or v.size :] = np.inf
+    test = stats.mannwhitneyu(xs, ys, alternative="two-sided")
+    delta, p = shift_test(xs, ys)
+    assert delta == float(2 * test.statistic / (xs.size * ys.size) - 1)
+    assert p == float(test.pvalue) or (math.isnan(p) and math.isnan(float(test.pvalue)))
