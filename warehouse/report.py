@@ -23,8 +23,8 @@ DISCLAIMER = (
 
 
 #: Plot size (SVG user units) and its margins: left, right, top, bottom.
-WIDTH, HEIGHT = 520, 250
-MARGIN = (52, 12, 26, 38)
+WIDTH, HEIGHT = 520, 260
+MARGIN = (52, 12, 34, 38)
 COHORT_COLOURS = {"patient": "#6a4c93", "patient_early": "#2a9d8f", "patient_long": "#8d99ae"}
 
 
@@ -115,8 +115,8 @@ def _plot(group: dict[str, object], grid: pl.DataFrame, cohorts: pl.DataFrame) -
         )
         legend.append(f"<tspan fill='{colour}'> \u25cf {name} median</tspan>")
     title = html.escape(f"{group['analyte']} ({group['platform']}, {group['matrix']}, sex={group['sex']})")
-    parts.append(f"<text x='{left}' y='16' font-weight='600'>{title}</text>")
-    parts.append(f"<text x='{WIDTH - right}' y='16' text-anchor='end'>{''.join(legend)}</text>")
+    parts.append(f"<text x='{left}' y='12' font-weight='600'>{title}</text>")  # the legend on its own line
+    parts.append(f"<text x='{WIDTH - right}' y='27' text-anchor='end'>{''.join(legend)}</text>")
     parts.append(
         f"<text x='{left + inner_w / 2:.0f}' y='{HEIGHT - 4}' text-anchor='middle'>{html.escape(str(group['unit']))}"
         f"</text><text transform='translate(13 {top + inner_h / 2:.0f}) rotate(-90)' text-anchor='middle'>"
