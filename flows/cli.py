@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +23,20 @@ app = typer.Typer(
 )
 releases_app = typer.Typer(help="List, show and verify published releases.", no_args_is_help=True)
 app.add_typer(releases_app, name="releases")
-console = Console()
-err = Console(stderr=True)
+#: Width of output that is not a terminal (a log, a pipe, CI): wide enough that no table cell or reason wraps
+LOG_WIDTH = 10_000
+
+
+def output_console(*, stderr: bool = False) -> Console:
+    """A console for stdout or stderr: the terminal's width on a terminal; elsewhere no wrapping at all, so
+    that a log line holds a whole reason (rich would squeeze everything into 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = stream.isatty()
+    return Console(stderr=stderr, width=None if terminal else LOG_WIDTH, soft_wrap=not terminal)
+
+
+console = output_console()
+err = output_console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="refranges.toml to use (default: ./refranges.toml).")
@@ -96,47 +111,71 @@ def _demo_files(platform: str, **options: int) -> dict[str, bytes]:
     return makers[platform](**options).files
 
 
-def _run(settings: Settings) -> int:
+FormatOption = Annotated[
+    str, typer.Option("--format", help="table (for people) or json (the whole summary, for schedulers and scripts).")
+]
+
+
+@contextmanager
+def prefect_server(settings: Settings) -> Iterator[None]:
+    """The run's temporary Prefect server when no PREFECT_API_URL is set: started first, so that it gets
+    ready on the other core while the run imports its modules and Great Expectations; stopped by its
+    process id at the end (docs/operations.md)."""
     quiet_environment(settings)
     from flows.serve import LocalServer, ServeError, start_run_server
 
     server: LocalServer | None = None
-    if not os.environ.get("PREFECT_API_URL"):  # the run's temporary server: started first, ready while we import
+    if not os.environ.get("PREFECT_API_URL"):
         server = start_run_server(Path(os.environ["PREFECT_HOME"]))  # its log beside Prefect's database
         os.environ["PREFECT_API_URL"] = server.url
     try:
-        from flows.pipeline import on_runner, run_pipeline
-        from flows.progress import progress_bars
-        from flows.summary import print_summary
-        from warehouse.db import WarehouseBusyError
+        import flows.pipeline  # noqa: F401  (the imports the wait hides)
 
         if server is not None:
-            # while the server gets ready on the other core: the import every validating task needs (2-4 s)
             from expectations.runner import preload_gx
 
-            preload_gx()
+            preload_gx()  # the import every validating task needs (2-4 s)
             try:
                 server.wait_until_healthy(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
             except ServeError as exc:
                 fail(str(exc), 1)
-        try:
-            with progress_bars(err):
-                summary = on_runner(run_pipeline, settings)(settings)
-        except WarehouseBusyError as exc:
-            fail(str(exc), 3)
-        print_summary(summary, console)
-        return 0
+        yield
     finally:
         if server is not None:
             server.stop()
             os.environ.pop("PREFECT_API_URL", None)
 
 
+def _check_format(fmt: str) -> None:
+    if fmt not in ("table", "json"):
+        fail(f"--format must be table or json, not {fmt!r}", 2)
+
+
+def _run(settings: Settings, fmt: str = "table") -> int:
+    _check_format(fmt)
+    with prefect_server(settings):
+        from flows.pipeline import on_runner, run_pipeline
+        from flows.progress import progress_bars
+        from flows.summary import print_summary
+        from warehouse.db import WarehouseBusyError
+
+        try:
+            with progress_bars(err):
+                summary = on_runner(run_pipeline, settings)(settings)
+        except WarehouseBusyError as exc:
+            fail(str(exc), 3)
+    if fmt == "json":
+        typer.echo(json.dumps(summary.as_dict(), default=str, indent=1))
+    else:
+        print_summary(summary, console)
+    return 0
+
+
 @app.command()
-def run(config: ConfigOption = None) -> None:
+def run(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     """Run one pass of the pipeline over the landing folder."""
     settings = settings_or_exit(config)
-    raise typer.Exit(_run(settings))
+    raise typer.Exit(_run(settings, fmt))
 
 
 @app.command()
@@ -145,6 +184,7 @@ def demo(
     config: ConfigOption = None,
     seed: Annotated[int, typer.Option(help="Random seed of the demo data.")] = 2026,
     platform: PlatformOption = "mixed",
+    fmt: FormatOption = "table",
 ) -> None:
     """Generate the demo data set into the landing folder and run the pipeline once."""
     from flows.landing import copy_demo
@@ -153,7 +193,7 @@ def demo(
     quiet_environment(settings)  # before anything imports Prefect
     assert settings.landing is not None
     copy_demo(_demo_files(platform, seed=seed), settings.landing)
-    raise typer.Exit(_run(settings))
+    raise typer.Exit(_run(settings, fmt))
 
 
 @app.command()
@@ -163,15 +203,18 @@ def ingest(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be loaded and quarantined; write nothing.")
     ] = False,
+    fmt: FormatOption = "table",
 ) -> None:
     """Read files into the warehouse without building a release."""
     from rich.table import Table
 
+    _check_format(fmt)
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         fail(f"not a file: {', '.join(missing)}")
     settings = settings_or_exit(config)
     quiet_environment(settings)
+    summary: dict[str, object] = {"dry_run": dry_run}
     if dry_run:
         from flows.pipeline import dry_run as plan
 
@@ -180,10 +223,17 @@ def ingest(
         from flows.pipeline import ingest_paths, on_runner
         from warehouse.db import WarehouseBusyError
 
-        try:
-            outcomes = on_runner(ingest_paths, settings)(settings, paths).files
-        except WarehouseBusyError as exc:
-            fail(str(exc), 3)
+        with prefect_server(settings):
+            try:
+                done = on_runner(ingest_paths, settings)(settings, paths)
+            except WarehouseBusyError as exc:
+                fail(str(exc), 3)
+        outcomes = done.files
+        summary = {"dry_run": False, **done.as_dict()}
+    if fmt == "json":
+        summary["files"] = [asdict(o) for o in outcomes]
+        typer.echo(json.dumps(summary, default=str, indent=1))
+        raise typer.Exit(1 if any(o.status == "quarantined" for o in outcomes) else 0)
     table = Table(
         "file",
         "layout",
@@ -436,17 +486,29 @@ def sql(
     config: ConfigOption = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """Run a read-only query against the warehouse and print the result."""
+    """Run a read-only query against the warehouse and print the result.
+
+    The connection is DuckDB's sandbox (warehouse.db.connect_analyst): queries only, files readable only in
+    the raw store and the release folder, no extension, settings locked (docs/warehouse.md)."""
     import duckdb
     from rich.table import Table
+
+    from warehouse import storage
+    from warehouse.db import RefusedQueryError, analyst_query, connect_analyst
+    from warehouse.loads import RAW_DIR
 
     settings = settings_or_exit(config)
     assert settings.warehouse is not None
     if not settings.warehouse.exists():
         fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
+    readable = [settings.warehouse.parent / RAW_DIR]
+    if settings.releases is not None and not storage.is_url(settings.releases):  # an object store: not readable
+        readable.append(Path(settings.releases))
     try:
-        con = duckdb.connect(str(settings.warehouse), read_only=True)
-        frame = con.sql(query).pl()
+        with connect_analyst(settings.warehouse, readable=[p for p in readable if p.is_dir()]) as con:
+            frame = analyst_query(con, query).pl()
+    except RefusedQueryError as exc:
+        fail(f"refused: {exc}")
     except duckdb.Error as exc:
         fail(f"query failed: {str(exc).splitlines()[0]}")
     if fmt == "csv":

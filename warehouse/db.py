@@ -68,6 +68,66 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
     return con
 
 
+#: What the analyst door runs, by DuckDB's own parser (duckdb.extract_statements): queries, never writes.
+ANALYST_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+class RefusedQueryError(ValueError):
+    """A statement the read-only analyst door does not run; the message says why in one line."""
+
+
+def connect_analyst(path: Path, *, readable: list[Path]) -> duckdb.DuckDBPyConnection:
+    """The analyst door: a read-only connection to the warehouse sandboxed by DuckDB's own settings. Files
+    can be read only under ``readable`` (the raw store, the release folders: ``allowed_directories``), no
+    other file, URL or database (``enable_external_access = false``), no extension is installed or loaded
+    (none is needed: Parquet and CSV are built in), and the configuration is locked, so no ``SET`` undoes
+    any of it. Writing a file in a readable folder is refused by :func:`analyst_query` (DuckDB would allow
+    ``COPY ... TO`` there).
+
+    The warehouse is attached read-only to a private in-memory DuckDB (its default catalog): DuckDB shares
+    one database instance, settings included, between the connections of a process to the same file, so a
+    sandbox set on such a connection would also lock the process's other connections, and a second
+    analyst connection could not be opened."""
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+    }
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        con.execute("attach ? as warehouse (read_only)", [str(path)])
+        con.execute("use warehouse")
+        con.execute("set allowed_directories = ?", [[f"{p.resolve()}/" for p in readable]])
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
+def analyst_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
+    """Run one read-only statement on an analyst connection. Raises RefusedQueryError for anything that is
+    not a query (COPY, EXPORT, ATTACH, INSTALL, LOAD, SET, CREATE ...) or for several statements at once;
+    DuckDB's own errors (a file outside the readable folders, a locked setting) pass through."""
+    statements = duckdb.extract_statements(query)
+    if len(statements) != 1:
+        msg = f"one statement at a time, not {len(statements)}"
+        raise RefusedQueryError(msg)
+    kind = statements[0].type.name
+    if kind not in ANALYST_STATEMENTS:
+        msg = (
+            f"{kind} statements are refused: this is a read-only door to the warehouse "
+            f"({', '.join(sorted(ANALYST_STATEMENTS))} only; nothing here writes, attaches, installs or sets)"
+        )
+        raise RefusedQueryError(msg)
+    relation = con.sql(query)
+    if relation is None:
+        msg = "the statement returned no rows to show"
+        raise RefusedQueryError(msg)
+    return relation
+
+
 def open_work_copy(path: Path) -> Path:
     """Start a run on a private copy of the warehouse, so that analysts' read-only sessions on ``path``
     never block the run and never see a half-done one. Returns the copy's path (migrated)."""

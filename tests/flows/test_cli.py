@@ -75,10 +75,21 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     shown = json.loads(invoke("releases", "show", version, "--config", str(cfg)).output)
     assert shown["version"] == version and "reference_intervals.parquet" in shown["files"]
     assert invoke("releases", "verify", "--config", str(cfg)).exit_code == 0
+    again = invoke("run", "--format", "json", "--config", str(cfg))  # for schedulers: the summary as JSON
+    summary = json.loads(again.stdout)  # progress and warnings go to stderr
+    assert (
+        again.exit_code == 0 and summary["release_version"] is None and "inputs unchanged" in summary["release_message"]
+    )
+    assert {f["status"] for f in summary["files"]} == {"skipped"} and set(summary["stage_seconds"]) >= {"ingest"}
     out = invoke("sql", "select count(*) as n from reference_intervals", "--format", "csv", "--config", str(cfg))
     assert out.exit_code == 0 and out.output.splitlines()[0] == "n" and int(out.output.splitlines()[1]) > 0
     rejected = invoke("sql", "drop table files", "--config", str(cfg))
     assert rejected.exit_code == 1 and "read-only" in rejected.output.lower()
+    copied = invoke("sql", f"copy (select 1) to '{tmp_path}/pwned.csv'", "--config", str(cfg))
+    assert copied.exit_code == 1 and "COPY statements are refused" in copied.output
+    assert not (tmp_path / "pwned.csv").exists()
+    passwd = invoke("sql", "select * from read_csv('/etc/passwd')", "--config", str(cfg))
+    assert passwd.exit_code == 1 and "disabled by configuration" in " ".join(passwd.output.split())
 
     # a demo person with two visits, exported in the generic tidy format, placed against the release
     person = invoke(
@@ -132,6 +143,26 @@ def test_ingest_dry_run_reports_per_file_and_writes_nothing(tmp_path: Path) -> N
         "would load" in result.output and "would quarantine" in result.output and "the file is empty" in result.output
     )
     assert not home.exists()
+    as_json = runner.invoke(
+        app,
+        [
+            "ingest",
+            "--dry-run",
+            "--format",
+            "json",
+            "--config",
+            str(cfg),
+            str(files / "bad.csv"),
+            str(files / "empty.csv"),
+        ],
+    )
+    report = json.loads(as_json.stdout)
+    assert as_json.exit_code == 1 and report["dry_run"] is True
+    bad, empty = report["files"]
+    # one row of two unusable: over the file threshold, so the whole file would be held back
+    assert (bad["status"], bad["rows_read"], bad["rows_loaded"], bad["rows_quarantined"]) == ("quarantined", 2, 0, 2)
+    assert empty["status"] == "quarantined" and "the file is empty" in empty["reason"]
+    assert invoke("ingest", "--format", "yaml", str(files / "bad.csv")).exit_code == 2
     assert invoke("ingest", str(files / "nope.csv")).exit_code == 1
 
 
@@ -176,3 +207,29 @@ def test_releases_diff_compares_two_versions(tmp_path: Path) -> None:
     d = json.loads(out.output)
     assert d["groups_added"] == ["TNF msd serum pg/mL sex=all"] and d["limits_moved"][0]["new"] == 2.0
     assert invoke("releases", "diff", a.version, "1999.01.01-1", "--config", str(cfg)).exit_code == 1
+
+
+def test_output_to_a_pipe_is_printed_at_full_width(tmp_path: Path) -> None:
+    """A log or a pipe gets every reason on one line (rich would wrap a table into 80 columns)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path / "home"}"\n')
+    odd = tmp_path / "a_rather_long_file_name_that_a_lab_might_well_use_for_its_export_2026-12-03.csv"
+    odd.write_text("foo,bar\n1,2\n")
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "ingest", "--dry-run", "--config", str(cfg), str(odd)],
+        capture_output=True,
+        text=True,
+        env=env | {"PYTHONPATH": str(Path(__file__).parents[2])},
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    lines = done.stdout.splitlines()
+    reason = f"{odd.name}: no known export layout in the first 200 lines"
+    assert any(reason in line and "see docs/input-formats.md" in line for line in lines), done.stdout
+    assert max(len(line) for line in lines) > 200  # not squeezed into 80 columns
