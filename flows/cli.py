@@ -9,12 +9,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from flows.config import ConfigError, Settings, config_path, load_settings
+
+if TYPE_CHECKING:
+    import polars as pl
 
 app = typer.Typer(
     help="Raw immunoassay exports -> versioned healthy reference distributions (never a diagnosis).",
@@ -25,6 +28,18 @@ releases_app = typer.Typer(help="List, show and verify published releases.", no_
 app.add_typer(releases_app, name="releases")
 #: Width of output that is not a terminal (a log, a pipe, CI): wide enough that no table cell or reason wraps
 LOG_WIDTH = 10_000
+
+
+def spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage
+    return: CSV injection) get a leading apostrophe; numbers stay numbers. For every CSV the CLI writes."""
+    import polars as pl
+
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    risky = r"^[=+\-@\t\r]"
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(risky)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c) for c in text
+    )
 
 
 def output_console(*, stderr: bool = False) -> Console:
@@ -390,7 +405,7 @@ def score(
     out = score_person(results, intervals, grid, matrix=matrix, sex=sex, age=age, variation=variation)
     problems = [*parsed.quarantine["reason"], *held_names["reason"], *held_units["reason"]]
     if fmt == "csv":
-        typer.echo(out.write_csv(), nl=False)
+        typer.echo(spreadsheet_safe(out).write_csv(), nl=False)
     elif fmt == "json":
         typer.echo(
             json.dumps(
@@ -512,7 +527,7 @@ def sql(
     except duckdb.Error as exc:
         fail(f"query failed: {str(exc).splitlines()[0]}")
     if fmt == "csv":
-        typer.echo(frame.write_csv(), nl=False)
+        typer.echo(spreadsheet_safe(frame).write_csv(), nl=False)
     elif fmt == "json":
         typer.echo(frame.write_json())
     elif fmt == "table":

@@ -164,6 +164,18 @@ def list_landing(landing: storage.Location) -> list[storage.Location]:
     ]
 
 
+def _link_outside_landing(path: storage.Location, settings: Settings) -> Path | None:
+    """The target of a local landing entry that is a symbolic link leading outside the landing folder, else
+    None (a link within the folder is read like the file it names)."""
+    if storage.is_url(path) or settings.landing is None or storage.is_url(settings.landing):
+        return None
+    entry, folder = Path(path), Path(settings.landing).resolve()
+    if not entry.is_symlink() or entry.absolute().parent.resolve() != folder:  # a path named on the command line
+        return None
+    target = entry.resolve()
+    return None if target.is_relative_to(folder) else target
+
+
 def _archive(settings: Settings, path: storage.Location, sha: str) -> storage.Location:
     """Keep the file under its content hash (once; read-only on a local disk)."""
     assert settings.archive is not None
@@ -171,12 +183,14 @@ def _archive(settings: Settings, path: storage.Location, sha: str) -> storage.Lo
     return storage.copy_once(path, settings.archive, f"{sha[:2]}/{sha}{suffix}")
 
 
-def _quarantine_file(settings: Settings, path: storage.Location, reason: str) -> Path:
+def _quarantine_file(settings: Settings, path: storage.Location, reason: str, *, copy: bool = True) -> Path:
+    """Keep a held-back file and its reason in the quarantine folder (``copy=False``: the reason only)."""
     assert settings.quarantine is not None
     settings.quarantine.mkdir(parents=True, exist_ok=True)
     name = storage.name_of(path)
     target = settings.quarantine / name
-    storage.write_bytes(target, storage.read_bytes(path))
+    if copy:
+        storage.write_bytes(target, storage.read_bytes(path))
     (settings.quarantine / f"{name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
     return target
 
@@ -266,6 +280,14 @@ def parse_file(
     """Read, parse and check one file (no warehouse access), and validate its rows with Great Expectations:
     runs on any worker of the task runner and writes its frames as Parquet under ``scratch`` (a folder every
     worker can reach). Memory follows this file, never the run."""
+    outside = _link_outside_landing(path, settings)
+    if outside is not None:  # never read: it may be any file of the machine
+        sha = _sha256(f"symlink\0{outside}".encode())
+        reason = (
+            f"{storage.name_of(path)}: a symbolic link to {outside}, outside the landing folder; it was not "
+            "read. Copy the export itself into the landing folder"
+        )
+        return ParsedFile(path, 0, FileOutcome(storage.name_of(path), sha, "quarantined", reason=reason), {})
     data = read_input(path)
     plan = plan_file(data, storage.name_of(path), settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
@@ -298,7 +320,7 @@ def _load_parsed(
     if o.status == "skipped":
         return o, None
     if o.status == "quarantined":
-        _quarantine_file(settings, path, o.reason or "")
+        _quarantine_file(settings, path, o.reason or "", copy=_link_outside_landing(path, settings) is None)
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
         loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s: %s", o.name, o.reason)

@@ -233,3 +233,31 @@ def test_output_to_a_pipe_is_printed_at_full_width(tmp_path: Path) -> None:
     reason = f"{odd.name}: no known export layout in the first 200 lines"
     assert any(reason in line and "see docs/input-formats.md" in line for line in lines), done.stdout
     assert max(len(line) for line in lines) > 200  # not squeezed into 80 columns
+
+
+def test_csv_output_neutralises_cells_a_spreadsheet_would_run_as_formulas() -> None:
+    import polars as pl
+
+    from flows.cli import spreadsheet_safe
+
+    frame = pl.DataFrame(
+        {
+            "sample_id": ['=HYPERLINK("http://x")', "+41", "-S1", "@SUM(A1)", "\tx", "S-1", None],
+            "value": [-1.5, 2.0, -3.0, 0.0, 1.0, 2.0, None],
+        }
+    )
+    out = spreadsheet_safe(frame)
+    assert out["sample_id"].to_list() == [
+        "'=HYPERLINK(\"http://x\")", "'+41", "'-S1", "'@SUM(A1)", "'\tx", "S-1", None,
+    ]  # fmt: skip
+    assert out["value"].to_list() == frame["value"].to_list()  # numbers stay numbers
+
+
+def test_sql_csv_output_is_spreadsheet_safe(tmp_path: Path) -> None:
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    out = invoke("sql", "select '=cmd|calc' as sample_id, -2.5 as value", "--format", "csv", "--config", str(cfg))
+    assert out.exit_code == 0 and out.output.splitlines() == ["sample_id,value", "'=cmd|calc,-2.5"]

@@ -358,3 +358,27 @@ def test_the_release_tables_equal_those_the_code_before_the_speed_work_published
         expected = pl.read_csv(folder / f"{name}.csv", infer_schema=False)
         actual = pl.read_csv(frame.write_csv().encode(), infer_schema=False)  # the text of every number
         assert_frame_equal(actual, expected), name
+
+
+def test_a_symlink_in_the_landing_folder_to_a_file_outside_it_is_refused_unread(tmp_path, prefect_backend) -> None:
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path / "home", subject_key="k")
+    settings.landing.mkdir(parents=True)
+    outside = tmp_path / "elsewhere" / "export.csv"
+    outside.parent.mkdir()
+    outside.write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,2.5,pg/mL,P1\n")  # a valid export
+    (settings.landing / "linked.csv").symlink_to(outside)
+    inside = settings.landing / "real.csv"
+    inside.write_text("sample_id,analyte,value,unit,plate_id\nS2,IL-6,1.5,pg/mL,P1\n")
+    (settings.landing / "alias.csv").symlink_to(inside)  # a link within the landing folder is read
+    summary = run_pipeline(settings)
+    by_name = {f.name: f for f in summary.files}
+    linked = by_name["linked.csv"]
+    assert linked.status == "quarantined" and linked.rows_read == 0
+    assert f"a symbolic link to {outside.resolve()}, outside the landing folder; it was not read" in linked.reason
+    # the link within the folder is read like its file: one of the two loads, the other is the same content
+    assert {by_name["real.csv"].status, by_name["alias.csv"].status} == {"loaded", "skipped"}
+    assert not (settings.quarantine / "linked.csv").exists()  # its content was never copied anywhere
+    assert (settings.quarantine / "linked.csv.reason.txt").read_text().startswith("linked.csv: a symbolic link")
+    assert q(settings, "select status, rows_read from files where file_name = 'linked.csv'") == [("quarantined", 0)]
