@@ -117,7 +117,7 @@ def generate_demo(
     patient_p = cohort_p == "patient"
     severity_p = np.where(patient_p, np.round(rng.uniform(5, 95, size=n_people)), np.nan)
     duration_p = np.where(patient_p, np.round(rng.gamma(2.0, 3.0, size=n_people), 1), np.nan)
-    start = date(2026, 3, 2)
+    start = date(2025, 9, 1)  # every visit (up to 300 days later) lies before the release of this code
     first_day = rng.integers(0, 120, size=n_people)
     # each person's own level of each marker (shared by platforms measuring the same protein)
     hgncs = sorted({a[1] for a in OLINK_ASSAYS} | {a[1] for a in MSD_ASSAYS})

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -276,3 +277,34 @@ def test_olink_row_with_only_unread_cells_is_held_back_not_dropped() -> None:
     r = read((OLINK_WIDE + "\n".join(lines) + "\n").encode(), "olink_wide.csv")
     assert r.rows.height == 5 and r.rows_read == 6
     assert r.quarantine["reason"].str.contains("line 4:").all() and r.quarantine.height == 1
+
+
+def test_manifest_rows_that_contradict_each_other_or_lie_in_the_future_are_held_back_with_reasons() -> None:
+    from transforms.readers.manifest import read_manifest
+    from transforms.text import read_table
+
+    text = (
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date\n"
+        "S1,P1,healthy,serum,F,40,2026-05-01\n"
+        "S2,P1,healthy,serum,M,40,2026-08-01\n"  # P1: F and M
+        "S3,P2,healthy,serum,F,30,2026-05-01\n"
+        "S4,P2,patient,serum,F,30,2026-06-01\n"  # P2: healthy and patient
+        "S5,P3,patient,serum,M,-3,2026-05-01\n"
+        "S6,P4,patient,serum,M,121,2026-05-01\n"
+        "S7,P5,healthy,serum,F,50,2027-01-15\n"  # after today
+        "S8,P6,healthy,serum,F,50,2026-12-03\n"  # today: fine
+        "S8,P6,healthy,serum,F,50,2026-12-03\n"  # twice
+        "S9,P7,patient,plasma,M,61,2026-04-01\n"
+    )
+    lines = text.split("\n")
+    samples, held = read_manifest(
+        read_table(lines, header_index=0, source="m.csv"), source="m.csv", sha256="x", today=date(2026, 12, 3)
+    )
+    assert samples["sample_id"].to_list() == ["S9"]
+    assert samples.height + held.height == 10  # every row accounted for, none fixed
+    why = dict(zip(held["line_number"].to_list(), held["reason"].to_list(), strict=True))
+    assert "subject P1 is listed with sex F and M in this manifest" in why[2] and why[2] == why[3].replace("3:", "2:")
+    assert "subject P2 is listed with cohort healthy and patient" in why[4]
+    assert "age '-3' is not a number of years in 0-120" in why[6] and "age '121'" in why[7]
+    assert "collection_date 2027-01-15 is after today (2026-12-03); correct the date" in why[8]
+    assert "listed more than once" in why[9] and "listed more than once" in why[10]

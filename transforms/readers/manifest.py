@@ -6,6 +6,8 @@ anything else is held back with the row's line and the field to fix, never guess
 
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 
 from transforms import schema
@@ -18,7 +20,12 @@ SEX = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M"}
 SEVERITY_LABELS = ["mild", "moderate", "severe", "very severe"]
 
 
-def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_manifest(
+    table: Table, *, source: str, sha256: str, today: date | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Manifest rows, and the rows held back with a reason (never fixed silently). ``today`` bounds the
+    collection dates (a date after it is a typing error; default: the machine's date)."""
+    today = today or date.today()
     frame = with_lines(table)
     sev_text = text_col(table, "severity")
     frame = with_numbers(frame, text_col(table, "age"), prefix="age_")
@@ -74,6 +81,13 @@ def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFra
             pl.lit("collection_date '") + pl.col("__date_text") + pl.lit("' is not an ISO date (YYYY-MM-DD)"),
         ),
         (
+            "collection_date_not_future",
+            pl.col("collection_date") > pl.lit(today),
+            pl.lit("collection_date ")
+            + pl.col("__date_text")
+            + pl.lit(f" is after today ({today.isoformat()}); correct the date"),
+        ),
+        (
             "severity_valid",
             (pl.col("__sev_text").is_not_null() & pl.col("severity").is_null() & pl.col("severity_label").is_null())
             | (pl.col("severity") < 0)
@@ -98,6 +112,23 @@ def read_manifest(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFra
         sha256=sha256,
     )
     held.append(q)
+    # one person has one sex and one cohort: a subject listed with two is ambiguous, hold back all its rows
+    for column, check in (("sex", "subject_sex_consistent"), ("cohort", "subject_cohort_consistent")):
+        values = pl.col(column).unique().sort().over("subject_id", mapping_strategy="join")
+        frame = frame.with_columns(values.list.join(" and ").alias("__values"))
+        frame, q = split_bad(
+            frame,
+            bad=pl.col(column).n_unique().over("subject_id") > 1,
+            reason=pl.lit("subject ")
+            + pl.col("subject_id")
+            + pl.lit(f" is listed with {column} ")
+            + pl.col("__values")
+            + pl.lit(" in this manifest; one person has one: correct the rows"),
+            check=check,
+            source=source,
+            sha256=sha256,
+        )
+        held.append(q)
     samples = frame.with_columns(pl.lit(source).alias("source_file"), pl.lit(sha256).alias("source_sha256")).select(
         [*[c for c in schema.SAMPLE if c != "subject_key"], "subject_id"]
     )
