@@ -225,14 +225,17 @@ def test_great_expectations_agrees_with_the_masks_on_every_gate_suite() -> None:
 
 def test_qc_report_is_self_contained_and_offline() -> None:
     results = quarantine_rows(plate_stats(control_cv=0.5), load_suite("plates")).results
+    hostile = "<img src=x onerror=alert(1)>"
+    results = results.with_columns(pl.lit(hostile).alias("unexpected_sample"))  # values from the data
     page = render_report(
         run_id="r1",
         results=results,
         quarantine=pl.DataFrame({"stage": ["qc"], "check": ["x"], "n": [3], "example": ["<b>"]}),
-        files=pl.DataFrame({"file": ["a.csv"]}),
-        release="none",
+        files=pl.DataFrame({"file": ["<script>alert(2)</script>.csv"]}),
+        release=hostile,
     )
     assert "control_cv" in page and "failed" in page and "&lt;b&gt;" in page
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;.csv" in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert not re.search(r"(?i)(https?:)?//[a-z0-9]", page.replace("<!doctype html>", ""))
     assert not re.search(r"(?i)<(script|link|img|iframe)\b", page)
 
