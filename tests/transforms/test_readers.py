@@ -308,3 +308,28 @@ def test_manifest_rows_that_contradict_each_other_or_lie_in_the_future_are_held_
     assert "age '-3' is not a number of years in 0-120" in why[6] and "age '121'" in why[7]
     assert "collection_date 2027-01-15 is after today (2026-12-03); correct the date" in why[8]
     assert "listed more than once" in why[9] and "listed more than once" in why[10]
+
+
+def test_a_workbook_that_is_a_damaged_zip_or_a_zip_bomb_is_refused_before_it_is_unpacked() -> None:
+    import zipfile
+
+    from transforms.readers import detect
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/worksheets/sheet1.xml", b"0" * 300_000_000)  # 300 MB of zeros: about 0.3 MB zipped
+    data = bomb.getvalue()
+    assert len(data) < 1_000_000
+    with pytest.raises(UnreadableFileError, match=r"would unpack to 300 MB, far beyond any export; it was not opened"):
+        detect.check_workbook_size(data, source="bomb.xlsx")
+    # the reader refuses it the same way, before polars or fastexcel see it
+    with pytest.raises(UnreadableFileError, match=r"bomb.xlsx: this .xlsx"):
+        read_file(data, source="bomb.xlsx", sha256="x")
+    small = io.BytesIO()
+    with zipfile.ZipFile(small, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/worksheets/sheet1.xml", "<sheetData>" + "<row><c><v>1</v></c></row>" * 500 + "</sheetData>")
+    whole = small.getvalue()
+    for damaged in (whole[: len(whole) // 2], whole[:60] + bytes(40) + whole[100:]):  # cut short; bytes overwritten
+        with pytest.raises(UnreadableFileError, match=r"broken.xlsx: not a readable .xlsx"):
+            read_file(b"PK\x03\x04" + damaged[4:], source="broken.xlsx", sha256="x")

@@ -144,10 +144,42 @@ def _explore_result(frame: pl.DataFrame, lines: pl.Series, **kwargs: object) -> 
     return ReadResult("olink_explore", read.rows, read.quarantine, info=read.info, extras=extras)
 
 
+#: An .xlsx is a zip of XML: a workbook whose members expand beyond this (or beyond XLSX_MAX_RATIO times
+#: its own size, once past XLSX_RATIO_FROM) is refused before it is unpacked (a "zip bomb" fills memory)
+XLSX_MAX_EXPANDED = 2_000_000_000
+XLSX_MAX_RATIO = 200
+XLSX_RATIO_FROM = 50_000_000
+
+
+def check_workbook_size(data: bytes, *, source: str) -> None:
+    """Refuse a workbook that is not a readable zip, or whose declared unpacked size is implausible, from
+    its zip directory alone (nothing is unpacked). Raises UnreadableFileError."""
+    import zipfile
+    import zlib
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(member.file_size for member in archive.infolist())
+            broken = archive.testzip() if len(data) < 5_000_000 else None  # CRCs of a small workbook
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        msg = f"{source}: not a readable .xlsx (a damaged zip: {exc}); save it again from Excel or export CSV"
+        raise UnreadableFileError(msg) from exc
+    if broken is not None:
+        msg = f"{source}: not a readable .xlsx (member {broken} is damaged); save it again from Excel or export CSV"
+        raise UnreadableFileError(msg)
+    if expanded > XLSX_MAX_EXPANDED or (expanded > XLSX_RATIO_FROM and expanded > XLSX_MAX_RATIO * len(data)):
+        msg = (
+            f"{source}: this .xlsx of {len(data) / 1e6:,.1f} MB would unpack to {expanded / 1e6:,.0f} MB, far "
+            "beyond any export; it was not opened. Export the sheet as CSV"
+        )
+        raise UnreadableFileError(msg)
+
+
 def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | None]:
     if data[:4] == b"PAR1":
         frame = _read_parquet(data, source=source)
         return _frame_table(frame), [], _layout_of(frame.columns)
+    check_workbook_size(data, source=source)
     try:
         sheets = pl.read_excel(io.BytesIO(data), sheet_id=0, has_header=False, infer_schema_length=0)
     except Exception as exc:
@@ -242,7 +274,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         raise UnreadableFileError(msg)
     common = {"source": source, "sha256": sha256}
     if layout == "manifest":
-        samples, bad = manifest.read_manifest(table, **common)
+        samples, bad = manifest.read_manifest(table, source=source, sha256=sha256)
         return ReadResult(layout, schema.empty(schema.MEASUREMENT), bad, samples)
     if layout == "olink_explore":
         return _explore_result(
