@@ -160,14 +160,18 @@ def check_workbook_size(data: bytes, *, source: str) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             expanded = sum(member.file_size for member in archive.infolist())
-            broken = archive.testzip() if len(data) < 5_000_000 else None  # CRCs of a small workbook
+            plausible = expanded <= XLSX_MAX_EXPANDED and (
+                expanded <= XLSX_RATIO_FROM or expanded <= XLSX_MAX_RATIO * len(data)
+            )
+            # the CRCs of a small, plausible workbook (streamed: memory stays flat)
+            broken = archive.testzip() if plausible and len(data) < 5_000_000 else None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
         msg = f"{source}: not a readable .xlsx (a damaged zip: {exc}); save it again from Excel or export CSV"
         raise UnreadableFileError(msg) from exc
     if broken is not None:
         msg = f"{source}: not a readable .xlsx (member {broken} is damaged); save it again from Excel or export CSV"
         raise UnreadableFileError(msg)
-    if expanded > XLSX_MAX_EXPANDED or (expanded > XLSX_RATIO_FROM and expanded > XLSX_MAX_RATIO * len(data)):
+    if not plausible:
         msg = (
             f"{source}: this .xlsx of {len(data) / 1e6:,.1f} MB would unpack to {expanded / 1e6:,.0f} MB, far "
             "beyond any export; it was not opened. Export the sheet as CSV"
