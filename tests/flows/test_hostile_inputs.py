@@ -1,0 +1,64 @@
+"""A corpus of hostile inputs through the parse-and-check step of a run (flows.pipeline.plan_file): each ends
+with a clear outcome, a balanced ledger and no traceback. Figures in docs/operations.md."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from flows.config import load_settings
+from flows.pipeline import plan_file
+
+HEAD = b"sample_id,analyte,value,unit,plate_id\n"
+
+
+def _bomb() -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("xl/worksheets/sheet1.xml", b"0" * 300_000_000)
+    return out.getvalue()
+
+
+CORPUS: dict[str, tuple[bytes, str, str | None]] = {  # name: (bytes, expected status, words of the reason)
+    "nul_bytes.csv": (HEAD + b"S1,IL-6,2.5,pg/mL,P1\nS2,IL\x00-6,1.5,pg/mL,P1\n", "quarantined", "NUL bytes"),
+    "wide_100k_columns.csv": (
+        (",".join(f"c{i}" for i in range(100_000)) + "\n" + ",".join("1" * 100_000) + "\n").encode(),
+        "quarantined",
+        "no known export layout",
+    ),
+    "one_200MB_line.csv": (HEAD + b"S1,IL-6," + b"9" * 200_000_000 + b",pg/mL,P1\n", "quarantined", None),
+    "html_in_names.csv": (
+        HEAD + b"<script>alert(1)</script>,<img src=x onerror=alert(2)>,2.5,pg/mL,P1\n",
+        "loaded",
+        None,
+    ),
+    "formula_ids.csv": (
+        HEAD + b"=cmd|calc,IL-6,2.5,pg/mL,P1\n+41,IL-6,1,pg/mL,P1\n@SUM(A1),IL-6,1,pg/mL,P1\n",
+        "loaded",
+        None,
+    ),
+    "zip_bomb.xlsx": (_bomb(), "quarantined", "far beyond any export"),
+    "damaged.xlsx": (b"PK\x03\x04" + b"\x00" * 200, "quarantined", "not a readable .xlsx"),
+    "empty.csv": (b"", "quarantined", "the file is empty"),
+    "only_header.csv": (HEAD, "quarantined", "no data rows"),
+    "utf16_after_an_utf8_header.csv": (HEAD + "S1,IFN-\u03b3,2.5,pg/mL,P1\n".encode("utf-16"), "quarantined", None),
+    "name with spaces and \u00fcnicode.csv": (HEAD + b"S1,IL-6,2.5,pg/mL,P1\n", "loaded", None),
+    "-leading-dash.csv": (HEAD + b"S1,IL-6,2.5,pg/mL,P1\n", "loaded", None),
+    "new\nline.csv": (HEAD + b"S1,IL-6,2.5,pg/mL,P1\n", "loaded", None),
+}
+
+
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_every_hostile_input_ends_with_a_reason_and_a_balanced_ledger(name: str, tmp_path: Path) -> None:
+    data, status, words = CORPUS[name]
+    settings = load_settings(env={}, home=tmp_path, subject_key="k")
+    plan = plan_file(data, name, settings, set(), b"k")  # raises on a reader bug, never on bad input
+    o = plan.outcome
+    assert o.rows_read == o.rows_loaded + o.rows_quarantined  # no row lost
+    assert o.status == status, o.reason
+    if status == "quarantined":
+        assert o.reason and o.reason.startswith(f"{name}: "), o.reason  # the reason names the file
+        assert words is None or words in o.reason, o.reason
