@@ -296,7 +296,9 @@ def parse_file(
         checks.insert(0, (prepare_raw(plan.checked), "raw_measurements"))
         if plan.assays is not None:
             checks.append((plan.assays, "olink_assays"))
-    prefix = str(scratch / plan.outcome.sha256)
+    # one prefix per task: two files of the same content in one run are parsed at the same time, and a
+    # prefix of the hash alone had both write the same scratch file (a torn raw file, a DuckDB read error)
+    prefix = str(scratch / f"{plan.outcome.sha256}.{os.urandom(4).hex()}")
     frames: dict[str, str] = {}
     if plan.rows is not None:  # in the raw store's own form: loading then only moves the file
         loads.write_raw_parquet(plan.rows, frames.setdefault("rows", f"{prefix}.rows.parquet"))
