@@ -120,13 +120,10 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
 
     Returns one row per expectation in RESULT_SCHEMA (engine = 'great_expectations').
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    preload_gx()  # analytics off and GX's loggers quiet before its first use
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    for name in ("great_expectations", "great_expectations.data_context.types.base"):  # GX sets INFO on import
-        logging.getLogger(name).setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)

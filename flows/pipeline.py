@@ -257,6 +257,7 @@ class ParsedFile:
     size_bytes: int
     outcome: FileOutcome
     frames: dict[str, str]  # rows | quarantine | samples | gx -> Parquet path
+    unread: bool = False  # refused without reading it (a link out of the landing folder): nothing to copy
 
     def frame(self, name: str) -> pl.DataFrame | None:
         return pl.read_parquet(self.frames[name]) if name in self.frames else None
@@ -287,7 +288,8 @@ def parse_file(
             f"{storage.name_of(path)}: a symbolic link to {outside}, outside the landing folder; it was not "
             "read. Copy the export itself into the landing folder"
         )
-        return ParsedFile(path, 0, FileOutcome(storage.name_of(path), sha, "quarantined", reason=reason), {})
+        outcome = FileOutcome(storage.name_of(path), sha, "quarantined", reason=reason)
+        return ParsedFile(path, 0, outcome, {}, unread=True)
     data = read_input(path)
     plan = plan_file(data, storage.name_of(path), settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
@@ -322,7 +324,7 @@ def _load_parsed(
     if o.status == "skipped":
         return o, None
     if o.status == "quarantined":
-        _quarantine_file(settings, path, o.reason or "", copy=_link_outside_landing(path, settings) is None)
+        _quarantine_file(settings, path, o.reason or "", copy=not parsed.unread)
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
         loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s: %s", o.name, o.reason)
@@ -428,9 +430,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
         files = [r[0] for r in con.sql("select sha256 from files where status = 'loaded'").fetchall()]
         fingerprint = input_fingerprint(settings, files, f"{dictionary_sha}:{code_version()}")
         if loads.derived_fingerprint(con, "normalise") == fingerprint:
-            n_rows = con.sql("select count(*) from measurements_normalised").fetchall()[0][0]
-            held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
-            return int(n_rows), {str(k): int(v) for k, v in held_all}, 0
+            return (*_normalised_counts(con), 0)
     scratch = _scratch(settings, f"{run_id}-normalise")
     with _connect(settings) as con:
         parts = plan_normalise(loads.raw_names(con), lookup, settings.methods, max_rows=settings.partition_rows)
@@ -456,12 +456,18 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
             run_id=run_id,
             fingerprint=fingerprint,
         )
-        n_rows = con.sql("select count(*) from measurements_normalised").fetchall()[0][0]
     _store_gx(settings, run_id, [pl.read_parquet(o["gx"]) for o in outputs])
     with _connect(settings) as con:
-        held_all = con.sql('select "check", count(*) from quarantine group by all').fetchall()
+        counts = _normalised_counts(con)
     shutil.rmtree(scratch, ignore_errors=True)
-    return int(n_rows), {str(k): int(v) for k, v in held_all}, len(raw_paths)
+    return (*counts, len(raw_paths))
+
+
+def _normalised_counts(con: Any) -> tuple[int, dict[str, int]]:
+    """Rows of the normalised measurements, and the rows held back so far by check."""
+    n_rows = con.sql("select count(*) from measurements_normalised").fetchall()[0][0]
+    held = con.sql('select "check", count(*) from quarantine group by all').fetchall()
+    return int(n_rows), {str(k): int(v) for k, v in held}
 
 
 def input_fingerprint(settings: Settings, file_hashes: list[str], dictionary_sha: str) -> str:

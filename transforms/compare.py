@@ -211,15 +211,13 @@ def covariate_block(frame: pl.DataFrame, covariates: list[str]) -> np.ndarray:
 
 BELOW = pl.col("censoring").is_in(["below_lod", "below_lloq"]).fill_null(False)
 ABOVE = (pl.col("censoring") == "above_uloq").fill_null(False)
+FLAGS = ("__below", "__above")  # BELOW and ABOVE as columns, made once per part by compare_cohorts
 
 
 def _logs(frame: pl.DataFrame, floor: float) -> np.ndarray:
-    """Log values with censored ones at -inf / inf (and those below ``floor``, the common LOD, at -inf).
-    The censoring flags come from ``__below`` / ``__above`` when the caller made them for all groups at once."""
-    if "__below" in frame.columns:
-        below, above = frame["__below"].to_numpy(), frame["__above"].to_numpy()
-    else:
-        below, above = frame.select(BELOW).to_series().to_numpy(), frame.select(ABOVE).to_series().to_numpy()
+    """Log values with censored ones at -inf / inf (and those below ``floor``, the common LOD, at -inf), from
+    the censoring flags ``__below`` / ``__above`` that compare_cohorts makes once for all groups."""
+    below, above = (frame[f].to_numpy() for f in FLAGS)
     v = frame["log_value"].to_numpy().astype(float)
     v = np.where(below | (v < floor), -np.inf, v)
     return np.where(above, np.inf, v)
@@ -246,11 +244,10 @@ def compare_cohorts(
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
     groups = intervals.filter((pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null())
     rows: list[dict[str, object]] = []
-    cohorts = ("patient", "patient_early", "patient_long")
     # one pass to split the rows by group (a null key matches nothing, as in a filter on equality)
     by_group = [
         frame.drop_nulls(keys)
-        .with_columns(BELOW.alias("__below"), ABOVE.alias("__above"))  # once for every group
+        .with_columns(BELOW.alias(FLAGS[0]), ABOVE.alias(FLAGS[1]))  # once for every group
         .partition_by(keys, as_dict=True, maintain_order=True)
         for frame in (healthy, patients)
     ]
@@ -279,8 +276,7 @@ def compare_cohorts(
         severity, age = p_all["severity"], p_all["age"]
         has_severity = (severity.is_not_null() & age.is_not_null()).to_numpy()
         male = (p_all["sex"] == "M").cast(pl.Float64).to_numpy()
-        for cohort in cohorts:
-            mask = masks[cohort]
+        for cohort, mask in masks.items():
             if int(mask.sum()) < 3:
                 continue
             pv = p_logs[mask]
@@ -326,8 +322,8 @@ def compare_cohorts(
                 present = pl.all_horizontal(pl.col(c).is_not_null() for c in covariates)
                 both = pl.concat(
                     [
-                        p.filter(present).select(*covariates, "log_value", "censoring", pl.lit(1.0).alias("__p")),
-                        h.filter(present).select(*covariates, "log_value", "censoring", pl.lit(0.0).alias("__p")),
+                        p.filter(present).select(*covariates, "log_value", *FLAGS, pl.lit(1.0).alias("__p")),
+                        h.filter(present).select(*covariates, "log_value", *FLAGS, pl.lit(0.0).alias("__p")),
                     ],
                     how="vertical_relaxed",
                 )

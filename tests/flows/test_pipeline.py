@@ -357,7 +357,10 @@ def test_the_release_tables_equal_those_the_code_before_the_speed_work_published
         assert frame.height > 0 or name == "retest_variation", name
         expected = pl.read_csv(folder / f"{name}.csv", infer_schema=False)
         actual = pl.read_csv(frame.write_csv().encode(), infer_schema=False)  # the text of every number
-        assert_frame_equal(actual, expected), name
+        try:
+            assert_frame_equal(actual, expected)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from exc
 
 
 def test_a_symlink_in_the_landing_folder_to_a_file_outside_it_is_refused_unread(tmp_path, prefect_backend) -> None:
