@@ -161,6 +161,15 @@ def prefect_server(settings: Settings) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
 
 
+def stopped_by_os_error(exc: OSError) -> str:
+    """The one-line message of a run stopped by the file system (a full disk, a lost mount, no permission)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return (
+        f"the run stopped: {exc.strerror or exc}{where}. Nothing was changed: the warehouse, the releases and "
+        "the landing folder are as they were before the run. Free space or fix access there, then run again"
+    )
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in ("table", "json"):
         fail(f"--format must be table or json, not {fmt!r}", 2)
@@ -179,6 +188,8 @@ def _run(settings: Settings, fmt: str = "table") -> int:
                 summary = on_runner(run_pipeline, settings)(settings)
         except WarehouseBusyError as exc:
             fail(str(exc), 3)
+        except OSError as exc:
+            fail(stopped_by_os_error(exc), 1)
     if fmt == "json":
         typer.echo(json.dumps(summary.as_dict(), default=str, indent=1))
     else:
@@ -243,6 +254,8 @@ def ingest(
                 done = on_runner(ingest_paths, settings)(settings, paths)
             except WarehouseBusyError as exc:
                 fail(str(exc), 3)
+            except OSError as exc:
+                fail(stopped_by_os_error(exc), 1)
         outcomes = done.files
         summary = {"dry_run": False, **done.as_dict()}
     if fmt == "json":

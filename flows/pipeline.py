@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -96,6 +97,7 @@ class RunSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage of the run
     normalised_rows: int = 0
     parts: dict[str, int] = field(default_factory=dict)  # tasks per partitioned stage (normalise, reference)
+    landing_removed: list[str] = field(default_factory=list)  # move mode: landing files removed after the swap
 
     @property
     def files_new(self) -> list[FileOutcome]:
@@ -127,13 +129,17 @@ def code_version() -> str:
         return f"refranges {version('refranges')}"
 
 
+#: OSErrors that waiting does not mend: a full disk, a quota, a read-only file system, a refused permission
+PERMANENT_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
 def only_io_errors(task: Any, task_run: Any, state: Any) -> bool:
     """Retry condition of I/O tasks: retry an OSError (disk, network share, object store), nothing else.
-    A quality failure or a bug fails at once."""
+    A quality failure or a bug fails at once, and so does an OSError that waiting does not mend."""
     try:
         state.result()
-    except OSError:
-        return True
+    except OSError as exc:
+        return exc.errno not in PERMANENT_OS_ERRORS
     except Exception:  # anything else is not retried
         return False
     return False
@@ -324,6 +330,9 @@ def _load_parsed(
     if o.status == "skipped":
         return o, None
     if o.status == "quarantined":
+        earlier = loads.loaded_versions(con, o.name)
+        if earlier:  # a broken re-export never hides the good rows of the version before it
+            o.reason = f"{o.reason}; the loaded version of {o.name} ({earlier[0][:12]}) stays in use"
         _quarantine_file(settings, path, o.reason or "", copy=not parsed.unread)
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
         loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
@@ -347,8 +356,6 @@ def _load_parsed(
             o.rows_loaded,
             o.rows_quarantined,
         )
-    if settings.landing_mode == "move" and _in_landing(path, settings):
-        storage.remove(path)
     return o, parsed.frame("gx")
 
 
@@ -588,11 +595,14 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         files = con.sql("select file_name, sha256 from files where status = 'loaded' order by file_name").fetchall()
         fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
         last = releases.latest(settings.releases)
+        unregistered = None  # the latest release, made from these inputs by a run killed before its swap
         if last is not None and last["input_fingerprint"] == fingerprint:
-            return {
-                "version": None,
-                "message": f"inputs unchanged since release {last['version']}: nothing published",
-            }
+            if loads.release_recorded(con, last["version"]):
+                return {
+                    "version": None,
+                    "message": f"inputs unchanged since release {last['version']}: nothing published",
+                }
+            unregistered = last["version"]
     reference = build_partitioned(settings, _scratch(settings, f"{run_id}-reference"))
     build, comparison, variation = reference.build, reference.comparison, reference.variation
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
@@ -615,22 +625,29 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
             "message": "no reference group reached the minimum n: nothing published",
             "skipped": skipped,
         }
-    created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    published = publish_release(
-        settings.releases,
-        tables={
-            "reference_intervals": build.intervals,
-            "reference_quantiles": build.quantiles,
-            "cohort_comparison": comparison,
-            "retest_variation": variation,
-        },
-        created_at=created,
-        parameters=settings.parameters() | {"analyte_dictionary_sha256": dictionary_sha},
-        inputs=[{"file": n, "sha256": s} for n, s in files],
-        input_fingerprint=fingerprint,
-        code_version=code_version(),
-        report_max_plots=settings.report_max_plots,
-    )
+    tables = {
+        "reference_intervals": build.intervals,
+        "reference_quantiles": build.quantiles,
+        "cohort_comparison": comparison,
+        "retest_variation": variation,
+    }
+    published = _published_copy(settings, unregistered, tables) if unregistered else None
+    if published is not None:  # register it, do not publish the same content twice
+        created = datetime.fromisoformat(published.manifest["created_at"].removesuffix("Z"))
+        message = f"registered release {published.version}, published by a run that ended before it finished"
+    else:
+        created = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+        message = ""
+        published = publish_release(
+            settings.releases,
+            tables=tables,
+            created_at=created,
+            parameters=settings.parameters() | {"analyte_dictionary_sha256": dictionary_sha},
+            inputs=[{"file": n, "sha256": s} for n, s in files],
+            input_fingerprint=fingerprint,
+            code_version=code_version(),
+            report_max_plots=settings.report_max_plots,
+        )
     with _connect(settings) as con:
         loads.record_release(
             con,
@@ -651,9 +668,24 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         "path": str(published.path),
         "groups": build.intervals.height,
         "parts": reference.parts,
-        "message": f"published release {published.version}",
+        "message": message or f"published release {published.version}",
         "skipped": skipped,
     }
+
+
+def _published_copy(settings: Settings, version: str, tables: dict[str, pl.DataFrame]) -> releases.Published | None:
+    """Release ``version`` when it verifies and holds exactly ``tables`` (a run published it and was killed
+    before the warehouse recorded it), else None (then a new version is published)."""
+    assert settings.releases is not None
+    if releases.verify(settings.releases, version):
+        return None
+    manifest = releases.read_manifest(settings.releases, version)
+    if set(manifest["files"]) - {"report.html"} != {f"{name}.parquet" for name in tables}:
+        return None
+    for name, frame in tables.items():
+        if not releases.read_table(settings.releases, version, name).equals(frame):
+            return None
+    return releases.Published(version, storage.join(settings.releases, version), manifest)
 
 
 def _connect(settings: Settings) -> Any:
@@ -696,6 +728,8 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
                 )
             outcome, results = _load_parsed(parsed, settings, summary.run_id, con)
             known.add(outcome.sha256)
+            if settings.landing_mode == "move" and not parsed.unread and _in_landing(parsed.path, settings):
+                summary.landing_removed.append(str(parsed.path))  # removed once the warehouse holds it
             summary.files.append(outcome)
             report("files parsed and loaded", done, len(paths))
             if results is not None:
@@ -782,12 +816,33 @@ def _writing(settings: Settings) -> Iterator[tuple[Settings, RunSummary]]:
     assert settings.warehouse is not None
     public = settings.warehouse
     with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
+        _clear_leftovers(public)
         work = db.open_work_copy(public)
         on_copy = replace(settings, warehouse=work)
         summary = _new_run(on_copy)
         summary.warehouse = str(public)
         yield on_copy, summary
         db.publish_work_copy(work, public)
+        _remove_from_landing(summary.landing_removed)
+
+
+def _clear_leftovers(warehouse: Path) -> None:
+    """Delete what a killed run left beside the warehouse: its scratch Parquet and half-written raw files
+    (``.<name>.<pid>.tmp``). Called holding the writer lock, so no other run is using them."""
+    shutil.rmtree(warehouse.parent / ".scratch", ignore_errors=True)
+    for tmp in (warehouse.parent / loads.RAW_DIR).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_from_landing(paths: list[str]) -> None:
+    """Move mode: delete landing files whose content the swapped-in warehouse now holds (its archive copy,
+    or its quarantine copy and reason). Only after the swap: a run killed before it leaves them in place, and
+    the next run reads them again (already archived ones are skipped by their hash, then removed)."""
+    for path in paths:
+        try:
+            storage.remove(path)
+        except FileNotFoundError:  # removed by hand meanwhile
+            continue
 
 
 @flow(name="refranges-run", log_prints=True)

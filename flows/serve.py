@@ -91,7 +91,9 @@ def start_run_server(log_dir: Path) -> LocalServer:
     itself when no ``PREFECT_API_URL`` is set (uvicorn over Prefect's app, the UI and the scheduling services
     off), but started first, so that it gets ready on the other core while the run imports its modules, and
     without importing Prefect's server code into the run's process. The process stays in the run's process
-    group (a kill of the run's group ends it too); :meth:`LocalServer.stop` ends it by its process id."""
+    group (a kill of the run's group ends it too); :meth:`LocalServer.stop` ends it by its process id. When
+    the run dies without stopping it (SIGKILL, out of memory), the server sees its standard input close and
+    ends itself (:func:`run_server_main`): a killed run never leaves a server behind."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "prefect-server.log"
     port = free_port()
@@ -103,10 +105,9 @@ def start_run_server(log_dir: Path) -> LocalServer:
         "DO_NOT_TRACK": "1",
     }
     env.pop("PREFECT_API_URL", None)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    command = [sys.executable, "-m", "flows.serve", "run-server", str(port)]
+    with open(log_path, "ab") as log:  # stdin: a pipe only this process holds, the server's lifeline
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env)
     return LocalServer(process, f"http://127.0.0.1:{port}/api", log_path, own_group=False)
 
 
@@ -223,3 +224,36 @@ def serve_schedules(
         if server is not None:
             server.stop()
             announce(f"stopped the local Prefect server (pid {server.process.pid})")
+
+
+def _end_with_parent() -> None:
+    """Wait for the end of standard input, which comes when the run that started this server has ended,
+    however it ended (the kernel closes its end of the pipe); then stop the server as SIGTERM does."""
+    while os.read(sys.stdin.fileno(), 65536):  # nothing is ever written; read in pieces all the same
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(15)  # uvicorn's graceful shutdown did not end the process
+    os._exit(1)
+
+
+def run_server_main(port: int) -> None:
+    """The run server's process: uvicorn over Prefect's app on 127.0.0.1:port, ending with its run."""
+    import threading
+
+    import uvicorn
+
+    threading.Thread(target=_end_with_parent, name="lifeline", daemon=True).start()
+    uvicorn.run(
+        "prefect.server.api.server:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        log_level="error",
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["run-server"] or len(sys.argv) != 3:
+        sys.exit("usage: python -m flows.serve run-server PORT (started by a run, not by hand)")
+    run_server_main(int(sys.argv[2]))

@@ -17,6 +17,7 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers.olink_explore import HANDLING_FIELDS
+from warehouse import storage
 
 
 def now() -> datetime:
@@ -101,7 +102,7 @@ def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
         pl.lit(value, dtype=pl.Enum(["" if value is None else value])).alias(name)
         for name, value in schema.constant_columns(rows, text).items()
     ]
-    rows.with_columns(constant).write_parquet(path, compression=RAW_COMPRESSION, compression_level=RAW_LEVEL)
+    storage.write_parquet(rows.with_columns(constant), path, compression=RAW_COMPRESSION, compression_level=RAW_LEVEL)
 
 
 RAW_COMPRESSION: Literal["zstd"] = "zstd"  # raw files are kept for good
@@ -174,6 +175,12 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection) -> int:
     return written
 
 
+def loaded_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: str = "") -> list[str]:
+    """The sha256 of the loaded files named ``file_name`` (other than ``besides``)."""
+    query = "select sha256 from files where file_name = ? and sha256 <> ? and status = 'loaded'"
+    return [r[0] for r in con.execute(query, [file_name, besides]).fetchall()]
+
+
 def load_file(
     con: duckdb.DuckDBPyConnection,
     entry: LedgerEntry,
@@ -194,20 +201,15 @@ def load_file(
     killed in between leaves at most an unlisted file in the store, which the next load of the same content
     overwrites). A loaded file with the same name and different content
     is marked replaced: the ledger, the archive and its raw file keep its history, the view no longer
-    shows its rows. Returns the sha256 of files it replaced.
+    shows its rows. A new version that is quarantined whole replaces nothing: the loaded version stays in
+    use. Returns the sha256 of files it replaced.
     """
     raw_file = None
     if isinstance(rows, Path) or (rows is not None and rows.height):
         raw_file = _store_raw(rows, raw_dir(con), entry.sha256)
     con.execute("begin")
     try:
-        replaced = [
-            r[0]
-            for r in con.execute(
-                "select sha256 from files where file_name = ? and sha256 <> ? and status = 'loaded'",
-                [entry.file_name, entry.sha256],
-            ).fetchall()
-        ]
+        replaced = loaded_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
         for old in replaced:
             con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
             con.execute("delete from samples where source_sha256 = ?", [old])
@@ -390,6 +392,11 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, *, status: str, summ
         "update runs set finished_at = ?, status = ?, summary_json = ? where run_id = ?",
         [now(), status, json.dumps(summary, default=str), run_id],
     )
+
+
+def release_recorded(con: duckdb.DuckDBPyConnection, version: str) -> bool:
+    """True when the warehouse holds release ``version`` (record_release committed for it)."""
+    return bool(con.execute("select count(*) from releases where version = ?", [version]).fetchall()[0][0])
 
 
 def record_release(

@@ -97,10 +97,14 @@ def next_version(root: Root, created_at: datetime) -> str:
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the old file, and no half-written one beside it
+        raise
 
 
 def _schema_of(path: Path) -> list[dict[str, str]]:
@@ -149,32 +153,36 @@ def publish(
         if staging.exists():
             shutil.rmtree(staging)  # left by a crashed publish: never visible, safe to discard
         staging.mkdir()
-        files = _stage_files(staging, version, tables, report_max_plots)
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "version": version,
-            "created_at": created_at.isoformat(timespec="seconds") + "Z",
-            "previous_version": previous["version"] if previous else None,
-            "changes_since_previous": changes,
-            "code_version": code_version,
-            "input_fingerprint": input_fingerprint,
-            "parameters": parameters,
-            "files": files,
-            "inputs": inputs,
-            "disclaimer": (
-                "Healthy reference distributions for research and for discussion with a clinician. "
-                "A value outside a reference interval is not a diagnosis."
-            ),
-        }
-        _write_json_atomic(staging / MANIFEST, manifest)
-        problems = verify_folder(staging, manifest)
-        if problems:
-            msg = f"staged release {version} does not match its manifest: {problems}"
-            raise ReleaseError(msg)
-        if local:
-            os.rename(staging, final)  # atomic: the version appears complete or not at all
-        else:
-            _upload(fs, staging, final, manifest)
+        try:
+            files = _stage_files(staging, version, tables, report_max_plots)
+            manifest: dict[str, Any] = {
+                "format_version": FORMAT_VERSION,
+                "version": version,
+                "created_at": created_at.isoformat(timespec="seconds") + "Z",
+                "previous_version": previous["version"] if previous else None,
+                "changes_since_previous": changes,
+                "code_version": code_version,
+                "input_fingerprint": input_fingerprint,
+                "parameters": parameters,
+                "files": files,
+                "inputs": inputs,
+                "disclaimer": (
+                    "Healthy reference distributions for research and for discussion with a clinician. "
+                    "A value outside a reference interval is not a diagnosis."
+                ),
+            }
+            _write_json_atomic(staging / MANIFEST, manifest)
+            problems = verify_folder(staging, manifest)
+            if problems:
+                msg = f"staged release {version} does not match its manifest: {problems}"
+                raise ReleaseError(msg)
+            if local:
+                os.rename(staging, final)  # atomic: the version appears complete or not at all
+            else:
+                _upload(fs, staging, final, manifest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # e.g. a full disk: give the space back, list nothing
+            raise
     index = read_index(root)
     index.append(
         {
@@ -195,6 +203,16 @@ def publish(
     return Published(version, f"{str(root).rstrip('/')}/{version}", manifest)
 
 
+def _write(path: Path, data: bytes | memoryview) -> None:
+    """Write a staged file; a failed write (a full disk) names the file."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 def _stage_files(
     staging: Path, version: str, tables: dict[str, pl.DataFrame], report_max_plots: int | None
 ) -> dict[str, Any]:
@@ -202,7 +220,9 @@ def _stage_files(
     files: dict[str, Any] = {}
     for name, frame in tables.items():
         path = staging / f"{name}.parquet"
-        frame.write_parquet(path, compression="zstd", statistics=True)
+        buffer = io.BytesIO()  # written by Python, so that a full disk is an OSError (Polars loses the errno)
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        _write(path, buffer.getbuffer())
         files[path.name] = {"sha256": sha256_file(path), "rows": frame.height, "schema": _schema_of(path)}
     if "reference_intervals" in tables and "reference_quantiles" in tables:
         from warehouse.report import MAX_PLOTS, render_release_report
@@ -215,7 +235,7 @@ def _stage_files(
             max_plots=MAX_PLOTS if report_max_plots is None else report_max_plots,
         )
         report = staging / "report.html"
-        report.write_text(page, encoding="utf-8")
+        _write(report, page.encode("utf-8"))
         files[report.name] = {"sha256": sha256_file(report), "rows": None, "schema": None}
     return files
 

@@ -9,9 +9,12 @@ atomic rename; archived files read-only).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
+import polars as pl
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
@@ -100,3 +103,17 @@ def write_bytes(location: Location, data: bytes) -> None:
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, target)
+
+
+def write_parquet(frame: pl.DataFrame, path: Path | str, **options: Any) -> None:
+    """``frame.write_parquet(path, **options)``, with a failed write (a full disk) raised as the OSError it is:
+    Polars reports it as a ComputeError quoting the OS error, which retries and messages would not see as a
+    disk problem."""
+    try:
+        frame.write_parquet(path, **options)
+    except pl.exceptions.ComputeError as exc:
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -254,6 +255,16 @@ def test_only_io_tasks_retry_and_only_on_os_errors(tmp_path: Path, prefect_backe
     with pytest.raises(ValueError):
         read_once()
     assert calls["n"] == 1  # not retried
+
+    def full(self: Path) -> bytes:
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    calls["n"] = 0
+    monkeypatch.setattr(Path, "read_bytes", full)
+    with pytest.raises(OSError, match="No space left"):
+        read_once()
+    assert calls["n"] == 1  # a full disk does not mend by waiting: not retried
 
 
 def test_progress_records_become_progress_bars_on_the_cli_console() -> None:

@@ -385,3 +385,30 @@ def test_a_symlink_in_the_landing_folder_to_a_file_outside_it_is_refused_unread(
     assert not (settings.quarantine / "linked.csv").exists()  # its content was never copied anywhere
     assert (settings.quarantine / "linked.csv.reason.txt").read_text().startswith("linked.csv: a symbolic link")
     assert q(settings, "select status, rows_read from files where file_name = 'linked.csv'") == [("quarantined", 0)]
+
+
+def test_a_file_changed_in_place_after_ingest_replaces_its_rows_and_keeps_history(tmp_path, prefect_backend) -> None:
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    export = settings.landing / "plate1.csv"
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    export.write_text(header + "S1,IL-6,2.5,pg/mL,P1\nS2,IL-6,4.0,pg/mL,P1\n")
+    first = run_pipeline(settings).files[0]
+    export.write_text(header + "S1,IL-6,3.5,pg/mL,P1\nS2,IL-6,4.0,pg/mL,P1\n")  # the lab corrected a value
+    second = run_pipeline(settings).files[0]
+    assert second.status == "loaded" and second.replaced == [first.sha256]
+    assert q(settings, "select sha256, status, replaced_by from files order by status") == [
+        (second.sha256, "loaded", None),
+        (first.sha256, "replaced", second.sha256),
+    ]
+    assert q(settings, "select sample_id, value from raw_measurements order by 1") == [("S1", 3.5), ("S2", 4.0)]
+    assert len(list(settings.archive.rglob("*.csv"))) == 2  # both versions kept
+
+    export.write_text(header)  # then overwritten by a broken export: held back, the corrected rows stay
+    third = run_pipeline(settings).files[0]
+    assert third.status == "quarantined" and "plate1.csv" in (third.reason or "")
+    assert q(settings, "select sample_id, value from raw_measurements order by 1") == [("S1", 3.5), ("S2", 4.0)]
+    assert f"the loaded version of plate1.csv ({second.sha256[:12]}) stays in use" in (third.reason or "")
+    assert q(settings, "select count(*) from files where status = 'loaded'") == [(1,)]
