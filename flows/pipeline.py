@@ -30,7 +30,13 @@ from flows.memory import freeze_modules, gives_back_memory
 from flows.progress import report
 from transforms import schema
 from transforms.compare import compare_cohorts, finish_comparison
-from transforms.normalise import dictionary_lookup, finish_measurements, hold_plates, prepare_measurements
+from transforms.normalise import (
+    dictionary_lookup,
+    finish_measurements,
+    hold_plates,
+    plate_control_anchors,
+    prepare_measurements,
+)
 from transforms.partitions import plan_normalise, plan_reference
 from transforms.privacy import pseudonymise_subjects
 from transforms.qc import file_statistics, plate_statistics, release_checks
@@ -408,6 +414,8 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
         failed.append(plates.failed)
     kept, held_plates = hold_plates(prepared, pl.concat(failed, how="diagonal_relaxed") if failed else stats.clear())
     del prepared
+    corrected_by_controls = [p for p in kept["platform"].unique().to_list() if settings.methods.get(p) != "none"]
+    anchors = plate_control_anchors(kept.filter(pl.col("platform").is_in(corrected_by_controls)))
     normalised = finish_measurements(
         kept, settings.methods, combat_min_batch=settings.combat_min_batch, min_bridges=settings.min_bridges
     )
@@ -419,6 +427,7 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
     frames = {
         "normalised": normalised,
         "held": pl.concat([held, held_plates, checked.quarantine], how="vertical"),
+        "anchors": anchors,
         "gx": merge_results(gx),
     }
     return _write_frames(frames, out)
@@ -460,6 +469,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
             con,
             normalised=[o["normalised"] for o in outputs],
             held=[o["held"] for o in outputs],
+            anchors=[o["anchors"] for o in outputs],
             run_id=run_id,
             fingerprint=fingerprint,
         )
@@ -594,6 +604,9 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     with _connect(settings) as con:
         files = con.sql("select file_name, sha256 from files where status = 'loaded' order by file_name").fetchall()
         fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
+        anchors = con.sql(
+            "select * exclude (run_id) from normalisation_anchors order by platform, panel, analyte, control_id"
+        ).pl()
         last = releases.latest(settings.releases)
         unregistered = None  # the latest release, made from these inputs by a run killed before its swap
         if last is not None and last["input_fingerprint"] == fingerprint:
@@ -630,6 +643,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         "reference_quantiles": build.quantiles,
         "cohort_comparison": comparison,
         "retest_variation": variation,
+        "normalisation_anchors": anchors,
     }
     published = _published_copy(settings, unregistered, tables) if unregistered else None
     if published is not None:  # register it, do not publish the same content twice
@@ -662,6 +676,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
             run_id=run_id,
             comparison=comparison,
             variation=variation,
+            anchors=anchors,
         )
     return {
         "version": published.version,

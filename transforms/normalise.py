@@ -238,22 +238,86 @@ def from_log(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def plate_control_shifts(frame: pl.DataFrame) -> pl.DataFrame:
-    """Per platform, panel, analyte and plate: the log-scale shift that brings the plate's controls onto
-    their long-run median (median over the control samples on that plate). Needs log_value.
+PLATE_KEYS = ["platform", "panel", "analyte"]
 
-    Returns platform, panel, analyte, plate_id, shift, n_controls.
-    """
-    keys = ["platform", "panel", "analyte"]
+
+def _control_means(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per platform, panel, analyte, plate and control sample: the mean log value of its measured wells."""
     ctrl = frame.filter(
         (pl.col("sample_type") == "control") & pl.col("censoring").is_null() & pl.col("log_value").is_not_null()
     )
-    per_plate = ctrl.group_by([*keys, "plate_id", "sample_id"]).agg(pl.col("log_value").mean().alias("m"))
-    long_run = per_plate.group_by([*keys, "sample_id"]).agg(pl.col("m").median().alias("ref"))
-    deltas = per_plate.join(long_run, on=[*keys, "sample_id"]).with_columns((pl.col("m") - pl.col("ref")).alias("d"))
-    return deltas.group_by([*keys, "plate_id"]).agg(
+    return ctrl.group_by([*PLATE_KEYS, "plate_id", "sample_id"]).agg(
+        pl.col("log_value").mean().alias("m"), pl.col("unit").first()
+    )
+
+
+def plate_control_anchors(frame: pl.DataFrame) -> pl.DataFrame:
+    """The long-run level of each plate control: per platform, panel, analyte and control sample
+    (``control_id``), the median over plates of its per-plate mean log value (``level``; NPX as is, else the
+    natural log of ``unit``, the canonical unit), and the number of plates (``n_plates``).
+    :func:`plate_control_shifts` aligns every plate to these levels; kept with a release, they bring a plate
+    measured later onto the release's scale (frozen normalisation)."""
+    return (
+        _control_means(frame)
+        .group_by([*PLATE_KEYS, "sample_id"])
+        .agg(pl.col("unit").first(), pl.col("m").median().alias("level"), pl.len().cast(pl.Int64).alias("n_plates"))
+        .rename({"sample_id": "control_id"})
+        .sort([*PLATE_KEYS, "control_id"], nulls_last=True)
+    )
+
+
+def plate_control_shifts(frame: pl.DataFrame, anchors: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per platform, panel, analyte and plate: the log-scale shift that brings the plate's controls onto
+    their long-run level (the median of the differences over the control samples on that plate). The levels
+    are those of ``frame`` itself (:func:`plate_control_anchors`) unless ``anchors`` gives frozen ones; a
+    plate whose controls have no anchor gets no shift. Needs log_value.
+
+    Returns platform, panel, analyte, plate_id, shift, n_controls.
+    """
+    per_plate = _control_means(frame)
+    levels = plate_control_anchors(frame) if anchors is None else anchors
+    levels = levels.select(*PLATE_KEYS, pl.col("control_id").alias("sample_id"), pl.col("level").alias("ref"))
+    deltas = per_plate.join(levels, on=[*PLATE_KEYS, "sample_id"]).with_columns(
+        (pl.col("m") - pl.col("ref")).alias("d")
+    )
+    return deltas.group_by([*PLATE_KEYS, "plate_id"]).agg(
         pl.col("d").median().alias("shift"), pl.col("sample_id").n_unique().alias("n_controls")
     )
+
+
+def correct_plates_frozen(
+    frame: pl.DataFrame, anchors: pl.DataFrame, *, label: str = "frozen"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Plate-control normalisation of new plates onto frozen levels (``anchors`` from
+    :func:`plate_control_anchors` of a release's data). Returns the corrected rows, with ``batch_method``
+    ``plate_control (<label>)``, ``plate_shift`` and ``plate_controls`` (the shift applied and the number of
+    anchored controls it came from) on every row, and the refused rows: every row of an analyte on a plate
+    without a control the anchors know, in schema.QUARANTINE, with a reason that names the plate, the
+    analyte and the controls needed. Never an uncorrected value on a frozen scale."""
+    shifts = plate_control_shifts(frame, anchors)
+    keyed = frame.join(shifts, on=[*PLATE_KEYS, "plate_id"], how="left")
+    has = pl.col("shift").is_not_null()
+    needed = anchors.group_by(PLATE_KEYS).agg(pl.col("control_id").sort().str.join(", ").alias("needed"))
+    missing = keyed.filter(~has).join(needed, on=PLATE_KEYS, how="left", nulls_equal=True)
+    reason = pl.format(
+        "plate {} has no plate control that the release anchors for {} {} (it needs one of: {}); "
+        "measure the plate controls on this plate, or score it against a release that has its own",
+        pl.col("plate_id").fill_null("?"),
+        pl.col("platform"),
+        pl.col("analyte"),
+        pl.col("needed").fill_null("none: the release has no anchors for this analyte"),
+    )
+    refused = _quarantine(missing, stage="score", check="frozen_plate_controls", reason=reason)
+    corrected = (
+        _shift_all(keyed.filter(has), pl.col("shift"))
+        .with_columns(
+            pl.lit(f"plate_control ({label})").alias("batch_method"),
+            pl.col("shift").alias("plate_shift"),
+            pl.col("n_controls").cast(pl.Int64).alias("plate_controls"),
+        )
+        .drop("shift", "n_controls")
+    )
+    return corrected, refused
 
 
 def _shift_all(frame: pl.DataFrame, shift: pl.Expr) -> pl.DataFrame:

@@ -352,15 +352,19 @@ def replace_derived(
     held: list[str],
     run_id: str,
     fingerprint: str | None = None,
+    anchors: list[str] | None = None,
 ) -> None:
-    """Swap in this run's normalised measurements and link/normalise holds, in one transaction. ``normalised``
-    and ``held`` are Parquet files (one per part of the run), read inside DuckDB. ``fingerprint`` (of the
+    """Swap in this run's normalised measurements, link/normalise holds and plate-control anchors, in one
+    transaction. ``normalised``, ``held`` and ``anchors`` are Parquet files (one per part of the run), read
+    inside DuckDB. ``fingerprint`` (of the
     inputs they were built from) is recorded in derived_state in the same transaction."""
     con.execute("begin")
     try:
         con.execute("delete from measurements_normalised")
         con.execute("delete from held_rows")
-        for table, paths in (("measurements_normalised", normalised), ("held_rows", held)):
+        con.execute("delete from normalisation_anchors")
+        tables = {"measurements_normalised": normalised, "held_rows": held, "normalisation_anchors": anchors or []}
+        for table, paths in tables.items():
             if paths:  # one statement over every part: DuckDB reads them in parallel, in order; names are ours
                 con.execute(
                     f"insert into {table} by name select *, ? as run_id from read_parquet(?, union_by_name = true)",
@@ -413,6 +417,7 @@ def record_release(
     run_id: str,
     comparison: pl.DataFrame | None = None,
     variation: pl.DataFrame | None = None,
+    anchors: pl.DataFrame | None = None,
 ) -> None:
     """Register a published release and its tables (idempotent per version)."""
     con.execute("begin")
@@ -424,6 +429,7 @@ def record_release(
             "release_outliers",
             "release_cohort_comparison",
             "release_retest_variation",
+            "release_normalisation_anchors",
         ):
             con.execute(f"delete from {table} where version = ?", [version])
         con.execute(
@@ -438,6 +444,8 @@ def record_release(
             _insert(con, "release_cohort_comparison", comparison.with_columns(v))
         if variation is not None:
             _insert(con, "release_retest_variation", variation.with_columns(v))
+        if anchors is not None:
+            _insert(con, "release_normalisation_anchors", anchors.with_columns(v))
         con.execute("commit")
     except Exception:
         con.execute("rollback")

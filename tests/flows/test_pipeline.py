@@ -76,6 +76,7 @@ def test_first_run_loads_every_file_and_publishes_a_release(first_run) -> None:
     assert sorted(p.name for p in folder.iterdir()) == [
         "cohort_comparison.parquet",
         "manifest.json",
+        "normalisation_anchors.parquet",
         "reference_intervals.parquet",
         "reference_quantiles.parquet",
         "report.html",
@@ -412,3 +413,23 @@ def test_a_file_changed_in_place_after_ingest_replaces_its_rows_and_keeps_histor
     assert q(settings, "select sample_id, value from raw_measurements order by 1") == [("S1", 3.5), ("S2", 4.0)]
     assert f"the loaded version of plate1.csv ({second.sha256[:12]}) stays in use" in (third.reason or "")
     assert q(settings, "select count(*) from files where status = 'loaded'") == [(1,)]
+
+
+def test_a_release_carries_the_plate_control_anchors_of_its_cohort(first_run) -> None:
+    """The levels every plate was aligned to, per platform, panel, analyte and control, are published with
+    the release (for frozen normalisation of a later plate) and recorded in the warehouse."""
+    settings, _, summary = first_run
+    published = pl.read_parquet(settings.releases / summary.release_version / "normalisation_anchors.parquet")
+    version = summary.release_version
+    recorded = q(settings, f"select count(*) from release_normalisation_anchors where version = '{version}'")
+    assert recorded == [(published.height,)] and published.height > 0
+    raw = q(  # every plate of the demo passes its checks: each control's plates are all its plates
+        settings,
+        "select platform, sample_id, count(distinct plate_id) from raw_measurements "
+        "where sample_type = 'control' group by all",
+    )
+    plates = {(p, s): n for p, s, n in raw}
+    assert set(published["platform"].to_list()) == {"olink", "msd"}
+    for row in published.iter_rows(named=True):
+        assert row["n_plates"] == plates[(row["platform"], row["control_id"])]
+        assert row["unit"] == ("NPX" if row["platform"] == "olink" else "pg/mL")
