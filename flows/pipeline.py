@@ -604,9 +604,6 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     with _connect(settings) as con:
         files = con.sql("select file_name, sha256 from files where status = 'loaded' order by file_name").fetchall()
         fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
-        anchors = con.sql(
-            "select * exclude (run_id) from normalisation_anchors order by platform, panel, analyte, control_id"
-        ).pl()
         last = releases.latest(settings.releases)
         unregistered = None  # the latest release, made from these inputs by a run killed before its swap
         if last is not None and last["input_fingerprint"] == fingerprint:
@@ -616,6 +613,9 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
                     "message": f"inputs unchanged since release {last['version']}: nothing published",
                 }
             unregistered = last["version"]
+        anchors = con.sql(
+            "select * exclude (run_id) from normalisation_anchors order by platform, panel, analyte, control_id"
+        ).pl()
     reference = build_partitioned(settings, _scratch(settings, f"{run_id}-reference"))
     build, comparison, variation = reference.build, reference.comparison, reference.variation
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from expectations.report import render_report
 from flows.cli import spreadsheet_safe
+from tests.warehouse.test_report import GROUP, _grid
 from transforms import schema
 from warehouse.report import render_release_report
 
@@ -50,34 +51,12 @@ def _structure(page: str) -> _Structure:
 
 
 def _release_page(analyte: str, unit: str) -> str:
-    group = {
-        "analyte": analyte,
-        "platform": "olink",
-        "matrix": "serum",
-        "sex": "all",
-        "unit": unit,
-        "lower_limit": 1.0,
-        "upper_limit": 5.0,
-        "lower_ci_low": 0.8,
-        "lower_ci_high": 1.2,
-        "upper_ci_low": 4.6,
-        "upper_ci_high": 5.5,
-        "age_min": None,
-        "age_max": None,
-        "n": 120,
-        "method": "nonparametric",
-        "median": 3.0,
-        "uniprot": None,
-        "panel": None,
-        "n_below_lod": 0,
-        "n_outliers_excluded": 0,
-        "lower_limit_censored": False,
-    }
+    group = GROUP | {"analyte": analyte, "unit": unit, "age_min": None, "age_max": None, "n": 120}
+    group |= {"method": "nonparametric", "median": 3.0, "uniprot": None, "panel": None, "n_below_lod": 0}
+    group |= {"n_outliers_excluded": 0, "lower_limit_censored": False}
     intervals = pl.DataFrame([group])
     keys = [k for k in schema.GROUP_KEYS if k in intervals.columns]
-    p = [i / 100 for i in range(1, 100)]
-    grid = pl.DataFrame({"p": p, "value": [1.0 + 4.0 * q for q in p]})
-    return render_release_report("v1", intervals, grid.join(intervals.select(keys), how="cross"), None)
+    return render_release_report("v1", intervals, _grid().join(intervals.select(keys), how="cross"), None)
 
 
 def _qc_page(name: str) -> str:

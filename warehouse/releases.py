@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from warehouse import storage
 from warehouse.client import sha256_file
 from warehouse.storage import Location as Root
 from warehouse.storage import store
@@ -203,16 +204,6 @@ def publish(
     return Published(version, f"{str(root).rstrip('/')}/{version}", manifest)
 
 
-def _write(path: Path, data: bytes | memoryview) -> None:
-    """Write a staged file; a failed write (a full disk) names the file."""
-    try:
-        path.write_bytes(data)
-    except OSError as exc:
-        if exc.filename:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc
-
-
 def _stage_files(
     staging: Path, version: str, tables: dict[str, pl.DataFrame], report_max_plots: int | None
 ) -> dict[str, Any]:
@@ -220,9 +211,7 @@ def _stage_files(
     files: dict[str, Any] = {}
     for name, frame in tables.items():
         path = staging / f"{name}.parquet"
-        buffer = io.BytesIO()  # written by Python, so that a full disk is an OSError (Polars loses the errno)
-        frame.write_parquet(buffer, compression="zstd", statistics=True)
-        _write(path, buffer.getbuffer())
+        storage.write_parquet(frame, path, in_memory=True, compression="zstd", statistics=True)
         files[path.name] = {"sha256": sha256_file(path), "rows": frame.height, "schema": _schema_of(path)}
     if "reference_intervals" in tables and "reference_quantiles" in tables:
         from warehouse.report import MAX_PLOTS, render_release_report
@@ -235,7 +224,7 @@ def _stage_files(
             max_plots=MAX_PLOTS if report_max_plots is None else report_max_plots,
         )
         report = staging / "report.html"
-        _write(report, page.encode("utf-8"))
+        storage.write_local(report, page.encode("utf-8"))
         files[report.name] = {"sha256": sha256_file(report), "rows": None, "schema": None}
     return files
 

@@ -8,6 +8,7 @@ atomic rename; archived files read-only).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -105,10 +106,28 @@ def write_bytes(location: Location, data: bytes) -> None:
     os.replace(tmp, target)
 
 
-def write_parquet(frame: pl.DataFrame, path: Path | str, **options: Any) -> None:
-    """``frame.write_parquet(path, **options)``, with a failed write (a full disk) raised as the OSError it is:
-    Polars reports it as a ComputeError quoting the OS error, which retries and messages would not see as a
-    disk problem."""
+def write_local(path: Path, data: bytes | memoryview) -> None:
+    """Write a whole local file; a failed write (a full disk) raises an OSError that names the file (Python's
+    own leaves the name out when the write, not the open, fails)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
+def write_parquet(frame: pl.DataFrame, path: Path | str, *, in_memory: bool = False, **options: Any) -> None:
+    """``frame.write_parquet(path, **options)``, with a failed write (a full disk) raised as the OSError it is.
+    Polars reports it as a ComputeError, which retries and messages would not see as a disk problem, and
+    only sometimes quotes the OS error. ``in_memory=True`` (small files: release tables) encodes the file in
+    memory and writes it with :func:`write_local`, so that every failed write is an OSError naming the file;
+    large files (the raw store) are streamed, and a quoted OS error is raised as that OSError."""
+    if in_memory:
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, **options)
+        write_local(Path(path), buffer.getbuffer())
+        return
     try:
         frame.write_parquet(path, **options)
     except pl.exceptions.ComputeError as exc:

@@ -24,6 +24,7 @@ import pytest
 
 from flows.config import load_settings
 from flows.landing import copy_demo
+from tests.processes import processes_with_env
 from transforms.demo import generate_demo
 from warehouse import db, releases
 
@@ -140,9 +141,9 @@ def _chain(tmp_path: Path, points: list[str], api_url: str) -> tuple[object, dic
         assert state["running"] == 0, point  # a killed run leaves no half-recorded run behind
         if own_server:  # the server saw its run die and ended itself
             deadline = time.monotonic() + 30
-            while _processes_with_env(f"PREFECT_HOME={own}") and time.monotonic() < deadline:
+            while processes_with_env(f"PREFECT_HOME={own}") and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert not _processes_with_env(f"PREFECT_HOME={own}"), f"{point}: the server outlived its run"
+            assert not processes_with_env(f"PREFECT_HOME={own}"), f"{point}: the server outlived its run"
         if point == "publish: listed, not yet recorded in the warehouse":
             published = state["listed"][-1]  # what the killed run published; nobody records it yet
             assert state["recorded"] == []
@@ -194,14 +195,3 @@ def test_a_run_killed_at_every_step_leaves_a_whole_state_and_the_next_run_finish
     early_settings, early_state, _ = results["early"]
     early_table = releases.read_table(early_settings.releases, early_state["listed"][0], "reference_intervals")
     assert early_table.sort(early_table.columns).equals(published_table.sort(published_table.columns))
-
-
-def _processes_with_env(entry: str) -> list[int]:
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if entry.encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found

@@ -20,6 +20,7 @@ import pytest
 from flows.config import load_settings
 from flows.landing import copy_demo
 from flows.serve import free_port
+from tests.processes import processes_with_env
 from transforms.demo import generate_demo
 from warehouse import db
 
@@ -46,18 +47,6 @@ def child_env(prefect_home: Path) -> dict[str, str]:
         PYTHONPATH=str(ROOT),
     )
     return env
-
-
-def _processes_with_env(entry: str) -> list[int]:
-    """Process ids whose environment holds ``entry`` (Linux /proc; others are skipped)."""
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if entry.encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def small_home(tmp_path: Path) -> Path:
@@ -186,7 +175,7 @@ def test_two_runs_started_together_take_turns_and_load_nothing_twice(tmp_path: P
     assert sum("published release" in o for o in outputs) == 1, outputs
     # each run started its own temporary Prefect server (no PREFECT_API_URL) and stopped it again
     assert all((tmp_path / f"prefect-{i}" / "prefect-server.log").is_file() for i in range(2))
-    assert not _processes_with_env(f"PREFECT_HOME={tmp_path}/prefect-"), "a run left its Prefect server running"
+    assert not processes_with_env(f"PREFECT_HOME={tmp_path}/prefect-"), "a run left its Prefect server running"
     settings = load_settings(config)
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     try:
