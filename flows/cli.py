@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -105,10 +105,24 @@ def generate(
     healthy: Annotated[int, typer.Option(help="Number of healthy people.")] = 400,
     patients: Annotated[int, typer.Option(help="Number of patients.")] = 200,
     platform: PlatformOption = "mixed",
+    retest: Annotated[
+        bool,
+        typer.Option(
+            "--retest",
+            help="Instead: one person's retest exports (two visits on new Olink and MSD plates, the second with "
+            "a plate shift) and their manifest, for `refranges score`.",
+        ),
+    ] = False,
 ) -> None:
     """Write a demo data set (a manifest plus Olink and MSD exports, or an Olink Explore HT file) into OUT."""
     from flows.landing import copy_demo
 
+    if retest:
+        from transforms.demo import generate_retest
+
+        paths = copy_demo(generate_retest(seed=seed).files, out)
+        console.print(f"wrote {len(paths)} retest files to {out}; score them with: refranges score {out}/*.csv")
+        return
     if healthy < 1 or patients < 0:
         fail("--healthy must be >= 1 and --patients >= 0")
     paths = copy_demo(_demo_files(platform, seed=seed, n_healthy=healthy, n_patients=patients), out)
@@ -377,62 +391,157 @@ def releases_verify(
 
 @app.command()
 def score(
-    input_file: Annotated[Path, typer.Argument(help="One person's results in the generic tidy format.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The person's exports as the lab sent them (any layout the ingest reads), and optionally the "
+            "sample manifest that says whose each sample is."
+        ),
+    ],
     release: Annotated[str, typer.Option("--release", help="Release version, or 'latest'.")] = "latest",
-    matrix: Annotated[str, typer.Option(help="Sample matrix of the results: serum or plasma.")] = "serum",
-    sex: Annotated[str | None, typer.Option(help="F or M, to use sex-specific groups where published.")] = None,
-    age: Annotated[float | None, typer.Option(help="Age in years, to use age bands where published.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    sample: Annotated[
+        list[str] | None, typer.Option("--sample", help="The person's sample id in the exports (repeat for several).")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Who the results are of (with a manifest: which subject).")
+    ] = None,
+    matrix: Annotated[str, typer.Option(help="Sample matrix without a manifest: serum or plasma.")] = "serum",
+    sex: Annotated[str | None, typer.Option(help="F or M without a manifest, for sex-specific groups.")] = None,
+    age: Annotated[float | None, typer.Option(help="Age in years without a manifest, for age bands.")] = None,
+    date: Annotated[
+        list[str] | None,
+        typer.Option("--date", help="Collection date YYYY-MM-DD per export, in order, without a manifest."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv, json or html (a page per person).")] = "table",
+    out: Annotated[
+        Path | None, typer.Option(help="Write here instead of standard output (html for several people: a folder).")
+    ] = None,
+    record: Annotated[
+        bool,
+        typer.Option("--record", help="Also append the results to the warehouse table person_scores (pseudonymised)."),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Place one person's results against a release (a comparison with healthy people, not a diagnosis)."""
-    import hashlib
+    """Place a person's retest exports against a release, on the release's scale (measurement and context for
+    a discussion with a clinician, never a diagnosis). Writes nothing into the warehouse unless --record,
+    and never changes the release."""
+    from datetime import date as Date
 
-    import polars as pl
-    from rich.table import Table
-
-    from transforms.normalise import convert_units, dictionary_lookup, resolve_analytes
-    from transforms.readers import UnreadableFileError, read_file
-    from transforms.score import DISCLAIMER, score_person
-    from warehouse.client import ReleaseIntegrityError, load_release
+    from transforms.retest import Person, PersonError
+    from transforms.score import DISCLAIMER
+    from warehouse.client import ReleaseIntegrityError, ScoreError, load_release
+    from warehouse.client import score as score_exports
     from warehouse.lookups import read_analyte_dictionary
 
+    if fmt not in ("table", "csv", "json", "html"):
+        fail(f"--format {fmt!r}: use table, csv, json or html", code=2)
     settings = settings_or_exit(config)
     assert settings.releases is not None
-    if not input_file.is_file():
-        fail(f"not a file: {input_file}")
-    data = input_file.read_bytes()
+    exports = {}
+    for path in files:
+        if not path.is_file():
+            fail(f"not a file: {path}")
+        exports[path.name] = path.read_bytes()
     try:
-        parsed = read_file(data, source=input_file.name, sha256=hashlib.sha256(data).hexdigest())
+        dates = [Date.fromisoformat(d) for d in date or []]
+    except ValueError as exc:
+        fail(f"--date: {exc}; write dates as YYYY-MM-DD", code=2)
+    try:
         tables = load_release(settings.releases, release)
-    except (UnreadableFileError, ReleaseIntegrityError, FileNotFoundError) as exc:
-        fail(str(exc))
-    named, held_names = resolve_analytes(
-        parsed.rows, dictionary_lookup(read_analyte_dictionary(extra=settings.analyte_dictionary_extra)[0])
-    )
-    converted, held_units = convert_units(named)
-    results = converted.with_columns(pl.col("run_date").alias("collection_date"))
-    intervals = pl.DataFrame(pl.from_arrow(tables["reference_intervals"]))
-    grid = pl.DataFrame(pl.from_arrow(tables["reference_quantiles"]))
-    variation = pl.DataFrame(pl.from_arrow(tables["retest_variation"])) if "retest_variation" in tables else None
-    out = score_person(results, intervals, grid, matrix=matrix, sex=sex, age=age, variation=variation)
-    problems = [*parsed.quarantine["reason"], *held_names["reason"], *held_units["reason"]]
-    if fmt == "csv":
-        typer.echo(spreadsheet_safe(out).write_csv(), nl=False)
-    elif fmt == "json":
-        typer.echo(
-            json.dumps(
-                {
-                    "disclaimer": DISCLAIMER,
-                    "release": tables["manifest"]["version"],
-                    "results": out.to_dicts(),
-                    "not_read": problems,
-                },
-                indent=2,
-                default=str,
-            )
+        scored = score_exports(
+            exports,
+            tables,
+            person=Person(subject=subject or Person().subject, sex=sex, age=age, matrix=matrix),
+            sample_ids=sample or [],
+            dates=dates,
+            dictionary=read_analyte_dictionary(extra=settings.analyte_dictionary_extra)[0],
         )
+    except (ReleaseIntegrityError, FileNotFoundError, ScoreError, PersonError) as exc:
+        fail(str(exc))
+    report = scored.to_json()
+    if record:
+        from warehouse.db import WarehouseBusyError
+
+        try:
+            written = _record_scores(settings, scored)
+        except WarehouseBusyError as exc:
+            fail(str(exc), code=3)
+        except OSError as exc:
+            fail(stopped_by_os_error(exc))
+        err.print(f"recorded {written} results in person_scores of {settings.warehouse}")
+    if fmt == "html":
+        _write_pages(scored, report, tables, out)
+        return
+    if fmt == "json":
+        _emit(json.dumps(report, indent=2, default=str) + "\n", out)
+    elif fmt == "csv":
+        _emit(spreadsheet_safe(scored.results).write_csv(), out)
     else:
+        _score_tables(report)
+        console.print(f"[bold]{DISCLAIMER}[/bold]")
+
+
+def _record_scores(settings: Settings, scored: Any) -> int:
+    """Append a scoring to person_scores as runs write the warehouse: under the writer lock, on a private
+    copy swapped into place (no Prefect needed). Returns the rows written."""
+    from flows.config import subject_key
+    from warehouse import db, loads
+
+    assert settings.warehouse is not None
+    public = settings.warehouse
+    with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
+        work = db.open_work_copy(public)
+        with db.connect(work) as con:
+            n = loads.record_person_scores(
+                con,
+                scored.results,
+                release=scored.release,
+                manifest_sha256=scored.manifest_sha256,
+                key=subject_key(settings),
+            )
+        db.publish_work_copy(work, public)
+    return n
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}")
+
+
+def _write_pages(scored: object, report: dict, tables: dict, out: Path | None) -> None:
+    """One HTML page per person: to ``out`` (a file for one person, a folder for several) or stdout."""
+    import re
+
+    import polars as pl
+
+    from warehouse.person_page import render_person_page
+
+    grid = pl.DataFrame(pl.from_arrow(tables["reference_quantiles"]))
+    people = report["people"]
+    if len(people) > 1 and (out is None or out.suffix == ".html"):
+        fail(f"{len(people)} people in the exports: give --out FOLDER for one page each")
+    for person in people:
+        mine = scored.results.filter(pl.col("subject_id") == person["subject_id"])  # type: ignore[attr-defined]
+        page = render_person_page(person, mine, report, grid)
+        if out is None:
+            typer.echo(page, nl=False)
+            continue
+        target = out
+        if len(people) > 1 or out.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            target = out / (re.sub(r"[^A-Za-z0-9._-]+", "_", str(person["subject_id"])) + ".html")
+        target.write_text(page, encoding="utf-8")
+        err.print(f"wrote {target}")
+
+
+def _score_tables(report: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    for person in report["people"]:
         table = Table(
             "date",
             "marker",
@@ -442,9 +551,9 @@ def score(
             "change",
             "vs RCV",
             "note",
-            title=f"release {tables['manifest']['version']}",
+            title=f"{person['subject_id']} against release {report['release']}",
         )
-        for r in out.iter_rows(named=True):
+        for r in person["results"]:
             verdict = r["change_vs_rcv"] or ""
             short = (
                 "within RCV"
@@ -454,9 +563,9 @@ def score(
                 else ("not assessed" if verdict else "")
             )
             table.add_row(
-                "" if r["collection_date"] is None else str(r["collection_date"]),
+                r["collection_date"] or "",
                 f"{r['analyte']} ({r['platform']})",
-                "" if r["value"] is None else f"{r['value']:.4g} {r['unit']}",
+                r["shown"] or "",
                 r["percentile"] or "",
                 r["position"] or "",
                 r["change"] or "",
@@ -464,14 +573,16 @@ def score(
                 "" if r["status"] == "placed" else r["status"],
             )
         console.print(table)
-        if out["change_vs_rcv"].drop_nulls().len():
-            console.print(
-                "RCV: reference change value, the change that analytical and within-person variation of "
-                "healthy people rarely exceeds (`--format json` gives the figures; docs/statistics.md)."
-            )
-        for problem in problems:
-            err.print(f"[yellow]not read:[/yellow] {problem}")
-        console.print(f"[bold]{DISCLAIMER}[/bold]")
+    if any(r["change_vs_rcv"] for p in report["people"] for r in p["results"]):
+        console.print(
+            "RCV: reference change value, the change that analytical and within-person variation of "
+            "healthy people rarely exceeds (`--format json` gives the figures; docs/statistics.md)."
+        )
+    for problem in report["not_scored"]:
+        rows = "" if problem["n_rows"] == 1 else f" ({problem['n_rows']} rows)"
+        err.print(f"[yellow]not scored:[/yellow] {escape(problem['reason'])}{rows}", highlight=False)
+    if report["other_samples_rows"]:
+        err.print(f"{report['other_samples_rows']} rows of other samples on these plates were not scored")
 
 
 @app.command()

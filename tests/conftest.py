@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -55,13 +56,19 @@ def golden(request: pytest.FixtureRequest):
 
     update = request.config.getoption("--update-golden")
 
-    def check(name: str, frame: pl.DataFrame) -> None:
-        path = Path(__file__).parent / "golden" / f"{name}.csv"
-        text = frame.write_csv()
+    def check(name: str, frame: pl.DataFrame | dict) -> None:
+        """A frame is compared as CSV text, a dict (a JSON document) as JSON (``<name>.json``)."""
+        as_json = isinstance(frame, dict)
+        path = Path(__file__).parent / "golden" / f"{name}.{'json' if as_json else 'csv'}"
+        text = json.dumps(frame, indent=1, sort_keys=True, default=str) + "\n" if as_json else frame.write_csv()
         if update or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             if not update:
                 pytest.fail(f"golden file {path.name} was missing and has been written; review and commit it")
+        if as_json:
+            assert json.loads(text) == json.loads(path.read_text(encoding="utf-8")), f"{path.name} differs"
+            return
         expected = pl.read_csv(path, infer_schema=False)
         actual = pl.read_csv(text.encode(), infer_schema=False)
         assert_frame_equal(actual, expected)

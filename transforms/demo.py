@@ -88,6 +88,128 @@ def _rows(n: int) -> list[str]:
     return [f"{letters[(i // 12) % 8]}{(i % 12) + 1:02d}" for i in range(n)]
 
 
+OLINK_COLUMNS = [
+    "SampleID",
+    "Index",
+    "OlinkID",
+    "UniProt",
+    "Assay",
+    "MissingFreq",
+    "Panel",
+    "Panel_Lot_Nr",
+    "PlateID",
+    "QC_Warning",
+    "LOD",
+    "NPX",
+    "Normalization",
+    "Assay_Warning",
+    "Sample_Type",
+]
+OLINK_CONTROLS = {"CONTROL_SAMPLE_1": 0.5, "CONTROL_SAMPLE_2": -0.3}  # NPX above the assay's centre
+MSD_CONTROLS = {"C1": 3.0, "C2": 30.0}  # times the assay's healthy median
+MSD_COLUMNS = [
+    "Sample",
+    "Assay",
+    "Well",
+    "Spot",
+    "Detection Range",
+    "Dilution",
+    "Concentration",
+    "Signal",
+    "% Recovery",
+    "Calc. Concentration",
+    "Calc. Conc. Mean",
+    "Calc. Conc. CV",
+    "Detection Limits: Calc. Low",
+    "Detection Limits: Calc. High",
+]
+
+
+def _olink_plate(
+    records: dict[str, list[object]],
+    rng: np.random.Generator,
+    plate_id: str,
+    ids: list[str],
+    study: dict[str, np.ndarray],
+    effects: dict[str, float],
+    lot: str,
+) -> None:
+    """Append one Olink Target 96 plate to ``records``: the study samples ``ids`` at ``study`` NPX (per HGNC
+    symbol, before the plate effect) and the two sample controls, with the plate's ``effects`` and 0.12 NPX
+    of measurement noise."""
+    names = [*ids, *OLINK_CONTROLS]
+    types = ["SAMPLE"] * len(ids) + ["SAMPLE_CONTROL"] * len(OLINK_CONTROLS)
+    for name, h, oid, uni, centre, sd in OLINK_ASSAYS:
+        lod = centre - 2.2 * sd
+        ctrl = np.array([centre + offset for offset in OLINK_CONTROLS.values()])
+        vals = np.concatenate([study[h], ctrl]) + effects[h] + rng.normal(0, 0.12, size=len(names))
+        for j, sid in enumerate(names):
+            records["SampleID"].append(sid)
+            records["Index"].append(j + 1)
+            records["OlinkID"].append(oid)
+            records["UniProt"].append(uni)
+            records["Assay"].append(name)
+            records["MissingFreq"].append(0.02)
+            records["Panel"].append("Olink Target 96 Inflammation")
+            records["Panel_Lot_Nr"].append(lot)
+            records["PlateID"].append(plate_id)
+            records["QC_Warning"].append("Pass")
+            records["LOD"].append(round(lod + effects[h], 4))
+            records["NPX"].append(round(float(vals[j]), 5))
+            records["Normalization"].append("Intensity")
+            records["Assay_Warning"].append("Pass")
+            records["Sample_Type"].append(types[j])
+
+
+def _msd_plate(
+    rng: np.random.Generator, plate: str, ids: list[str], study: dict[str, np.ndarray], effects: dict[str, float]
+) -> bytes:
+    """One MSD V-PLEX plate export (Discovery Workbench CSV, duplicate wells): 7 standards, the two controls
+    and the study samples ``ids`` at ``study`` pg/mL (per HGNC symbol, before the plate's multiplicative
+    ``effects``, natural log), with 5 % well noise."""
+    rows: dict[str, list[object]] = {k: [] for k in MSD_COLUMNS}
+    names = [f"S00{k}" for k in range(1, 8)] + list(MSD_CONTROLS) + ids
+    wells = _rows(2 * len(names))
+    for spot, (name, h, median, _gsd, llod) in enumerate(MSD_ASSAYS, start=1):
+        uloq = median * 2000
+        std_expected = [median * 4 ** (3 - k) * 10 for k in range(7)]
+        controls = np.array([median * factor for factor in MSD_CONTROLS.values()])
+        true = np.concatenate([np.array(std_expected), controls, study[h]])
+        for j, sample in enumerate(names):
+            # standards define the plate's curve: they read back near their expected values, no plate effect
+            plate_factor = 1.0 if j < 7 else np.exp(effects[h])
+            calc = true[j] * plate_factor * np.exp(rng.normal(0, 0.05, size=2))
+            mean = float(np.mean(calc))
+            cv = float(np.std(calc, ddof=1) / mean * 100)
+            for r in range(2):
+                c = float(calc[r])
+                if c < llod * 0.3:
+                    rng_text, calc_text = "Below Fit Curve Range", "NaN"
+                elif c < llod:
+                    rng_text, calc_text = "Below Detection Range", f"{c:.4g}"
+                elif c > uloq:
+                    rng_text, calc_text = "Above Detection Range", f"{c:.4g}"
+                else:
+                    rng_text, calc_text = "In Detection Range", f"{c:.4g}"
+                rows["Sample"].append(sample)
+                rows["Assay"].append(name)
+                rows["Well"].append(wells[2 * j + r])
+                rows["Spot"].append(spot)
+                rows["Detection Range"].append(rng_text)
+                rows["Dilution"].append(2 if j >= 9 else 1)
+                rows["Concentration"].append(f"{std_expected[j]:.4g}" if j < 7 else "")
+                rows["% Recovery"].append(f"{100 * c / std_expected[j]:.4g}" if j < 7 else "")
+                rows["Signal"].append(int(200 + 40 * c / max(llod, 1e-9)))
+                rows["Calc. Concentration"].append(calc_text)
+                rows["Calc. Conc. Mean"].append(f"{mean:.4g}")
+                rows["Calc. Conc. CV"].append(f"{cv:.3g}")
+                rows["Detection Limits: Calc. Low"].append(f"{llod:.4g}")
+                rows["Detection Limits: Calc. High"].append(f"{uloq:.4g}")
+    table = pl.DataFrame(rows)
+    text = plate + "," * (table.width - 1) + "\n" + table.write_csv()
+    return text.replace("\n", "\r\n").encode()
+
+
 def generate_demo(
     *,
     seed: int = 2026,
@@ -183,55 +305,18 @@ def generate_demo(
         n_plates = max(1, int(np.ceil(len(members) / OLINK_PLATE_SIZE)))
         scale = 1.0 if plate_effects else 0.0
         batch_shift = {a[1]: scale * rng.normal(0, 0.4) for a in OLINK_ASSAYS}
-        records: dict[str, list[object]] = {
-            k: []
-            for k in [
-                "SampleID",
-                "Index",
-                "OlinkID",
-                "UniProt",
-                "Assay",
-                "MissingFreq",
-                "Panel",
-                "Panel_Lot_Nr",
-                "PlateID",
-                "QC_Warning",
-                "LOD",
-                "NPX",
-                "Normalization",
-                "Assay_Warning",
-                "Sample_Type",
-            ]
-        }
+        records: dict[str, list[object]] = {k: [] for k in OLINK_COLUMNS}
         for p in range(n_plates):
             plate_id = f"OLINK_B{batch}_P{p + 1}"
             on_plate = members[p * OLINK_PLATE_SIZE : (p + 1) * OLINK_PLATE_SIZE]
             effects = {a[1]: batch_shift[a[1]] + scale * rng.normal(0, 0.25) for a in OLINK_ASSAYS}
             planted_effects[plate_id] = effects
-            ids = [sample_ids[i] for i in on_plate] + ["CONTROL_SAMPLE_1", "CONTROL_SAMPLE_2"]
-            types = ["SAMPLE"] * len(on_plate) + ["SAMPLE_CONTROL", "SAMPLE_CONTROL"]
-            for name, h, oid, uni, centre, sd in OLINK_ASSAYS:
-                lod = centre - 2.2 * sd
-                npx = centre + sd * latent[h][on_plate]
-                npx = np.where(np.isin(on_plate, outlier_idx), npx + 4.0, npx)
-                ctrl = np.array([centre + 0.5, centre - 0.3])
-                vals = np.concatenate([npx, ctrl]) + effects[h] + rng.normal(0, 0.12, size=len(ids))
-                for j, sid in enumerate(ids):
-                    records["SampleID"].append(sid)
-                    records["Index"].append(j + 1)
-                    records["OlinkID"].append(oid)
-                    records["UniProt"].append(uni)
-                    records["Assay"].append(name)
-                    records["MissingFreq"].append(0.02)
-                    records["Panel"].append("Olink Target 96 Inflammation")
-                    records["Panel_Lot_Nr"].append("B04414" if batch == 1 else "B11207")
-                    records["PlateID"].append(plate_id)
-                    records["QC_Warning"].append("Pass")
-                    records["LOD"].append(round(lod + effects[h], 4))
-                    records["NPX"].append(round(float(vals[j]), 5))
-                    records["Normalization"].append("Intensity")
-                    records["Assay_Warning"].append("Pass")
-                    records["Sample_Type"].append(types[j])
+            study = {
+                a[1]: a[4] + a[5] * latent[a[1]][on_plate] + np.where(np.isin(on_plate, outlier_idx), 4.0, 0.0)
+                for a in OLINK_ASSAYS
+            }
+            lot = "B04414" if batch == 1 else "B11207"
+            _olink_plate(records, rng, plate_id, [sample_ids[i] for i in on_plate], study, effects, lot)
         frame = pl.DataFrame(records)
         if batch == 1:
             # European locale export: semicolons and decimal commas, no Sample_Type column
@@ -244,80 +329,20 @@ def generate_demo(
 
     # ---- MSD V-PLEX: one plate CSV per plate, duplicate wells --------------------------------
     n_msd = int(np.ceil(n / MSD_PLATE_SIZE))
-    ctrl_levels = {a[1]: (a[2] * 3.0, a[2] * 30.0) for a in MSD_ASSAYS}
     for p in range(n_msd):
         plate = f"Plate_2B{p + 1:03d}AW{4000 + 7 * p}"
         on_plate = np.arange(p * MSD_PLATE_SIZE, min(n, (p + 1) * MSD_PLATE_SIZE))
         effects = {a[1]: float(rng.normal(0, 0.15)) * (1.0 if plate_effects else 0.0) for a in MSD_ASSAYS}
         planted_effects[plate] = effects
-        rows: dict[str, list[object]] = {
-            k: []
-            for k in [
-                "Sample",
-                "Assay",
-                "Well",
-                "Spot",
-                "Detection Range",
-                "Dilution",
-                "Concentration",
-                "Signal",
-                "% Recovery",
-                "Calc. Concentration",
-                "Calc. Conc. Mean",
-                "Calc. Conc. CV",
-                "Detection Limits: Calc. Low",
-                "Detection Limits: Calc. High",
-            ]
+        study = {
+            a[1]: a[2]
+            * np.exp(np.log(a[3]) * latent[a[1]][on_plate])
+            * np.where(np.isin(on_plate, outlier_idx), 15.0, 1.0)
+            for a in MSD_ASSAYS
         }
-        names = [f"S00{k}" for k in range(1, 8)] + ["C1", "C2"] + [sample_ids[i] for i in on_plate]
-        wells = _rows(2 * len(names))
-        for spot, (name, h, median, gsd, llod) in enumerate(MSD_ASSAYS, start=1):
-            uloq = median * 2000
-            std_expected = [median * 4 ** (3 - k) * 10 for k in range(7)]
-            true = np.concatenate(
-                [
-                    np.array(std_expected),
-                    np.array(ctrl_levels[h]),
-                    median * np.exp(np.log(gsd) * latent[h][on_plate]),
-                ]
-            )
-            is_out = np.concatenate([np.zeros(9, bool), np.isin(on_plate, outlier_idx)])
-            true = np.where(is_out, true * 15.0, true)
-            for j, sample in enumerate(names):
-                # standards define the plate's curve: they read back near their expected values, no plate effect
-                plate_factor = 1.0 if j < 7 else np.exp(effects[h])
-                calc = true[j] * plate_factor * np.exp(rng.normal(0, 0.05, size=2))
-                mean = float(np.mean(calc))
-                cv = float(np.std(calc, ddof=1) / mean * 100)
-                for r in range(2):
-                    c = float(calc[r])
-                    if c < llod * 0.3:
-                        rng_text, calc_text = "Below Fit Curve Range", "NaN"
-                    elif c < llod:
-                        rng_text, calc_text = "Below Detection Range", f"{c:.4g}"
-                    elif c > uloq:
-                        rng_text, calc_text = "Above Detection Range", f"{c:.4g}"
-                    else:
-                        rng_text, calc_text = "In Detection Range", f"{c:.4g}"
-                    rows["Sample"].append(sample)
-                    rows["Assay"].append(name)
-                    rows["Well"].append(wells[2 * j + r])
-                    rows["Spot"].append(spot)
-                    rows["Detection Range"].append(rng_text)
-                    rows["Dilution"].append(2 if j >= 9 else 1)
-                    rows["Concentration"].append(f"{std_expected[j]:.4g}" if j < 7 else "")
-                    rows["% Recovery"].append(f"{100 * c / std_expected[j]:.4g}" if j < 7 else "")
-                    rows["Signal"].append(int(200 + 40 * c / max(llod, 1e-9)))
-                    rows["Calc. Concentration"].append(calc_text)
-                    rows["Calc. Conc. Mean"].append(f"{mean:.4g}")
-                    rows["Calc. Conc. CV"].append(f"{cv:.3g}")
-                    rows["Detection Limits: Calc. Low"].append(f"{llod:.4g}")
-                    rows["Detection Limits: Calc. High"].append(f"{uloq:.4g}")
-        table = pl.DataFrame(rows)
-        body = table.write_csv()
-        width = table.width
-        text = plate + "," * (width - 1) + "\n" + body
-        files[f"msd_vplex_proinflammatory_{plate}.csv"] = text.replace("\n", "\r\n").encode()
+        files[f"msd_vplex_proinflammatory_{plate}.csv"] = _msd_plate(
+            rng, plate, [sample_ids[i] for i in on_plate], study, effects
+        )
 
     truth: dict[str, object] = {
         "severity_slope_sd": SEVERITY_SLOPE_SD,
@@ -331,6 +356,71 @@ def generate_demo(
         "n_patients": n_patients,
         "within_subject_sd": WITHIN_SUBJECT_SD,
         "repeat_samples": [sample_ids[i] for i in np.flatnonzero(revisit)],
+    }
+    return DemoData(files=files, truth=truth)
+
+
+def generate_retest(
+    *,
+    seed: int = 11,
+    plate_shifts: tuple[float, ...] = (0.0, 1.5),
+    true_change: float = 0.0,
+    n_others: int = 6,
+    platforms: tuple[str, ...] = ("olink", "msd"),
+    start: date = date(2026, 3, 2),
+) -> DemoData:
+    """One person's retests as a lab sends them: per visit an Olink Target 96 NPX export and an MSD plate
+    export, each a new plate holding the person's sample, ``n_others`` other people's samples and the plate
+    controls of the demo data set, plus a manifest of the person's samples. Deterministic for a seed.
+
+    Planted truth: visit ``v`` is measured on a plate whose every assay is shifted by ``plate_shifts[v]``
+    (NPX for Olink, natural log for MSD: a plate effect, also seen by its controls); from the second visit
+    on, the person's own level is ``true_change`` higher (same units; a real change, not seen by the
+    controls). The person's level is otherwise the same at every visit (no within-person variation), so a
+    scored change is the plate shift left uncorrected, the true change and measurement noise."""
+    rng = np.random.default_rng(seed)
+    level = {h: 0.5 * rng.standard_normal() for h in sorted({a[1] for a in OLINK_ASSAYS} | {a[1] for a in MSD_ASSAYS})}
+    subject, files = "RETEST-PERSON-1", {}
+    samples = [f"RT{seed:03d}-{v + 1}" for v in range(len(plate_shifts))]
+    dates = [start + timedelta(days=91 * v) for v in range(len(plate_shifts))]
+    for v, shift in enumerate(plate_shifts):
+        change = true_change if v > 0 else 0.0
+        others = rng.standard_normal((n_others, len(level)))
+        ids = [samples[v]] + [f"RT{seed:03d}-OTHER-{v + 1}-{k + 1}" for k in range(n_others)]
+        person = {h: np.concatenate([[level[h]], others[:, i]]) for i, h in enumerate(level)}
+        if "olink" in platforms:
+            records: dict[str, list[object]] = {k: [] for k in OLINK_COLUMNS}
+            study = {a[1]: a[4] + a[5] * person[a[1]] + np.r_[change, np.zeros(n_others)] for a in OLINK_ASSAYS}
+            effects = dict.fromkeys(level, shift)
+            _olink_plate(records, rng, f"OLINK_RETEST_{seed}_{v + 1}", ids, study, effects, "B20001")
+            files[f"olink_npx_retest_visit{v + 1}.csv"] = pl.DataFrame(records).write_csv().encode()
+        if "msd" in platforms:
+            study = {
+                a[1]: a[2] * np.exp(np.log(a[3]) * person[a[1]] + np.r_[change, np.zeros(n_others)]) for a in MSD_ASSAYS
+            }
+            plate = f"Plate_RT{seed:03d}V{v + 1}"
+            files[f"msd_vplex_retest_visit{v + 1}.csv"] = _msd_plate(
+                rng, plate, ids, study, dict.fromkeys(level, shift)
+            )
+    manifest = pl.DataFrame(
+        {
+            "sample_id": samples,
+            "subject_id": [subject] * len(samples),
+            "cohort": ["patient"] * len(samples),
+            "matrix": ["serum"] * len(samples),
+            "sex": ["F"] * len(samples),
+            "age": [41.0 + 0.25 * v for v in range(len(samples))],
+            "collection_date": [d.isoformat() for d in dates],
+        }
+    )
+    files["retest_manifest.csv"] = manifest.write_csv().encode()
+    truth: dict[str, object] = {
+        "subject_id": subject,
+        "samples": samples,
+        "dates": dates,
+        "plate_shifts": list(plate_shifts),
+        "true_change": true_change,
+        "level_sd": level,
     }
     return DemoData(files=files, truth=truth)
 

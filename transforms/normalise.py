@@ -59,7 +59,9 @@ def dictionary_lookup(dictionary: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _quarantine(frame: pl.DataFrame, *, stage: str, check: str, reason: pl.Expr) -> pl.DataFrame:
+def held_rows(frame: pl.DataFrame, *, stage: str, check: str, reason: pl.Expr) -> pl.DataFrame:
+    """``frame``'s rows held back at ``stage`` by ``check``, in schema.QUARANTINE; the reason starts with the
+    file and line of each row."""
     held = frame.with_columns(
         pl.lit(stage).alias("stage"),
         pl.lit(check).alias("check"),
@@ -97,7 +99,7 @@ def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataF
         + pl.col("__hint")
         + pl.lit("); add it to transforms/analytes.csv if it is a new name for a known marker")
     )
-    return known, _quarantine(unknown, stage="normalise", check="analyte_known", reason=reason)
+    return known, held_rows(unknown, stage="normalise", check="analyte_known", reason=reason)
 
 
 @lru_cache(maxsize=1)
@@ -178,7 +180,7 @@ def convert_units(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             + pl.lit("; correct the unit in the export")
         )
     )
-    held = _quarantine(bad, stage="normalise", check="unit_known", reason=reason)
+    held = held_rows(bad, stage="normalise", check="unit_known", reason=reason)
     return good.drop("__factor", "__kind", "__why", "__f"), held
 
 
@@ -198,7 +200,7 @@ def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFram
         + pl.col("sample_id")
         + pl.lit(" is in no manifest; send a manifest that lists it (the rows load on the next run)")
     )
-    held = _quarantine(unknown, stage="link", check="sample_in_manifest", reason=reason)
+    held = held_rows(unknown, stage="link", check="sample_in_manifest", reason=reason)
     linked = pl.concat(
         [
             joined.filter(pl.col("cohort").is_not_null()),
@@ -307,7 +309,7 @@ def correct_plates_frozen(
         pl.col("analyte"),
         pl.col("needed").fill_null("none: the release has no anchors for this analyte"),
     )
-    refused = _quarantine(missing, stage="score", check="frozen_plate_controls", reason=reason)
+    refused = held_rows(missing, stage="score", check="frozen_plate_controls", reason=reason)
     corrected = (
         _shift_all(keyed.filter(has), pl.col("shift"))
         .with_columns(

@@ -16,14 +16,16 @@ def file_statistics(rows_read: int, rows_quarantined: int) -> pl.DataFrame:
     return pl.DataFrame({"rows_read": [rows_read], "rows_quarantined": [rows_quarantined], "bad_row_share": [share]})
 
 
-def plate_statistics(frame: pl.DataFrame) -> pl.DataFrame:
+def plate_statistics(frame: pl.DataFrame, anchors: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per platform x panel x analyte x plate: controls, replicate CVs, drift, censoring, vendor flags.
 
     ``frame`` is the log-scale frame of normalisation (before plate correction): it needs platform, panel,
     analyte, plate_id, sample_id, sample_type, log_value, censoring, unit, vendor_qc, recovery_pct,
     source_file, line_number. ``calibrator_recovery_dev`` is the median |recovery - 100| of the calibrators,
     in percentage points (null when the export carries no recovery). CVs are on the linear scale
-    (NPX: of 2**NPX), as fractions.
+    (NPX: of 2**NPX), as fractions. ``control_shift_abs`` is the drift of the plate's controls from the
+    level of all plates in ``frame``, or from the frozen levels of a release when ``anchors`` gives them
+    (a retest plate is checked against the release it is scored on).
     """
     # the grouping keys as categories once: every group-by below then hashes integers, not text (two
     # million rows of four to six text keys took most of the time); the result's keys are text again
@@ -62,7 +64,11 @@ def plate_statistics(frame: pl.DataFrame) -> pl.DataFrame:
         pl.col("line_number").min().alias("line_number"),
         pl.len().alias("n_rows"),
     )
-    shifts = plate_control_shifts(frame).select([*PLATE_KEYS, pl.col("shift").abs().alias("control_shift_abs")])
+    if anchors is not None:  # the frame's keys are categories here
+        anchors = anchors.with_columns(pl.col(k).cast(pl.Categorical) for k in [*PLATE_KEYS[:3], "control_id"])
+    shifts = plate_control_shifts(frame, anchors).select(
+        [*PLATE_KEYS, pl.col("shift").abs().alias("control_shift_abs")]
+    )
     out = base.join(cvs, on=PLATE_KEYS, how="left").join(shifts, on=PLATE_KEYS, how="left")
     return out.with_columns(pl.col(k).cast(pl.String) for k in PLATE_KEYS).sort(PLATE_KEYS)
 

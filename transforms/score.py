@@ -20,6 +20,71 @@ DISCLAIMER = (
 )
 
 
+#: What a censored result is shown as: never a number.
+CENSORED_TEXT = {"below_lod": "< LOD", "below_lloq": "< LLOQ", "above_uloq": "> ULOQ"}
+
+#: Columns of the results passed through to the score rows when present (retests from exports carry them).
+PASSED_THROUGH = ["subject_id", "sample_id", "source_file", "batch_method", "plate_shift", "plate_controls"]
+
+#: Columns of the reference group copied to each placed result.
+GROUP_FIELDS = [
+    "panel",
+    "matrix",
+    "sex",
+    "age_min",
+    "age_max",
+    "n",
+    "method",
+    "lower_limit",
+    "upper_limit",
+    "lower_ci_low",
+    "lower_ci_high",
+    "upper_ci_low",
+    "upper_ci_high",
+    "lower_limit_censored",
+]
+
+#: One row per result placed (or not) against a release.
+SCORE: dict[str, pl.DataType] = {
+    "subject_id": pl.String(),
+    "collection_date": pl.Date(),
+    "sample_id": pl.String(),
+    "analyte": pl.String(),
+    "platform": pl.String(),
+    "value": pl.Float64(),  # null when censored: see shown and censoring
+    "unit": pl.String(),
+    "shown": pl.String(),  # the value as a person reads it: "2.31 pg/mL", "< LOD"
+    "censoring": pl.String(),
+    "limit_value": pl.Float64(),  # the limit a censored value lies beyond, in unit
+    "percentile": pl.String(),
+    "percentile_value": pl.Float64(),  # the same as a number where it is one (not "< 1")
+    "position": pl.String(),
+    "reference_group": pl.String(),
+    **{k: schema.REFERENCE_INTERVAL[k] for k in GROUP_FIELDS},
+    "change": pl.String(),
+    "change_log": pl.Float64(),  # the change on the log scale (NPX difference, or natural log of the ratio)
+    "rcv_log": pl.Float64(),
+    "change_vs_rcv": pl.String(),
+    "batch_method": pl.String(),
+    "plate_shift": pl.Float64(),
+    "plate_controls": pl.Int64(),
+    "source_file": pl.String(),
+    "status": pl.String(),
+}
+
+
+def _shown(value: float | None, unit: str) -> str:
+    return "" if value is None else f"{value:.4g} {unit}"
+
+
+def _group_label(group: dict[str, object]) -> str:
+    band = ""
+    if group["age_min"] is not None or group["age_max"] is not None:
+        lo, hi = group["age_min"], group["age_max"]
+        band = f" age {'' if lo is None else f'{lo:g}'}-{'' if hi is None else f'{hi:g}'}"
+    return f"{group['platform']} {group['matrix']} sex={group['sex']}{band}"
+
+
 def _pick_group(groups: pl.DataFrame, sex: str | None, age: float | None) -> dict[str, object] | None:
     """The most specific published group that applies: sex-specific, then age band, then 'all'."""
     candidates = []
@@ -56,11 +121,15 @@ def score_person(
     would make likely in a healthy person."""
     rows = []
     for r in results.iter_rows(named=True):
+        censored = r.get("censoring") in CENSORED_TEXT
         base = {
+            **{k: r.get(k) for k in PASSED_THROUGH},
             "analyte": r["analyte"],
             "platform": r["platform"],
             "unit": r["unit"],
-            "value": r["value"],
+            "value": None if censored else r["value"],  # a censored value is never shown as a number
+            "shown": CENSORED_TEXT[r["censoring"]] if censored else _shown(r["value"], r["unit"]),
+            "limit_value": r.get("limit_value") if censored else None,
             "collection_date": r.get("collection_date"),
             "censoring": r.get("censoring"),
         }
@@ -81,15 +150,19 @@ def score_person(
                 }
             )
             continue
-        group = _pick_group(match, sex, age)
+        row_age = r.get("age") if r.get("age") is not None else age  # a series spans birthdays
+        group = _pick_group(match, r.get("sex") or sex, row_age)
         if group is None:
             rows.append(base | {"status": "not placed: no group for this sex and age"})
             continue
         grid = quantiles.filter(schema.same_group(group)).sort("p")
         p, v = grid["p"].to_numpy(), grid["value"].to_numpy()
         value = r["value"]
+        exact = None
         if r.get("censoring") in ("below_lod", "below_lloq") or value is None:
             percentile = f"< {p.min() * 100:.0f}" if p.size else "below LOD"
+        elif r.get("censoring") == "above_uloq":
+            percentile = f"> {p.max() * 100:.0f}" if p.size else "above ULOQ"
         elif p.size == 0:
             percentile = "n/a"
         elif value < v.min():
@@ -97,10 +170,15 @@ def score_person(
         elif value > v.max():
             percentile = f"> {p.max() * 100:.0f}"
         else:
-            percentile = f"{float(np.interp(value, v, p)) * 100:.0f}"
+            exact = float(np.interp(value, v, p)) * 100
+            percentile = f"{exact:.0f}"
         lower = None if group["lower_limit_censored"] else group["lower_limit"]
         if value is None or r.get("censoring") in ("below_lod", "below_lloq"):
             position = "below the LOD" + (" (interval starts below the LOD)" if lower is None else "")
+        elif r.get("censoring") == "above_uloq":
+            position = "above the upper limit of quantification" + (
+                "" if group["upper_limit"] is None else ", above the reference interval"
+            )
         elif lower is not None and value < lower:
             position = "below the reference interval"
         elif value > group["upper_limit"]:
@@ -111,31 +189,16 @@ def score_person(
             base
             | {
                 "status": "placed",
-                "reference_group": f"{group['platform']} {group['matrix']} sex={group['sex']}",
-                "lower_limit": group["lower_limit"],
-                "upper_limit": group["upper_limit"],
+                "reference_group": _group_label(group),
+                **{k: group[k] for k in GROUP_FIELDS},
                 "percentile": percentile,
+                "percentile_value": exact,
                 "position": position,
             }
         )
     _retest_changes(rows, variation, matrix)
-    cols = [
-        "collection_date",
-        "analyte",
-        "platform",
-        "value",
-        "unit",
-        "percentile",
-        "position",
-        "lower_limit",
-        "upper_limit",
-        "reference_group",
-        "change",
-        "change_vs_rcv",
-        "status",
-    ]
-    out = pl.DataFrame(rows, infer_schema_length=None)
-    return out.select([pl.col(c) if c in out.columns else pl.lit(None).alias(c) for c in cols])
+    out = pl.DataFrame(rows, schema_overrides=SCORE, infer_schema_length=None) if rows else pl.DataFrame()
+    return schema.conform(out, SCORE)
 
 
 def _retest_changes(rows: list[dict[str, object]], variation: pl.DataFrame | None, matrix: str) -> None:
@@ -166,6 +229,7 @@ def _retest_changes(rows: list[dict[str, object]], variation: pl.DataFrame | Non
                 continue
             delta = float(b) - float(a) if npx else float(np.log(float(b) / float(a)))  # type: ignore[arg-type]
             after["change"] = f"{delta:+.2f} NPX" if npx else f"{np.expm1(delta) * 100:+.0f} %"
+            after["change_log"] = delta
             if rcv is None:
                 after["change_vs_rcv"] = "no reference change value for this marker in this release"
                 continue
@@ -175,6 +239,7 @@ def _retest_changes(rows: list[dict[str, object]], variation: pl.DataFrame | Non
                 else f"{rcv['rcv_increase_pct']:+.0f} % / {rcv['rcv_decrease_pct']:+.0f} %"
             )
             level = f"{rcv['probability'] * 100:.0f} %"
+            after["rcv_log"] = rcv["rcv_log"]
             if abs(delta) > rcv["rcv_log"]:
                 after["change_vs_rcv"] = (
                     f"larger than the reference change value ({bounds}, {level}): more than analytical and "

@@ -450,3 +450,49 @@ def record_release(
     except Exception:
         con.execute("rollback")
         raise
+
+
+#: Columns of person_scores that come from a score row (transforms.score.SCORE) as they are.
+PERSON_SCORE_COLUMNS = [
+    "sample_id",
+    "collection_date",
+    "analyte",
+    "platform",
+    "panel",
+    "matrix",
+    "unit",
+    "value",
+    "censoring",
+    "limit_value",
+    "percentile",
+    "percentile_value",
+    "position",
+    "reference_group",
+    "change",
+    "change_log",
+    "rcv_log",
+    "change_vs_rcv",
+    "batch_method",
+    "plate_shift",
+    "source_file",
+    "status",
+]
+
+
+def record_person_scores(
+    con: duckdb.DuckDBPyConnection, results: pl.DataFrame, *, release: str, manifest_sha256: str, key: bytes
+) -> int:
+    """Append scored results (``transforms.score.SCORE`` rows with ``subject_id``) to person_scores, the
+    subject pseudonymised with ``key``; returns the rows written."""
+    from transforms.privacy import subject_hash
+
+    keys = {s: subject_hash(str(s), key) for s in results["subject_id"].unique().to_list()}
+    rows = results.select(
+        pl.lit(now()).alias("scored_at"),
+        pl.lit(release).alias("release_version"),
+        pl.lit(manifest_sha256).alias("manifest_sha256"),
+        pl.col("subject_id").replace_strict(keys, return_dtype=pl.String).alias("subject_key"),
+        *PERSON_SCORE_COLUMNS,
+    )
+    _insert(con, "person_scores", rows)
+    return rows.height

@@ -110,8 +110,10 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     assert scored.exit_code == 0, scored.output
     report = json.loads(scored.output)
     assert "not a diagnosis" in report["disclaimer"] and report["release"] == version
-    rows = report["results"]
+    (one,) = report["people"]  # a tidy file is one person's own results, visits included
+    rows = one["results"]
     assert len(rows) == 20 and all(r["status"] == "placed" for r in rows)
+    assert all(r["batch_method"].startswith("as given") for r in rows)
     first_date = min(r["collection_date"] for r in rows)
     retests = [r for r in rows if r["collection_date"] != first_date]
     assert len(retests) == 10

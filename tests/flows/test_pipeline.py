@@ -433,3 +433,108 @@ def test_a_release_carries_the_plate_control_anchors_of_its_cohort(first_run) ->
     for row in published.iter_rows(named=True):
         assert row["n_plates"] == plates[(row["platform"], row["control_id"])]
         assert row["unit"] == ("NPX" if row["platform"] == "olink" else "pg/mL")
+
+
+def _png_is_drawn(path) -> bool:
+    """True when a PNG has many distinct pixel rows (a page was drawn, not a blank or error screen)."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width = 8, b"", 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width = struct.unpack(">I", body[:4])[0]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = 1 + width * 4 if len(raw) % (1 + width * 4) == 0 else 1 + width * 3
+    rows = {raw[i : i + stride] for i in range(0, len(raw), stride)}
+    return len(rows) > 200
+
+
+def test_a_retest_exported_by_the_lab_is_scored_on_the_release_scale_as_json_and_as_a_page(
+    first_run, tmp_path, golden
+) -> None:
+    """Two new Olink plates and two new MSD plates of one person (the second visit's plates shifted by 0.5 on
+    the log scale), scored with the command line against the pipeline's own release."""
+    import shutil
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from transforms.demo import generate_retest
+
+    settings, _, summary = first_run
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{settings.home}"\n')
+    retest = generate_retest(plate_shifts=(0.0, 0.5))
+    for name, data in retest.files.items():
+        (tmp_path / name).write_bytes(data)
+    files = [str(tmp_path / n) for n in sorted(retest.files)]
+    before = sorted(p.name for p in (settings.releases / summary.release_version).iterdir())
+    runner = CliRunner()
+    pinned = ["--release", summary.release_version, "--config", str(cfg)]  # later tests publish more releases
+    result = runner.invoke(app, ["score", *files, "--format", "json", *pinned], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["release"] == summary.release_version
+    manifest = settings.releases / summary.release_version / "manifest.json"
+    assert report["manifest_sha256"] == __import__("hashlib").sha256(manifest.read_bytes()).hexdigest()
+    (person,) = report["people"]
+    later = [r for r in person["results"] if r["change"] is not None]
+    assert len(later) == 30 and all(r["status"] == "placed" for r in person["results"])
+    assert all(r["change_vs_rcv"].startswith("within the reference change value") for r in later)
+    assert all(r["batch_method"].startswith("plate_control (frozen to release") for r in person["results"])
+    for platform in ("olink", "msd"):  # the golden files: one per platform, without the release's own identity
+        mine = {**report, "release": "<release>", "manifest_sha256": "<sha256>"}
+        mine["people"] = [{**person, "results": [r for r in person["results"] if r["platform"] == platform]}]
+        for r in mine["people"][0]["results"]:
+            r["batch_method"] = r["batch_method"].replace(summary.release_version, "<release>")
+        golden(f"retest/{platform}_scored", mine)
+    assert sorted(p.name for p in (settings.releases / summary.release_version).iterdir()) == before
+    assert q(settings, "select count(*) from person_scores") == [(0,)]  # nothing written unless asked
+    recorded = runner.invoke(app, ["score", *files, "--record", *pinned])
+    assert recorded.exit_code == 0 and "recorded 60 results in person_scores" in " ".join(recorded.output.split())
+    rows = q(
+        settings, "select distinct subject_key, release_version, manifest_sha256, count(*) over () from person_scores"
+    )
+    assert rows == [(rows[0][0], summary.release_version, report["manifest_sha256"], 60)]
+    assert len(rows[0][0]) == 16 and "RETEST" not in rows[0][0]  # pseudonymised, as in samples
+
+    page = tmp_path / "person.html"
+    shown = runner.invoke(app, ["score", *files, "--format", "html", "--out", str(page), *pinned])
+    assert shown.exit_code == 0, shown.output
+    text = page.read_text(encoding="utf-8")
+    assert "not a diagnosis" in text and text.index("not a diagnosis") < text.index("<h1>")
+    assert (
+        "<script" not in text
+        and "http://" not in text
+        and "https://" not in text
+        and "url(" not in text.replace("url(#lod)", "")
+    )
+    assert text.count("<svg class='strip'") == 30 and "RETEST-PERSON-1" in text
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium here: the page's screenshot check is skipped")
+    shot = tmp_path / "person.png"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--screenshot={shot}",
+            "--window-size=1250,1600",
+            f"file://{page}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert _png_is_drawn(shot)

@@ -1,0 +1,171 @@
+"""Retests from real-shaped vendor exports scored on a release's scale (warehouse.client.score).
+
+The release is built from the demo generator's truth (tests/retest_release.py), so the frozen anchors are
+known independently of the code under test; the exports are new Olink and MSD plates written by
+transforms.demo.generate_retest with planted plate shifts and planted true changes.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from tests.retest_release import RCV_LOG, synthetic_release
+from transforms.demo import generate_retest
+from transforms.retest import Person, PersonError
+from warehouse.client import Scored, ScoreError, score
+
+
+def _later(scored: Scored) -> pl.DataFrame:
+    """The results of the second visit (those with a change from the first)."""
+    return scored.results.filter(pl.col("collection_date") == scored.results["collection_date"].max())
+
+
+def test_a_planted_plate_shift_is_removed_by_the_frozen_anchors_and_a_true_change_is_kept() -> None:
+    release = synthetic_release()
+    without = {k: v for k, v in release.items() if k != "normalisation_anchors"}
+    same_person = generate_retest(plate_shifts=(0.0, 1.5), true_change=0.0)
+    corrected = _later(score(same_person.files, release))
+    assert corrected.height == 30 and (corrected["status"] == "placed").all()  # 20 Olink + 10 MSD markers
+    assert corrected["batch_method"].str.starts_with("plate_control (frozen to release 2026.01.01-1)").all()
+    assert (corrected["plate_shift"] - 1.5).abs().max() < 0.3  # the shift the anchors saw is the planted one
+    assert corrected["change_log"].abs().max() < 0.55
+    assert corrected["change_vs_rcv"].str.starts_with("within the reference change value").all()
+
+    raw = _later(score(same_person.files, without))  # the same exports placed without the anchors
+    assert raw["batch_method"].str.starts_with("none: release 2026.01.01-1 has no plate-control anchors").all()
+    assert ((raw["change_log"] - 1.5).abs() < 0.6).all()
+    assert raw["change_vs_rcv"].str.starts_with("larger than the reference change value").all()
+
+    changed = generate_retest(plate_shifts=(0.0, 1.5), true_change=1.6)  # a real change, not seen by controls
+    detected = _later(score(changed.files, release))
+    assert ((detected["change_log"] - 1.6).abs() < 0.55).all()
+    assert (detected["change_log"] > detected["platform"].replace_strict(RCV_LOG)).all()
+    assert detected["change_vs_rcv"].str.starts_with("larger than the reference change value").all()
+
+
+def test_the_json_names_the_release_and_shows_censored_values_as_text_never_as_numbers() -> None:
+    demo = generate_retest(plate_shifts=(0.0, 0.4), platforms=("msd",))
+    report = score(demo.files, synthetic_release()).to_json()
+    assert report["release"] == "2026.01.01-1" and report["manifest_sha256"] == "0" * 64
+    assert "not a diagnosis" in report["disclaimer"]
+    (person,) = report["people"]
+    assert person["subject_id"] == "RETEST-PERSON-1" and person["sex"] == "F"
+    assert [s["collection_date"] for s in person["samples"]] == ["2026-03-02", "2026-06-01"]
+    assert report["other_samples_rows"] == 2 * 6 * 10 * 2  # visits x other samples x assays x duplicate wells
+    il4 = [r for r in person["results"] if r["analyte"] == "IL4"]  # 0.035 pg/mL median, LLOD 0.02
+    for r in person["results"]:
+        if r["censoring"] in ("below_lod", "below_lloq"):
+            assert r["value"] is None and r["shown"].startswith("<") and r["limit_value"] is not None
+            assert r["percentile"].startswith("<")
+        else:
+            assert r["shown"].endswith(r["unit"]) and isinstance(r["value"], float)
+    assert il4 and all(r["status"] == "placed" for r in il4)
+
+
+def _csv(data: bytes) -> pl.DataFrame:
+    return pl.read_csv(io.BytesIO(data), infer_schema=False)
+
+
+def _bytes(frame: pl.DataFrame) -> bytes:
+    return frame.write_csv().encode()
+
+
+def test_bad_input_gets_its_reason_per_marker_and_the_rest_is_still_scored() -> None:
+    demo = generate_retest(plate_shifts=(0.0, 0.5))
+    files = dict(demo.files)
+    # visit 1 Olink: an assay the dictionary does not know, and one NPX cell that is not a number
+    olink = _csv(files["olink_npx_retest_visit1.csv"])
+    olink = olink.with_columns(
+        pl.when(pl.col("Assay") == "IL6").then(pl.lit("IL-99x")).otherwise(pl.col("Assay")).alias("Assay"),
+        pl.when((pl.col("Assay") == "TNF") & (pl.col("SampleID") == "RT011-1"))
+        .then(pl.lit("n.a.x"))
+        .otherwise(pl.col("NPX"))
+        .alias("NPX"),
+    )
+    files["olink_npx_retest_visit1.csv"] = _bytes(olink)
+    # visit 2 Olink: the plate controls were not run
+    plate2 = _csv(files["olink_npx_retest_visit2.csv"]).filter(pl.col("Sample_Type") == "SAMPLE")
+    files["olink_npx_retest_visit2.csv"] = _bytes(plate2)
+    # a hand-typed file for the same person: another platform, and values in an unknown unit
+    files["typed.csv"] = (
+        b"sample_id,analyte,value,unit,plate_id,platform\n"
+        + b"".join(
+            b"RT011-2,%s,3.1,pg/mL,P9,luminex\n" % a for a in (b"IL-6", b"IL-10", b"IL-8", b"IFN-gamma", b"IL-2")
+        )
+        + b"RT011-2,TNF-alpha,2.0,furlongs/mL,P9,msd\n"
+    )
+    scored = score(files, synthetic_release())
+    report = scored.to_json()
+    reasons = {(p["source_file"], p["analyte_raw"]): p["reason"] for p in report["not_scored"] if p["sample_id"]}
+    assert "IL-99x" in reasons[("olink_npx_retest_visit1.csv", "IL-99x")]
+    assert "analyte" in reasons[("olink_npx_retest_visit1.csv", "IL-99x")].lower()
+    assert "n.a.x" in reasons[("olink_npx_retest_visit1.csv", "TNF")]
+    refused = reasons[("olink_npx_retest_visit2.csv", "IL6")]
+    assert "plate OLINK_RETEST_11_2 has no plate control" in refused and "CONTROL_SAMPLE_1" in refused
+    assert "only known concentration units" in reasons[("typed.csv", "TNF-alpha")]
+    results = scored.results
+    luminex = results.filter(pl.col("platform") == "luminex")
+    assert luminex.height == 5
+    assert luminex["status"].str.starts_with("not placed: measured on luminex in pg/mL; the release has").all()
+    assert luminex["batch_method"].str.starts_with("as given").all()
+    # the rest is still scored: MSD on both visits, Olink visit 1 except the two broken assays
+    placed = results.filter(pl.col("status") == "placed")
+    assert placed.filter(pl.col("platform") == "msd").height == 20
+    first_olink = placed.filter(pl.col("platform") == "olink")
+    assert first_olink.height == 18 and first_olink["collection_date"].n_unique() == 1
+
+
+def test_a_whole_file_the_raw_suite_rejects_is_not_scored_and_says_why() -> None:
+    demo = generate_retest(plate_shifts=(0.0, 0.2), platforms=("olink",))
+    files = dict(demo.files)
+    broken = _csv(files["olink_npx_retest_visit2.csv"]).with_columns(pl.lit("-").alias("NPX"))
+    files["olink_npx_retest_visit2.csv"] = _bytes(broken)
+    scored = score(files, synthetic_release())
+    problem = next(f for f in scored.files if f["name"] == "olink_npx_retest_visit2.csv")["problem"]
+    assert "rows unusable" in problem and "nothing of it is scored" in problem
+    assert scored.results["collection_date"].n_unique() == 1 and (scored.results["status"] == "placed").all()
+    with pytest.raises(ScoreError, match="no export with measurements could be used"):
+        score({"olink_npx_retest_visit2.csv": files["olink_npx_retest_visit2.csv"]}, synthetic_release())
+
+
+def test_another_matrix_than_the_release_has_is_refused_per_marker() -> None:
+    demo = generate_retest(plate_shifts=(0.0,), platforms=("msd",))
+    files = {k: v for k, v in demo.files.items() if k != "retest_manifest.csv"}
+    with pytest.raises(PersonError, match="holds 7 study samples"):
+        score(files, synthetic_release())
+    scored = score(files, synthetic_release(), person=Person(matrix="plasma"), sample_ids=["RT011-1"])
+    assert (scored.results["status"].str.starts_with("not placed: no plasma reference group")).all()
+    assert scored.results.height == 10 and scored.people[0]["subject_id"] == "person"
+
+
+def test_the_client_needs_no_prefect_great_expectations_or_duckdb() -> None:
+    code = (
+        "import sys; from tests.retest_release import synthetic_release; from transforms.demo import generate_retest;"
+        "from warehouse.client import score; d = generate_retest(platforms=('msd',));"
+        "score(d.files, synthetic_release());"
+        "bad = [m for m in ('prefect', 'great_expectations', 'duckdb') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_release_that_bridged_or_used_combat_says_what_the_frozen_correction_leaves_out() -> None:
+    release = synthetic_release()
+    release["manifest"]["parameters"]["batch_methods"] = {
+        "default": "plate_control",
+        "olink": "combat",
+        "msd": "bridge",
+    }
+    scored = score(generate_retest(plate_shifts=(0.3,)).files, release)
+    methods = dict(scored.results.group_by("platform").agg(pl.col("batch_method").first()).iter_rows())
+    assert methods["olink"].endswith(
+        "the release's ComBat step is not repeated: a plate of one person cannot estimate it"
+    )
+    assert methods["msd"].endswith(
+        "on the scale of the release's bridge reference run (its other runs were bridged onto it)"
+    )

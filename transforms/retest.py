@@ -1,0 +1,188 @@
+"""A person's retest as the lab exports it, brought onto a release's scale (frozen normalisation).
+
+Pure functions: the canonical rows of the exports (``transforms.readers``) and the release's tables in, the
+person's normalised values out. :func:`person_samples` decides which study samples are the person's and
+when they were taken; :func:`frozen_normalise` applies the release's plate-control anchors
+(``normalisation_anchors``) to the new plates, plate by plate, and combines replicates as the pipeline
+does. A plate without the controls the anchors need is refused with its reason, never scored uncorrected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from transforms import schema
+from transforms.normalise import MEASURED_TYPES, PLATE_KEYS, combine_replicates, correct_plates_frozen, held_rows
+
+#: batch_method of values read from the generic tidy format: someone has already normalised them.
+TIDY_METHOD = "as given: generic tidy values are taken as already on the release's scale"
+
+#: Layouts whose values are taken as they are (no plates, no controls of their own).
+AS_GIVEN_LAYOUTS = {"tidy"}
+
+
+class PersonError(ValueError):
+    """The exports and the options do not say whose samples these are; the message says what to add."""
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person as the command line describes them (when no manifest does)."""
+
+    subject: str = "person"
+    sex: str | None = None
+    age: float | None = None
+    matrix: str = "serum"
+
+
+def person_samples(
+    rows: pl.DataFrame,
+    *,
+    manifest: pl.DataFrame | None = None,
+    person: Person | None = None,
+    sample_ids: Sequence[str] = (),
+    dates: Sequence[date] = (),
+    as_given: Sequence[str] = (),
+) -> pl.DataFrame:
+    """The study samples of the exports that belong to the people being scored, as SAMPLE rows with
+    ``subject_id`` (cohort ``retest``).
+
+    With a ``manifest`` (rows of a sample manifest, as the ingest reads it), every study sample of the
+    exports that the manifest lists is scored, each under its own subject; ``person.subject`` (when not the
+    default) keeps one subject. Without one, the person is ``person`` and their samples are ``sample_ids``,
+    or, when none are named, the only study sample of each export (every sample of an ``as_given`` file: a
+    generic tidy file is one person's own results); a vendor export holding several study samples needs
+    ``sample_ids`` or a manifest. The collection date is the manifest's, else ``dates`` (one per export, in
+    the order of ``source_file``'s first appearance), else the run date of the sample's rows.
+    """
+    study = rows.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
+    seen = study.group_by("source_file", maintain_order=True).agg(pl.col("sample_id").unique(maintain_order=True))
+    if dates and len(dates) != seen.height:
+        msg = f"{len(dates)} dates for {seen.height} exports with study samples; give one date per export, in order"
+        raise PersonError(msg)
+    date_of = dict(zip(seen["source_file"], dates, strict=True)) if dates else {}
+    found = study.group_by("sample_id", "source_file", maintain_order=True).agg(pl.col("run_date").drop_nulls().first())
+    if manifest is not None:
+        listed = manifest.select(
+            "sample_id", "subject_id", "matrix", "sex", "age", pl.col("collection_date").alias("__manifest_date")
+        ).unique("sample_id", keep="first", maintain_order=True)
+        out = found.join(listed, on="sample_id", how="inner", maintain_order="left")
+        if person is not None and person.subject != Person().subject:
+            out = out.filter(pl.col("subject_id") == person.subject)
+        if out.height == 0:
+            wanted = f" for subject {person.subject}" if person is not None and person.subject != "person" else ""
+            msg = f"the manifest lists none of the exports' study samples{wanted}; check the sample ids"
+            raise PersonError(msg)
+    else:
+        person = person or Person()
+        if sample_ids:
+            out = found.filter(pl.col("sample_id").is_in(list(sample_ids)))
+            missing = sorted(set(sample_ids) - set(out["sample_id"]))
+            if missing:
+                msg = f"sample {', '.join(missing)} is in none of the exports; check --sample"
+                raise PersonError(msg)
+        else:
+            for file, ids in zip(seen["source_file"], seen["sample_id"], strict=True):
+                if len(ids) > 1 and file not in as_given:
+                    shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
+                    msg = (
+                        f"{file} holds {len(ids)} study samples ({shown}); name the person's with --sample, "
+                        "or give the manifest that says whose each sample is"
+                    )
+                    raise PersonError(msg)
+            out = found
+        out = out.with_columns(
+            pl.lit(person.subject).alias("subject_id"),
+            pl.lit(person.matrix).alias("matrix"),
+            pl.lit(person.sex, pl.String).alias("sex"),
+            pl.lit(person.age, pl.Float64).alias("age"),
+            pl.lit(None, pl.Date).alias("__manifest_date"),
+        )
+    file_date = pl.col("source_file").replace_strict(date_of, default=None, return_dtype=pl.Date)
+    dated = out.with_columns(pl.coalesce("__manifest_date", file_date, "run_date").alias("collection_date"))
+    return (  # one row per sample, however many exports measured it (Olink and MSD on the same draw)
+        dated.group_by("sample_id", maintain_order=True)
+        .agg(
+            *(pl.col(c).first() for c in ("subject_id", "matrix", "sex", "age", "collection_date")),
+            pl.col("source_file").str.join(", "),
+        )
+        .select("sample_id", "subject_id", pl.lit("retest").alias("cohort"), pl.exclude("sample_id", "subject_id"))
+    )
+
+
+def frozen_normalise(
+    prepared: pl.DataFrame, anchors: pl.DataFrame, *, release: str, as_given: Sequence[str] = ()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Bring the log-scale rows of new exports (``normalise.prepare_measurements``, controls included) onto
+    a release's scale; one row per sample x analyte (``schema.NORMALISED`` plus ``plate_shift`` and
+    ``plate_controls``), and the rows refused.
+
+    Per platform: when the release has plate-control anchors for it, every plate is corrected onto them
+    (``normalise.correct_plates_frozen``; a plate without an anchored control is refused). When it has none
+    (its cohort was not plate-corrected), values stay as they are and ``batch_method`` says why. Rows from
+    ``as_given`` files (the generic tidy format) are taken as already normalised."""
+    version = f"frozen to release {release}"
+    given = pl.col("source_file").is_in(list(as_given))
+    anchored = set(anchors["platform"].unique().to_list()) if anchors.height else set()
+    parts, refused = [], []
+    tidy = prepared.filter(given)
+    if tidy.height:
+        parts.append(tidy.with_columns(pl.lit(TIDY_METHOD).alias("batch_method")))
+    rest = prepared.filter(~given)
+    for (platform,), part in rest.group_by(["platform"], maintain_order=True):
+        if platform in anchored:
+            corrected, held = correct_plates_frozen(part, anchors.filter(pl.col("platform") == platform), label=version)
+            parts.append(corrected)
+            refused.append(held)
+        else:
+            parts.append(
+                part.with_columns(
+                    pl.lit(f"none: release {release} has no plate-control anchors for {platform}").alias("batch_method")
+                )
+            )
+    if not parts:
+        return schema.empty(NORMALISED_RETEST), schema.empty(schema.QUARANTINE)
+    rows = pl.concat(parts, how="diagonal_relaxed")
+    study = rows.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
+    keys = ["sample_id", "analyte", "platform", "panel", "unit"]
+    shifts = study.group_by(keys).agg(
+        pl.col("plate_shift").mean()
+        if "plate_shift" in study.columns
+        else pl.lit(None, pl.Float64).alias("plate_shift"),
+        pl.col("plate_controls").min()
+        if "plate_controls" in study.columns
+        else pl.lit(None, pl.Int64).alias("plate_controls"),
+    )
+    combined = combine_replicates(study).join(shifts, on=keys, how="left", nulls_equal=True)
+    held = pl.concat(refused, how="vertical") if refused else schema.empty(schema.QUARANTINE)
+    return schema.conform(combined, NORMALISED_RETEST), held
+
+
+#: The normalised rows of a retest: the pipeline's grain plus the plate shift applied and its controls.
+NORMALISED_RETEST: dict[str, pl.DataType] = {
+    **schema.NORMALISED,
+    "plate_shift": pl.Float64(),
+    "plate_controls": pl.Int64(),
+}
+
+
+def unscored(rows: pl.DataFrame, reason: str, *, check: str) -> pl.DataFrame:
+    """Every row of ``rows`` (canonical measurement rows) held back with one reason, in schema.QUARANTINE."""
+    return held_rows(rows, stage="score", check=check, reason=pl.lit(reason))
+
+
+__all__ = [
+    "AS_GIVEN_LAYOUTS",
+    "NORMALISED_RETEST",
+    "PLATE_KEYS",
+    "TIDY_METHOD",
+    "Person",
+    "PersonError",
+    "frozen_normalise",
+    "person_samples",
+    "unscored",
+]
