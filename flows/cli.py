@@ -578,7 +578,10 @@ def _score_tables(report: dict) -> None:
             "RCV: reference change value, the change that analytical and within-person variation of "
             "healthy people rarely exceeds (`--format json` gives the figures; docs/statistics.md)."
         )
-    for problem in report["not_scored"]:
+    theirs = {s["sample_id"] for p in report["people"] for s in p["samples"]}
+    for problem in report["not_scored"]:  # the person's rows and whole files; the JSON has the controls too
+        if problem["sample_id"] is not None and problem["sample_id"] not in theirs:
+            continue
         rows = "" if problem["n_rows"] == 1 else f" ({problem['n_rows']} rows)"
         err.print(f"[yellow]not scored:[/yellow] {escape(problem['reason'])}{rows}", highlight=False)
     if report["other_samples_rows"]:

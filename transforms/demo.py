@@ -363,7 +363,7 @@ def generate_demo(
 def generate_retest(
     *,
     seed: int = 11,
-    plate_shifts: tuple[float, ...] = (0.0, 1.5),
+    plate_shifts: tuple[float, ...] = (0.0, 0.8),
     true_change: float = 0.0,
     n_others: int = 6,
     platforms: tuple[str, ...] = ("olink", "msd"),
