@@ -137,6 +137,9 @@ REFERENCE_INTERVAL: dict[str, pl.DataType] = {
     "lower_limit_censored": pl.Boolean(),
 }
 
+#: The reference limits of a group and their confidence intervals, in the order reports show them.
+LIMITS: list[str] = ["lower_limit", "upper_limit", "lower_ci_low", "lower_ci_high", "upper_ci_low", "upper_ci_high"]
+
 REFERENCE_QUANTILE: dict[str, pl.DataType] = {
     **{k: REFERENCE_INTERVAL[k] for k in GROUP_KEYS},
     "p": pl.Float64(),

@@ -35,12 +35,7 @@ GROUP_FIELDS = [
     "age_max",
     "n",
     "method",
-    "lower_limit",
-    "upper_limit",
-    "lower_ci_low",
-    "lower_ci_high",
-    "upper_ci_low",
-    "upper_ci_high",
+    *schema.LIMITS,
     "lower_limit_censored",
 ]
 

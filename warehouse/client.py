@@ -229,7 +229,9 @@ def score(
     kept, held_plates = hold_plates(prepared, pl.concat(failed, how="diagonal_relaxed") if failed else stats.clear())
     held.append(held_plates)
     normalised, refused = frozen_normalise(kept, anchors, release=version, as_given=as_given)
-    held.append(refused)
+    checked = quarantine_rows(normalised, load_suite("normalised_measurements", thresholds=thresholds))
+    normalised = checked.passed.select(normalised.columns)
+    held += [refused, checked.quarantine]
     normalised = _release_method_notes(normalised, params.get("batch_methods", {}), pl)
     intervals = pl.DataFrame(pl.from_arrow(release["reference_intervals"]))
     grid = pl.DataFrame(pl.from_arrow(release["reference_quantiles"]))

@@ -165,12 +165,7 @@ def render_release_report(
             for k in (
                 "n",
                 "method",
-                "lower_limit",
-                "upper_limit",
-                "lower_ci_low",
-                "lower_ci_high",
-                "upper_ci_low",
-                "upper_ci_high",
+                *schema.LIMITS,
                 "median",
                 "n_below_lod",
                 "n_outliers_excluded",
