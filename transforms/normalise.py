@@ -243,6 +243,11 @@ def from_log(frame: pl.DataFrame) -> pl.DataFrame:
 PLATE_KEYS = ["platform", "panel", "analyte"]
 
 
+#: ``control_id`` of an anchor made from controls that are named per plate (Olink Explore writes each plate's
+#: controls under their own ids): the plate's level is the median of all its controls' means.
+POOLED = "(controls named per plate, pooled)"
+
+
 def _control_means(frame: pl.DataFrame) -> pl.DataFrame:
     """Per platform, panel, analyte, plate and control sample: the mean log value of its measured wells."""
     ctrl = frame.filter(
@@ -253,14 +258,43 @@ def _control_means(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _named_per_plate(means: pl.DataFrame) -> pl.DataFrame:
+    """The platform x panel x analyte keys whose controls are named per plate: two plates or more, and no
+    control id on more than one of them. A control of the same name on every plate anchors by its name."""
+    ids = means.group_by([*PLATE_KEYS, "sample_id"]).agg(pl.col("plate_id").n_unique().alias("n"))
+    plates = means.group_by(PLATE_KEYS).agg(pl.col("plate_id").n_unique().alias("plates"))
+    once = ids.group_by(PLATE_KEYS).agg((pl.col("n").max() == 1).alias("once"))
+    return once.join(plates, on=PLATE_KEYS, nulls_equal=True).filter(pl.col("once") & (pl.col("plates") >= 2))
+
+
+def _pool(means: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """``means`` with the controls of the ``keys`` (platform, panel, analyte) pooled per plate under
+    :data:`POOLED`: the median of the plate's control means."""
+    if keys.height == 0:
+        return means
+    marked = means.join(
+        keys.select(PLATE_KEYS).with_columns(pl.lit(True).alias("__pool")), on=PLATE_KEYS, how="left", nulls_equal=True
+    )
+    pooled = (
+        marked.filter(pl.col("__pool").fill_null(False))
+        .group_by([*PLATE_KEYS, "plate_id"])
+        .agg(pl.col("m").median(), pl.col("unit").first())
+        .with_columns(pl.lit(POOLED).cast(means.schema["sample_id"]).alias("sample_id"))
+    )
+    kept = marked.filter(pl.col("__pool").is_null()).drop("__pool")
+    return pl.concat([kept, pooled.select(kept.columns)], how="vertical")
+
+
 def plate_control_anchors(frame: pl.DataFrame) -> pl.DataFrame:
     """The long-run level of each plate control: per platform, panel, analyte and control sample
     (``control_id``), the median over plates of its per-plate mean log value (``level``; NPX as is, else the
-    natural log of ``unit``, the canonical unit), and the number of plates (``n_plates``).
+    natural log of ``unit``, the canonical unit), and the number of plates (``n_plates``). Controls named
+    per plate (no id on two plates) are pooled per plate first, under ``control_id`` :data:`POOLED`.
     :func:`plate_control_shifts` aligns every plate to these levels; kept with a release, they bring a plate
     measured later onto the release's scale (frozen normalisation)."""
+    means = _control_means(frame)
     return (
-        _control_means(frame)
+        _pool(means, _named_per_plate(means))
         .group_by([*PLATE_KEYS, "sample_id"])
         .agg(pl.col("unit").first(), pl.col("m").median().alias("level"), pl.len().cast(pl.Int64).alias("n_plates"))
         .rename({"sample_id": "control_id"})
@@ -272,12 +306,14 @@ def plate_control_shifts(frame: pl.DataFrame, anchors: pl.DataFrame | None = Non
     """Per platform, panel, analyte and plate: the log-scale shift that brings the plate's controls onto
     their long-run level (the median of the differences over the control samples on that plate). The levels
     are those of ``frame`` itself (:func:`plate_control_anchors`) unless ``anchors`` gives frozen ones; a
-    plate whose controls have no anchor gets no shift. Needs log_value.
+    plate whose controls have no anchor gets no shift. Where the anchors pool controls named per plate
+    (:data:`POOLED`), the plate's controls are pooled the same way. Needs log_value.
 
     Returns platform, panel, analyte, plate_id, shift, n_controls.
     """
-    per_plate = _control_means(frame)
+    means = _control_means(frame)
     levels = plate_control_anchors(frame) if anchors is None else anchors
+    per_plate = _pool(means, levels.filter(pl.col("control_id") == POOLED).select(PLATE_KEYS).unique())
     levels = levels.select(*PLATE_KEYS, pl.col("control_id").alias("sample_id"), pl.col("level").alias("ref"))
     deltas = per_plate.join(levels, on=[*PLATE_KEYS, "sample_id"]).with_columns(
         (pl.col("m") - pl.col("ref")).alias("d")

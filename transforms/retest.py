@@ -47,6 +47,7 @@ def person_samples(
     sample_ids: Sequence[str] = (),
     dates: Sequence[date] = (),
     as_given: Sequence[str] = (),
+    held: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """The study samples of the exports that belong to the people being scored, as SAMPLE rows with
     ``subject_id`` (cohort ``retest``).
@@ -57,7 +58,9 @@ def person_samples(
     or, when none are named, the only study sample of each export (every sample of an ``as_given`` file: a
     generic tidy file is one person's own results); a vendor export holding several study samples needs
     ``sample_ids`` or a manifest. The collection date is the manifest's, else ``dates`` (one per export, in
-    the order of ``source_file``'s first appearance), else the run date of the sample's rows.
+    the order of ``source_file``'s first appearance), else the run date of the sample's rows. ``held``
+    (schema.QUARANTINE rows already held back) lets the message for a named sample without usable rows
+    give the reason.
     """
     study = rows.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
     seen = study.group_by("source_file", maintain_order=True).agg(pl.col("sample_id").unique(maintain_order=True))
@@ -83,7 +86,11 @@ def person_samples(
             out = found.filter(pl.col("sample_id").is_in(list(sample_ids)))
             missing = sorted(set(sample_ids) - set(out["sample_id"]))
             if missing:
-                msg = f"sample {', '.join(missing)} is in none of the exports; check --sample"
+                why = held.filter(pl.col("sample_id").is_in(missing)) if held is not None else None
+                if why is not None and why.height:
+                    msg = f"sample {', '.join(missing)} has no row that can be scored: {why['reason'][0]}"
+                else:
+                    msg = f"sample {', '.join(missing)} is in none of the exports; check --sample"
                 raise PersonError(msg)
         else:
             for file, ids in zip(seen["source_file"], seen["sample_id"], strict=True):

@@ -203,6 +203,8 @@ def score(
         reasons = "; ".join(str(f.get("problem", f"{f['name']}: a manifest, no measurements")) for f in files)
         raise ScoreError(f"no export with measurements could be used: {reasons}")
     measured = pl.concat(rows, how="vertical")
+    # Olink's internal control assays are kept for QC by the ingest and never normalised: the same here
+    measured = measured.filter(pl.col("assay_type").is_null() | pl.col("assay_type").is_in(schema.ANALYTE_ASSAY_TYPES))
     samples = person_samples(
         measured,
         manifest=pl.concat(manifests, how="diagonal_relaxed") if manifests else None,
@@ -210,6 +212,7 @@ def score(
         sample_ids=sample_ids,
         dates=dates,
         as_given=as_given,
+        held=pl.concat(held, how="vertical_relaxed"),
     )
     mine = samples["sample_id"].to_list()
     theirs = ~measured["sample_type"].is_in(MEASURED_TYPES) | measured["sample_id"].is_in(mine)

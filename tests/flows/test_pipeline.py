@@ -337,6 +337,34 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
     )
     assert adjusted == [(20, 20, 140 + 30 - 1, "osi_time_to_centrifugation")]
 
+    # a retest on a new Explore HT plate (its controls named after it, everything read 0.7 NPX high)
+    import io
+
+    import pyarrow.parquet as pq
+
+    from warehouse.client import load_release, score
+
+    table = pq.read_table(io.BytesIO(demo.files["explore_ht_npx.parquet"]))
+    rows = pl.DataFrame(pl.from_arrow(table))
+    first = rows["PlateID"].unique().sort()[0]
+    retest = rows.filter(pl.col("PlateID") == first).with_columns(
+        pl.col("NPX") + 0.7,
+        pl.col("PlateID") + "_RETEST",
+        pl.when(pl.col("SampleType") == "SAMPLE")
+        .then(pl.col("SampleID"))
+        .otherwise(pl.col("SampleID") + "_RETEST")
+        .alias("SampleID"),
+    )
+    person = retest.filter((pl.col("SampleType") == "SAMPLE") & (pl.col("SampleQC") == "PASS"))["SampleID"][0]
+    buffer = io.BytesIO()
+    pq.write_table(retest.to_arrow().replace_schema_metadata(table.schema.metadata), buffer)
+    scored = score({"retest.parquet": buffer.getvalue()}, load_release(settings.releases), sample_ids=[person])
+    assert scored.results.height == 20 and (scored.results["status"] == "placed").all()
+    assert ((scored.results["plate_shift"] - 0.7).abs() < 0.15).all()  # pooled per-plate controls found it
+    measured = q(settings, f"select analyte, value from measurements where sample_id = '{person}'")
+    again = dict(scored.results.select("analyte", "value").iter_rows())
+    assert max(abs(again[a] - v) for a, v in measured) < 0.15  # the person lands where the cohort run put them
+
 
 def test_the_release_tables_equal_those_the_code_before_the_speed_work_published(first_run) -> None:
     """The figures in tests/golden/release were made by commit 19991a1 (make_release_golden.py says how):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from transforms.normalise import correct_plates, correct_plates_frozen, plate_control_anchors
+from transforms.normalise import POOLED, correct_plates, correct_plates_frozen, plate_control_anchors
 
 CONTROLS = ["CONTROL_SAMPLE_1", "CONTROL_SAMPLE_2"]
 ANALYTES = {"IL6": 3.0, "TNF": 5.0}  # true NPX level of a healthy person
@@ -107,3 +107,39 @@ def test_a_plate_without_the_controls_the_release_anchors_is_refused_with_what_i
         "plate P11" in r and "olink IL6" in r and "the release has no anchors for this analyte" in r for r in reasons
     )
     assert set(refused["stage"].to_list()) == {"score"} and set(refused["check"].to_list()) == {"frozen_plate_controls"}
+
+
+def named_per_plate(frame: pl.DataFrame) -> pl.DataFrame:
+    """The same rows with each control named after its plate, as Olink Explore exports write them."""
+    return frame.with_columns(
+        pl.when(pl.col("sample_type") == "control")
+        .then(pl.col("sample_id") + "_" + pl.col("plate_id"))
+        .otherwise(pl.col("sample_id"))
+        .alias("sample_id")
+    )
+
+
+def test_controls_named_per_plate_are_pooled_per_plate_and_still_bring_a_new_plate_onto_the_scale() -> None:
+    cohort = named_per_plate(reference_cohort())
+    anchors = plate_control_anchors(cohort)
+    assert anchors["control_id"].unique().to_list() == [POOLED] and set(anchors["n_plates"].to_list()) == {3}
+    own = correct_plates(cohort)  # the cohort's plates are aligned too (before, each control anchored itself)
+    levels = (
+        own.filter(pl.col("sample_type") == "control").group_by("plate_id", "analyte").agg(pl.col("log_value").median())
+    )
+    assert (
+        levels.group_by("analyte")
+        .agg((pl.col("log_value").max() - pl.col("log_value").min()).alias("spread"))["spread"]
+        .max()
+        < 0.1
+    )  # planted plate shifts of 0.5 between plates, gone
+    rng = np.random.default_rng(11)
+    new = named_per_plate(plate("P20", 0.7, rng, people={"PERSON": 0.0}))
+    corrected, refused = correct_plates_frozen(new, anchors)
+    assert refused.height == 0
+    person = corrected.filter(pl.col("sample_id") == "PERSON")
+    assert ((person["plate_shift"] - 0.7).abs() < 0.1).all() and (person["plate_controls"] == 1).all()
+    # a release whose controls recur by name is not pooled: a new plate with per-plate names is refused
+    by_name = plate_control_anchors(reference_cohort())
+    assert POOLED not in by_name["control_id"].to_list()
+    assert correct_plates_frozen(new, by_name)[0].height == 0
