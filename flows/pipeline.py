@@ -31,6 +31,8 @@ from flows.progress import report
 from transforms import schema
 from transforms.compare import compare_cohorts, finish_comparison
 from transforms.normalise import (
+    ANCHOR_SCHEMA,
+    combat_anchors,
     dictionary_lookup,
     finish_measurements,
     hold_plates,
@@ -416,9 +418,16 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
     del prepared
     corrected_by_controls = [p for p in kept["platform"].unique().to_list() if settings.methods.get(p) != "none"]
     anchors = plate_control_anchors(kept.filter(pl.col("platform").is_in(corrected_by_controls)))
+    fit: list[pl.DataFrame] = []
     normalised = finish_measurements(
-        kept, settings.methods, combat_min_batch=settings.combat_min_batch, min_bridges=settings.min_bridges
+        kept,
+        settings.methods,
+        combat_fit=fit,
+        combat_min_batch=settings.combat_min_batch,
+        min_bridges=settings.min_bridges,
     )
+    plate_levels = schema.conform(anchors.with_columns(pl.lit("plate_control").alias("kind")), ANCHOR_SCHEMA)
+    anchors = pl.concat([plate_levels, combat_anchors(fit)], how="vertical")
     del kept
     checked = quarantine_rows(normalised, load_suite("normalised_measurements", thresholds=settings.thresholds()))
     normalised = schema.conform(checked.passed, schema.NORMALISED)

@@ -128,6 +128,32 @@ def _int_eprior(sdat, g_hat, d_hat):
     return g_star, d_star
 
 
+@dataclass(frozen=True)
+class CombatFit:
+    """What ComBat's standardisation learned from the training batches, per feature: enough to bring a new
+    batch onto the same scale later (:func:`combat_new_batch`). ``beta`` is k x G, one row per covariate
+    column, in the order of the covariate matrix."""
+
+    grand_mean: np.ndarray
+    var_pooled: np.ndarray
+    beta: np.ndarray
+
+
+def _eb_adjust(s_batch: np.ndarray, *, parametric: bool, mean_only: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical Bayes location and scale (gamma*, delta*) of one batch from its standardised data
+    (features x samples of the batch), with the batch's own priors across features, as sva::ComBat."""
+    gamma_hat = s_batch.mean(axis=1)
+    delta_hat = np.ones(s_batch.shape[0]) if mean_only else s_batch.var(axis=1, ddof=1)
+    gamma_bar, t2 = gamma_hat.mean(), gamma_hat.var(ddof=1)
+    if parametric:
+        if mean_only:
+            return _postmean(gamma_hat, gamma_bar, 1, 1, t2), np.ones_like(delta_hat)
+        a, b = _aprior(delta_hat), _bprior(delta_hat)
+        return _it_sol(s_batch, gamma_hat, delta_hat, gamma_bar, t2, a, b)
+    gamma_star, delta_star = _int_eprior(s_batch, gamma_hat, delta_hat)
+    return gamma_star, (np.ones_like(delta_star) if mean_only else delta_star)
+
+
 def combat_matrix(
     dat: np.ndarray,
     batch: np.ndarray,
@@ -136,8 +162,10 @@ def combat_matrix(
     parametric: bool = True,
     mean_only: bool = False,
     reference_batch: object | None = None,
+    fit: list[CombatFit] | None = None,
 ) -> np.ndarray:
-    """ComBat on a features x samples matrix (log scale). ``covariates`` is samples x k, without intercept."""
+    """ComBat on a features x samples matrix (log scale). ``covariates`` is samples x k, without intercept.
+    ``fit``: a list that receives the standardisation learned (:class:`CombatFit`)."""
     dat = np.asarray(dat, dtype=float)
     batch = np.asarray(batch)
     levels = sorted(set(batch.tolist()), key=lambda v: (str(type(v)), v))
@@ -167,6 +195,8 @@ def combat_matrix(
     else:
         grand_mean = (n_batches / n_array) @ b_hat[:n_batch]
         var_pooled = ((dat - (design @ b_hat).T) ** 2).mean(axis=1)
+    if fit is not None:
+        fit.append(CombatFit(grand_mean=grand_mean, var_pooled=var_pooled, beta=b_hat[n_batch:]))
     stand_mean = np.outer(grand_mean, np.ones(n_array))
     if cov.shape[1]:
         tmp = design.copy()
@@ -174,41 +204,44 @@ def combat_matrix(
         stand_mean = stand_mean + (tmp @ b_hat).T
     sd = np.sqrt(var_pooled)[:, None]
     s_data = (dat - stand_mean) / sd
-    batch_design = design[:, :n_batch]
-    gamma_hat = np.linalg.solve(batch_design.T @ batch_design, batch_design.T @ s_data.T)  # B x G
-    if mean_only:
-        delta_hat = np.ones((n_batch, dat.shape[0]))
-    else:
-        delta_hat = np.vstack([s_data[:, i].var(axis=1, ddof=1) for i in idx])
-    gamma_bar = gamma_hat.mean(axis=1)
-    t2 = gamma_hat.var(axis=1, ddof=1)
-    gamma_star = np.empty_like(gamma_hat)
-    delta_star = np.empty_like(delta_hat)
-    for i in range(n_batch):
-        if parametric:
-            if mean_only:
-                gamma_star[i] = _postmean(gamma_hat[i], gamma_bar[i], 1, 1, t2[i])
-                delta_star[i] = 1.0
-            else:
-                a, b = _aprior(delta_hat[i]), _bprior(delta_hat[i])
-                gamma_star[i], delta_star[i] = _it_sol(
-                    s_data[:, idx[i]], gamma_hat[i], delta_hat[i], gamma_bar[i], t2[i], a, b
-                )
-        else:
-            gamma_star[i], delta_star[i] = _int_eprior(s_data[:, idx[i]], gamma_hat[i], delta_hat[i])
-            if mean_only:
-                delta_star[i] = 1.0
-    if ref is not None:
-        gamma_star[ref] = 0.0
-        delta_star[ref] = 1.0
     bayes = s_data.copy()
     for j in range(n_batch):
+        if j == ref:
+            continue
         cols = idx[j]
-        bayes[:, cols] = (bayes[:, cols] - (batch_design[cols] @ gamma_star).T) / np.sqrt(delta_star[j])[:, None]
+        gamma_star, delta_star = _eb_adjust(s_data[:, cols], parametric=parametric, mean_only=mean_only)
+        bayes[:, cols] = (bayes[:, cols] - gamma_star[:, None]) / np.sqrt(delta_star)[:, None]
     bayes = bayes * sd + stand_mean
     if ref is not None:
         bayes[:, idx[ref]] = dat[:, idx[ref]]
     return bayes
+
+
+def combat_new_batch(
+    dat: np.ndarray,
+    covariates: np.ndarray | None,
+    fit: CombatFit,
+    *,
+    parametric: bool = True,
+    mean_only: bool = False,
+) -> np.ndarray:
+    """Frozen ComBat: one new batch (features x samples, at least two samples) brought onto the scale a
+    training fit learned. The batch is standardised with the training's grand mean, pooled variance and
+    covariate coefficients; its own location and scale are then estimated with empirical Bayes priors
+    across its features, exactly as ComBat treats each of its batches. Applied to one of the training
+    batches, it gives what :func:`combat_matrix` gave that batch."""
+    dat = np.asarray(dat, dtype=float)
+    n = dat.shape[1]
+    if n < 2:
+        msg = "frozen ComBat needs at least two samples of the new batch to estimate its scale"
+        raise ValueError(msg)
+    stand_mean = np.outer(fit.grand_mean, np.ones(n))
+    if covariates is not None and fit.beta.shape[0]:
+        stand_mean = stand_mean + (np.asarray(covariates, dtype=float).reshape(n, -1) @ fit.beta).T
+    sd = np.sqrt(fit.var_pooled)[:, None]
+    s_data = (dat - stand_mean) / sd
+    gamma_star, delta_star = _eb_adjust(s_data, parametric=parametric, mean_only=mean_only)
+    return ((s_data - gamma_star[:, None]) / np.sqrt(delta_star)[:, None]) * sd + stand_mean
 
 
 def combat(
@@ -222,8 +255,12 @@ def combat(
     value: str = "log_value",
     feature: str = "analyte",
     sample: str = "sample_id",
+    fit: list[pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
-    """ComBat on a long frame; returns it with a ``corrected`` column (same order of rows).
+    """ComBat on a long frame; returns it with a ``corrected`` column (same order of rows). ``fit``: a list
+    that receives the standardisation learned, one row per feature and term (``grand_mean``,
+    ``var_pooled``, and one coefficient per covariate column: ``age``, ``sex=M`` ...), for
+    :func:`combat_new_batch_frame`.
 
     Features measured in every sample are corrected together; a feature with a missing or censored sample
     is left as it is (``corrected`` = ``value``), because ComBat cannot use partial rows. Raises
@@ -246,9 +283,10 @@ def combat(
     mat = np.full((features.len(), len(order)), np.nan)
     mat[coded["__f"].to_numpy(), coded["__s"].to_numpy()] = coded[value].cast(pl.Float64).to_numpy()
     complete = ~np.isnan(mat).any(axis=1)
-    cov, _ = _covariate_matrix(samples, covariates)
+    cov, names = _covariate_matrix(samples, covariates)
     out = mat.copy()
     if complete.sum() >= 2:
+        fits: list[CombatFit] = []
         out[complete] = combat_matrix(
             mat[complete],
             samples[batch].to_numpy(),
@@ -256,7 +294,19 @@ def combat(
             parametric=parametric,
             mean_only=mean_only,
             reference_batch=reference_batch,
+            fit=fits,
         )
+        if fit is not None:
+            learned = fits[0]
+            terms = {"grand_mean": learned.grand_mean, "var_pooled": learned.var_pooled}
+            terms |= {name: learned.beta[i] for i, name in enumerate(names)}
+            kept = features.filter(pl.Series(complete))
+            fit.append(
+                pl.concat(
+                    [pl.DataFrame({feature: kept, "term": name, "value": v}) for name, v in terms.items()],
+                    how="vertical",
+                )
+            )
     corrected = coded.select(feature, sample).with_columns(
         pl.Series("corrected", out[coded["__f"].to_numpy(), coded["__s"].to_numpy()])
     )
@@ -309,3 +359,55 @@ def bridge_normalise(
         (pl.col(value) - pl.col("shift").fill_null(0.0)).alias("corrected"),
         pl.col("shift").is_not_null().alias("bridged"),
     ).drop("shift", "n_bridges")
+
+
+def combat_new_batch_frame(
+    frame: pl.DataFrame,
+    fit: pl.DataFrame,
+    *,
+    covariates: list[str] | None = None,
+    parametric: bool = True,
+    value: str = "log_value",
+    feature: str = "analyte",
+    sample: str = "sample_id",
+) -> pl.DataFrame:
+    """Frozen ComBat on a long frame of one new batch (one row per feature and sample): ``fit`` as
+    :func:`combat` gave it. Returns the frame with ``corrected``; a feature the fit does not know, or with
+    a missing sample, keeps its value. The covariate columns named in ``fit`` are rebuilt from the samples'
+    ``covariates`` (``sex=M`` is 1 for a sample whose sex is M)."""
+    samples = frame.select([sample, *(covariates or [])]).unique(sample, keep="first").sort(sample)
+    order = samples[sample].to_list()
+    known = fit[feature].unique().sort()
+    features = frame[feature].unique().filter(frame[feature].unique().is_in(known.implode())).sort()
+    out = frame.with_columns(pl.col(value).alias("corrected"))
+    if features.len() < 2 or len(order) < 2:
+        return out
+    s_code = pl.DataFrame({sample: order, "__s": np.arange(len(order))})
+    f_code = pl.DataFrame({feature: features, "__f": np.arange(features.len())})
+    coded = frame.select(feature, sample, value).join(s_code, on=sample).join(f_code, on=feature)
+    mat = np.full((features.len(), len(order)), np.nan)
+    mat[coded["__f"].to_numpy(), coded["__s"].to_numpy()] = coded[value].cast(pl.Float64).to_numpy()
+    complete = ~np.isnan(mat).any(axis=1)
+    if complete.sum() < 2:
+        return out
+    wide = fit.pivot(on="term", index=feature, values="value").join(f_code, on=feature).sort("__f")
+    terms = [t for t in wide.columns if t not in (feature, "__f", "grand_mean", "var_pooled")]
+    cols = []
+    for term in terms:
+        name, _, level = term.partition("=")
+        col = samples[name]
+        cols.append(
+            (col.cast(pl.String) == level).cast(pl.Float64).to_numpy() if level else col.cast(pl.Float64).to_numpy()
+        )
+    cov = np.column_stack(cols) if cols else None
+    learned = CombatFit(
+        grand_mean=wide["grand_mean"].to_numpy()[complete],
+        var_pooled=wide["var_pooled"].to_numpy()[complete],
+        beta=np.vstack([wide[t].to_numpy()[complete] for t in terms]) if terms else np.zeros((0, int(complete.sum()))),
+    )
+    fixed = mat.copy()
+    fixed[complete] = combat_new_batch(mat[complete], cov, learned, parametric=parametric)
+    corrected = coded.select(feature, sample).with_columns(
+        pl.Series("corrected", fixed[coded["__f"].to_numpy(), coded["__s"].to_numpy()])
+    )
+    return frame.join(corrected, on=[feature, sample], how="left", maintain_order="left")

@@ -508,6 +508,9 @@ def hold_plates(frame: pl.DataFrame, failing: pl.DataFrame) -> tuple[pl.DataFram
 
 BATCH_METHODS = ("plate_control", "bridge", "combat", "none")
 
+#: The covariates ComBat protects, as columns of the normalisation frame (see link_samples).
+COMBAT_COVARIATES = ["cohort", "__sex", "__age"]
+
 
 def correct_bridges(frame: pl.DataFrame, *, min_bridges: int = 3) -> pl.DataFrame:
     """Olink-style bridging between runs: every batch is shifted onto the batch with most study samples by the
@@ -544,13 +547,17 @@ def correct_bridges(frame: pl.DataFrame, *, min_bridges: int = 3) -> pl.DataFram
     return pl.concat(out, how="vertical_relaxed")
 
 
-def correct_combat(frame: pl.DataFrame, *, min_batch: int = 10, parametric: bool = True) -> pl.DataFrame:
+def correct_combat(
+    frame: pl.DataFrame, *, min_batch: int = 10, parametric: bool = True, fit: list[pl.DataFrame] | None = None
+) -> pl.DataFrame:
     """ComBat across plates, protecting cohort, sex and age (study samples only; controls unchanged).
 
     Censored values enter the estimation at their limit and keep their flag; their limit receives the same
     correction as a measured value there would. Plates with fewer than ``min_batch`` study samples are not
     corrected by ComBat (plate-control correction only). Refuses (ConfoundedError) when batch is fully
-    confounded with a protected covariate.
+    confounded with a protected covariate. ``fit``: a list that receives, per platform, panel and unit, the
+    standardisation ComBat learned (rows of platform, panel, unit, analyte, term, value, n_batches; see
+    :func:`combat_anchors`), which a release keeps for frozen ComBat of a later batch.
     """
     base = correct_plates(frame)
     study = base.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
@@ -570,9 +577,25 @@ def correct_combat(frame: pl.DataFrame, *, min_batch: int = 10, parametric: bool
             pl.col("__sex").first(),
             pl.col("__age").first(),
         )
+        learned: list[pl.DataFrame] = []
         fixed = combat(
-            per_sample, batch="batch", covariates=["cohort", "__sex", "__age"], value="__est", parametric=parametric
+            per_sample,
+            batch="batch",
+            covariates=COMBAT_COVARIATES,
+            value="__est",
+            parametric=parametric,
+            fit=learned,
         )
+        if fit is not None and learned:
+            first = part.row(0, named=True)
+            fit.append(
+                learned[0].with_columns(
+                    pl.lit(first["platform"]).alias("platform"),
+                    pl.lit(first["panel"], pl.String).alias("panel"),
+                    pl.lit(first["unit"]).alias("unit"),
+                    pl.lit(per_sample["batch"].n_unique(), pl.Int64).alias("n_batches"),
+                )
+            )
         delta = fixed.select("sample_id", "analyte", (pl.col("corrected") - pl.col("__est")).alias("__delta"))
         pieces.append(part.join(delta, on=["sample_id", "analyte"], how="left"))
     if not pieces:
@@ -596,8 +619,53 @@ def correct_combat(frame: pl.DataFrame, *, min_batch: int = 10, parametric: bool
     return pl.concat([corrected, rest], how="vertical_relaxed")
 
 
-def correct_batches(frame: pl.DataFrame, methods: dict[str, str] | None = None, **options: int) -> pl.DataFrame:
-    """Apply the configured method per platform (default plate_control); ``batch_method`` records it."""
+#: ``control_id`` prefix of the anchors that hold ComBat's standardisation (kind ``combat``).
+COMBAT_PREFIX = "combat:"
+
+
+def combat_anchors(fit: list[pl.DataFrame]) -> pl.DataFrame:
+    """What ComBat learned (:func:`correct_combat`'s ``fit``) as rows of the release's anchors, kind
+    ``combat``: ``control_id`` is ``combat:<term>`` (grand_mean, var_pooled, or a covariate coefficient such
+    as ``combat:__sex=M``), ``level`` its value on the log scale, ``n_plates`` the batches ComBat used."""
+    if not fit:
+        return pl.DataFrame(schema=ANCHOR_SCHEMA)
+    return schema.conform(
+        pl.concat(fit, how="vertical").select(
+            "platform",
+            "panel",
+            "analyte",
+            (pl.lit(COMBAT_PREFIX) + pl.col("term")).alias("control_id"),
+            "unit",
+            pl.col("value").alias("level"),
+            pl.col("n_batches").alias("n_plates"),
+            pl.lit("combat").alias("kind"),
+        ),
+        ANCHOR_SCHEMA,
+    ).sort("platform", "panel", "analyte", "control_id", nulls_last=True)
+
+
+#: The release's normalisation anchors: plate-control levels (kind plate_control) and ComBat's fit (combat).
+ANCHOR_SCHEMA: dict[str, pl.DataType] = {
+    "platform": pl.String(),
+    "panel": pl.String(),
+    "analyte": pl.String(),
+    "control_id": pl.String(),
+    "unit": pl.String(),
+    "level": pl.Float64(),
+    "n_plates": pl.Int64(),
+    "kind": pl.String(),
+}
+
+
+def correct_batches(
+    frame: pl.DataFrame,
+    methods: dict[str, str] | None = None,
+    *,
+    combat_fit: list[pl.DataFrame] | None = None,
+    **options: int,
+) -> pl.DataFrame:
+    """Apply the configured method per platform (default plate_control); ``batch_method`` records it.
+    ``combat_fit`` receives what ComBat learned (:func:`correct_combat`)."""
     methods = methods or {}
     out = []
     for (platform,), part in frame.group_by(["platform"], maintain_order=True):
@@ -611,7 +679,7 @@ def correct_batches(frame: pl.DataFrame, methods: dict[str, str] | None = None, 
             out.append(correct_bridges(part, min_bridges=options.get("min_bridges", 3)))
         elif method == "combat":
             try:
-                out.append(correct_combat(part, min_batch=options.get("combat_min_batch", 10)))
+                out.append(correct_combat(part, min_batch=options.get("combat_min_batch", 10), fit=combat_fit))
             except ConfoundedError as exc:  # refuse the correction, never the data: fall back and say why
                 fallback = correct_plates(part)
                 out.append(fallback.with_columns(pl.col("batch_method") + pl.lit(f"; ComBat refused: {exc}")))
@@ -622,9 +690,15 @@ def correct_batches(frame: pl.DataFrame, methods: dict[str, str] | None = None, 
     return pl.concat(out, how="vertical_relaxed")
 
 
-def finish_measurements(frame: pl.DataFrame, methods: dict[str, str] | None = None, **options: int) -> pl.DataFrame:
+def finish_measurements(
+    frame: pl.DataFrame,
+    methods: dict[str, str] | None = None,
+    *,
+    combat_fit: list[pl.DataFrame] | None = None,
+    **options: int,
+) -> pl.DataFrame:
     """Batch correction by the configured method, then one row per sample x analyte (study samples only)."""
-    corrected = correct_batches(frame, methods, **options)
+    corrected = correct_batches(frame, methods, combat_fit=combat_fit, **options)
     return combine_replicates(corrected.filter(pl.col("sample_type").is_in(MEASURED_TYPES)))
 
 

@@ -16,13 +16,27 @@ from datetime import date
 import polars as pl
 
 from transforms import schema
-from transforms.normalise import MEASURED_TYPES, PLATE_KEYS, combine_replicates, correct_plates_frozen, held_rows
+from transforms.batches import combat_new_batch_frame
+from transforms.normalise import (
+    COMBAT_COVARIATES,
+    COMBAT_PREFIX,
+    LOG_SCALE_UNITS,
+    MEASURED_TYPES,
+    PLATE_KEYS,
+    combine_replicates,
+    correct_plates_frozen,
+    held_rows,
+)
 
 #: batch_method of values read from the generic tidy format: someone has already normalised them.
 TIDY_METHOD = "as given: generic tidy values are taken as already on the release's scale"
 
 #: Layouts whose values are taken as they are (no plates, no controls of their own).
 AS_GIVEN_LAYOUTS = {"tidy"}
+
+
+#: The cohort of a person scored without a manifest.
+RETEST_COHORT = "retest"
 
 
 class PersonError(ValueError):
@@ -71,7 +85,13 @@ def person_samples(
     found = study.group_by("sample_id", "source_file", maintain_order=True).agg(pl.col("run_date").drop_nulls().first())
     if manifest is not None:
         listed = manifest.select(
-            "sample_id", "subject_id", "matrix", "sex", "age", pl.col("collection_date").alias("__manifest_date")
+            "sample_id",
+            "subject_id",
+            "cohort",
+            "matrix",
+            "sex",
+            "age",
+            pl.col("collection_date").alias("__manifest_date"),
         ).unique("sample_id", keep="first", maintain_order=True)
         out = found.join(listed, on="sample_id", how="inner", maintain_order="left")
         if person is not None and person.subject != Person().subject:
@@ -104,6 +124,7 @@ def person_samples(
             out = found
         out = out.with_columns(
             pl.lit(person.subject).alias("subject_id"),
+            pl.lit(RETEST_COHORT).alias("cohort"),
             pl.lit(person.matrix).alias("matrix"),
             pl.lit(person.sex, pl.String).alias("sex"),
             pl.lit(person.age, pl.Float64).alias("age"),
@@ -114,10 +135,10 @@ def person_samples(
     return (  # one row per sample, however many exports measured it (Olink and MSD on the same draw)
         dated.group_by("sample_id", maintain_order=True)
         .agg(
-            *(pl.col(c).first() for c in ("subject_id", "matrix", "sex", "age", "collection_date")),
+            *(pl.col(c).first() for c in ("subject_id", "cohort", "matrix", "sex", "age", "collection_date")),
             pl.col("source_file").str.join(", "),
         )
-        .select("sample_id", "subject_id", pl.lit("retest").alias("cohort"), pl.exclude("sample_id", "subject_id"))
+        .with_columns(pl.col("cohort").fill_null(RETEST_COHORT))
     )
 
 
@@ -133,6 +154,7 @@ def frozen_normalise(
     (its cohort was not plate-corrected), values stay as they are and ``batch_method`` says why. Rows from
     ``as_given`` files (the generic tidy format) are taken as already normalised."""
     version = f"frozen to release {release}"
+    anchors = plate_levels(anchors)
     given = pl.col("source_file").is_in(list(as_given))
     anchored = set(anchors["platform"].unique().to_list()) if anchors.height else set()
     parts, refused = [], []
@@ -177,6 +199,83 @@ NORMALISED_RETEST: dict[str, pl.DataType] = {
 }
 
 
+def plate_levels(anchors: pl.DataFrame) -> pl.DataFrame:
+    """The plate-control anchors of a release (releases before the ``kind`` column hold only those)."""
+    if "kind" not in anchors.columns:
+        return anchors
+    return anchors.filter(pl.col("kind").fill_null("plate_control") == "plate_control")
+
+
+def frozen_combat(
+    normalised: pl.DataFrame,
+    anchors: pl.DataFrame,
+    samples: pl.DataFrame,
+    *,
+    platforms: Sequence[str],
+    min_batch: int,
+) -> pl.DataFrame:
+    """Frozen ComBat for the ``platforms`` a release corrected with ComBat: each new batch (the ``batch`` of
+    a row: an Olink run, another platform's plate) with at least ``min_batch`` study samples is brought
+    onto the release's ComBat scale with the standardisation the release kept (anchors of kind
+    ``combat``; ``transforms.batches.combat_new_batch_frame``), protecting cohort, sex and age as the
+    release did; values, limits and LODs move together. A smaller batch keeps its frozen plate-control
+    values, and ``batch_method`` says why."""
+    if not platforms:
+        return normalised
+    fits = anchors.filter(pl.col("kind") == "combat") if "kind" in anchors.columns else anchors.clear()
+    people = samples.select("sample_id", "cohort", pl.col("sex").alias("__sex"), pl.col("age").alias("__age"))
+    rows = normalised.join(people, on="sample_id", how="left")
+    keys = ["platform", "panel", "unit", "batch"]
+    out = []
+    for key, part in rows.group_by(keys, maintain_order=True):
+        platform, panel, unit, _ = key
+        fit = fits.filter(
+            (pl.col("platform") == platform) & _same(pl.col("panel"), panel) & (pl.col("unit") == unit)
+        ).select(
+            "analyte",
+            pl.col("control_id").str.strip_prefix(COMBAT_PREFIX).alias("term"),
+            pl.col("level").alias("value"),
+        )
+        if platform not in platforms:
+            out.append(part)
+            continue
+        n = part["sample_id"].n_unique()
+        if fit.height == 0 or n < min_batch:
+            why = (
+                "the release kept no ComBat fit for this marker"
+                if fit.height == 0
+                else f"this batch has {n} study samples, frozen ComBat needs {min_batch}"
+            )
+            out.append(part.with_columns(pl.col("batch_method") + pl.lit(f"; ComBat not repeated: {why}")))
+            continue
+        fixed = combat_new_batch_frame(part, fit, covariates=COMBAT_COVARIATES)
+        delta = pl.col("corrected") - pl.col("log_value")
+        npx = pl.col("unit").is_in(list(LOG_SCALE_UNITS))
+        moved = fixed.with_columns(
+            pl.col("corrected").alias("log_value"),
+            pl.when(npx).then(pl.col("value") + delta).otherwise(pl.col("value") * delta.exp()).alias("value"),
+            pl.when(npx)
+            .then(pl.col("limit_value") + delta)
+            .otherwise(pl.col("limit_value") * delta.exp())
+            .alias("limit_value"),
+            pl.when(npx).then(pl.col("lod") + delta).otherwise(pl.col("lod") * delta.exp()).alias("lod"),
+            pl.when(delta.abs() > 0)
+            .then(pl.col("batch_method") + pl.lit(f"+combat (frozen, a batch of {n})"))
+            .otherwise(
+                pl.col("batch_method") + pl.lit("; ComBat not repeated: the release kept no fit for this marker")
+            )
+            .alias("batch_method"),
+        ).drop("corrected")
+        out.append(moved)
+    if not out:
+        return normalised
+    return pl.concat(out, how="diagonal_relaxed").select(normalised.columns)
+
+
+def _same(column: pl.Expr, value: object) -> pl.Expr:
+    return column.is_null() if value is None else column.eq(value)
+
+
 def unscored(rows: pl.DataFrame, reason: str, *, check: str) -> pl.DataFrame:
     """Every row of ``rows`` (canonical measurement rows) held back with one reason, in schema.QUARANTINE."""
     return held_rows(rows, stage="score", check=check, reason=pl.lit(reason))
@@ -189,6 +288,7 @@ __all__ = [
     "TIDY_METHOD",
     "Person",
     "PersonError",
+    "frozen_combat",
     "frozen_normalise",
     "person_samples",
     "unscored",

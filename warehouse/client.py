@@ -155,7 +155,7 @@ def score(
     from transforms.normalise import MEASURED_TYPES, dictionary_lookup, hold_plates, prepare_measurements
     from transforms.qc import file_statistics, plate_statistics
     from transforms.readers import UnreadableFileError, read_file
-    from transforms.retest import AS_GIVEN_LAYOUTS, Person, frozen_normalise, person_samples
+    from transforms.retest import AS_GIVEN_LAYOUTS, Person, frozen_combat, frozen_normalise, person_samples
     from transforms.score import score_person
     from warehouse.lookups import read_analyte_dictionary
 
@@ -232,10 +232,15 @@ def score(
     kept, held_plates = hold_plates(prepared, pl.concat(failed, how="diagonal_relaxed") if failed else stats.clear())
     held.append(held_plates)
     normalised, refused = frozen_normalise(kept, anchors, release=version, as_given=as_given)
+    methods = params.get("batch_methods", {})
+    by_combat = [p for p in normalised["platform"].unique().to_list() if _method(methods, p) == "combat"]
+    normalised = frozen_combat(
+        normalised, anchors, samples, platforms=by_combat, min_batch=int(params.get("combat_min_batch", 10))
+    )
     checked = quarantine_rows(normalised, load_suite("normalised_measurements", thresholds=thresholds))
     normalised = checked.passed.select(normalised.columns)
     held += [refused, checked.quarantine]
-    normalised = _release_method_notes(normalised, params.get("batch_methods", {}), pl)
+    normalised = _release_method_notes(normalised, methods, pl)
     intervals = pl.DataFrame(pl.from_arrow(release["reference_intervals"]))
     grid = pl.DataFrame(pl.from_arrow(release["reference_quantiles"]))
     variation = _table(release, "retest_variation", pl)
@@ -280,21 +285,23 @@ def score(
     )
 
 
-#: What a frozen plate-control correction leaves out of the release's own method, per method.
+#: What a frozen plate-control correction means for the release's own method, per method (ComBat:
+#: transforms.retest.frozen_combat says per batch whether it was repeated).
 METHOD_NOTES = {
     "bridge": "; on the scale of the release's bridge reference run (its other runs were bridged onto it)",
-    "combat": "; the release's ComBat step is not repeated: a plate of one person cannot estimate it",
 }
+
+
+def _method(methods: dict[str, str], platform: str) -> str:
+    """The batch method a release used for ``platform`` (its manifest's ``batch_methods``)."""
+    default = methods.get("default", "plate_control")
+    return methods.get(platform, methods.get(platform.split("_", 1)[0], default))
 
 
 def _release_method_notes(frame: Any, methods: dict[str, str], pl: Any) -> Any:
     """Append to ``batch_method`` what the release did beyond plate controls for the row's platform."""
-    default = methods.get("default", "plate_control")
-
-    def method(platform: str) -> str:
-        return methods.get(platform, methods.get(platform.split("_", 1)[0], default))
-
-    notes = {p: METHOD_NOTES[method(p)] for p in frame["platform"].unique().to_list() if method(p) in METHOD_NOTES}
+    platforms = frame["platform"].unique().to_list()
+    notes = {p: METHOD_NOTES[_method(methods, p)] for p in platforms if _method(methods, p) in METHOD_NOTES}
     if not notes:
         return frame
     frozen = pl.col("batch_method").str.starts_with("plate_control (frozen")

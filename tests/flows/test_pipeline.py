@@ -458,6 +458,7 @@ def test_a_release_carries_the_plate_control_anchors_of_its_cohort(first_run) ->
     )
     plates = {(p, s): n for p, s, n in raw}
     assert set(published["platform"].to_list()) == {"olink", "msd"}
+    assert published["kind"].unique().to_list() == ["plate_control"]  # no ComBat in this run
     for row in published.iter_rows(named=True):
         assert row["n_plates"] == plates[(row["platform"], row["control_id"])]
         assert row["unit"] == ("NPX" if row["platform"] == "olink" else "pg/mL")

@@ -141,3 +141,75 @@ def test_bridging_needs_enough_shared_samples() -> None:
     )
     out = bridge_normalise(f, batch="batch", reference_batch="b1", min_bridges=2)
     assert out["corrected"].to_list() == [1.0, 2.0, 3.0] and not out["bridged"].any()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    sizes=st.lists(st.integers(3, 9), min_size=2, max_size=4),
+    parametric=st.booleans(),
+    mean_only=st.booleans(),
+    with_cov=st.booleans(),
+)
+def test_frozen_combat_of_a_training_batch_reproduces_what_combat_gave_it(
+    seed: int, sizes: list[int], parametric: bool, mean_only: bool, with_cov: bool
+) -> None:
+    """The frozen application (transforms.batches.combat_new_batch) standardises a batch with the training's
+    fit and estimates only the batch's own location and scale: on a batch of the training itself it must
+    give exactly what ComBat gave that batch (ComBat is checked against R sva above)."""
+    from transforms.batches import combat_new_batch
+
+    rng = np.random.default_rng(seed)
+    batch = np.repeat(np.arange(len(sizes)), sizes)
+    n_features = 12
+    dat = rng.normal(0, 1, (n_features, batch.size)) + rng.normal(0, 1, (n_features, len(sizes)))[:, batch]
+    cov = rng.normal(40, 10, (batch.size, 1)) if with_cov else None
+    fit: list = []
+    whole = combat_matrix(dat, batch, cov, parametric=parametric, mean_only=mean_only, fit=fit)
+    for b in range(len(sizes)):
+        cols = np.flatnonzero(batch == b)
+        frozen = combat_new_batch(
+            dat[:, cols], None if cov is None else cov[cols], fit[0], parametric=parametric, mean_only=mean_only
+        )
+        np.testing.assert_allclose(frozen, whole[:, cols], rtol=1e-10, atol=1e-10)
+
+
+def test_frozen_combat_removes_the_location_and_scale_of_a_new_batch() -> None:
+    from transforms.batches import combat_new_batch
+
+    rng = np.random.default_rng(4)
+    batch = np.repeat(np.arange(4), 25)
+    truth = rng.normal(0, 1, (40, batch.size))
+    dat = truth + rng.normal(0, 0.5, (40, 4))[:, batch]
+    fit: list = []
+    trained = combat_matrix(dat, batch, None, fit=fit)
+    new_truth = rng.normal(0, 1, (40, 20))
+    new = 1.8 * new_truth + 1.2  # a new run that reads high and spread out
+    frozen = combat_new_batch(new, None, fit[0])
+    assert abs(frozen.mean() - trained.mean()) < 0.15 and abs(frozen.std() / trained.std() - 1) < 0.15
+    assert abs(new.mean() - trained.mean()) > 1.0
+
+
+def test_frozen_combat_on_a_long_frame_rebuilds_the_covariates_by_name() -> None:
+    from transforms.batches import combat_new_batch_frame
+
+    rng = np.random.default_rng(9)
+    rows = []
+    for b in range(3):
+        for k in range(8):
+            sex, age, cohort = ("F", "M")[k % 2], float(rng.integers(20, 70)), ("healthy", "patient")[k % 3 == 0]
+            for f in range(6):
+                value = f + 0.4 * b + (0.5 if cohort == "patient" else 0) + 0.01 * age + rng.normal(0, 0.3)
+                rows.append((f"a{f}", f"S{b}-{k}", f"P{b}", sex, age, cohort, value))
+    long = pl.DataFrame(
+        rows, schema=["analyte", "sample_id", "plate", "sex", "age", "cohort", "log_value"], orient="row"
+    )
+    fit: list[pl.DataFrame] = []
+    trained = combat(long, batch="plate", covariates=["cohort", "sex", "age"], fit=fit)
+    assert set(fit[0]["term"].to_list()) == {"grand_mean", "var_pooled", "cohort=patient", "sex=M", "age"}
+    one = long.filter(pl.col("plate") == "P1").sample(fraction=1.0, shuffle=True, seed=2)
+    frozen = combat_new_batch_frame(one, fit[0], covariates=["cohort", "sex", "age"])
+    both = frozen.join(
+        trained.select("analyte", "sample_id", pl.col("corrected").alias("whole")), on=["analyte", "sample_id"]
+    )
+    np.testing.assert_allclose(both["corrected"].to_numpy(), both["whole"].to_numpy(), rtol=1e-10, atol=1e-10)

@@ -106,3 +106,43 @@ def test_patient_versus_healthy_difference_survives(demo_frames, methods) -> Non
     planted = SEVERITY_SLOPE_SD["IL6"] * PERSON_SD[("olink", "IL6")] * 0.5  # mean severity of patients is ~50
     assert expected > 0
     assert abs(diff(correct_batches(raw, methods)) - expected) <= 0.20 * planted
+
+
+def test_the_combat_fit_a_release_keeps_brings_one_of_its_own_plates_back_to_what_combat_gave_it(demo_frames) -> None:
+    """What a ComBat run keeps (transforms.normalise.combat_anchors) is enough to redo ComBat on a batch
+    later (transforms.retest.frozen_combat): on one of the run's own MSD plates the frozen result matches
+    the run's (exactly but for samples with some replicate wells censored, which ComBat sees at their
+    limit well by well)."""
+    from transforms.normalise import ANCHOR_SCHEMA, combat_anchors
+    from transforms.retest import frozen_combat
+
+    raw, _ = demo_frames
+    msd = raw.filter(pl.col("platform") == "msd")
+    fit: list[pl.DataFrame] = []
+    whole = combine_replicates(
+        correct_batches(msd, {"msd": "combat"}, combat_fit=fit).filter(pl.col("sample_type") == "sample")
+    )
+    anchors = combat_anchors(fit)
+    assert anchors.columns == list(ANCHOR_SCHEMA) and set(anchors["kind"].to_list()) == {"combat"}
+    terms = {t.removeprefix("combat:") for t in anchors["control_id"].unique().to_list()}
+    assert terms == {"grand_mean", "var_pooled", "cohort=patient", "__sex=M", "__age"}
+    plate = msd["plate_id"].unique().sort()[3]
+    aligned = correct_batches(msd)  # the run's plate-control step, which ComBat starts from
+    before = combine_replicates(aligned.filter((pl.col("plate_id") == plate) & (pl.col("sample_type") == "sample")))
+    people = (
+        msd.filter(pl.col("plate_id") == plate)
+        .select("sample_id", "cohort", pl.col("__sex").alias("sex"), pl.col("__age").alias("age"))
+        .unique("sample_id")
+    )
+    frozen = frozen_combat(before, anchors, people, platforms=["msd"], min_batch=10)
+    clean = (
+        msd.filter(pl.col("plate_id") == plate)
+        .group_by("sample_id", "analyte")
+        .agg(pl.col("censoring").is_null().all())
+    )
+    both = frozen.join(
+        whole.select("sample_id", "analyte", pl.col("log_value").alias("run")), on=["sample_id", "analyte"]
+    ).join(clean.filter(pl.col("censoring")), on=["sample_id", "analyte"])
+    assert both.height > 200 and both["batch_method"].str.contains(r"\+combat \(frozen").all()
+    gap = (both["log_value"] - both["run"]).abs().max()
+    assert gap < 0.01  # 0.0023 on this plate

@@ -163,9 +163,84 @@ def test_a_release_that_bridged_or_used_combat_says_what_the_frozen_correction_l
     }
     scored = score(generate_retest(plate_shifts=(0.3,)).files, release)
     methods = dict(scored.results.group_by("platform").agg(pl.col("batch_method").first()).iter_rows())
-    assert methods["olink"].endswith(
-        "the release's ComBat step is not repeated: a plate of one person cannot estimate it"
-    )
+    assert methods["olink"].endswith("; ComBat not repeated: the release kept no ComBat fit for this marker")
     assert methods["msd"].endswith(
         "on the scale of the release's bridge reference run (its other runs were bridged onto it)"
+    )
+
+
+def _combat_release() -> dict:
+    """The synthetic release as a ComBat release of Olink: ComBat's standardisation taken from the
+    generator's truth (grand mean = assay centre, pooled variance = between-person SD squared, no covariate
+    effect), as anchors of kind combat beside the plate-control ones."""
+    from transforms.demo import OLINK_ASSAYS
+
+    release = synthetic_release()
+    plate = pl.DataFrame(pl.from_arrow(release["normalisation_anchors"])).with_columns(
+        pl.lit("plate_control").alias("kind")
+    )
+    terms = []
+    for _, h, _, _, centre, sd in OLINK_ASSAYS:
+        for term, value in (
+            ("grand_mean", centre),
+            ("var_pooled", sd**2),
+            ("cohort=patient", 0.0),
+            ("__sex=M", 0.0),
+            ("__age", 0.0),
+        ):
+            terms.append(("olink", "Olink Target 96 Inflammation", h, f"combat:{term}", "NPX", value, 12, "combat"))
+    fit = pl.DataFrame(terms, schema=plate.columns, orient="row")
+    release["normalisation_anchors"] = pl.concat([plate, fit]).to_arrow()
+    release["manifest"]["parameters"] |= {
+        "batch_methods": {"default": "plate_control", "olink": "combat"},
+        "combat_min_batch": 10,
+    }
+    return release
+
+
+def test_frozen_combat_brings_a_new_run_of_enough_people_onto_the_release_scale() -> None:
+    from transforms.demo import OLINK_ASSAYS
+
+    centre = {a[0]: a[4] for a in OLINK_ASSAYS}  # the assay as Olink names it -> its centre NPX
+    demo = generate_retest(plate_shifts=(0.4,), n_others=14, platforms=("olink",))
+    export = _csv(demo.files["olink_npx_retest_visit1.csv"]).with_columns(pl.col("NPX").cast(pl.Float64))
+    study = pl.col("Sample_Type") == "SAMPLE"
+    mid = pl.col("Assay").replace_strict(centre, return_dtype=pl.Float64) + 0.4
+    # a run that reads every study sample's distance from the centre at half its size (no LOD reached)
+    spread = export.with_columns(
+        pl.when(study).then(mid + 0.5 * (pl.col("NPX") - mid)).otherwise(pl.col("NPX")).alias("NPX")
+    )
+    ids = spread.filter(study)["SampleID"].unique().sort().to_list()
+    manifest = pl.DataFrame(
+        {
+            "sample_id": ids,
+            "subject_id": [f"P{i}" for i in range(len(ids))],
+            "cohort": ["healthy"] * len(ids),
+            "matrix": ["serum"] * len(ids),
+            "sex": ["F", "M"] * (len(ids) // 2) + ["F"] * (len(ids) % 2),
+            "age": [40.0] * len(ids),
+            "collection_date": ["2026-03-02"] * len(ids),
+        }
+    )
+    files = {"run.csv": _bytes(spread), "manifest.csv": _bytes(manifest)}
+
+    def spread_ratio(release: dict) -> tuple[float, pl.DataFrame]:
+        results = score(files, release).results
+        sds = results.group_by("analyte").agg(pl.col("value").std().alias("sd"))
+        truth = {a[1]: a[5] for a in OLINK_ASSAYS}
+        ratios = sds.with_columns(
+            (pl.col("sd") / pl.col("analyte").replace_strict(truth, return_dtype=pl.Float64)).alias("r")
+        )
+        return float(ratios["r"].median()), results  # type: ignore[arg-type]
+
+    frozen, results = spread_ratio(_combat_release())
+    assert results["subject_id"].n_unique() == 15
+    assert results["batch_method"].str.ends_with("+combat (frozen, a batch of 15)").all()
+    plain, _ = spread_ratio(synthetic_release())  # plate controls alone cannot undo a compressed spread
+    assert abs(frozen - 1.0) < 0.25 and plain < 0.6, (frozen, plain)
+    alone = score({"run.csv": files["run.csv"]}, _combat_release(), sample_ids=[ids[0]]).results
+    assert (
+        alone["batch_method"]
+        .str.ends_with("; ComBat not repeated: this batch has 1 study samples, frozen ComBat needs 10")
+        .all()
     )
