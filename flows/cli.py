@@ -446,6 +446,7 @@ def score(
         dates = [Date.fromisoformat(d) for d in date or []]
     except ValueError as exc:
         fail(f"--date: {exc}; write dates as YYYY-MM-DD", code=2)
+    dictionary, dictionary_sha256 = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     try:
         tables = load_release(settings.releases, release)
         scored = score_exports(
@@ -454,7 +455,8 @@ def score(
             person=Person(subject=subject or Person().subject, sex=sex, age=age, matrix=matrix),
             sample_ids=sample or [],
             dates=dates,
-            dictionary=read_analyte_dictionary(extra=settings.analyte_dictionary_extra)[0],
+            dictionary=dictionary,
+            dictionary_sha256=dictionary_sha256,
         )
     except (ReleaseIntegrityError, FileNotFoundError, ScoreError, PersonError) as exc:
         fail(str(exc))
@@ -584,6 +586,8 @@ def _score_tables(report: dict) -> None:
             continue
         rows = "" if problem["n_rows"] == 1 else f" ({problem['n_rows']} rows)"
         err.print(f"[yellow]not scored:[/yellow] {escape(problem['reason'])}{rows}", highlight=False)
+    for note in report["notes"]:
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
     if report["other_samples_rows"]:
         err.print(f"{report['other_samples_rows']} rows of other samples on these plates were not scored")
 

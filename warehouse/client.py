@@ -98,6 +98,7 @@ class Scored:
     not_scored: Any  # polars DataFrame: source_file, sample_id, analyte_raw, check, reason, n_rows
     other_samples: int = 0  # study rows of other people's samples on the same plates (never scored)
     files: list[dict[str, Any]] = field(default_factory=list)  # per export: name, sha256, layout, rows
+    notes: list[str] = field(default_factory=list)  # what differs from how the release was built
 
     def to_json(self) -> dict[str, Any]:
         """The whole result as JSON-ready dicts (dates as ISO text), for apps."""
@@ -118,6 +119,7 @@ class Scored:
             "manifest_sha256": self.manifest_sha256,
             "files": self.files,
             "people": people,
+            "notes": self.notes,
             "not_scored": rows(self.not_scored),
             "other_samples_rows": self.other_samples,
         }
@@ -131,6 +133,7 @@ def score(
     sample_ids: Sequence[str] = (),
     dates: Sequence[date] = (),
     dictionary: Any = None,
+    dictionary_sha256: str | None = None,
 ) -> Scored:
     """Score retest exports against a release (:func:`load_release`) on that release's scale.
 
@@ -145,7 +148,9 @@ def score(
     Without a manifest, ``person`` (``transforms.retest.Person``: subject, sex, age, matrix) describes the
     one person, whose samples are ``sample_ids`` (or the only study sample of each export), taken on
     ``dates`` (one per export) or the export's run date. What cannot be scored is in ``not_scored`` with a
-    reason per marker; the rest is still scored. Never changes the release or any warehouse.
+    reason per marker; the rest is still scored. ``dictionary`` (with its ``dictionary_sha256``) replaces
+    the packaged analyte dictionary; a dictionary other than the release's is named in ``notes``. Never
+    changes the release or any warehouse.
     """
     import polars as pl
 
@@ -217,7 +222,16 @@ def score(
     mine = samples["sample_id"].to_list()
     theirs = ~measured["sample_type"].is_in(MEASURED_TYPES) | measured["sample_id"].is_in(mine)
     other_samples = int((~theirs).sum())
-    lookup = dictionary_lookup(dictionary if dictionary is not None else read_analyte_dictionary()[0])
+    if dictionary is None:
+        dictionary, dictionary_sha256 = read_analyte_dictionary()
+    lookup = dictionary_lookup(dictionary)
+    notes = []
+    built_with = params.get("analyte_dictionary_sha256")
+    if built_with and dictionary_sha256 and built_with != dictionary_sha256:
+        notes.append(
+            f"the analyte dictionary used here ({dictionary_sha256[:12]}) is not the one release {version} was "
+            f"built with ({built_with[:12]}): a name the two dictionaries map differently may land on another marker"
+        )
     prepared, held_prepare = prepare_measurements(measured.filter(theirs), samples, lookup)
     held.append(held_prepare)
     anchors = _table(release, "normalisation_anchors", pl)
@@ -282,6 +296,7 @@ def score(
         not_scored=_summarise_held(pl.concat(held, how="vertical_relaxed"), pl),
         other_samples=other_samples,
         files=files,
+        notes=notes,
     )
 
 

@@ -253,6 +253,7 @@ outside the healthy range is common in healthy people too (about 1 in 20 by cons
 (manifest sha256 {_e(scored["manifest_sha256"][:16])}…). Values from new plates were brought onto the
 release's scale with its frozen plate-control anchors before they were placed.</p>
 <ul>{samples}</ul>
+{"".join(f"<p class='note'><b>Note:</b> {_e(n)}</p>" for n in scored.get("notes", []))}
 <p class="key">How to read a strip: <span style="background:#7aa6d2"></span>middle half of healthy people
 <span style="background:#b3cde6"></span>central 95 % <span style="background:#dbe7f3"></span>1st to 99th
 percentile <span style="background:#eef0f3;border:1px solid #aab"></span>below the limit of detection;

@@ -244,3 +244,15 @@ def test_frozen_combat_brings_a_new_run_of_enough_people_onto_the_release_scale(
         .str.ends_with("; ComBat not repeated: this batch has 1 study samples, frozen ComBat needs 10")
         .all()
     )
+
+
+def test_a_dictionary_other_than_the_release_was_built_with_is_named() -> None:
+    from warehouse.lookups import read_analyte_dictionary
+
+    files = generate_retest(plate_shifts=(0.0,), platforms=("msd",)).files
+    release = synthetic_release()
+    release["manifest"]["parameters"]["analyte_dictionary_sha256"] = read_analyte_dictionary()[1]
+    assert score(files, release).notes == []
+    release["manifest"]["parameters"]["analyte_dictionary_sha256"] = "f" * 64
+    (note,) = score(files, release).to_json()["notes"]
+    assert "is not the one release 2026.01.01-1 was built with (ffffffffffff)" in note
