@@ -30,6 +30,10 @@ class ReleaseIntegrityError(RuntimeError):
     """A release file is missing or differs from its manifest: do not use the release."""
 
 
+class ReleaseNotFoundError(FileNotFoundError):
+    """No such release in the store (or none published yet); the message says what to do."""
+
+
 def sha256_file(path: Path) -> str:
     """sha256 of a file, read in 1 MB chunks."""
     h = hashlib.sha256()
@@ -43,17 +47,25 @@ def load_release(root: str | Path, version: str = "latest") -> dict[str, Any]:
     """The tables of a release as pyarrow Tables, plus its ``manifest`` (a dict) and ``manifest_sha256`` (of
     the manifest file as published), after verifying every checksum.
 
-    ``version="latest"`` takes the newest entry of ``index.json``. Raises ReleaseIntegrityError when a file
-    is missing or its sha256 differs from the manifest.
+    ``version="latest"`` takes the newest entry of ``index.json``. Raises ReleaseNotFoundError when the
+    store has no such release (or none yet), ReleaseIntegrityError when a listed file is missing or its
+    sha256 differs from the manifest.
     """
     read = _reader(root)
     if version == "latest":
-        index = json.loads(read("index.json"))["releases"]
+        try:
+            index = json.loads(read("index.json"))["releases"]
+        except FileNotFoundError:
+            index = []
         if not index:
-            msg = f"{root}: no release published yet"
-            raise ReleaseIntegrityError(msg)
+            msg = f"{root}: no release published yet; `refranges run` publishes one"
+            raise ReleaseNotFoundError(msg)
         version = index[-1]["version"]
-    manifest_bytes = read(f"{version}/manifest.json")
+    try:
+        manifest_bytes = read(f"{version}/manifest.json")
+    except FileNotFoundError:
+        msg = f"{root}: no release {version}; `refranges releases list` shows the published ones"
+        raise ReleaseNotFoundError(msg) from None
     manifest = json.loads(manifest_bytes)
     out: dict[str, Any] = {"manifest": manifest, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
     for name, meta in manifest["files"].items():

@@ -366,14 +366,29 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
     assert max(abs(again[a] - v) for a, v in measured) < 0.15  # the person lands where the cohort run put them
 
 
+# Figures whose last digits depend on the processor, whatever the code: a parametric group's Box-Cox lambda
+# is scipy's maximum-likelihood search (brent, tolerance 1.5e-8) over a sum whose SIMD rounding differs
+# between CPUs, so its limits and CIs agree to about 1e-8 (seen: 2e-9 between an Intel and an AMD EPYC
+# machine); the severity slope is a LAPACK least-squares fit, and its p- and q-values follow it (4e-14).
+# Every other figure must match to the last digit.
+CPU_DEPENDENT = {
+    "reference_intervals": (
+        ("lower_limit", "upper_limit", "lower_ci_low", "lower_ci_high", "upper_ci_low", "upper_ci_high"),
+        1e-7,
+    ),
+    "cohort_comparison": (("severity_slope_log_per_100", "p_severity", "q_severity"), 1e-10),
+}
+
+
 def test_the_release_tables_equal_those_the_code_before_the_speed_work_published(first_run) -> None:
     """The figures in tests/golden/release were made by commit 19991a1 (make_release_golden.py says how):
     every speed change since must publish the same groups, limits, CIs, grids and comparisons to the last
-    bit."""
+    bit, but for the few figures that differ between processors (CPU_DEPENDENT), which must agree to their
+    stated relative tolerance."""
     import importlib.util
     from pathlib import Path
 
-    from polars.testing import assert_frame_equal
+    from polars.testing import assert_frame_equal, assert_series_equal
 
     folder = Path(__file__).parents[1] / "golden" / "release"
     spec = importlib.util.spec_from_file_location("make_release_golden", folder / "make_release_golden.py")
@@ -386,8 +401,23 @@ def test_the_release_tables_equal_those_the_code_before_the_speed_work_published
         assert frame.height > 0 or name == "retest_variation", name
         expected = pl.read_csv(folder / f"{name}.csv", infer_schema=False)
         actual = pl.read_csv(frame.write_csv().encode(), infer_schema=False)  # the text of every number
+        loose, rtol = CPU_DEPENDENT.get(name, ((), 0.0))
+        # only parametric groups have a lambda; a non-parametric limit is an order statistic, exact anywhere
+        near = (
+            actual["method"].str.starts_with("parametric")
+            if name == "reference_intervals"
+            else pl.Series([True] * actual.height)
+        )
         try:
-            assert_frame_equal(actual, expected)
+            assert_frame_equal(actual.drop(loose), expected.drop(loose))
+            for column in loose:
+                assert_series_equal(actual[column].filter(~near), expected[column].filter(~near))
+                assert_series_equal(
+                    actual[column].filter(near).cast(pl.Float64),
+                    expected[column].filter(near).cast(pl.Float64),
+                    rel_tol=rtol,
+                    abs_tol=0.0,
+                )
         except AssertionError as exc:
             raise AssertionError(f"{name}: {exc}") from exc
 

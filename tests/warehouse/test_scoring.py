@@ -256,3 +256,15 @@ def test_a_dictionary_other_than_the_release_was_built_with_is_named() -> None:
     release["manifest"]["parameters"]["analyte_dictionary_sha256"] = "f" * 64
     (note,) = score(files, release).to_json()["notes"]
     assert "is not the one release 2026.01.01-1 was built with (ffffffffffff)" in note
+
+
+def test_a_missing_release_or_an_empty_store_says_what_to_do(tmp_path) -> None:
+    from warehouse.client import ReleaseNotFoundError, load_release
+
+    with pytest.raises(ReleaseNotFoundError, match="no release published yet; `refranges run` publishes one"):
+        load_release(tmp_path)
+    (tmp_path / "index.json").write_text('{"releases": []}')
+    with pytest.raises(ReleaseNotFoundError, match="no release published yet"):
+        load_release(tmp_path)
+    with pytest.raises(ReleaseNotFoundError, match=r"no release 1999\.01\.01-1; `refranges releases list`"):
+        load_release(tmp_path, "1999.01.01-1")
