@@ -588,6 +588,11 @@ def test_a_retest_exported_by_the_lab_is_scored_on_the_release_scale_as_json_and
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",  # the page must render with no host to reach
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
             f"--screenshot={shot}",
             "--window-size=1250,1600",
             f"file://{page}",
