@@ -52,18 +52,24 @@ def first_visits(measurements: pl.DataFrame) -> pl.DataFrame:
     """Each subject's earliest sample per marker (ties by sample id); rows without a subject key stay.
 
     A reference distribution counts every person once; later visits only serve :func:`retest_variation`.
+    The rows come back in sample-id order (rows of one sample in their input order).
     """
     if "subject_key" not in measurements.columns or measurements.height == 0:
         return measurements
     keys = [k for k in KEYS if k in measurements.columns]
     order = [c for c in ("collection_date", "sample_id") if c in measurements.columns]
-    anonymous = measurements.filter(pl.col("subject_key").is_null())
-    known = (
-        measurements.filter(pl.col("subject_key").is_not_null())
+    # only a person measured more than once for a marker has a visit to drop: the dates are sorted for those
+    # rows alone (a cohort of single visits sorts nothing), everyone else's rows stay as they are
+    repeated = pl.struct("subject_key", *keys).is_duplicated() & pl.col("subject_key").is_not_null()
+    indexed = measurements.with_row_index("__row")
+    earliest = (
+        indexed.filter(repeated)
         .sort(order, nulls_last=True)
         .unique(subset=["subject_key", *keys], keep="first", maintain_order=True)
+        .get_column("__row")
     )
-    return pl.concat([known, anonymous]).sort("sample_id", maintain_order=True)
+    kept = indexed.filter(~repeated | pl.col("__row").is_in(earliest.implode())).drop("__row")
+    return kept.sort("sample_id", maintain_order=True)  # free when the input was in sample-id order
 
 
 def retest_variation(healthy: pl.DataFrame, *, min_subjects: int = 20, probability: float = 0.95) -> pl.DataFrame:
@@ -78,6 +84,18 @@ def retest_variation(healthy: pl.DataFrame, *, min_subjects: int = 20, probabili
     measured = healthy.filter(
         pl.col("censoring").is_null() & pl.col("log_value").is_finite() & pl.col("subject_key").is_not_null()
     ).select(*KEYS, "subject_key", "log_value", (pl.col("replicate_cv") if has_cv else pl.lit(None)).alias("rcv"))
+    # only markers with at least min_subjects people measured twice are published: the rest is never sorted
+    # (a hash count finds them; most markers of a cohort without repeat visits have none)
+    repeat_subjects = (
+        measured.group_by([*KEYS, "subject_key"])
+        .len()
+        .filter(pl.col("len") >= 2)
+        .group_by(KEYS)
+        .len()
+        .filter(pl.col("len") >= min_subjects)
+        .select(KEYS)
+    )
+    measured = measured.join(repeat_subjects, on=KEYS, how="semi", nulls_equal=True)
     # sums of floats in one fixed order, whatever order the rows came in and however many threads group
     # them: the same inputs give the same numbers to the last bit (before, the 16th digit could vary)
     measured = measured.sort([*KEYS, "subject_key", "log_value"], nulls_last=False)

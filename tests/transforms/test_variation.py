@@ -108,3 +108,120 @@ def test_first_visits_keep_each_subjects_earliest_sample_and_anonymous_rows() ->
     anonymous = frame.head(1).with_columns(subject_key=pl.lit(None, pl.String), sample_id=pl.lit("anon"))
     out = first_visits(pl.concat([later_first, anonymous]))
     assert sorted(out["sample_id"]) == ["0000-2", "0001-0", "anon"]
+
+
+def _first_visits_by_sorting_everything(measurements: pl.DataFrame) -> pl.DataFrame:
+    """The straightforward form (before the speed work of issue 17): sort every row by date."""
+    keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
+    anonymous = measurements.filter(pl.col("subject_key").is_null())
+    known = (
+        measurements.filter(pl.col("subject_key").is_not_null())
+        .sort(["collection_date", "sample_id"], nulls_last=True, maintain_order=True)
+        .unique(subset=["subject_key", *keys], keep="first", maintain_order=True)
+    )
+    return pl.concat([known, anonymous]).sort("sample_id", maintain_order=True)
+
+
+def _retest_variation_over_every_marker(healthy: pl.DataFrame, min_subjects: int) -> pl.DataFrame:
+    """retest_variation's figures computed over every marker, as before markers without enough repeat
+    subjects were left out up front: the published rows must be the same to the last bit."""
+    keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
+    measured = (
+        healthy.filter(
+            pl.col("censoring").is_null() & pl.col("log_value").is_finite() & pl.col("subject_key").is_not_null()
+        )
+        .select(*keys, "subject_key", "log_value", pl.col("replicate_cv").alias("rcv"))
+        .sort([*keys, "subject_key", "log_value"], nulls_last=False)
+    )
+    per_subject = (
+        measured.with_columns(
+            k=pl.len().over([*keys, "subject_key"]),
+            dev2=(pl.col("log_value") - pl.col("log_value").mean().over([*keys, "subject_key"])) ** 2,
+        )
+        .filter(pl.col("k") >= 2)
+        .group_by([*keys, "subject_key"], maintain_order=True)
+        .agg(pl.col("dev2").sum(), (pl.len() - 1).alias("df"))
+    )
+    analytical = measured.group_by(keys, maintain_order=True).agg(
+        ((1 + pl.col("rcv").cast(pl.Float64) ** 2).log().mean().sqrt()).alias("sd_analytical_log")  # pg/mL: ln
+    )
+    return (
+        per_subject.group_by(keys, maintain_order=True)
+        .agg(pl.len().alias("n_subjects"), (pl.col("dev2").sum() / pl.col("df").sum()).sqrt().alias("sd_total_log"))
+        .filter(pl.col("n_subjects") >= min_subjects)
+        .join(analytical, on=keys, how="left", nulls_equal=True)
+        .sort(keys, nulls_last=False)
+    )
+
+
+@st.composite
+def cohorts(draw: st.DrawFn) -> pl.DataFrame:
+    """Rows of several markers (one with a null panel) and people with one to three visits, some without a
+    subject key, some without a date, some censored, with duplicate-well CVs; in shuffled order."""
+    n_people = draw(st.integers(1, 12))
+    rows = []
+    for person in range(n_people):
+        key = None if draw(st.integers(0, 9)) == 0 else f"k{person}"
+        for visit in range(draw(st.integers(1, 3))):
+            sample = f"S{person:02d}-{visit}"
+            day = draw(st.one_of(st.none(), st.dates(date(2025, 1, 1), date(2025, 12, 31))))
+            for analyte, panel in (("IL6", "P"), ("TNF", None), ("IL10", "P")):
+                if draw(st.booleans()) and draw(st.booleans()):
+                    continue  # not every marker at every visit
+                rows.append(
+                    {
+                        "analyte": analyte,
+                        "uniprot": "U" + analyte,
+                        "platform": "msd",
+                        "panel": panel,
+                        "matrix": "serum",
+                        "unit": "pg/mL",
+                        "subject_key": key,
+                        "sample_id": sample,
+                        "collection_date": day,
+                        "log_value": draw(st.floats(-3, 3, allow_nan=False)),
+                        "censoring": "below_lod" if draw(st.integers(0, 7)) == 0 else None,
+                        "replicate_cv": draw(st.one_of(st.none(), st.floats(0, 0.3))),
+                    }
+                )
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "analyte": pl.String,
+            "uniprot": pl.String,
+            "platform": pl.String,
+            "panel": pl.String,
+            "matrix": pl.String,
+            "unit": pl.String,
+            "subject_key": pl.String,
+            "sample_id": pl.String,
+            "collection_date": pl.Date,
+            "log_value": pl.Float64,
+            "censoring": pl.String,
+            "replicate_cv": pl.Float64,
+        },
+    )
+    return frame.sample(fraction=1.0, shuffle=True, seed=draw(st.integers(0, 2**16)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(cohorts(), st.booleans())
+def test_first_visits_equals_sorting_every_row(frame: pl.DataFrame, in_sample_order: bool) -> None:
+    from polars.testing import assert_frame_equal
+
+    if in_sample_order:  # as the pipeline hands them over
+        frame = frame.sort("sample_id", "analyte")
+    assert_frame_equal(first_visits(frame), _first_visits_by_sorting_everything(frame))
+
+
+@settings(max_examples=150, deadline=None)
+@given(cohorts(), st.integers(1, 4))
+def test_retest_variation_leaving_out_thin_markers_first_publishes_the_same_rows(
+    frame: pl.DataFrame, min_subjects: int
+) -> None:
+    from polars.testing import assert_frame_equal
+
+    out = retest_variation(frame, min_subjects=min_subjects)
+    expected = _retest_variation_over_every_marker(frame, min_subjects)
+    got = out.select(*expected.columns).with_columns(pl.col("n_subjects").cast(pl.UInt32))
+    assert_frame_equal(got, expected.with_columns(pl.col("n_subjects").cast(pl.UInt32)), check_exact=True)
