@@ -112,6 +112,13 @@ def preload_gx() -> None:
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):  # GX sets INFO on import
         logging.getLogger(name).setLevel(logging.WARNING)
+    # GX fingerprints every in-memory batch under 1 GB (an md5 over pandas' hash of every value, kept only
+    # as a batch marker that refranges never reads): about half of its time on a normalisation part. A
+    # threshold of 0 skips it; validation itself is untouched (docs/performance.md).
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
+        pandas_execution_engine.HASH_THRESHOLD = 0
     del great_expectations
 
 

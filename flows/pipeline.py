@@ -405,7 +405,7 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
     normalised-measurement suites applied, and validate the results with GX. Reads and writes Parquet only
     (any worker of the task runner); returns the paths of normalised, held and gx."""
     rows = schema.conform(pl.read_parquet(raw, hive_partitioning=False), schema.MEASUREMENT)
-    rows = rows.sort("source_sha256", "line_number")  # the order of the files, whatever wrote the part
+    rows = schema.sort_rows(rows, ["source_sha256", "line_number"])  # the order of the files, whatever wrote the part
     prepared, held = prepare_measurements(rows, pl.read_parquet(samples), lookup)
     del rows
     stats = plate_statistics(prepared)
@@ -562,7 +562,9 @@ def reference_part(measurements: str, settings: Settings, out: str) -> dict[str,
     # no name holds the rows here, so _reference_of can free them once it has split them by cohort
     return _write_frames(
         _reference_of(
-            pl.read_parquet(measurements, hive_partitioning=False).sort("sample_id", "analyte", "platform", "panel"),
+            schema.sort_rows(
+                pl.read_parquet(measurements, hive_partitioning=False), ["sample_id", "analyte", "platform", "panel"]
+            ),
             settings,
         ),
         out,

@@ -69,14 +69,23 @@ def _starts(xs: np.ndarray, ys: np.ndarray, t: float) -> np.ndarray:
 ENUMERATE = 20_000  # differences gathered at once when the bracket is this narrow
 
 
-def order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: list[int], *, enumerate_at: int = ENUMERATE) -> list[float]:
+def order_statistics(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    ranks: list[int],
+    *,
+    enumerate_at: int = ENUMERATE,
+    probes: list[tuple[float, np.ndarray, int]] | None = None,
+) -> list[float]:
     """The differences xs[i] - ys[j] of the given 0-based ranks (neighbouring ranks), exactly, without
     forming all of them: the value range is halved (counting the differences at most t in
     O(n log n)) until few differences lie in it, then those are gathered and selected. Each step tries the
     point where the counts at the bracket's ends, interpolated linearly, put the farther end just outside
     the wanted ranks (the counts follow the smooth distribution of the differences, so that lands close),
     and halves instead when that did not at least halve the bracket's count. Exact whatever the steps: the
-    bracket only decides which differences are gathered. ``xs`` and ``ys`` sorted and finite."""
+    bracket only decides which differences are gathered. ``xs`` and ``ys`` sorted and finite. ``probes``: the
+    counts of earlier calls on the same ``xs`` and ``ys`` (threshold, row starts, count), which start this
+    search from the narrowest bracket they give; the new ones are added to it."""
     n2 = ys.size
     total = xs.size * n2
     first, last = min(ranks), max(ranks)
@@ -84,6 +93,12 @@ def order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: list[int], *, enumer
     hi = float(xs[-1] - ys[0])  # the largest difference: count total
     s_lo, s_hi = np.full(xs.size, n2), np.zeros(xs.size, dtype=np.int64)
     c_lo, c_hi = 0, total
+    probes = [] if probes is None else probes
+    for t, s_t, c_t in probes:  # what earlier searches counted narrows the start (same invariant)
+        if c_t <= first and t > lo:
+            lo, s_lo, c_lo = t, s_t, c_t
+        elif c_t > last and t < hi:
+            hi, s_hi, c_hi = t, s_t, c_t
     interpolate = True
     while c_hi - c_lo > enumerate_at:  # invariant: c_lo <= first and last < c_hi (the ranks lie in (lo, hi])
         width = c_hi - c_lo
@@ -97,6 +112,7 @@ def order_statistics(xs: np.ndarray, ys: np.ndarray, ranks: list[int], *, enumer
             break  # neighbouring floats: nothing left to halve
         s_mid = _starts(xs, ys, mid)
         c_mid = int(np.sum(n2 - s_mid))
+        probes.append((mid, s_mid, c_mid))
         if c_mid > last:
             hi, s_hi, c_hi = mid, s_mid, c_mid
         elif c_mid <= first:
@@ -125,9 +141,11 @@ def hodges_lehmann(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[f
     z = stats.norm.ppf(1 - (1 - level) / 2)
     k = int(np.floor(total / 2 - z * np.sqrt(total * (n1 + n2 + 1) / 12)))
     k = max(0, min(k, total // 2))
-    low, high = order_statistics(xs, ys, [(total - 1) // 2, total // 2])
+    probes: list[tuple[float, np.ndarray, int]] = []  # each search starts from what the others counted
+    low, high = order_statistics(xs, ys, [(total - 1) // 2, total // 2], probes=probes)
     est = float((low + high) / 2)
-    return est, order_statistics(xs, ys, [k])[0], order_statistics(xs, ys, [total - 1 - k])[0]
+    ci_low = order_statistics(xs, ys, [k], probes=probes)[0]
+    return est, ci_low, order_statistics(xs, ys, [total - 1 - k], probes=probes)[0]
 
 
 def shift_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

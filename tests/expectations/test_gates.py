@@ -251,3 +251,17 @@ def test_results_of_disjoint_parts_merge_into_the_results_of_the_whole() -> None
     assert merged.drop("unexpected_sample").equals(whole.drop("unexpected_sample"))
     assert not merged["success"].all()
     assert merge_results([]).height == 0 and merged.columns == whole.columns
+
+
+def test_gx_validates_without_fingerprinting_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GX's batch fingerprint (a hash of every value, never read) is skipped; the validation is not."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    def no_hash(df: object) -> str:
+        raise AssertionError("GX hashed the whole batch")
+
+    monkeypatch.setattr(pandas_execution_engine, "hash_pandas_dataframe", no_hash)
+    broken = NORMALISED_BREAKERS["be_in_set(unit)"](normalised())
+    results = validate_with_gx(broken, load_suite("normalised_measurements"))
+    failed = results.filter(~pl.col("success"))
+    assert failed.height >= 1 and failed["unexpected_count"].sum() > 0

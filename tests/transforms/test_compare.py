@@ -64,6 +64,14 @@ def test_every_order_statistic_of_the_differences_is_selected_exactly(
     if diffs.size > 1:
         mid = [(diffs.size - 1) // 2, diffs.size // 2]
         assert order_statistics(xs, ys, mid, enumerate_at=enumerate_at) == [diffs[mid[0]], diffs[mid[1]]]
+    # searches that start from the counts of earlier ones (as hodges_lehmann's three do) select the same
+    probes: list = []
+    for k in (diffs.size // 2, diffs.size // 5, diffs.size - 1 - diffs.size // 5, 0, diffs.size - 1):
+        assert order_statistics(xs, ys, [k], enumerate_at=enumerate_at, probes=probes) == [diffs[k]]
+    for pair in ([diffs.size // 3, diffs.size // 3 + 1], [(diffs.size - 1) // 2, diffs.size // 2]):
+        if pair[1] < diffs.size:
+            got = order_statistics(xs, ys, pair, enumerate_at=enumerate_at, probes=probes)
+            assert got == [diffs[pair[0]], diffs[pair[1]]]
 
 
 def test_hodges_lehmann_is_exact_for_groups_of_millions_of_pairs() -> None:
