@@ -99,7 +99,7 @@ def order_statistics(
             lo, s_lo, c_lo = t, s_t, c_t
         elif c_t > last and t < hi:
             hi, s_hi, c_hi = t, s_t, c_t
-    interpolate = True
+    interpolate, steps = True, 0
     while c_hi - c_lo > enumerate_at:  # invariant: c_lo <= first and last < c_hi (the ranks lie in (lo, hi])
         width = c_hi - c_lo
         mid = lo + (hi - lo) / 2
@@ -119,6 +119,19 @@ def order_statistics(
             lo, s_lo, c_lo = mid, s_mid, c_mid
         else:
             break  # the ranks straddle mid: gather both sides
+        steps += 1
+        if steps > 6 and c_hi - c_lo > width // 2:  # slow to halve: one block of tied differences may hold them
+            ends = s_hi < n2  # each row's largest difference at most hi is at its start column
+            top = float(np.max(xs[ends] - ys[s_hi[ends]]))  # the largest difference at most hi: same count
+            below = float(np.nextafter(top, -np.inf))
+            if lo < below:
+                s_below = _starts(xs, ys, below)
+                c_below = int(np.sum(n2 - s_below))
+                probes.append((below, s_below, c_below))
+                if c_below <= first:  # ranks first..last all lie in (below, top]: each equals top
+                    return [top] * len(ranks)
+                if c_below > last:
+                    hi, s_hi, c_hi = below, s_below, c_below
         interpolate = not interpolate or c_hi - c_lo <= width // 2  # a step that did not halve: halve next
     # the differences in (lo, hi]: row i, columns s_hi[i] <= j < s_lo[i]
     lengths = s_lo - s_hi
@@ -138,7 +151,7 @@ def hodges_lehmann(x: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[f
     n1, n2 = x.size, y.size
     xs, ys = np.sort(x), np.sort(y)
     total = n1 * n2
-    z = stats.norm.ppf(1 - (1 - level) / 2)
+    z = _z(level)
     k = int(np.floor(total / 2 - z * np.sqrt(total * (n1 + n2 + 1) / 12)))
     k = max(0, min(k, total // 2))
     probes: list[tuple[float, np.ndarray, int]] = []  # each search starts from what the others counted
@@ -181,6 +194,12 @@ def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
     return shift_test(x, y)[0]
 
 
+def _t_sf(t: float, dof: int) -> float:
+    """Student's t upper tail, as ``stats.t.sf`` computes it (``special.stdtr(dof, -t)``) without its
+    argument handling (0.1 ms a call, across 18,000 tests of a large release)."""
+    return float(special.stdtr(dof, -t))
+
+
 def rank_trend(y: np.ndarray, severity: np.ndarray, age: np.ndarray, male: np.ndarray) -> tuple[float, float]:
     """OLS of rank(y) on severity + age + sex; returns (t statistic, two-sided p) for severity."""
     ranks = stats.rankdata(y)
@@ -193,7 +212,7 @@ def rank_trend(y: np.ndarray, severity: np.ndarray, age: np.ndarray, male: np.nd
     sigma2 = resid @ resid / dof
     cov = sigma2 * np.linalg.pinv(design.T @ design)
     t = beta[1] / np.sqrt(cov[1, 1])
-    return float(t), float(2 * stats.t.sf(abs(t), dof))
+    return float(t), float(2 * _t_sf(abs(t), dof))
 
 
 def adjusted_shift(y: np.ndarray, patient: np.ndarray, covariates: np.ndarray) -> tuple[float, float]:
@@ -208,7 +227,7 @@ def adjusted_shift(y: np.ndarray, patient: np.ndarray, covariates: np.ndarray) -
     resid = ranks - design @ beta
     cov = (resid @ resid / dof) * np.linalg.pinv(design.T @ design)
     t = beta[1] / np.sqrt(cov[1, 1])
-    return float(t), float(2 * stats.t.sf(abs(t), dof))
+    return float(t), float(2 * _t_sf(abs(t), dof))
 
 
 def covariate_block(frame: pl.DataFrame, covariates: list[str]) -> np.ndarray:

@@ -38,9 +38,13 @@ def plate_statistics(frame: pl.DataFrame, anchors: pl.DataFrame | None = None) -
         .otherwise(pl.col("log_value").exp())
     )
     wells = frame.with_columns(linear.alias("__lin"))
+    # a CV needs two wells of one sample: only rows whose keys repeat are grouped (one row per sample and
+    # analyte, as in Olink exports, groups nothing; the integer codes are hashed, not the text)
+    repeated = pl.struct([pl.col(k).to_physical() for k in keys]).is_duplicated()
     per_sample = (
         wells.filter(measured)
-        .group_by([*PLATE_KEYS, "sample_id", "sample_type"])
+        .filter(repeated)
+        .group_by(keys)
         .agg((pl.col("__lin").std() / pl.col("__lin").mean()).alias("cv"), pl.len().alias("n"))
         .filter(pl.col("n") >= 2)
     )

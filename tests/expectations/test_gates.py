@@ -95,6 +95,42 @@ def test_plate_statistics_see_drift_cv_and_missing_controls() -> None:
     assert sorted(held["plate_id"].to_list()) == ["P2", "P3"]
 
 
+def test_plate_cvs_come_from_samples_with_two_measured_wells_only() -> None:
+    """Singletons, and a pair whose second well is censored, have no CV; a sample measured in two wells has."""
+
+    def row(sample: str, kind: str, value: float, censoring: str | None = None, plate: str = "P1") -> dict:
+        return {
+            "platform": "msd",
+            "panel": "MSD",
+            "analyte": "IL6",
+            "plate_id": plate,
+            "sample_id": sample,
+            "sample_type": kind,
+            "log_value": value,
+            "censoring": censoring,
+            "unit": "pg/mL",
+            "vendor_qc": None,
+            "recovery_pct": None,
+            "source_file": "f",
+            "line_number": 2,
+        }
+
+    rows = [
+        row("S1", "sample", np.log(2.0)),
+        row("S1", "sample", np.log(8.0)),  # the plate's one replicate pair: CV of (2, 8)
+        row("S2", "sample", np.log(50.0)),  # a singleton
+        row("S3", "sample", np.log(1.0)),
+        row("S3", "sample", np.log(0.1), "below_lod"),  # one measured well left
+        row("C1", "control", np.log(4.0)),
+        row("C1", "control", np.log(6.0)),
+        row("S1", "sample", np.log(9.0), plate="P2"),  # the same sample once on another plate
+    ]
+    stats = plate_statistics(pl.DataFrame(rows)).sort("plate_id")
+    assert stats["replicate_cv"][0] == pytest.approx(np.std([2.0, 8.0], ddof=1) / 5.0)
+    assert stats["control_cv"][0] == pytest.approx(np.std([4.0, 6.0], ddof=1) / 5.0)
+    assert stats["replicate_cv"][1] is None and stats["n_rows"].to_list() == [7, 1]
+
+
 def test_files_suite_holds_a_file_with_half_its_rows_unusable() -> None:
     suite = load_suite("files")
     assert quarantine_rows(file_statistics(100, 10), suite).failed.height == 0

@@ -74,6 +74,19 @@ def test_every_order_statistic_of_the_differences_is_selected_exactly(
             assert got == [diffs[pair[0]], diffs[pair[1]]]
 
 
+def test_neighbouring_ranks_across_a_block_of_tied_differences_are_both_exact() -> None:
+    """Values with one decimal tie many differences: the search stops at a tied block only when every wanted
+    rank is inside it (here rank 630 is below the block that holds rank 631)."""
+    xs = np.array([-2.3, -1.3, -1.2, -1.0, -0.9, -0.7, -0.7, -0.7, -0.7, -0.6, -0.5, -0.5, -0.5, -0.3, -0.2, -0.2])
+    xs = np.r_[xs, [-0.2, -0.1, 0.0, 0.1, 0.1, 0.2, 0.2, 0.4, 0.4, 0.4, 0.4, 0.5, 0.6, 0.9, 0.9, 1.0, 1.3, 1.4]]
+    ys = np.array([-1.3, -1.3, -1.2, -1.2, -1.2, -0.7, -0.7, -0.4, -0.3, -0.1, -0.0, 0.3, 0.4, 0.4, 0.4, 0.7, 0.7])
+    ys = np.r_[ys, [0.8, 0.8, 1.3, 1.3, 1.5, 1.5, 1.5, 1.8, 2.0]]
+    diffs = np.sort(np.subtract.outer(xs, ys).ravel())
+    assert diffs[630] < diffs[631]
+    for enumerate_at in (1, 2, 8):
+        assert order_statistics(xs, ys, [630, 631], enumerate_at=enumerate_at) == [diffs[630], diffs[631]]
+
+
 def test_hodges_lehmann_is_exact_for_groups_of_millions_of_pairs() -> None:
     rng = np.random.default_rng(5)
     x, y = rng.lognormal(0.3, 0.8, 1500), np.round(rng.lognormal(0, 0.8, 4000), 2)  # 6 M pairs, with ties
@@ -260,3 +273,12 @@ def test_the_shift_test_equals_scipys_mann_whitney_to_the_last_bit(
     delta, p = shift_test(xs, ys)
     assert delta == float(2 * test.statistic / (xs.size * ys.size) - 1)
     assert p == float(test.pvalue) or (math.isnan(p) and math.isnan(float(test.pvalue)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-1e3, 1e3) | st.sampled_from([np.inf, -np.inf, np.nan, 0.0]), st.integers(1, 10_000))
+def test_the_t_tail_equals_scipys_to_the_last_bit(t: float, dof: int) -> None:
+    from transforms.compare import _t_sf
+
+    expected = stats.t.sf(t, dof)
+    assert _t_sf(t, dof) == expected or (np.isnan(expected) and np.isnan(_t_sf(t, dof)))
