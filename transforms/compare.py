@@ -313,6 +313,9 @@ def compare_cohorts(
         severity, age = p_all["severity"], p_all["age"]
         has_severity = (severity.is_not_null() & age.is_not_null()).to_numpy()
         male = (p_all["sex"] == "M").cast(pl.Float64).to_numpy()
+        # as arrays once (a null becomes NaN, or the column stays integer without nulls: the fits below
+        # compute in floats either way, so the figures are the same)
+        severity_values, age_values = severity.to_numpy(), age.to_numpy()
         for cohort, mask in masks.items():
             if int(mask.sum()) < 3:
                 continue
@@ -372,8 +375,8 @@ def compare_cohorts(
             sev = mask & has_severity
             if int(sev.sum()) >= 10:
                 y = p_logs[sev]
-                sev_x = severity.filter(pl.Series(sev)).to_numpy()  # in the column's own type, as before
-                _, p_sev = rank_trend(y, sev_x, age.filter(pl.Series(sev)).to_numpy(), male[sev])
+                sev_x = severity_values[sev]
+                _, p_sev = rank_trend(y, sev_x, age_values[sev], male[sev])
                 ok = np.isfinite(y)
                 slope = np.polyfit(sev_x[ok], y[ok], 1)[0] * 100 if ok.sum() > 2 else None
                 row |= {"severity_slope_log_per_100": None if slope is None else float(slope), "p_severity": p_sev}
