@@ -282,3 +282,12 @@ def test_the_t_tail_equals_scipys_to_the_last_bit(t: float, dof: int) -> None:
 
     expected = stats.t.sf(t, dof)
     assert _t_sf(t, dof) == expected or (np.isnan(expected) and np.isnan(_t_sf(t, dof)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([-np.inf, np.inf, np.nan, 0.0, -0.0, 1.5, 2.0]) | st.floats(-5, 5), max_size=40))
+def test_average_ranks_equal_scipys(values: list[float]) -> None:
+    from transforms.compare import average_ranks
+
+    y = np.array(values, dtype=np.float64)
+    np.testing.assert_array_equal(average_ranks(y), stats.rankdata(y))
