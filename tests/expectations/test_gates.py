@@ -63,6 +63,25 @@ def test_each_plate_expectation_breaks_and_passes(label: str) -> None:
     assert out.failed["plate_id"].to_list() == (["P2"] if action == "quarantine" else [])
 
 
+def plate_well(plate: str, sample: str, kind: str, log_value: float, censoring: str | None = None) -> dict:
+    """One well of an MSD IL-6 plate, as plate_statistics reads it."""
+    return {
+        "platform": "msd",
+        "panel": "MSD",
+        "analyte": "IL6",
+        "plate_id": plate,
+        "sample_id": sample,
+        "sample_type": kind,
+        "log_value": log_value,
+        "censoring": censoring,
+        "unit": "pg/mL",
+        "vendor_qc": None,
+        "recovery_pct": None,
+        "source_file": "f",
+        "line_number": 2,
+    }
+
+
 def test_plate_statistics_see_drift_cv_and_missing_controls() -> None:
     rng = np.random.default_rng(0)
     rows = []
@@ -70,23 +89,7 @@ def test_plate_statistics_see_drift_cv_and_missing_controls() -> None:
         for sample, level, kind in (("C1", 3.0, "control"), ("C2", 5.0, "control"), ("S1", 1.0, "sample")):
             for well in range(2):
                 noise = rng.normal(0, 0.02) + (0.5 * well if plate == "P2" and kind == "sample" else 0.0)
-                rows.append(
-                    {
-                        "platform": "msd",
-                        "panel": "MSD",
-                        "analyte": "IL6",
-                        "plate_id": plate,
-                        "sample_id": sample,
-                        "sample_type": kind,
-                        "log_value": level + drift + noise,
-                        "censoring": None,
-                        "unit": "pg/mL",
-                        "vendor_qc": None,
-                        "recovery_pct": None,
-                        "source_file": "f",
-                        "line_number": 2,
-                    }
-                )
+                rows.append(plate_well(plate, sample, kind, level + drift + noise))
     stats = plate_statistics(pl.DataFrame(rows)).sort("plate_id")
     assert stats["n_controls"].to_list() == [2, 2, 2]
     assert stats["control_shift_abs"][2] == pytest.approx(3.0, abs=0.1)
@@ -98,32 +101,15 @@ def test_plate_statistics_see_drift_cv_and_missing_controls() -> None:
 def test_plate_cvs_come_from_samples_with_two_measured_wells_only() -> None:
     """Singletons, and a pair whose second well is censored, have no CV; a sample measured in two wells has."""
 
-    def row(sample: str, kind: str, value: float, censoring: str | None = None, plate: str = "P1") -> dict:
-        return {
-            "platform": "msd",
-            "panel": "MSD",
-            "analyte": "IL6",
-            "plate_id": plate,
-            "sample_id": sample,
-            "sample_type": kind,
-            "log_value": value,
-            "censoring": censoring,
-            "unit": "pg/mL",
-            "vendor_qc": None,
-            "recovery_pct": None,
-            "source_file": "f",
-            "line_number": 2,
-        }
-
     rows = [
-        row("S1", "sample", np.log(2.0)),
-        row("S1", "sample", np.log(8.0)),  # the plate's one replicate pair: CV of (2, 8)
-        row("S2", "sample", np.log(50.0)),  # a singleton
-        row("S3", "sample", np.log(1.0)),
-        row("S3", "sample", np.log(0.1), "below_lod"),  # one measured well left
-        row("C1", "control", np.log(4.0)),
-        row("C1", "control", np.log(6.0)),
-        row("S1", "sample", np.log(9.0), plate="P2"),  # the same sample once on another plate
+        plate_well("P1", "S1", "sample", np.log(2.0)),
+        plate_well("P1", "S1", "sample", np.log(8.0)),  # the plate's one replicate pair: CV of (2, 8)
+        plate_well("P1", "S2", "sample", np.log(50.0)),  # a singleton
+        plate_well("P1", "S3", "sample", np.log(1.0)),
+        plate_well("P1", "S3", "sample", np.log(0.1), "below_lod"),  # one measured well left
+        plate_well("P1", "C1", "control", np.log(4.0)),
+        plate_well("P1", "C1", "control", np.log(6.0)),
+        plate_well("P2", "S1", "sample", np.log(9.0)),  # the same sample once on another plate
     ]
     stats = plate_statistics(pl.DataFrame(rows)).sort("plate_id")
     assert stats["replicate_cv"][0] == pytest.approx(np.std([2.0, 8.0], ddof=1) / 5.0)
