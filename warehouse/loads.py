@@ -304,12 +304,30 @@ def _copy_parts(con: duckdb.DuckDBPyConnection, query: str, parts: pl.DataFrame,
     return [str(folder / f"__part={k}" / "*.parquet") for k in range(int(parts["part"].max()) + 1)]  # type: ignore[arg-type]
 
 
+#: Raw columns normalisation never reads (the well, run date and unit note, and what Olink Explore files
+#: carry for QC and rebuilds: assay id and type, block, counts, ExtNPX, PCNormalizedNPX, normalization). They
+#: stay in the raw store; the parts get nulls (schema.conform), which saves Parquet encoding in the hand-over.
+NOT_FOR_NORMALISATION = (
+    "well",
+    "run_date",
+    "unit_note",
+    "assay_id",
+    "assay_type",
+    "block",
+    "read_count",
+    "ext_npx",
+    "pc_normalized_npx",
+    "normalization",
+)
+
+
 def export_raw_parts(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
-    """The loaded raw rows as Parquet, one folder per part of ``parts`` (platform, panel, analyte_raw, part:
-    see transforms.partitions.plan_normalise). Returns a glob per part, in part order."""
+    """The loaded raw rows (without the columns in NOT_FOR_NORMALISATION) as Parquet, one folder per part of
+    ``parts`` (platform, panel, analyte_raw, part: see transforms.partitions.plan_normalise). Returns a glob
+    per part, in part order."""
     return _copy_parts(
         con,
-        f"select r.*, p.part as __part from {LOADED_RAW} join __parts p "
+        f"select r.* exclude ({', '.join(NOT_FOR_NORMALISATION)}), p.part as __part from {LOADED_RAW} join __parts p "
         "on r.platform is not distinct from p.platform and r.panel is not distinct from p.panel "
         f"and r.analyte_raw = p.analyte_raw where {ANALYTE_ROWS}",
         parts.select("platform", "panel", "analyte_raw", "part"),
