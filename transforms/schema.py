@@ -202,24 +202,16 @@ def constant_columns(frame: pl.DataFrame, columns: Iterable[str] | None = None) 
 
 def sort_rows(frame: pl.DataFrame, keys: list[str], *, max_runs: int = 4096) -> pl.DataFrame:
     """``frame.sort(keys, maintain_order=True)``, the same rows in the same order, made cheaply for the frames
-    the pipeline hands between tasks: each text key is replaced by its rank among the key's distinct values
-    (few: files, samples, analytes), the integer keys are arg-sorted, and the frame is cut into the runs of
-    rows that are already in order (a Parquet part is a few dozen sorted row groups) instead of gathering
-    every column row by row. More than ``max_runs`` runs: an ordinary gather."""
+    the pipeline hands between tasks: a frame that is a few runs of rows already in order (a Parquet part is
+    a few dozen sorted row groups) is cut into those runs instead of gathering every column row by row. More
+    than ``max_runs`` runs (rows written by several threads): polars' own sort, which also marks the first
+    key sorted, so a later sort by it is free (a gather of a frame of many chunks took 0.44 s a 2-million-row
+    part, the sort 0.18 s)."""
     if frame.height < 2 or not keys:
         return frame
-    columns: list[pl.Series] = []
-    for key in keys:
-        values = frame.get_column(key)
-        if values.dtype == pl.String:
-            levels = values.drop_nulls().unique().sort()
-            codes = pl.int_range(levels.len(), eager=True, dtype=pl.UInt32)
-            values = values.replace_strict(levels, codes, return_dtype=pl.UInt32)  # nulls stay null (first)
-        columns.append(values.alias(f"k{len(columns)}"))
-    names = [c.name for c in columns]
-    order = pl.DataFrame(columns).select(pl.arg_sort_by(names, maintain_order=True)).to_series().to_numpy()
+    order = frame.select(pl.arg_sort_by(keys, maintain_order=True)).to_series().to_numpy()
     breaks = np.flatnonzero(np.diff(order) != 1) + 1
     if breaks.size >= max_runs:
-        return frame[order]
+        return frame.sort(keys, maintain_order=True)
     starts, ends = np.r_[0, breaks], np.r_[breaks, order.size]
     return pl.concat([frame.slice(int(order[s]), int(e - s)) for s, e in zip(starts, ends, strict=True)], rechunk=False)
