@@ -393,6 +393,25 @@ def test_storage_copies_once_and_keeps_local_archives_read_only(tmp_path: Path, 
     assert (tmp_path / "archive" / "ab" / "abcdef.csv").stat().st_mode & 0o222 == 0
 
 
+def test_write_once_keeps_the_first_bytes_and_concurrent_writers_share_no_temporary_file(
+    tmp_path: Path, object_store: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from warehouse import storage
+
+    data = b"sample_id,analyte,value\n" + b"S1,IL-6,2.5\n" * 200_000  # big enough for the writes to overlap
+    for root in (tmp_path / "archive", f"{object_store}/archive"):
+        with ThreadPoolExecutor(4) as pool:  # two parse tasks of one file archive the same bytes at once
+            written = list(pool.map(storage.write_once, [root] * 8, ["ab/abcdef.csv"] * 8, [data] * 8))
+        assert {str(w) for w in written} == {str(written[0])}
+        assert storage.read_bytes(written[0]) == data
+        assert storage.write_once(root, "ab/abcdef.csv", b"other") == written[0]  # there already: kept
+        assert storage.read_bytes(written[0]) == data
+        assert [storage.name_of(p) for p in storage.list_files(root)] == ["abcdef.csv"]  # no temporary left
+    assert (tmp_path / "archive" / "ab" / "abcdef.csv").stat().st_mode & 0o222 == 0
+
+
 def test_raw_files_written_before_the_olink_ngs_columns_read_them_as_null(tmp_path: Path) -> None:
     con = db.connect(tmp_path / "w.duckdb")
     loads.load_file(con, entry("old", rows=3), rows=measurement_rows("old", 3))
