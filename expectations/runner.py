@@ -122,6 +122,9 @@ def preload_gx() -> None:
     del great_expectations
 
 
+NARROW_INTEGERS = [pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32]
+
+
 def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     """Validate ``frame`` with Great Expectations (ephemeral context, SUMMARY results).
 
@@ -154,7 +157,13 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
         {e.kwargs["column"] for e in suite.expectations if "column" in e.kwargs}
         | {c for e in suite.expectations for c in e.kwargs.get("column_list", [])}
     )
-    batch = batch_def.get_batch(batch_parameters={"dataframe": frame.select(columns).to_pandas()})
+    # GX's pandas engine compares int64 and float64 columns as arrays, and every other type value by value
+    # in Python (ColumnValuesBetween): a flag as Int8 took half the raw suite's time. Widened, the values and
+    # the unexpected samples are the same.
+    widened = frame.select(columns).with_columns(
+        pl.col(NARROW_INTEGERS).cast(pl.Int64), pl.col(pl.Float32).cast(pl.Float64)
+    )
+    batch = batch_def.get_batch(batch_parameters={"dataframe": widened.to_pandas()})
     result = batch.validate(gx_suite, result_format="SUMMARY")
     rows = []
     for e, r in zip(suite.expectations, result.results, strict=True):

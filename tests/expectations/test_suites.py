@@ -108,6 +108,18 @@ def test_great_expectations_and_polars_masks_agree() -> None:
     assert not ours["success"].all()
 
 
+def test_great_expectations_sees_narrow_numbers_as_they_are() -> None:
+    """validate_with_gx widens Int8 / UInt32 / Float32 columns so that GX compares them as arrays: the counts
+    and the unexpected values it reports stay those of the values (a flag of 1 reads "1", never "1.0")."""
+    suite = load_suite("raw_measurements")
+    prepared = prepare_raw(BREAKERS["between(censoring_conflict)"](good_rows(6)))
+    assert prepared.schema["censoring_conflict"] == pl.Int8
+    theirs = validate_with_gx(prepared, suite).filter(pl.col("expectation").str.contains("censoring_conflict"))
+    ours = quarantine_rows(prepared, suite).results.filter(pl.col("expectation").str.contains("censoring_conflict"))
+    assert theirs["unexpected_count"].to_list() == ours["unexpected_count"].to_list() != [0]
+    assert set(theirs["unexpected_sample"][0].split(", ")) == {"1"}
+
+
 @given(st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["1", "2", None])), max_size=12))
 def test_the_hash_shortcut_for_compound_uniqueness_marks_the_rows_the_exact_mask_marks(
     rows: list[tuple[str | None, str | None]],
