@@ -39,7 +39,7 @@ from transforms.normalise import (
     plate_control_anchors,
     prepare_measurements,
 )
-from transforms.partitions import plan_normalise, plan_reference, raw_sizes, study_rows
+from transforms.partitions import plan_normalise, plan_reference
 from transforms.privacy import pseudonymise_subjects
 from transforms.qc import file_statistics, plate_statistics, release_checks
 from transforms.readers import UnreadableFileError, read_file
@@ -406,59 +406,15 @@ def _store_gx(settings: Settings, run_id: str, results: list[pl.DataFrame]) -> p
     return table
 
 
-@dataclass
-class Handover:
-    """The reference stage's input, written by the normalisation parts of a run that goes on to build a
-    release: each part's study rows (transforms.partitions.study_rows: the rows loads.export_measurements
-    would write from the warehouse, as ``columns``) under ``folder/__part=<k>/``, by the reference part
-    ``plan`` gives each analyte (planned on raw sizes). The warehouse's export of the same rows, a serial
-    pass that was mostly Parquet encoding (7.9 s at 5,000 x 3,000), is then not needed. ``folder/complete``
-    marks a hand-over whose normalised rows the warehouse holds."""
-
-    folder: Path
-    plan: pl.DataFrame  # analyte, part
-    columns: dict[str, pl.DataType]
-    handling: str  # Parquet: one row per sample with its handling fields (loads.read_handling)
-
-    def write(self, normalised: pl.DataFrame, samples: pl.DataFrame, name: str) -> None:
-        rows = study_rows(normalised, samples, pl.read_parquet(self.handling), self.columns)
-        parts = rows.join(self.plan, on="analyte", how="left").with_columns(pl.col("part").fill_null(0))
-        for (k,), part in parts.partition_by("part", as_dict=True, maintain_order=True).items():
-            target = self.folder / f"__part={k}"
-            target.mkdir(parents=True, exist_ok=True)
-            part.drop("part").write_parquet(target / f"{name}.parquet")
-
-    def complete(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)  # no part may have had a study row
-        (self.folder / "complete").touch()
-
-    @staticmethod
-    def paths(folder: Path) -> list[str] | None:
-        """A glob per part of a complete hand-over under ``folder``, in part order; None without one."""
-        if not (folder / "complete").exists():
-            return None
-        numbers = sorted(int(p.name.removeprefix("__part=")) for p in folder.glob("__part=*"))
-        return [str(folder / f"__part={k}" / "*.parquet") for k in numbers]
-
-
 @task(cache_policy=NO_CACHE)
 @gives_back_memory  # parts one after another: keep the floor flat
-def normalise_part(
-    raw: str,
-    samples: str,
-    lookup: pl.DataFrame,
-    settings: Settings,
-    out: str,
-    handover: Handover | None = None,
-) -> dict[str, str]:
+def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Settings, out: str) -> dict[str, str]:
     """Normalise one part of the raw rows (see transforms.partitions.plan_normalise) with the plate-level and
     normalised-measurement suites applied, and validate the results with GX. Reads and writes Parquet only
-    (any worker of the task runner); returns the paths of normalised, held and gx. With ``handover``, also
-    writes the part's study rows for the reference stage (see :class:`Handover`)."""
+    (any worker of the task runner); returns the paths of normalised, held and gx."""
     rows = schema.conform(pl.read_parquet(raw, hive_partitioning=False), schema.MEASUREMENT)
     rows = schema.sort_rows(rows, ["source_sha256", "line_number"])  # the order of the files, whatever wrote the part
-    manifest = pl.read_parquet(samples)
-    prepared, held = prepare_measurements(rows, manifest, lookup)
+    prepared, held = prepare_measurements(rows, pl.read_parquet(samples), lookup)
     del rows
     stats = plate_statistics(prepared)
     per_platform = [(p, stats.filter(pl.col("platform") == p)) for p in stats["platform"].unique().sort().to_list()]
@@ -485,8 +441,6 @@ def normalise_part(
     normalised = schema.conform(checked.passed, schema.NORMALISED)
     gx = [gx_results(settings, [(normalised, "normalised_measurements")])]
     gx += [gx_results(settings, [(part, "plates")], platform=platform) for platform, part in per_platform]
-    if handover is not None:
-        handover.write(normalised, manifest, Path(out).name)
     frames = {
         "normalised": normalised,
         "held": pl.concat([held, held_plates, checked.quarantine], how="vertical"),
@@ -497,12 +451,11 @@ def normalise_part(
 
 
 @task(cache_policy=NO_CACHE)
-def normalise_all(settings: Settings, run_id: str, *, handover: Path | None = None) -> tuple[int, dict[str, int], int]:
+def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int], int]:
     """Rebuild the normalised measurements from every loaded raw row and every manifest, in parts by analyte
     (``partition_rows``) on the task runner, and swap them into the warehouse in one transaction. When the
     inputs (loaded files, settings, dictionary, code) are those the tables were last built from, they are
-    left as they are (0 parts): a run that found nothing new costs no normalisation. ``handover``: a folder
-    for the reference stage's input (:class:`Handover`), when a release is built next."""
+    left as they are (0 parts): a run that found nothing new costs no normalisation."""
     assert settings.warehouse is not None
     dictionary, dictionary_sha = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     lookup = dictionary_lookup(dictionary)
@@ -513,15 +466,9 @@ def normalise_all(settings: Settings, run_id: str, *, handover: Path | None = No
             return (*_normalised_counts(con), 0)
     scratch = _scratch(settings, f"{run_id}-normalise")
     with _connect(settings) as con:
-        names = loads.raw_names(con)
-        parts = plan_normalise(names, lookup, settings.methods, max_rows=settings.partition_rows)
+        parts = plan_normalise(loads.raw_names(con), lookup, settings.methods, max_rows=settings.partition_rows)
         raw_paths = loads.export_raw_parts(con, parts, scratch / "raw")
         loads.read_samples(con).write_parquet(scratch / "samples.parquet")
-        handing = None
-        if handover is not None:
-            loads.read_handling(con).write_parquet(scratch / "handling.parquet")
-            plan = plan_reference(raw_sizes(names, lookup), max_rows=settings.partition_rows)
-            handing = Handover(handover, plan, loads.study_columns(con), str(scratch / "handling.parquet"))
     outputs: list[dict[str, str]] = []
     report("normalisation parts", 0, len(raw_paths))
     futures = normalise_part.map(
@@ -530,7 +477,6 @@ def normalise_all(settings: Settings, run_id: str, *, handover: Path | None = No
         unmapped(lookup),
         unmapped(settings),
         [str(scratch / f"part-{k}") for k in range(len(raw_paths))],
-        unmapped(handing),
     )
     for future in futures:  # in part order, so the warehouse gets the same rows in the same order anywhere
         outputs.append(future.result())
@@ -544,8 +490,6 @@ def normalise_all(settings: Settings, run_id: str, *, handover: Path | None = No
             run_id=run_id,
             fingerprint=fingerprint,
         )
-    if handing is not None:
-        handing.complete()  # the warehouse now holds the rows it was made from
     _store_gx(settings, run_id, [pl.read_parquet(o["gx"]) for o in outputs])
     with _connect(settings) as con:
         counts = _normalised_counts(con)
@@ -627,18 +571,12 @@ def reference_part(measurements: str, settings: Settings, out: str) -> dict[str,
     return _write_frames(
         _reference_of(
             schema.sort_rows(
-                pl.read_parquet(measurements, hive_partitioning=False),
-                ["sample_id", "analyte", "platform", "panel", "unit"],  # the grain: an order whatever wrote them
+                pl.read_parquet(measurements, hive_partitioning=False), ["sample_id", "analyte", "platform", "panel"]
             ),
             settings,
         ),
         out,
     )
-
-
-def _reference_scratch(settings: Settings, run_id: str) -> Path:
-    """The reference stage's scratch folder (the normalisation's hand-over lies in it)."""
-    return _scratch(settings, f"{run_id}-reference")
 
 
 def _scratch(settings: Settings, name: str) -> Path:
@@ -654,11 +592,9 @@ def build_partitioned(settings: Settings, scratch: Path) -> ReferenceOutcome:
     measurements each) on the task runner. The parts are combined in one fixed order and the q-values are
     computed across all markers at the end, so the result does not depend on the parts or where they ran."""
     assert settings.warehouse is not None
-    paths = Handover.paths(scratch / "handover")  # written by this run's normalisation, or else exported
     with _connect(settings) as con:
-        if not paths:
-            parts = plan_reference(loads.measurement_sizes(con), max_rows=settings.partition_rows)
-            paths = loads.export_measurements(con, parts, scratch)
+        parts = plan_reference(loads.measurement_sizes(con), max_rows=settings.partition_rows)
+        paths = loads.export_measurements(con, parts, scratch)
         empty = con.sql("select * from measurements limit 0").pl() if not paths else None
     if empty is not None:  # nothing measured yet: the empty tables, with their columns
         nothing = _reference_of(empty, settings)
@@ -699,7 +635,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         anchors = con.sql(
             "select * exclude (run_id) from normalisation_anchors order by platform, panel, analyte, control_id"
         ).pl()
-    reference = build_partitioned(settings, _reference_scratch(settings, run_id))
+    reference = build_partitioned(settings, _scratch(settings, f"{run_id}-reference"))
     build, comparison, variation = reference.build, reference.comparison, reference.variation
     skipped = [f"{r['analyte']} {r['platform']} {r['matrix']}: {r['why']}" for r in build.skipped.iter_rows(named=True)]
     extra = [c for c in build.intervals.columns if c not in schema.REFERENCE_INTERVAL]
@@ -800,9 +736,9 @@ def _new_run(settings: Settings) -> RunSummary:
     return RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
 
 
-def _ingest(paths: list[Path], settings: Settings, summary: RunSummary, *, release: bool) -> None:
+def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     """Ingest files one by one (each atomic, each validated with GX where it is parsed), then rebuild the
-    derived tables (``release``: for a release built next, with its hand-over)."""
+    derived tables."""
     assert settings.warehouse is not None
     key = subject_key(settings)
     with _connect(settings) as con:
@@ -836,11 +772,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary, *, relea
     summary.stage_seconds["ingest"] = time.perf_counter() - started
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.perf_counter()
-    summary.normalised_rows, summary.held_by_check, summary.parts["normalise"] = normalise_all(
-        settings,
-        summary.run_id,
-        handover=_reference_scratch(settings, summary.run_id) / "handover" if release else None,
-    )
+    summary.normalised_rows, summary.held_by_check, summary.parts["normalise"] = normalise_all(settings, summary.run_id)
     summary.stage_seconds["normalise"] = time.perf_counter() - started
 
 
@@ -954,10 +886,9 @@ def run_pipeline(settings: Settings) -> RunSummary:
     assert settings.landing is not None
     freeze_modules()  # before any task: later collections skip the modules' objects
     with _writing(settings) as (settings, summary):
-        _ingest(list_landing(settings.landing), settings, summary, release=True)
+        _ingest(list_landing(settings.landing), settings, summary)
         started = time.perf_counter()
         release = build_and_publish(settings, summary.run_id)
-        shutil.rmtree(_reference_scratch(settings, summary.run_id), ignore_errors=True)  # a release not built
         summary.stage_seconds["reference_and_publish"] = time.perf_counter() - started
         summary.release_version = release.get("version")
         summary.release_path = release.get("path")
@@ -975,7 +906,7 @@ def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
     """Ingest the given files into the warehouse (no release is built), written as run_pipeline writes it."""
     freeze_modules()
     with _writing(settings) as (settings, summary):
-        _ingest(paths, settings, summary, release=False)
+        _ingest(paths, settings, summary)
         summary.release_message = "ingest only: no release built"
         state = _finish(settings, summary)
     return state  # type: ignore[return-value]

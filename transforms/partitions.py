@@ -37,7 +37,8 @@ def plan_normalise(
     panel, analyte_raw and part.
     """
     methods = methods or {}
-    keyed = _resolved(names, lookup)
+    keyed = names.with_columns(pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key"))
+    keyed = keyed.join(lookup.select("key", "analyte").unique("key"), on="key", how="left")
     whole = pl.col("platform").replace_strict(methods, default="plate_control").is_in(list(WHOLE_PLATFORM_METHODS))
     analyte = pl.coalesce("analyte", pl.lit("?") + pl.col("key"))  # an unknown name is held: any part will do
     unit = (
@@ -51,38 +52,6 @@ def plan_normalise(
     return units.join(parts.select("unit", "part"), on="unit").select("platform", "panel", "analyte_raw", "part")
 
 
-def _resolved(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
-    """``names`` with ``key`` (the folded raw name) and ``analyte`` (its HGNC symbol; null when unknown)."""
-    keyed = names.with_columns(pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key"))
-    return keyed.join(lookup.select("key", "analyte").unique("key"), on="key", how="left")
-
-
-def raw_sizes(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
-    """analyte and n (raw rows, controls and replicates included) of the raw names that resolve to an
-    analyte: an estimate of the measurements per analyte, made before normalisation, for
-    :func:`plan_reference` (the parts only bound memory; the results never depend on them)."""
-    keyed = _resolved(names, lookup).drop_nulls("analyte")
-    return keyed.group_by("analyte").agg(pl.col("n").sum()).sort("analyte")
-
-
-def study_rows(
-    normalised: pl.DataFrame, samples: pl.DataFrame, handling: pl.DataFrame, columns: dict[str, pl.DataType]
-) -> pl.DataFrame:
-    """The rows of the warehouse's ``measurements`` view that the reference stage reads, made from one
-    part's normalised rows: each joined with its manifest sample (study samples only: cohort healthy or
-    patient; a sample without a manifest row drops out, as in the view's join) and its sample-handling
-    fields (``handling``: one row per sample; none: nulls), as ``columns`` (names, order and types of the
-    warehouse's own hand-over, loads.export_measurements)."""
-    study = samples.filter(pl.col("cohort").is_in(["healthy", "patient"]))
-    manifest = [c for c in columns if c in study.columns and c not in normalised.columns]
-    extra = [c for c in columns if c in handling.columns and c not in normalised.columns and c not in manifest]
-    rows = normalised.join(study.select("sample_id", *manifest), on="sample_id", how="inner")
-    rows = rows.join(handling.select("sample_id", *extra), on="sample_id", how="left")
-    return rows.select(
-        [pl.col(c).cast(t) if c in rows.columns else pl.lit(None, t).alias(c) for c, t in columns.items()]
-    )
-
-
 def plan_reference(sizes: pl.DataFrame, *, max_rows: int = 2_000_000) -> pl.DataFrame:
     """Parts of the reference build. ``sizes`` has analyte and n (measurements). Reference groups,
     retest variation and cohort comparisons never span analytes, so an analyte is a unit. Returns analyte
@@ -91,4 +60,4 @@ def plan_reference(sizes: pl.DataFrame, *, max_rows: int = 2_000_000) -> pl.Data
     return ordered.select("analyte", pl.Series("part", pack(ordered["n"].to_list(), max_rows), dtype=pl.Int64))
 
 
-__all__ = ["pack", "plan_normalise", "plan_reference", "raw_sizes", "study_rows"]
+__all__ = ["pack", "plan_normalise", "plan_reference"]

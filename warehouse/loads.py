@@ -345,43 +345,19 @@ def measurement_sizes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 NOT_FOR_REFERENCE = ("plate_id", "batch", "analyte_label", "n_replicates", "batch_method", "source_file", "run_id")
 
 
-def _study_query(*, parts: bool) -> str:
-    """The `measurements` view's rows of healthy and patient samples without the columns in
-    NOT_FOR_REFERENCE, with each sample's handling fields (Olink Explore HT OSI columns, which cohort
-    comparisons may adjust for); ``parts``: with ``__part`` from the table ``__parts`` (analyte, part)."""
-    handling = f"({HANDLING_QUERY}) h"
-    query = f"select m.* exclude ({', '.join(NOT_FOR_REFERENCE)}), {', '.join('h.' + c for c in HANDLING_FIELDS)}"
-    if parts:
-        return (
-            f"{query}, p.part as __part from measurements m join __parts p using (analyte) "
-            f"left join {handling} using (sample_id) where {IN_STUDY}"
-        )
-    return f"{query} from measurements m left join {handling} using (sample_id) where {IN_STUDY}"
-
-
-#: One row per sample with its sample-handling fields (a sample on several plates or files: any of them).
-HANDLING_QUERY = (
-    f"select sample_id, {', '.join(f'any_value({c}) as {c}' for c in HANDLING_FIELDS)} from sample_handling "
-    "group by sample_id"
-)
-
-
 def export_measurements(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
     """The normalised measurements of healthy and patient samples (the `measurements` view, without the
-    columns in NOT_FOR_REFERENCE, with the handling fields) as Parquet, one folder per part of ``parts``
-    (analyte, part: see transforms.partitions.plan_reference)."""
-    return _copy_parts(con, _study_query(parts=True), parts.select("analyte", "part"), folder)
-
-
-def study_columns(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataType]:
-    """Names and types of the columns :func:`export_measurements` writes, in its order (what
-    transforms.partitions.study_rows makes from a normalisation part)."""
-    return dict(con.sql(f"select * from ({_study_query(parts=False)}) limit 0").pl().schema)
-
-
-def read_handling(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """One row per sample with its sample-handling fields (HANDLING_QUERY)."""
-    return con.sql(HANDLING_QUERY).pl()
+    columns in NOT_FOR_REFERENCE) as Parquet, one folder per part of ``parts`` (analyte, part: see
+    transforms.partitions.plan_reference)."""
+    # with each sample's handling fields (Olink Explore HT OSI columns), which cohort comparisons may adjust for
+    fields = ", ".join(f"any_value({c}) as {c}" for c in HANDLING_FIELDS)
+    handling = f"(select sample_id, {fields} from sample_handling group by sample_id) h"
+    query = (
+        f"select m.* exclude ({', '.join(NOT_FOR_REFERENCE)}), {', '.join('h.' + c for c in HANDLING_FIELDS)}, "
+        f"p.part as __part from measurements m "
+        f"join __parts p using (analyte) left join {handling} using (sample_id) where {IN_STUDY}"
+    )
+    return _copy_parts(con, query, parts.select("analyte", "part"), folder)
 
 
 def read_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:

@@ -330,9 +330,6 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
         ("ExploreHT", "NPX File")
     ]
     assert q(settings, "select count(*) from sample_handling")[0][0] == 140 + 30
-    assert_the_hand_over_equals_the_warehouse_export(settings, tmp_path / "export")
-    osi = q(settings, "select count(*) from sample_handling where osi_summary is not null")[0][0]
-    assert osi > 0  # the hand-over above carried them
     adjusted = q(
         settings,
         "select count(*), count(p_shift_adjusted), min(n_adjusted), any_value(adjusted_for) from cohort_comparison "
@@ -605,44 +602,3 @@ def test_a_retest_exported_by_the_lab_is_scored_on_the_release_scale_as_json_and
         timeout=120,
     )
     assert _png_is_drawn(shot)
-
-
-def assert_the_hand_over_equals_the_warehouse_export(settings, folder) -> None:
-    """The reference stage's input as a normalisation part makes it (transforms.partitions.study_rows over
-    the part's normalised rows) equals what the warehouse exports from its `measurements` view: the same
-    rows, columns, types and values."""
-    from polars.testing import assert_frame_equal
-
-    from transforms.partitions import plan_reference, study_rows
-    from warehouse import db, loads
-
-    with db.connect(settings.warehouse, read_only=True) as con:
-        normalised = con.sql("select * exclude (run_id) from measurements_normalised").pl()
-        ours = study_rows(normalised, loads.read_samples(con), loads.read_handling(con), loads.study_columns(con))
-        paths = loads.export_measurements(con, plan_reference(loads.measurement_sizes(con)), folder)
-    theirs = pl.read_parquet(paths, hive_partitioning=False)
-    keys = ["sample_id", "analyte", "platform", "panel", "unit"]
-    assert set(ours["cohort"]) == {"healthy", "patient"}
-    assert_frame_equal(ours.sort(keys), theirs.sort(keys), check_exact=True)
-
-
-def test_the_normalisation_hand_over_equals_the_warehouse_export(first_run, tmp_path) -> None:
-    settings, _, _ = first_run
-    assert_the_hand_over_equals_the_warehouse_export(settings, tmp_path / "export")
-
-
-def test_a_run_that_normalised_builds_its_release_from_the_hand_over(tmp_path, prefect_backend, monkeypatch) -> None:
-    """The reference stage reads what this run's normalisation parts handed over; the warehouse export is
-    only for a run whose normalisation was skipped (its inputs unchanged), which this one was not."""
-    from flows.pipeline import run_pipeline
-    from warehouse import loads
-
-    def no_export(*args, **kwargs):
-        raise AssertionError("the warehouse export ran although the hand-over was complete")
-
-    monkeypatch.setattr(loads, "export_measurements", no_export)
-    settings = load_settings(env={}, home=tmp_path, subject_key="test-key")
-    copy_demo(generate_demo(seed=3, n_healthy=130, n_patients=30).files, settings.landing)
-    summary = run_pipeline(settings)
-    assert summary.release_version is not None and summary.groups_published > 0
-    assert not list((settings.warehouse.parent / ".scratch").glob("*"))  # the hand-over is gone with the run
