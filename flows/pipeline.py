@@ -190,14 +190,11 @@ def _link_outside_landing(path: storage.Location, settings: Settings) -> Path | 
     return None if target.is_relative_to(folder) else target
 
 
-def _archive(settings: Settings, path: storage.Location, sha: str, data: bytes | None = None) -> storage.Location:
-    """Keep the file under its content hash (once; read-only on a local disk): ``data``, the bytes that were
-    hashed and parsed, when given (a parse task archives what it read), else a copy of ``path``."""
+def _archive(settings: Settings, path: storage.Location, sha: str, data: bytes) -> storage.Location:
+    """Keep a file to load under its content hash (once; read-only on a local disk): ``data``, the bytes
+    that were hashed and parsed."""
     assert settings.archive is not None
-    relative = f"{sha[:2]}/{sha}{Path(storage.name_of(path)).suffix}"
-    if data is not None:
-        return storage.write_once(settings.archive, relative, data)
-    return storage.copy_once(path, settings.archive, relative)
+    return storage.write_once(settings.archive, f"{sha[:2]}/{sha}{Path(storage.name_of(path)).suffix}", data)
 
 
 def _quarantine_file(settings: Settings, path: storage.Location, reason: str, *, copy: bool = True) -> Path:
@@ -354,7 +351,8 @@ def _load_parsed(
         loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s: %s", o.name, o.reason)
     else:
-        archive = parsed.archive if parsed.archive is not None else _archive(settings, path, o.sha256)
+        archive = parsed.archive
+        assert archive is not None, f"{o.name}: its parse task archives every file it plans to load"
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=str(archive), run_id=run_id)
         o.replaced = loads.load_file(
             con,

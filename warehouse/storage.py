@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,24 +72,6 @@ def exists(location: Location) -> bool:
         return Path(location).exists()
     fs, path = store(location)
     return bool(fs.exists(path))
-
-
-def copy_once(source: Location, root: Location, relative: str) -> Location:
-    """Copy ``source`` to ``<root>/<relative>`` unless it is there already (content-addressed names), as
-    :func:`write_bytes` writes; a local copy is then read-only."""
-    target = join(root, relative)
-    if exists(target):
-        return target
-    if isinstance(target, Path) and not is_url(source):  # local to local: streamed, never read whole
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    else:
-        write_bytes(target, read_bytes(source))
-    if isinstance(target, Path):
-        target.chmod(0o444)
-    return target
 
 
 def write_once(root: Location, relative: str, data: bytes) -> Location:

@@ -378,21 +378,6 @@ def test_landing_archive_and_releases_may_be_object_store_urls_and_nothing_else(
         load_settings(env={"REFRANGES_QUARANTINE": "s3://lab-bucket/quarantine"}, home=tmp_path)
 
 
-def test_storage_copies_once_and_keeps_local_archives_read_only(tmp_path: Path, object_store: str) -> None:
-    from warehouse import storage
-
-    source = tmp_path / "plate1.csv"
-    source.write_bytes(b"a,b\n1,2\n")
-    for root in (tmp_path / "archive", f"{object_store}/archive"):
-        first = storage.copy_once(source, root, "ab/abcdef.csv")
-        assert storage.read_bytes(first) == source.read_bytes()
-        source.write_bytes(b"changed")  # a second copy under the same content-addressed name is skipped
-        assert storage.read_bytes(storage.copy_once(source, root, "ab/abcdef.csv")) == b"a,b\n1,2\n"
-        source.write_bytes(b"a,b\n1,2\n")
-        assert [storage.name_of(p) for p in storage.list_files(root)] == ["abcdef.csv"]
-    assert (tmp_path / "archive" / "ab" / "abcdef.csv").stat().st_mode & 0o222 == 0
-
-
 def test_write_once_keeps_the_first_bytes_and_concurrent_writers_share_no_temporary_file(
     tmp_path: Path, object_store: str
 ) -> None:
