@@ -76,36 +76,32 @@ def exists(location: Location) -> bool:
 
 def write_once(root: Location, relative: str, data: bytes) -> Location:
     """Write ``data`` to ``<root>/<relative>`` unless it is there already (content-addressed names: the same
-    bytes), locally through a temporary name of its own (two writers of the same content at once, as two
-    parse tasks of one file can be, never share one) and an atomic rename; a local file is then read-only."""
+    bytes), as :func:`write_bytes` writes; a local file is then read-only."""
     target = join(root, relative)
     if exists(target):
         return target
-    if not isinstance(target, Path):
-        write_bytes(target, data)
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves nothing behind
-    target.chmod(0o444)
+    write_bytes(target, data)
+    if isinstance(target, Path):
+        target.chmod(0o444)
     return target
 
 
 def write_bytes(location: Location, data: bytes) -> None:
-    """Write a whole file (locally through a temporary name and an atomic rename)."""
+    """Write a whole file (locally through a temporary name of its own, so two writers of one file at once,
+    as two parse tasks of the same content can be, never share one, and an atomic rename; a failed write,
+    a full disk, leaves nothing behind)."""
     if is_url(location):
         fs, path = store(location)
         fs.pipe_file(path, data)
         return
     target = Path(location)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_local(path: Path, data: bytes | memoryview) -> None:

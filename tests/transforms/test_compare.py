@@ -333,8 +333,9 @@ def test_comparing_every_group_at_once_equals_comparing_each_group_alone(
         (f"A{i}", f"P{i}", "olink" if i % 2 else "msd", "panel", "plasma", "NPX" if i % 2 else "pg/mL")
         for i in range(n_groups)
     ]
-    healthy = _cohort_rows(rng, groups, int(rng.integers(20, 200)), patients=False)
-    patients = _cohort_rows(rng, groups, int(rng.integers(10, 120)), patients=True)
+    # per group about 20-60 healthy and 10-40 patients: at 10 patients for 6 groups no cohort reached 3
+    healthy = _cohort_rows(rng, groups, int(rng.integers(20, 60)) * n_groups, patients=False)
+    patients = _cohort_rows(rng, groups, int(rng.integers(10, 40)) * n_groups, patients=True)
     listed = [groups[i] for i in rng.permutation(n_groups)][: max(1, n_groups - 1)]  # one group may be missing
     intervals = pl.DataFrame(
         [dict(zip(GROUP_KEYS, g, strict=True)) for g in listed],
