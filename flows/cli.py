@@ -635,19 +635,19 @@ def sql(
     """Run a read-only query against the warehouse and print the result.
 
     The connection is DuckDB's sandbox (warehouse.db.connect_analyst): queries only, files readable only in
-    the raw store and the release folder, no extension, settings locked (docs/warehouse.md)."""
+    the raw and normalised stores and the release folder, no extension, settings locked (docs/warehouse.md)."""
     import duckdb
     from rich.table import Table
 
     from warehouse import storage
     from warehouse.db import RefusedQueryError, analyst_query, connect_analyst
-    from warehouse.loads import RAW_DIR
+    from warehouse.loads import NORMALISED_DIR, RAW_DIR
 
     settings = settings_or_exit(config)
     assert settings.warehouse is not None
     if not settings.warehouse.exists():
         fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
-    readable = [settings.warehouse.parent / RAW_DIR]
+    readable = [settings.warehouse.parent / RAW_DIR, settings.warehouse.parent / NORMALISED_DIR]
     if settings.releases is not None and not storage.is_url(settings.releases):  # an object store: not readable
         readable.append(Path(settings.releases))
     try:

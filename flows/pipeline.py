@@ -43,7 +43,7 @@ from transforms.partitions import plan_normalise, plan_reference
 from transforms.privacy import pseudonymise_subjects
 from transforms.qc import file_statistics, plate_statistics, release_checks
 from transforms.readers import UnreadableFileError, read_file
-from transforms.reference import ReferenceBuild, build_reference, combine_builds
+from transforms.reference import GROUP_ORDER, ReferenceBuild, build_reference, combine_builds
 from transforms.variation import first_visits, retest_variation
 from warehouse import db, loads, releases, storage
 from warehouse.lookups import read_analyte_dictionary
@@ -406,10 +406,13 @@ def _store_gx(settings: Settings, run_id: str, results: list[pl.DataFrame]) -> p
 
 @task(cache_policy=NO_CACHE)
 @gives_back_memory  # parts one after another: keep the floor flat
-def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Settings, out: str) -> dict[str, str]:
+def normalise_part(
+    raw: str, samples: str, lookup: pl.DataFrame, settings: Settings, out: str, run_id: str
+) -> dict[str, str]:
     """Normalise one part of the raw rows (see transforms.partitions.plan_normalise) with the plate-level and
     normalised-measurement suites applied, and validate the results with GX. Reads and writes Parquet only
-    (any worker of the task runner); returns the paths of normalised, held and gx."""
+    (any worker of the task runner); returns the paths of normalised (as the normalised store keeps them,
+    with ``run_id``), held, anchors and gx."""
     rows = schema.conform(pl.read_parquet(raw, hive_partitioning=False), schema.MEASUREMENT)
     rows = schema.sort_rows(rows, ["source_sha256", "line_number"])  # the order of the files, whatever wrote the part
     prepared, held = prepare_measurements(rows, pl.read_parquet(samples), lookup)
@@ -440,7 +443,9 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
     gx = [gx_results(settings, [(normalised, "normalised_measurements")])]
     gx += [gx_results(settings, [(part, "plates")], platform=platform) for platform, part in per_platform]
     frames = {
-        "normalised": normalised,
+        "normalised": normalised.with_columns(
+            pl.lit(run_id, pl.Enum([run_id])).alias("run_id")
+        ),  # one dictionary entry
         "held": pl.concat([held, held_plates, checked.quarantine], how="vertical"),
         "anchors": anchors,
         "gx": merge_results(gx),
@@ -451,7 +456,8 @@ def normalise_part(raw: str, samples: str, lookup: pl.DataFrame, settings: Setti
 @task(cache_policy=NO_CACHE)
 def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int], int]:
     """Rebuild the normalised measurements from every loaded raw row and every manifest, in parts by analyte
-    (``partition_rows``) on the task runner, and swap them into the warehouse in one transaction. When the
+    (``partition_rows``) on the task runner, and swap them into the warehouse in one transaction (the parts'
+    files become the normalised store's generation ``run_id``: loads.replace_derived). When the
     inputs (loaded files, settings, dictionary, code) are those the tables were last built from, they are
     left as they are (0 parts): a run that found nothing new costs no normalisation."""
     assert settings.warehouse is not None
@@ -475,6 +481,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
         unmapped(lookup),
         unmapped(settings),
         [str(scratch / f"part-{k}") for k in range(len(raw_paths))],
+        unmapped(run_id),
     )
     for future in futures:  # in part order, so the warehouse gets the same rows in the same order anywhere
         outputs.append(future.result())
@@ -560,16 +567,31 @@ def _reference_of(rows: pl.DataFrame, settings: Settings) -> dict[str, pl.DataFr
     }
 
 
+def read_for_reference(files: list[str], analytes: list[str], samples: pl.DataFrame) -> pl.DataFrame:
+    """The normalised rows of ``analytes`` in ``files`` (of the normalised store) that belong to a study
+    sample, with the sample's fields (``samples``: loads.study_samples): what the `measurements` view gives for
+    healthy and patient samples, in the columns the reference stage reads, in file order."""
+    rows = (
+        pl.scan_parquet(files, hive_partitioning=False)
+        .filter(pl.col("analyte").is_in(analytes))
+        .select(loads.FOR_REFERENCE)
+        .collect()
+    )
+    rows = schema.conform(rows, {c: schema.NORMALISED[c] for c in loads.FOR_REFERENCE})
+    return rows.join(samples, on="sample_id", how="inner", maintain_order="left")
+
+
 @task(cache_policy=NO_CACHE)
 @gives_back_memory  # parts one after another: keep the floor flat
-def reference_part(measurements: str, settings: Settings, out: str) -> dict[str, str]:
-    """:func:`_reference_of` one part of the analytes (groups never span analytes, so parts are independent).
-    Reads and writes Parquet only (any worker of the task runner)."""
+def reference_part(files: list[str], analytes: list[str], samples: str, settings: Settings, out: str) -> dict[str, str]:
+    """:func:`_reference_of` one part of the analytes (groups never span analytes, so parts are independent),
+    read from the normalised store's ``files``. Reads and writes Parquet only (any worker of the task runner)."""
     # no name holds the rows here, so _reference_of can free them once it has split them by cohort
     return _write_frames(
         _reference_of(
             schema.sort_rows(
-                pl.read_parquet(measurements, hive_partitioning=False), ["sample_id", "analyte", "platform", "panel"]
+                read_for_reference(files, analytes, pl.read_parquet(samples)),
+                ["sample_id", "analyte", "platform", "panel"],
             ),
             settings,
         ),
@@ -587,29 +609,48 @@ def _scratch(settings: Settings, name: str) -> Path:
 
 def build_partitioned(settings: Settings, scratch: Path) -> ReferenceOutcome:
     """Reference groups, retest variation and cohort comparisons in parts by analyte (``partition_rows``
-    measurements each) on the task runner. The parts are combined in one fixed order and the q-values are
-    computed across all markers at the end, so the result does not depend on the parts or where they ran."""
+    measurements each) on the task runner, each part reading its analytes from the normalised store's files.
+    The parts are combined in one fixed order and the q-values are computed across all markers at the end,
+    so the result does not depend on the parts or where they ran."""
     assert settings.warehouse is not None
     with _connect(settings) as con:
-        parts = plan_reference(loads.measurement_sizes(con), max_rows=settings.partition_rows)
-        paths = loads.export_measurements(con, parts, scratch)
-        empty = con.sql("select * from measurements limit 0").pl() if not paths else None
+        sizes = loads.reference_sizes(con)
+        loads.study_samples(con).write_parquet(scratch / "samples.parquet")
+        empty = con.sql("select * from measurements limit 0").pl() if sizes.height == 0 else None
     if empty is not None:  # nothing measured yet: the empty tables, with their columns
         nothing = _reference_of(empty, settings)
         build = ReferenceBuild(*(nothing[f] for f in BUILD_TABLES))
         return ReferenceOutcome(build, nothing["comparison"], nothing["variation"])
+    plan = plan_reference(sizes, max_rows=settings.partition_rows)
+    where = sizes.join(plan, on="analyte")
+    parts = [
+        (
+            sorted(where.filter(pl.col("part") == k)["file"].unique().to_list()),
+            plan.filter(pl.col("part") == k)["analyte"].to_list(),
+        )
+        for k in range(int(plan["part"].max()) + 1)  # type: ignore[arg-type]
+    ]
     outputs: list[dict[str, str]] = []
-    report("reference parts built", 0, len(paths))
-    futures = reference_part.map(paths, unmapped(settings), [str(scratch / f"part-{k}") for k in range(len(paths))])
+    report("reference parts built", 0, len(parts))
+    futures = reference_part.map(
+        [files for files, _ in parts],
+        [analytes for _, analytes in parts],
+        unmapped(str(scratch / "samples.parquet")),
+        unmapped(settings),
+        [str(scratch / f"part-{k}") for k in range(len(parts))],
+    )
     for future in futures:
         outputs.append(future.result())
-        report("reference parts built", len(outputs), len(paths))
+        report("reference parts built", len(outputs), len(parts))
 
-    def gather(name: str) -> pl.DataFrame:
-        return pl.concat([pl.read_parquet(o[name]) for o in outputs], how="vertical")
+    def gather(name: str, order: list[str]) -> pl.DataFrame:  # parts hold whole analytes: a stable sort orders them
+        return pl.concat([pl.read_parquet(o[name]) for o in outputs], how="vertical").sort(
+            order, nulls_last=False, maintain_order=True
+        )
 
     build = combine_builds([ReferenceBuild(*(pl.read_parquet(o[f]) for f in BUILD_TABLES)) for o in outputs])
-    outcome = ReferenceOutcome(build, finish_comparison(gather("comparison")), gather("variation"), len(outputs))
+    comparison = finish_comparison(gather("comparison", [*GROUP_ORDER, "cohort"]))
+    outcome = ReferenceOutcome(build, comparison, gather("variation", schema.MARKER_KEYS), len(outputs))
     shutil.rmtree(scratch, ignore_errors=True)
     return outcome
 
@@ -844,26 +885,35 @@ def _finish(settings: Settings, summary: RunSummary) -> State:
 def _writing(settings: Settings) -> Iterator[tuple[Settings, RunSummary]]:
     """Hold the warehouse writer lock and run on a private copy of the warehouse, swapped into place when
     the block ends without an error: analysts' read-only sessions never block a run or see half of one,
-    and a failed run leaves no trace. Yields the run's settings (pointing at the copy) and its summary."""
+    and a failed run leaves no trace. After the swap, the normalised store keeps the generation the
+    warehouse reads and the one it read before the run (sessions opened before the swap read that one); older
+    generations and those of killed runs are removed. Yields the run's settings (pointing at the copy) and
+    its summary."""
     assert settings.warehouse is not None
     public = settings.warehouse
     with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
         _clear_leftovers(public)
         work = db.open_work_copy(public)
         on_copy = replace(settings, warehouse=work)
+        with _connect(on_copy) as con:
+            before = loads.normalised_generations(con)  # what analysts' open sessions may read
         summary = _new_run(on_copy)
         summary.warehouse = str(public)
         yield on_copy, summary
+        with _connect(on_copy) as con:
+            now = loads.normalised_generations(con)
         db.publish_work_copy(work, public)
+        loads.prune_normalised(public.parent, keep=before | now)
         _remove_from_landing(summary.landing_removed)
 
 
 def _clear_leftovers(warehouse: Path) -> None:
-    """Delete what a killed run left beside the warehouse: its scratch Parquet and half-written raw files
-    (``.<name>.<pid>.tmp``). Called holding the writer lock, so no other run is using them."""
+    """Delete what a killed run left beside the warehouse: its scratch Parquet and half-written raw and
+    normalised files (``.<name>.<pid>.tmp``). Called holding the writer lock, so no other run is using them."""
     shutil.rmtree(warehouse.parent / ".scratch", ignore_errors=True)
-    for tmp in (warehouse.parent / loads.RAW_DIR).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    for pattern in (f"{loads.RAW_DIR}/.*.tmp", f"{loads.NORMALISED_DIR}/*/.*.tmp"):
+        for tmp in warehouse.parent.glob(pattern):
+            tmp.unlink(missing_ok=True)
 
 
 def _remove_from_landing(paths: list[str]) -> None:

@@ -53,10 +53,13 @@ def plan_normalise(
 
 
 def plan_reference(sizes: pl.DataFrame, *, max_rows: int = 2_000_000) -> pl.DataFrame:
-    """Parts of the reference build. ``sizes`` has analyte and n (measurements). Reference groups,
-    retest variation and cohort comparisons never span analytes, so an analyte is a unit. Returns analyte
-    and part, in analyte order."""
-    ordered = sizes.sort("analyte")
+    """Parts of the reference build. ``sizes`` has analyte and n (measurements), and optionally file (where
+    the analyte's rows are: one row per analyte and file). Reference groups, retest variation and cohort
+    comparisons never span analytes, so an analyte is a unit. Analytes are packed in the order of the first
+    file that holds them, then by name, so that a part reads few files. Returns analyte and part."""
+    if "file" not in sizes.columns:
+        sizes = sizes.with_columns(pl.lit("").alias("file"))
+    ordered = sizes.group_by("analyte").agg(pl.col("file").min(), pl.col("n").sum()).sort("file", "analyte")
     return ordered.select("analyte", pl.Series("part", pack(ordered["n"].to_list(), max_rows), dtype=pl.Int64))
 
 

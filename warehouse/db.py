@@ -54,7 +54,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """A connection to the warehouse file; read-write connections are migrated first (and their raw store
-    set up: warehouse.loads.ensure_raw_store). ``memory_limit``
+    set up: warehouse.loads.ensure_raw_store, and their normalised store: ensure_normalised_store). ``memory_limit``
     (e.g. "4GB") caps DuckDB's buffers; beyond it DuckDB spills to ``<warehouse>.tmp``."""
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit} if memory_limit else {}
     if read_only:
@@ -62,9 +62,10 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), config=config)
     migrate(con)
-    from warehouse.loads import ensure_raw_store  # loads needs no db: no import cycle
+    from warehouse.loads import ensure_normalised_store, ensure_raw_store  # loads needs no db: no import cycle
 
     ensure_raw_store(con)
+    ensure_normalised_store(con)
     return con
 
 

@@ -113,29 +113,38 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _define_parquet_view(
+    con: duckdb.DuckDBPyConnection, view: str, files: list[Path], columns: dict[str, pl.DataType]
+) -> None:
+    """(Re)define ``view`` as the rows of ``files`` (Parquet, read in this order) with ``columns`` typed as
+    given; a file written before a column was added gives it typed nulls. No file: an empty view with the
+    same columns. The definition's digest is kept as the view's comment, so an unchanged view costs no
+    catalog write (the case on most connections)."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    typed = ", ".join(f'cast(null as {_SQL_TYPES[type(t)]}) as "{c}"' for c, t in columns.items())
+    if files:
+        paths = ", ".join(_sql_text(str(f)) for f in files)
+        body = (
+            f"select {names} from (select {typed} where false "
+            f"union all by name select * from read_parquet([{paths}], union_by_name = true))"
+        )
+    else:
+        body = f"select {typed} where false"
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    current = con.execute(
+        "select comment from duckdb_views() where schema_name = 'main' and view_name = ?", [view]
+    ).fetchone()
+    if current is None or current[0] != digest:
+        con.execute(f"create or replace view {view} as {body}")  # view names are ours, not data
+        con.execute(f"comment on view {view} is '{digest}'")  # hex: safe to inline
+
+
 def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)define ``raw_measurements`` as the raw files of the loaded files the ledger lists, in the order they
     were ingested. Runs inside the caller's transaction: the view changes with the ledger or not at all."""
     folder = raw_dir(con)
     names = [r[0] for r in con.execute(RAW_FILES).fetchall()]
-    columns = ", ".join(f'"{c}"' for c in schema.MEASUREMENT)
-    typed = ", ".join(f'cast(null as {_SQL_TYPES[type(t)]}) as "{c}"' for c, t in schema.MEASUREMENT.items())
-    if names:
-        # raw files written before a column was added lack it: union by name gives them typed nulls
-        files = ", ".join(_sql_text(str(folder / n)) for n in names)
-        body = (
-            f"select {columns} from (select {typed} where false "
-            f"union all by name select * from read_parquet([{files}], union_by_name = true))"
-        )
-    else:  # no file yet: an empty view with the same columns
-        body = f"select {typed} where false"
-    digest = hashlib.sha256(body.encode()).hexdigest()
-    current = con.execute(
-        "select comment from duckdb_views() where schema_name = 'main' and view_name = 'raw_measurements'"
-    ).fetchone()
-    if current is None or current[0] != digest:  # unchanged on most connections: no catalog write
-        con.execute(f"create or replace view raw_measurements as {body}")
-        con.execute(f"comment on view raw_measurements is '{digest}'")  # hex: safe to inline
+    _define_parquet_view(con, "raw_measurements", [folder / n for n in names], schema.MEASUREMENT)
 
 
 RAW_FILES = "select raw_file from files where status = 'loaded' and raw_file is not null order by ingested_at, sha256"
@@ -173,6 +182,90 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection) -> int:
         con.execute("rollback")
         raise
     return written
+
+
+NORMALISED_DIR = "normalised"  # beside the warehouse file: normalised/<run_id>/part-<k>.parquet
+#: The columns of ``measurements_normalised``: a run's normalised rows, with the run that built them.
+NORMALISED_STORE: dict[str, pl.DataType] = {**schema.NORMALISED, "run_id": pl.String()}
+NORMALISED_FILES = "select file from normalised_parts order by part"
+
+
+def normalised_dir(con: duckdb.DuckDBPyConnection) -> Path:
+    """The normalised store of the warehouse open on ``con``: the folder ``normalised`` beside its file."""
+    return raw_dir(con).parent / NORMALISED_DIR
+
+
+def normalised_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """The Parquet files of the current normalised measurements, in part order."""
+    folder = normalised_dir(con)
+    return [folder / r[0] for r in con.execute(NORMALISED_FILES).fetchall()]
+
+
+def refresh_normalised_view(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)define ``measurements_normalised`` as the files ``normalised_parts`` lists, in part order."""
+    _define_parquet_view(con, "measurements_normalised", normalised_files(con), NORMALISED_STORE)
+
+
+def ensure_normalised_store(con: duckdb.DuckDBPyConnection) -> bool:
+    """Move a warehouse whose normalised measurements are still a table to the normalised store: its rows,
+    in their order, become one Parquet file of a generation named after the run that built them, and the
+    table becomes a view over it. Also re-points the view when the warehouse folder moved. Returns whether
+    rows were moved."""
+    kind = con.execute(
+        "select table_type from information_schema.tables where table_schema = 'main' "
+        "and table_name = 'measurements_normalised'"
+    ).fetchone()
+    moved = False
+    con.execute("begin")
+    try:
+        if kind is not None and kind[0] == "BASE TABLE":
+            built_by = [r[0] for r in con.execute("select distinct run_id from measurements_normalised").fetchall()]
+            if built_by:
+                generation = built_by[0] if len(built_by) == 1 else "migrated"
+                _check_generation(generation)
+                target = normalised_dir(con) / generation / "part-00000.parquet"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                con.execute(f"copy (select * from measurements_normalised) to {_sql_text(str(tmp))} (format parquet)")
+                os.replace(tmp, target)
+                con.execute("delete from normalised_parts")
+                con.execute(
+                    "insert into normalised_parts values (0, ?, ?)", [f"{generation}/{target.name}", generation]
+                )
+                moved = True
+            con.execute("drop table measurements_normalised")
+        refresh_normalised_view(con)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return moved
+
+
+def _check_generation(name: str) -> None:
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z_.-]*", name):
+        msg = f"not a run id usable as a folder name: {name!r}"
+        raise ValueError(msg)
+
+
+def normalised_generations(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The generations (folders of the normalised store) the warehouse on ``con`` reads."""
+    return {r[0] for r in con.execute("select distinct run_id from normalised_parts").fetchall()}
+
+
+def prune_normalised(folder: Path, *, keep: set[str]) -> list[str]:
+    """Remove the generations of the normalised store in ``folder`` (the warehouse's folder) other than
+    ``keep``: those of runs that rebuilt them since, and those of runs killed before their swap. The caller
+    keeps the generation the warehouse reads and the one it read before the run, which analysts' sessions
+    opened before the swap still read. Returns the names removed."""
+    store = folder / NORMALISED_DIR
+    removed = []
+    if store.is_dir():
+        for path in sorted(store.iterdir()):
+            if path.is_dir() and path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+    return removed
 
 
 def loaded_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: str = "") -> list[str]:
@@ -335,29 +428,57 @@ def export_raw_parts(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder
     )
 
 
-def measurement_sizes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """analyte and n: the normalised measurements of healthy and patient samples per analyte."""
-    return con.sql(f"select m.analyte, count(*) as n from measurements m where {IN_STUDY} group by 1").pl()
+def reference_sizes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """analyte, file and n: the normalised measurements of healthy and patient samples per analyte and per
+    file of the normalised store, which the reference stage reads (transforms.partitions.plan_reference)."""
+    files = normalised_files(con)
+    if not files:
+        return pl.DataFrame(schema={"analyte": pl.String, "file": pl.String, "n": pl.Int64})
+    return con.sql(
+        "select n.analyte, n.filename as file, count(*) as n "
+        f"from read_parquet(?, filename = true) n join samples m using (sample_id) where {IN_STUDY} group by all",
+        params=[[str(f) for f in files]],
+    ).pl()
 
 
-#: Columns of the `measurements` view the reference stage never reads (provenance and plate detail): left
-#: out of its hand-over, whose time is mostly Parquet encoding (2 M rows: 1.0 s instead of 1.45 s).
-NOT_FOR_REFERENCE = ("plate_id", "batch", "analyte_label", "n_replicates", "batch_method", "source_file", "run_id")
+#: What the reference stage reads of a normalised row (the `measurements` view adds STUDY_SAMPLE_FIELDS).
+FOR_REFERENCE = (
+    "sample_id",
+    "platform",
+    "panel",
+    "analyte",
+    "uniprot",
+    "value",
+    "unit",
+    "log_value",
+    "censoring",
+    "limit_value",
+    "lod",
+    "replicate_cv",
+)
+#: The fields of a study sample the reference stage reads: the manifest's, and the sample's handling fields
+#: (Olink Explore HT OSI columns), which cohort comparisons may adjust for.
+STUDY_SAMPLE_FIELDS = (
+    "subject_key",
+    "cohort",
+    "matrix",
+    "sex",
+    "age",
+    "severity",
+    "illness_duration_years",
+    "collection_date",
+    *HANDLING_FIELDS,
+)
 
 
-def export_measurements(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
-    """The normalised measurements of healthy and patient samples (the `measurements` view, without the
-    columns in NOT_FOR_REFERENCE) as Parquet, one folder per part of ``parts`` (analyte, part: see
-    transforms.partitions.plan_reference)."""
-    # with each sample's handling fields (Olink Explore HT OSI columns), which cohort comparisons may adjust for
+def study_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """sample_id and STUDY_SAMPLE_FIELDS of every healthy and patient sample, in sample-id order."""
     fields = ", ".join(f"any_value({c}) as {c}" for c in HANDLING_FIELDS)
     handling = f"(select sample_id, {fields} from sample_handling group by sample_id) h"
-    query = (
-        f"select m.* exclude ({', '.join(NOT_FOR_REFERENCE)}), {', '.join('h.' + c for c in HANDLING_FIELDS)}, "
-        f"p.part as __part from measurements m "
-        f"join __parts p using (analyte) left join {handling} using (sample_id) where {IN_STUDY}"
-    )
-    return _copy_parts(con, query, parts.select("analyte", "part"), folder)
+    return con.sql(
+        f"select sample_id, {', '.join(STUDY_SAMPLE_FIELDS)} from samples m left join {handling} using (sample_id) "
+        f"where {IN_STUDY} order by sample_id"
+    ).pl()
 
 
 def read_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
@@ -380,15 +501,34 @@ def replace_derived(
     anchors: list[str] | None = None,
 ) -> None:
     """Swap in this run's normalised measurements, link/normalise holds and plate-control anchors, in one
-    transaction. ``normalised``, ``held`` and ``anchors`` are Parquet files (one per part of the run), read
-    inside DuckDB. ``fingerprint`` (of the
-    inputs they were built from) is recorded in derived_state in the same transaction."""
+    transaction. ``normalised``, ``held`` and ``anchors`` are Parquet files (one per part of the run). The
+    normalised files (schema NORMALISED_STORE) are moved into the normalised store as generation ``run_id``
+    (``normalised/<run_id>/part-<k>.parquet``) and ``measurements_normalised`` becomes a view over them; the
+    holds and anchors are read into their tables inside DuckDB. ``fingerprint`` (of the inputs they were
+    built from) is recorded in derived_state in the same transaction. If the transaction fails, the
+    generation's folder is removed again: no warehouse names it."""
+    _check_generation(run_id)
+    generation = normalised_dir(con) / run_id
+    generation.mkdir(parents=True, exist_ok=True)
+    names = []
+    for k, path in enumerate(normalised):
+        name = f"part-{k:05d}.parquet"
+        try:
+            os.replace(path, generation / name)  # the part's file, on the same file system: no copy
+        except OSError:
+            shutil.copyfile(path, generation / name)
+        names.append(f"{run_id}/{name}")
     con.execute("begin")
     try:
-        con.execute("delete from measurements_normalised")
+        con.execute("delete from normalised_parts")
+        if names:
+            con.executemany(
+                "insert into normalised_parts values (?, ?, ?)", [[k, n, run_id] for k, n in enumerate(names)]
+            )
+        refresh_normalised_view(con)
         con.execute("delete from held_rows")
         con.execute("delete from normalisation_anchors")
-        tables = {"measurements_normalised": normalised, "held_rows": held, "normalisation_anchors": anchors or []}
+        tables = {"held_rows": held, "normalisation_anchors": anchors or []}
         for table, paths in tables.items():
             if paths:  # one statement over every part: DuckDB reads them in parallel, in order; names are ours
                 con.execute(
@@ -401,6 +541,7 @@ def replace_derived(
         con.execute("commit")
     except Exception:
         con.execute("rollback")
+        shutil.rmtree(generation, ignore_errors=True)
         raise
 
 

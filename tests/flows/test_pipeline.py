@@ -178,9 +178,23 @@ def test_a_second_run_publishes_nothing_and_loads_nothing_twice(first_run) -> No
     assert again.parts["normalise"] == 0 and again.normalised_rows > 0
     assert q(settings, "select distinct run_id from measurements_normalised") == built
     # a setting that changes numbers does rebuild them
-    changed = run_pipeline(dataclasses.replace(settings, combat_min_batch=settings.combat_min_batch + 1))
-    assert changed.parts["normalise"] >= 1 and changed.normalised_rows == again.normalised_rows
-    assert q(settings, "select distinct run_id from measurements_normalised") == [(changed.run_id,)]
+    analyst = duckdb.connect(str(settings.warehouse), read_only=True)  # opened before the rebuild
+    try:
+        changed = run_pipeline(dataclasses.replace(settings, combat_min_batch=settings.combat_min_batch + 1))
+        assert changed.parts["normalise"] >= 1 and changed.normalised_rows == again.normalised_rows
+        assert q(settings, "select distinct run_id from measurements_normalised") == [(changed.run_id,)]
+        # the open session still reads the rows of its snapshot: their generation is kept for it
+        assert analyst.execute("select count(*) from measurements_normalised").fetchall() == [(again.normalised_rows,)]
+        assert analyst.execute("select distinct run_id from measurements_normalised").fetchall() == built
+    finally:
+        analyst.close()
+    store = settings.warehouse.parent / "normalised"
+    assert sorted(p.name for p in store.iterdir()) == sorted([built[0][0], changed.run_id])
+    # a second rebuild removes the generation nobody reads any more
+    third = run_pipeline(dataclasses.replace(settings, combat_min_batch=settings.combat_min_batch + 2))
+    assert third.parts["normalise"] >= 1
+    assert sorted(p.name for p in store.iterdir()) == sorted([changed.run_id, third.run_id])
+    assert q(settings, "select count(*) from measurements_normalised") == [(again.normalised_rows,)]
 
 
 def test_unknown_samples_wait_in_quarantine_until_a_manifest_names_them(first_run) -> None:

@@ -72,6 +72,20 @@ def test_reference_parts_follow_analyte_order() -> None:
     assert plan["part"].to_list() == [0, 0, 1, 1]
 
 
+def test_reference_parts_follow_the_files_that_hold_the_analytes() -> None:
+    sizes = pl.DataFrame(
+        {
+            "analyte": ["TNF", "IL6", "CXCL10", "IL10", "IL6"],
+            "file": ["a.parquet", "b.parquet", "b.parquet", "a.parquet", "a.parquet"],
+            "n": [5, 3, 5, 5, 2],
+        }
+    )
+    plan = plan_reference(sizes, max_rows=10)
+    # IL6 is in both files: it counts once with all its rows (5), packed with the first file that holds it
+    assert plan["analyte"].to_list() == ["IL10", "IL6", "TNF", "CXCL10"]
+    assert plan["part"].to_list() == [0, 0, 1, 1]
+
+
 @pytest.mark.parametrize("methods", [{}, {"msd": "combat"}, {"olink": "bridge"}])
 def test_normalising_part_by_part_gives_what_normalising_at_once_gives(lookup: pl.DataFrame, methods) -> None:
     rows, samples = read_demo(generate_demo(seed=11, n_healthy=120, n_patients=40))

@@ -167,6 +167,93 @@ def test_a_warehouse_with_raw_rows_in_a_table_moves_them_to_the_raw_store(
     assert [p.name for p in (tmp_path / "raw").iterdir()] == [f"{sha('kept')}.parquet"]
 
 
+def normalised_rows(n: int, run_id: str = "run-1") -> pl.DataFrame:
+    return schema.conform(
+        pl.DataFrame(
+            {
+                "sample_id": [f"S{n - i:03d}" for i in range(n)],  # descending, as value: no sort restores it
+                "analyte": ["IL6", "TNF"] * (n // 2) + ["IL6"] * (n % 2),
+                "platform": ["tidy"] * n,
+                "unit": ["pg/mL"] * n,
+                "value": [float(n - i) for i in range(n)],  # not in any sorted order: the order must be kept
+            }
+        ),
+        schema.NORMALISED,
+    ).with_columns(pl.lit(run_id).alias("run_id"))
+
+
+def test_a_warehouse_with_normalised_rows_in_a_table_moves_them_to_the_normalised_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.duckdb"
+    before = [(v, p) for v, p in db.migration_files() if v < 18]  # the schema before the normalised store
+    rows = normalised_rows(7, run_id="20261201T000000-abcdef")
+    with duckdb.connect(str(path)) as con:
+        monkeypatch.setattr(db, "migration_files", lambda: before)
+        db.migrate(con)
+        monkeypatch.undo()
+        con.register("__rows", rows.to_arrow())
+        con.execute("insert into measurements_normalised by name select * from __rows")
+    with db.connect(path) as con:
+        kind = "select table_type from information_schema.tables where table_name = 'measurements_normalised'"
+        assert con.execute(kind).fetchall() == [("VIEW",)]
+        moved = con.sql("select * from measurements_normalised").pl()
+        assert schema.conform(moved, loads.NORMALISED_STORE).equals(rows)  # same rows, same order
+        assert loads.normalised_generations(con) == {"20261201T000000-abcdef"}
+        # the views built on the table read the store (samples: none here, so the join is empty)
+        assert con.execute("select count(*) from staging.measurements").fetchall() == [(7,)]
+    assert [p.relative_to(tmp_path).as_posix() for p in (tmp_path / "normalised").rglob("*")] == [
+        "normalised/20261201T000000-abcdef",
+        "normalised/20261201T000000-abcdef/part-00000.parquet",
+    ]
+    with db.connect(path) as con:  # the next writer finds nothing to move
+        assert not loads.ensure_normalised_store(con)
+        assert con.execute("select count(*) from measurements_normalised").fetchall() == [(7,)]
+
+
+def test_normalised_rows_swap_in_as_a_generation_and_a_failed_swap_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "w.duckdb"
+    parts = []
+    for k, n in enumerate((3, 4)):  # two parts, read back in part order
+        parts.append(str(tmp_path / f"part-{k}.parquet"))
+        normalised_rows(n, run_id="run-a").slice(0, n).write_parquet(parts[-1])
+    expected = pl.concat([pl.read_parquet(p) for p in parts])
+    with db.connect(path) as con:
+        loads.replace_derived(con, normalised=parts, held=[], run_id="run-a")
+        assert schema.conform(con.sql("select * from measurements_normalised").pl(), loads.NORMALISED_STORE).equals(
+            expected
+        )
+        assert sorted(p.name for p in (tmp_path / "normalised" / "run-a").iterdir()) == [
+            "part-00000.parquet",
+            "part-00001.parquet",
+        ]
+        assert not Path(parts[0]).exists()  # moved, not copied
+        later = str(tmp_path / "later.parquet")
+        normalised_rows(5, run_id="run-b").write_parquet(later)
+        monkeypatch.setattr(loads, "refresh_normalised_view", lambda con: con.execute("select broken"))
+        with pytest.raises(duckdb.Error):
+            loads.replace_derived(con, normalised=[later], held=[], run_id="run-b")
+        monkeypatch.undo()
+        assert not (tmp_path / "normalised" / "run-b").exists()  # no warehouse names it: gone
+        assert con.execute("select count(*) from measurements_normalised").fetchall() == [(7,)]
+        assert loads.normalised_generations(con) == {"run-a"}
+    (tmp_path / "normalised" / "run-old").mkdir()
+    assert loads.prune_normalised(tmp_path, keep={"run-a"}) == ["run-old"]
+    assert [p.name for p in (tmp_path / "normalised").iterdir()] == ["run-a"]
+
+
+def test_the_normalised_view_follows_the_warehouse_when_its_folder_moves(tmp_path: Path) -> None:
+    part = tmp_path / "part.parquet"
+    normalised_rows(4).write_parquet(part)
+    with db.connect(tmp_path / "a" / "w.duckdb") as con:
+        loads.replace_derived(con, normalised=[str(part)], held=[], run_id="run-1")
+    (tmp_path / "a").rename(tmp_path / "b")
+    with db.connect(tmp_path / "b" / "w.duckdb") as rw:  # a writer re-points it
+        assert rw.execute("select count(*) from measurements_normalised").fetchall() == [(4,)]
+
+
 def _tables() -> dict[str, pl.DataFrame]:
     return {
         "reference_intervals": schema.empty(schema.REFERENCE_INTERVAL),
