@@ -361,6 +361,7 @@ def _load_parsed(
             quarantine=parsed.frame("quarantine"),
             samples=parsed.frame("samples"),
             handling=parsed.frame("handling"),
+            defer_view=True,  # re-pointed once when the run's files are loaded (_ingest)
         )
         logger.info(
             "%s: %s, %d rows read, %d loaded, %d quarantined",
@@ -807,6 +808,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
             report("files parsed and loaded", done, len(paths))
             if results is not None:
                 gx.append(results)
+        loads.ensure_raw_store(con)  # the view over the loaded files, once for all of them
     _store_gx(settings, summary.run_id, gx)  # one row per expectation for the run's new files
     summary.stage_seconds["ingest"] = time.perf_counter() - started
     shutil.rmtree(scratch, ignore_errors=True)

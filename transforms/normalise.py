@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from functools import lru_cache
 
 import polars as pl
@@ -512,6 +513,15 @@ BATCH_METHODS = ("plate_control", "bridge", "combat", "none")
 COMBAT_COVARIATES = ["cohort", "__sex", "__age"]
 
 
+def groups_of(frame: pl.DataFrame, keys: list[str]) -> Iterator[tuple[tuple[object, ...], pl.DataFrame]]:
+    """``frame.group_by(keys, maintain_order=True)`` as (key, rows) pairs, without copying the rows when the
+    frame is one group, the usual case in a part (a group-by gathers every row: 0.3 s of 2 M rows)."""
+    if frame.height and frame.select(pl.col(k).n_unique() for k in keys).row(0) == (1,) * len(keys):
+        yield frame.select(keys).row(0), frame
+        return
+    yield from frame.group_by(keys, maintain_order=True)
+
+
 def correct_bridges(frame: pl.DataFrame, *, min_bridges: int = 3) -> pl.DataFrame:
     """Olink-style bridging between runs: every batch is shifted onto the batch with most study samples by the
     median difference of the bridge samples (study samples measured in both). Plate controls first align the
@@ -521,7 +531,7 @@ def correct_bridges(frame: pl.DataFrame, *, min_bridges: int = 3) -> pl.DataFram
     if study.is_empty() or study["batch"].n_unique() < 2:
         return within
     out = []
-    for key, part in within.group_by(["platform", "panel"], maintain_order=True):
+    for key, part in groups_of(within, ["platform", "panel"]):
         measured = study.filter((pl.col("platform") == key[0]) & (pl.col("panel") == key[1]))
         if measured["batch"].n_unique() < 2:
             out.append(part)
@@ -569,7 +579,7 @@ def correct_combat(
         ).alias("__est")
     )
     pieces = []
-    for _, part in target.group_by(["platform", "panel", "unit"], maintain_order=True):
+    for _, part in groups_of(target, ["platform", "panel", "unit"]):
         per_sample = part.group_by(["sample_id", "analyte"]).agg(
             pl.col("__est").mean(),
             pl.col("batch").first(),
@@ -668,7 +678,7 @@ def correct_batches(
     ``combat_fit`` receives what ComBat learned (:func:`correct_combat`)."""
     methods = methods or {}
     out = []
-    for (platform,), part in frame.group_by(["platform"], maintain_order=True):
+    for (platform,), part in groups_of(frame, ["platform"]):
         method = methods.get(str(platform), "plate_control")
         if method not in BATCH_METHODS:
             msg = f"batch method {method!r} for {platform} is not one of {BATCH_METHODS}"

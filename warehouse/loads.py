@@ -282,6 +282,7 @@ def load_file(
     quarantine: pl.DataFrame | None = None,
     samples: pl.DataFrame | None = None,
     handling: pl.DataFrame | None = None,
+    defer_view: bool = False,
 ) -> list[str]:
     """Load one file: its parsed rows go to the raw store (``raw/<sha256>.parquet`` beside the warehouse,
     see :func:`raw_dir`), its quarantine records, samples and ledger entry into the warehouse in one
@@ -296,6 +297,10 @@ def load_file(
     is marked replaced: the ledger, the archive and its raw file keep its history, the view no longer
     shows its rows. A new version that is quarantined whole replaces nothing: the loaded version stays in
     use. Returns the sha256 of files it replaced.
+
+    ``defer_view``: leave the view as it is; the caller re-points it once after a batch of loads
+    (:func:`ensure_raw_store`). Re-pointing reads the footer of every listed file, so doing it per load costs
+    the square of the number of files (a run's loads go to its private copy: nobody sees the view between).
     """
     raw_file = None
     if isinstance(rows, Path) or (rows is not None and rows.height):
@@ -345,7 +350,7 @@ def load_file(
                 json.dumps(info, sort_keys=True, default=str) if info else None,
             ],
         )
-        if raw_file is not None or replaced:
+        if (raw_file is not None or replaced) and not defer_view:
             refresh_raw_view(con)
         con.execute("commit")
     except Exception:

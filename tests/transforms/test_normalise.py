@@ -15,6 +15,7 @@ from transforms.normalise import (
     correct_plates,
     dictionary_lookup,
     fold_name,
+    groups_of,
     resolve_analytes,
     to_log,
     unit_factor,
@@ -224,6 +225,24 @@ def test_single_wells_skip_the_group_by_and_get_what_the_group_by_gives(wells: l
     fast = combine_replicates(frame).sort(keys)
     full = combine_replicates(frame, one_row_shortcut=False).sort(keys)
     assert fast.equals(full)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["olink", "msd", None]), st.sampled_from(["p1", "p2"]), st.floats(-5, 5)),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_groups_of_gives_what_the_group_by_gives_with_or_without_a_copy(rows: list[tuple], one: bool) -> None:
+    frame = pl.DataFrame(rows, schema={"platform": pl.String, "panel": pl.String, "value": pl.Float64}, orient="row")
+    if one:  # the fast path: every row in one group
+        frame = frame.with_columns(pl.lit("olink").alias("platform"), pl.lit("p1").alias("panel"))
+    keys = ["platform", "panel"]
+    got = list(groups_of(frame, keys))
+    want = list(frame.group_by(keys, maintain_order=True))
+    assert [k for k, _ in got] == [k for k, _ in want]
+    assert all(g.equals(w) for (_, g), (_, w) in zip(got, want, strict=True))
 
 
 def test_an_empty_frame_normalises_to_an_empty_table(lookup: pl.DataFrame) -> None:

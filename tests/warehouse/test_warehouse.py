@@ -122,6 +122,15 @@ def test_raw_files_with_and_without_a_text_column_read_as_text_through_the_view(
     )
 
 
+def test_loads_that_defer_the_raw_view_show_their_rows_once_it_is_re_pointed(tmp_path: Path) -> None:
+    with db.connect(tmp_path / "w.duckdb") as con:
+        loads.load_file(con, entry("a", name="a.csv", rows=3), rows=measurement_rows("a", 3), defer_view=True)
+        loads.load_file(con, entry("b", name="b.csv", rows=2), rows=measurement_rows("b", 2), defer_view=True)
+        assert con.execute("select count(*) from raw_measurements").fetchall() == [(0,)]  # not yet re-pointed
+        loads.ensure_raw_store(con)
+        assert loads.read_raw(con).equals(pl.concat([measurement_rows("a", 3), measurement_rows("b", 2)]))
+
+
 def test_the_raw_view_follows_the_warehouse_when_its_folder_moves(tmp_path: Path) -> None:
     con = db.connect(tmp_path / "a" / "w.duckdb")
     loads.load_file(con, entry("a", rows=3), rows=measurement_rows("a", 3))
