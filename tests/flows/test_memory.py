@@ -50,3 +50,55 @@ def test_a_decorated_task_body_keeps_its_name_signature_and_result() -> None:
     assert wrapped(2, out="ab") == {"out": "abab"}
     assert wrapped.__name__ == "part" and wrapped.__doc__ == "Doc."
     assert inspect.signature(wrapped) == inspect.signature(part)  # what Prefect reads for parameters
+
+
+FREEZE_SCRIPT = """
+import gc, sys, threading
+from flows.memory import freeze_modules, gives_back_memory
+
+started, release = threading.Event(), threading.Event()
+
+@gives_back_memory
+def task(hold=False):
+    if hold:
+        started.set()
+        release.wait()
+    return 1
+
+other = threading.Thread(target=task, kwargs={"hold": True})
+other.start()
+started.wait()
+task()  # ends while the other task still runs: its data must not be frozen
+while_running = gc.get_freeze_count()
+release.set()
+other.join()  # the last task to end in a process that froze nothing yet freezes the modules
+after_both = gc.get_freeze_count()
+task()
+print(while_running, after_both, gc.get_freeze_count())
+"""
+
+RUN_PROCESS_SCRIPT = """
+import gc
+from flows.memory import freeze_modules, gives_back_memory
+freeze_modules()  # a run process: frozen when the run starts
+frozen = gc.get_freeze_count()
+junk = [[i] for i in range(10_000)]  # objects made after the freeze stay collectable
+gives_back_memory(lambda: 1)()
+print(frozen, gc.get_freeze_count())
+"""
+
+
+def test_a_worker_process_freezes_its_modules_when_no_task_is_running() -> None:
+    out = subprocess.run([sys.executable, "-c", FREEZE_SCRIPT], capture_output=True, text=True, check=True, cwd=ROOT)
+    while_running, after_both, later = (int(v) for v in out.stdout.split())
+    assert while_running == 0  # never while another task's frames are alive
+    assert after_both > 10_000  # the modules (polars, flows) are frozen once both tasks ended
+    assert later == after_both  # once per process
+
+
+def test_a_run_process_frozen_at_its_start_is_not_frozen_again_by_its_tasks() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", RUN_PROCESS_SCRIPT], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    frozen, after = (int(v) for v in out.stdout.split())
+    assert after == frozen
