@@ -7,6 +7,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,10 +83,7 @@ def _store_raw(rows: pl.DataFrame | Path, folder: Path, sha256: str) -> str:
     name = f"{sha256}.parquet"
     tmp = folder / f".{name}.{os.getpid()}.tmp"
     if isinstance(rows, Path):
-        try:
-            os.replace(rows, tmp)  # the parse task's file, on the same file system: no copy
-        except OSError:
-            shutil.copyfile(rows, tmp)
+        _move(rows, tmp)
     else:
         write_raw_parquet(rows, tmp)
     os.replace(tmp, folder / name)
@@ -107,6 +106,27 @@ def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
 
 RAW_COMPRESSION: Literal["zstd"] = "zstd"  # raw files are kept for good
 RAW_LEVEL = 1  # zstd's fastest level: 10 M Olink rows in 120 MB instead of 97 MB at level 3, in 2/3 of the time
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One DuckDB transaction around the block: committed when it ends, rolled back when it raises."""
+    con.execute("begin")
+    try:
+        yield
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+
+
+def _move(source: Path | str, target: Path) -> None:
+    """Move a file the run wrote (a parse or part task's Parquet) to ``target``: a rename on the same file
+    system, else a copy."""
+    try:
+        os.replace(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _sql_text(value: str) -> str:
@@ -160,8 +180,7 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection) -> int:
         "and table_name = 'raw_measurements'"
     ).fetchone()
     written = 0
-    con.execute("begin")
-    try:
+    with _transaction(con):
         if kind is not None and kind[0] == "BASE TABLE":
             folder = raw_dir(con)
             for (sha,) in con.execute(
@@ -177,10 +196,6 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection) -> int:
                 written += 1
             con.execute("drop table raw_measurements")
         refresh_raw_view(con)
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
     return written
 
 
@@ -216,8 +231,7 @@ def ensure_normalised_store(con: duckdb.DuckDBPyConnection) -> bool:
         "and table_name = 'measurements_normalised'"
     ).fetchone()
     moved = False
-    con.execute("begin")
-    try:
+    with _transaction(con):
         if kind is not None and kind[0] == "BASE TABLE":
             built_by = [r[0] for r in con.execute("select distinct run_id from measurements_normalised").fetchall()]
             if built_by:
@@ -235,10 +249,6 @@ def ensure_normalised_store(con: duckdb.DuckDBPyConnection) -> bool:
                 moved = True
             con.execute("drop table measurements_normalised")
         refresh_normalised_view(con)
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
     return moved
 
 
@@ -305,56 +315,54 @@ def load_file(
     raw_file = None
     if isinstance(rows, Path) or (rows is not None and rows.height):
         raw_file = _store_raw(rows, raw_dir(con), entry.sha256)
-    con.execute("begin")
     try:
-        replaced = loaded_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
-        for old in replaced:
-            con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
-            con.execute("delete from samples where source_sha256 = ?", [old])
-            con.execute("delete from sample_handling where source_sha256 = ?", [old])
+        with _transaction(con):
+            replaced = loaded_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
+            for old in replaced:
+                con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
+                con.execute("delete from samples where source_sha256 = ?", [old])
+                con.execute("delete from sample_handling where source_sha256 = ?", [old])
+                con.execute(
+                    "update files set status = 'replaced', replaced_by = ?, "
+                    "reason = 'a newer file with the same name replaced it' where sha256 = ?",
+                    [entry.sha256, old],
+                )
+            if quarantine is not None:
+                _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
+            if samples is not None and samples.height:
+                con.register("__ids", samples.select("sample_id").to_arrow())
+                con.execute("delete from samples where sample_id in (select sample_id from __ids)")
+                con.unregister("__ids")
+                _insert(con, "samples", schema.conform(samples, schema.SAMPLE))
+            if handling is not None and handling.height:
+                _insert(con, "sample_handling", handling.with_columns(pl.lit(entry.sha256).alias("source_sha256")))
+            info = entry.info or {}
             con.execute(
-                "update files set status = 'replaced', replaced_by = ?, "
-                "reason = 'a newer file with the same name replaced it' where sha256 = ?",
-                [entry.sha256, old],
+                "insert into files (sha256, file_name, layout, size_bytes, rows_read, rows_loaded, "
+                "rows_quarantined, status, reason, archive_path, run_id, ingested_at, raw_file, product, "
+                "data_file_type, software_version, data_analysis_ref_id, file_info_json) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    entry.sha256,
+                    entry.file_name,
+                    entry.layout,
+                    entry.size_bytes,
+                    entry.rows_read,
+                    entry.rows_loaded,
+                    entry.rows_quarantined,
+                    entry.status,
+                    entry.reason,
+                    entry.archive_path,
+                    entry.run_id,
+                    now(),
+                    raw_file,
+                    *(None if info.get(k) is None else str(info[k]) for k in FILE_INFO_COLUMNS),
+                    json.dumps(info, sort_keys=True, default=str) if info else None,
+                ],
             )
-        if quarantine is not None:
-            _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
-        if samples is not None and samples.height:
-            con.register("__ids", samples.select("sample_id").to_arrow())
-            con.execute("delete from samples where sample_id in (select sample_id from __ids)")
-            con.unregister("__ids")
-            _insert(con, "samples", schema.conform(samples, schema.SAMPLE))
-        if handling is not None and handling.height:
-            _insert(con, "sample_handling", handling.with_columns(pl.lit(entry.sha256).alias("source_sha256")))
-        info = entry.info or {}
-        con.execute(
-            "insert into files (sha256, file_name, layout, size_bytes, rows_read, rows_loaded, rows_quarantined, "
-            "status, reason, archive_path, run_id, ingested_at, raw_file, product, data_file_type, software_version, "
-            "data_analysis_ref_id, file_info_json) "
-            "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                entry.sha256,
-                entry.file_name,
-                entry.layout,
-                entry.size_bytes,
-                entry.rows_read,
-                entry.rows_loaded,
-                entry.rows_quarantined,
-                entry.status,
-                entry.reason,
-                entry.archive_path,
-                entry.run_id,
-                now(),
-                raw_file,
-                *(None if info.get(k) is None else str(info[k]) for k in FILE_INFO_COLUMNS),
-                json.dumps(info, sort_keys=True, default=str) if info else None,
-            ],
-        )
-        if (raw_file is not None or replaced) and not defer_view:
-            refresh_raw_view(con)
-        con.execute("commit")
+            if (raw_file is not None or replaced) and not defer_view:
+                refresh_raw_view(con)
     except Exception:
-        con.execute("rollback")
         if raw_file is not None:  # no ledger entry ever named it (known contents are never loaded again)
             (raw_dir(con) / raw_file).unlink(missing_ok=True)
         raise
@@ -518,34 +526,29 @@ def replace_derived(
     names = []
     for k, path in enumerate(normalised):
         name = f"part-{k:05d}.parquet"
-        try:
-            os.replace(path, generation / name)  # the part's file, on the same file system: no copy
-        except OSError:
-            shutil.copyfile(path, generation / name)
+        _move(path, generation / name)
         names.append(f"{run_id}/{name}")
-    con.execute("begin")
     try:
-        con.execute("delete from normalised_parts")
-        if names:
-            con.executemany(
-                "insert into normalised_parts values (?, ?, ?)", [[k, n, run_id] for k, n in enumerate(names)]
-            )
-        refresh_normalised_view(con)
-        con.execute("delete from held_rows")
-        con.execute("delete from normalisation_anchors")
-        tables = {"held_rows": held, "normalisation_anchors": anchors or []}
-        for table, paths in tables.items():
-            if paths:  # one statement over every part: DuckDB reads them in parallel, in order; names are ours
-                con.execute(
-                    f"insert into {table} by name select *, ? as run_id from read_parquet(?, union_by_name = true)",
-                    [run_id, paths],
+        with _transaction(con):
+            con.execute("delete from normalised_parts")
+            if names:
+                con.executemany(
+                    "insert into normalised_parts values (?, ?, ?)", [[k, n, run_id] for k, n in enumerate(names)]
                 )
-        con.execute("delete from derived_state where stage = 'normalise'")
-        if fingerprint is not None:
-            con.execute("insert into derived_state values ('normalise', ?, ?, ?)", [fingerprint, run_id, now()])
-        con.execute("commit")
+            refresh_normalised_view(con)
+            con.execute("delete from held_rows")
+            con.execute("delete from normalisation_anchors")
+            tables = {"held_rows": held, "normalisation_anchors": anchors or []}
+            for table, paths in tables.items():
+                if paths:  # one statement over every part: DuckDB reads them in parallel, in order; names are ours
+                    con.execute(
+                        f"insert into {table} by name select *, ? as run_id from read_parquet(?, union_by_name = true)",
+                        [run_id, paths],
+                    )
+            con.execute("delete from derived_state where stage = 'normalise'")
+            if fingerprint is not None:
+                con.execute("insert into derived_state values ('normalise', ?, ?, ?)", [fingerprint, run_id, now()])
     except Exception:
-        con.execute("rollback")
         shutil.rmtree(generation, ignore_errors=True)
         raise
 
@@ -591,8 +594,7 @@ def record_release(
     anchors: pl.DataFrame | None = None,
 ) -> None:
     """Register a published release and its tables (idempotent per version)."""
-    con.execute("begin")
-    try:
+    with _transaction(con):
         for table in (
             "releases",
             "release_intervals",
@@ -617,10 +619,6 @@ def record_release(
             _insert(con, "release_retest_variation", variation.with_columns(v))
         if anchors is not None:
             _insert(con, "release_normalisation_anchors", anchors.with_columns(v))
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
 
 
 #: Columns of person_scores that come from a score row (transforms.score.SCORE) as they are.
