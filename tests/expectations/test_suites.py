@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from expectations.runner import quarantine_rows, validate_with_gx
@@ -146,3 +146,58 @@ def test_constant_columns_finds_the_columns_with_one_value_in_every_row(
     assert schema.constant_columns(frame) == expected
     assert schema.constant_columns(frame, ["t", "s"]) == {c: v for c, v in expected.items() if c in ("t", "s")}
     assert schema.constant_columns(frame, []) == {}
+
+
+@settings(max_examples=25, deadline=None)  # each example builds a GX context (about 0.1 s)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["1", "2", None])), min_size=1, max_size=10),
+    st.sampled_from([None, "all_values_are_missing", "any_value_is_missing", "never"]),
+)
+def test_great_expectations_marks_the_same_duplicates_without_the_constant_key_columns(
+    rows: list[tuple[str | None, str | None]], ignore: str | None
+) -> None:
+    """validate_with_gx leaves the key columns that hold one non-null value in every row (a file's hash) out
+    of a compound-uniqueness check: GX then counts what it counts with them, for every ``ignore_row_if``.
+    The oracle is GX itself given the full key with a column that is not constant (a different value in one
+    extra row that cannot duplicate any other)."""
+    from expectations.runner import _without_constant_keys
+    from expectations.suites import Expectation, Suite
+
+    frame = pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String}, orient="row").with_columns(
+        pl.lit("sha").alias("file"), pl.lit("plate").alias("p")
+    )
+    kwargs: dict = {"column_list": ["file", "x", "p", "y"]} | ({"ignore_row_if": ignore} if ignore else {})
+    reduced = _without_constant_keys(frame, kwargs)
+    assert "p" not in reduced["column_list"] and len(reduced["column_list"]) >= 2
+    if min(frame.select(pl.col("x", "y").n_unique()).row(0)) > 1:
+        assert "file" not in reduced["column_list"] and reduced["ignore_row_if"] in ("never", "any_value_is_missing")
+    why = "a repeated key means the export repeats rows, so neither copy can be trusted"
+    suite = Suite("s", "row", "row", [Expectation("expect_compound_columns_to_be_unique", kwargs, why)])
+    got = validate_with_gx(frame, suite)
+    # the same rows plus one whose file differs: nothing constant to leave out, and the extra row is unique
+    extra = pl.concat(
+        [frame, pl.DataFrame({"x": ["z"], "y": ["9"], "file": ["other"], "p": ["plate"]})], how="diagonal"
+    )
+    assert _without_constant_keys(extra, kwargs)["column_list"] == ["file", "x", "y"]  # p still constant
+    full = validate_with_gx(extra, suite)
+    assert got["unexpected_count"].to_list() == full["unexpected_count"].to_list()
+    exact = frame.select(pl.struct("x", "y").is_duplicated().sum()).item()
+    if ignore in (None, "all_values_are_missing", "never"):  # "sha" is never missing: no row is ignored
+        assert got["unexpected_count"].item() == exact
+
+
+def test_a_compound_key_keeps_two_columns_and_its_columns_of_nulls() -> None:
+    from expectations.runner import _without_constant_keys
+
+    frame = pl.DataFrame(
+        {"a": ["x", "x"], "b": [1, 1], "n": [None, None]}, schema={"a": pl.String, "b": pl.Int64, "n": pl.String}
+    )
+    assert _without_constant_keys(frame, {"column_list": ["a", "b"]}) == {"column_list": ["a", "b"]}
+    wide = frame.with_columns(pl.lit(2).alias("c"), pl.Series("v", [1, 2]))
+    assert _without_constant_keys(wide, {"column_list": ["a", "b", "c"]}) == {
+        "column_list": ["a", "b"],  # GX takes two columns at least
+        "ignore_row_if": "never",
+    }
+    assert _without_constant_keys(wide, {"column_list": ["a", "v", "b"]})["column_list"] == ["a", "v"]
+    # a column of nulls only is not left out: it is what makes a row "all values missing"
+    assert _without_constant_keys(wide, {"column_list": ["n", "a", "v", "b"]})["column_list"] == ["n", "v"]
