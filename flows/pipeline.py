@@ -217,7 +217,7 @@ class FilePlan:
     rows: pl.DataFrame | None = None  # rows that pass the checks and would be loaded
     quarantine: pl.DataFrame | None = None
     samples: pl.DataFrame | None = None
-    checked: pl.DataFrame | None = None  # parsed rows the QC suite looked at (for GX)
+    checked: pl.DataFrame | None = None  # parsed rows as the raw suite looked at them (prepare_raw; for GX)
     file_stats: pl.DataFrame | None = None  # one row for the `files` suite
     assays: pl.DataFrame | None = None  # one row per assay for the `olink_assays` suite (report only)
     handling: pl.DataFrame | None = None  # Olink Explore HT sample-handling (OSI) fields per sample
@@ -241,9 +241,9 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
         plan.samples = pseudonymise_subjects(result.samples, key)
         plan.outcome.rows_loaded = plan.samples.height
     else:
-        outcome = quarantine_rows(prepare_raw(result.rows), load_suite("raw_measurements", thresholds=thresholds))
+        plan.checked = prepare_raw(result.rows)
+        outcome = quarantine_rows(plan.checked, load_suite("raw_measurements", thresholds=thresholds))
         held.append(outcome.quarantine)
-        plan.checked = result.rows
         plan.rows = schema.conform(outcome.passed, schema.MEASUREMENT, categorical_text=True)
         plan.outcome.rows_loaded = plan.rows.height
     plan.quarantine = pl.concat(held)
@@ -278,6 +278,16 @@ class ParsedFile:
         return pl.read_parquet(self.frames[name]) if name in self.frames else None
 
 
+def gx_checks(plan: FilePlan) -> list[tuple[pl.DataFrame, str]]:
+    """The (frame, suite) pairs Great Expectations validates for one parsed file."""
+    checks = [(plan.file_stats, "files")] if plan.file_stats is not None else []
+    if plan.checked is not None:
+        checks.insert(0, (plan.checked, "raw_measurements"))
+        if plan.assays is not None:
+            checks.append((plan.assays, "olink_assays"))
+    return checks
+
+
 def _write_frames(frames: Mapping[str, pl.DataFrame | None], prefix: str) -> dict[str, str]:
     """Write a task's frames as ``<prefix>.<name>.parquet`` for the flow to read; returns name -> path."""
     paths = {}
@@ -308,11 +318,7 @@ def parse_file(
     data = read_input(path)
     plan = plan_file(data, storage.name_of(path), settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
-    checks = [(plan.file_stats, "files")] if plan.file_stats is not None else []
-    if plan.checked is not None:
-        checks.insert(0, (prepare_raw(plan.checked), "raw_measurements"))
-        if plan.assays is not None:
-            checks.append((plan.assays, "olink_assays"))
+    checks = gx_checks(plan)
     # one prefix per task: two files of the same content in one run are parsed at the same time, and a
     # prefix of the hash alone had both write the same scratch file (a torn raw file, a DuckDB read error)
     prefix = str(scratch / f"{plan.outcome.sha256}.{os.urandom(4).hex()}")
