@@ -263,3 +263,18 @@ def test_sql_csv_output_is_spreadsheet_safe(tmp_path: Path) -> None:
     db.connect(tmp_path / "warehouse.duckdb").close()
     out = invoke("sql", "select '=cmd|calc' as sample_id, -2.5 as value", "--format", "csv", "--config", str(cfg))
     assert out.exit_code == 0 and out.output.splitlines() == ["sample_id,value", "'=cmd|calc,-2.5"]
+
+
+def test_sql_table_prints_floats_to_ten_digits_and_csv_keeps_every_digit(tmp_path: Path) -> None:
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    query = "select -2.4824::double - 3e-16 as limit_, 0.1::double + 0.2 as s, 1e-5::double as small, 42 as n, 'x' as t"
+    table = invoke("sql", query, "--config", str(cfg), env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.output.splitlines() if "42" in line)
+    assert [c.strip() for c in row.strip("│ ").split("│")] == ["-2.4824", "0.3", "1e-05", "42", "x"]
+    csv = invoke("sql", query, "--format", "csv", "--config", str(cfg))
+    assert csv.output.splitlines()[1] == "-2.4824000000000006,0.30000000000000004,0.00001,42,x"
