@@ -39,6 +39,16 @@ RESULT_SCHEMA = {
 }
 
 
+def sample_text(value: object) -> str:
+    """An unexpected value as the QC results and report show it: a float to 10 significant digits (a share
+    of 1/95 reads 0.01052631579, not 0.010526315789473684), a missing value as "null", the rest as it is."""
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
+
+
 def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
     """Split ``frame`` by the suite's masks; each held row carries the first failed expectation's why."""
     marked = apply_suite(frame, suite)
@@ -50,11 +60,7 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
         col = f"__fail_{i}"
         n_bad = int(marked[col].sum())
         column = e.kwargs.get("column")
-        sample = (
-            marked.filter(pl.col(col)).get_column(column).cast(pl.String).head(MAX_SAMPLE).to_list()
-            if column and n_bad
-            else []
-        )
+        sample = marked.filter(pl.col(col)).get_column(column).head(MAX_SAMPLE).to_list() if column and n_bad else []
         results.append(
             {
                 "suite": suite.name,
@@ -64,7 +70,7 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
                 "success": n_bad == 0,
                 "element_count": marked.height,
                 "unexpected_count": n_bad,
-                "unexpected_sample": ", ".join("null" if s is None else str(s) for s in sample) or None,
+                "unexpected_sample": ", ".join(sample_text(s) for s in sample) or None,
                 "engine": "polars",
             }
         )
@@ -200,7 +206,7 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
                 "success": bool(r.success),
                 "element_count": int(res.get("element_count", frame.height) or 0),
                 "unexpected_count": int(res.get("unexpected_count", 0) or 0),
-                "unexpected_sample": ", ".join(str(s) for s in sample[:MAX_SAMPLE]) or None,
+                "unexpected_sample": ", ".join(sample_text(s) for s in sample[:MAX_SAMPLE]) or None,
                 "engine": "great_expectations",
             }
         )

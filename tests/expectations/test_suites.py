@@ -201,3 +201,17 @@ def test_a_compound_key_keeps_two_columns_and_its_columns_of_nulls() -> None:
     assert _without_constant_keys(wide, {"column_list": ["a", "v", "b"]})["column_list"] == ["a", "v"]
     # a column of nulls only is not left out: it is what makes a row "all values missing"
     assert _without_constant_keys(wide, {"column_list": ["n", "a", "v", "b"]})["column_list"] == ["n", "v"]
+
+
+def test_both_engines_show_unexpected_floats_to_ten_digits() -> None:
+    """The masks and GX write the same sample text, floats to 10 significant digits (1/95 + 40 reads
+    40.01052632, not 40.010526315789476)."""
+    suite = load_suite("raw_measurements")
+    frame = good_rows(4).with_columns(
+        pl.lit("NPX").alias("unit_raw"), pl.Series("value", [1.0, 2.0, 40 + 1 / 95, -16.0])
+    )
+    prepared = prepare_raw(frame)
+    label = "expect_column_values_to_be_between(npx_value)"
+    ours = quarantine_rows(prepared, suite).results.filter(pl.col("expectation") == label)
+    theirs = validate_with_gx(prepared, suite).filter(pl.col("expectation") == label)
+    assert ours["unexpected_sample"].to_list() == theirs["unexpected_sample"].to_list() == ["40.01052632, -16"]
