@@ -355,8 +355,8 @@ def _with_vendor_qc(f: pl.DataFrame) -> pl.DataFrame:
     columns = (("__sample_qc", "SampleQC"), ("__assay_qc", "AssayQC"))
     # the distinct pairs are among the rows where the pair changes (a sample's rows are together): 0.43 s to
     # 0.05 s at 20 M rows
-    flags = [c for c, _ in columns]
-    pairs = run_starts(f.select(flags), flags).unique().with_columns(pl.all().cast(pl.String)).rows()
+    qc_columns = [c for c, _ in columns]
+    pairs = run_starts(f.select(qc_columns), qc_columns).unique().with_columns(pl.all().cast(pl.String)).rows()
     texts = {}
     for pair in pairs:
         text = "; ".join(
