@@ -327,15 +327,30 @@ def releases_list(
     console.print(table)
 
 
+def release_version(releases: str | Path, version: str) -> str:
+    """``version`` as written, or the newest published release for 'latest' (as `score --release` takes
+    it); exits with a one-line reason when nothing is published yet."""
+    from warehouse.releases import read_index
+
+    if version != "latest":
+        return version
+    items = read_index(releases)
+    if not items:
+        fail(f"no releases under {releases} yet; `refranges run` publishes one")
+    return str(items[-1]["version"])
+
+
 @releases_app.command("show")
-def releases_show(version: str, config: ConfigOption = None) -> None:
+def releases_show(
+    version: Annotated[str, typer.Argument(help="Version, or 'latest'.")], config: ConfigOption = None
+) -> None:
     """Print the manifest of one release."""
     from warehouse.releases import ReleaseError, read_manifest
 
     settings = settings_or_exit(config)
     assert settings.releases is not None
     try:
-        manifest = read_manifest(settings.releases, version)
+        manifest = read_manifest(settings.releases, release_version(settings.releases, version))
     except ReleaseError as exc:
         fail(str(exc))
     typer.echo(json.dumps(manifest, indent=2))
@@ -344,7 +359,7 @@ def releases_show(version: str, config: ConfigOption = None) -> None:
 @releases_app.command("diff")
 def releases_diff(
     old: Annotated[str, typer.Argument(help="The older version.")],
-    new: Annotated[str, typer.Argument(help="The newer version.")],
+    new: Annotated[str, typer.Argument(help="The newer version, or 'latest'.")],
     config: ConfigOption = None,
 ) -> None:
     """Groups added or removed, and limits that moved by more than their CI, between two releases."""
@@ -354,6 +369,7 @@ def releases_diff(
 
     settings = settings_or_exit(config)
     assert settings.releases is not None
+    old, new = release_version(settings.releases, old), release_version(settings.releases, new)
     try:
         read_manifest(settings.releases, old)
         read_manifest(settings.releases, new)
@@ -365,7 +381,7 @@ def releases_diff(
 
 @releases_app.command("verify")
 def releases_verify(
-    version: Annotated[str | None, typer.Argument(help="Version (default: every release).")] = None,
+    version: Annotated[str | None, typer.Argument(help="Version, or 'latest' (default: every release).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Recompute every checksum of a release; exit 1 on any mismatch."""
@@ -373,7 +389,10 @@ def releases_verify(
 
     settings = settings_or_exit(config)
     assert settings.releases is not None
-    versions = [version] if version else [i["version"] for i in read_index(settings.releases)]
+    if version:
+        versions = [release_version(settings.releases, version)]
+    else:
+        versions = [i["version"] for i in read_index(settings.releases)]
     bad = 0
     for v in versions:
         try:

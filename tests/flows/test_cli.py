@@ -55,6 +55,8 @@ def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
     assert "no releases" in invoke("releases", "list", "--config", str(cfg)).output
     shown = invoke("releases", "show", "2020.01.01-1", "--config", str(cfg))
     assert shown.exit_code == 1 and "not found" in shown.output
+    latest = invoke("releases", "show", "latest", "--config", str(cfg))
+    assert latest.exit_code == 1 and "no releases" in latest.output and "refranges run" in latest.output
     sql = invoke("sql", "select 1", "--config", str(cfg))
     assert sql.exit_code == 1 and "no warehouse" in sql.output
     assert invoke("generate", "--out", str(tmp_path), "--healthy", "0").exit_code == 1
@@ -74,7 +76,9 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     version = listed[0]["version"]
     shown = json.loads(invoke("releases", "show", version, "--config", str(cfg)).output)
     assert shown["version"] == version and "reference_intervals.parquet" in shown["files"]
+    assert json.loads(invoke("releases", "show", "latest", "--config", str(cfg)).output) == shown
     assert invoke("releases", "verify", "--config", str(cfg)).exit_code == 0
+    assert invoke("releases", "verify", "latest", "--config", str(cfg)).output.strip() == f"{version}: ok"
     again = invoke("run", "--format", "json", "--config", str(cfg))  # for schedulers: the summary as JSON
     summary = json.loads(again.stdout)  # progress and warnings go to stderr
     assert (
@@ -209,6 +213,7 @@ def test_releases_diff_compares_two_versions(tmp_path: Path) -> None:
     d = json.loads(out.output)
     assert d["groups_added"] == ["TNF msd serum pg/mL sex=all"] and d["limits_moved"][0]["new"] == 2.0
     assert invoke("releases", "diff", a.version, "1999.01.01-1", "--config", str(cfg)).exit_code == 1
+    assert json.loads(invoke("releases", "diff", a.version, "latest", "--config", str(cfg)).output) == d
 
 
 def test_output_to_a_pipe_is_printed_at_full_width(tmp_path: Path) -> None:
