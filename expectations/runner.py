@@ -40,13 +40,15 @@ RESULT_SCHEMA = {
 
 
 def sample_text(value: object) -> str:
-    """An unexpected value as the QC results and report show it: a float to 10 significant digits (a share
-    of 1/95 reads 0.01052631579, not 0.010526315789473684), a missing value as "null", the rest as it is."""
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)
+    """An unexpected value as the QC results and report show it (a share of 1/95 reads 0.01052631579, not
+    0.010526315789473684; see display_text), a missing value as "null"."""
+    return "null" if value is None else display_text(value)
+
+
+def display_text(value: object) -> str:
+    """A value as people read it: a float to 10 significant digits (an interpolated limit reads -2.4824, not
+    -2.4823999999999997), anything else as it is. Files and JSON carry every digit; this is for display."""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
@@ -235,4 +237,13 @@ def merge_results(results: list[pl.DataFrame]) -> pl.DataFrame:
     return merged.with_columns(sample.alias("unexpected_sample")).select(list(RESULT_SCHEMA))
 
 
-__all__ = ["SuiteOutcome", "failing_mask", "merge_results", "preload_gx", "quarantine_rows", "validate_with_gx"]
+__all__ = [
+    "SuiteOutcome",
+    "display_text",
+    "failing_mask",
+    "merge_results",
+    "preload_gx",
+    "quarantine_rows",
+    "sample_text",
+    "validate_with_gx",
+]

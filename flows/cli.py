@@ -645,16 +645,6 @@ def serve(
         fail(str(exc), 2)
 
 
-def table_cell(value: object) -> str:
-    """A value as the table format prints it: a float to 10 significant digits, so that an interpolated limit
-    reads -2.4824, not -2.4823999999999997 (csv and json carry every digit); anything else as it is."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)
-
-
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query over the warehouse views.")],
@@ -668,6 +658,7 @@ def sql(
     import duckdb
     from rich.table import Table
 
+    from expectations.runner import display_text
     from warehouse import storage
     from warehouse.db import RefusedQueryError, analyst_query, connect_analyst
     from warehouse.loads import NORMALISED_DIR, RAW_DIR
@@ -693,7 +684,7 @@ def sql(
     elif fmt == "table":
         table = Table(*frame.columns)
         for row in frame.iter_rows():
-            table.add_row(*[table_cell(v) for v in row])
+            table.add_row(*["" if v is None else display_text(v) for v in row])  # csv and json: every digit
         console.print(table)
     else:
         fail(f"--format must be table, csv or json, not {fmt!r}", 2)
