@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -58,7 +58,7 @@ ConfigOption = Annotated[
 ]
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
@@ -330,14 +330,14 @@ def releases_list(
 def release_version(releases: str | Path, version: str) -> str:
     """``version`` as written, or the newest published release for 'latest' (as `score --release` takes
     it); exits with a one-line reason when nothing is published yet."""
-    from warehouse.releases import read_index
+    from warehouse.releases import latest
 
     if version != "latest":
         return version
-    items = read_index(releases)
-    if not items:
+    newest = latest(releases)
+    if newest is None:
         fail(f"no releases under {releases} yet; `refranges run` publishes one")
-    return str(items[-1]["version"])
+    return str(newest["version"])
 
 
 @releases_app.command("show")
