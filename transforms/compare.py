@@ -147,15 +147,15 @@ def order_statistics(
 
 
 def hodges_lehmann(
-    x: np.ndarray, y: np.ndarray, level: float = 0.95, *, presorted_y: bool = False
+    x: np.ndarray, y: np.ndarray, level: float = 0.95, *, presorted: bool = False
 ) -> tuple[float, float, float]:
     """Median of all pairwise differences x_i - y_j with its distribution-free CI (Mann-Whitney ranks).
 
     Exact for any group size: the order statistics are selected by :func:`order_statistics`, never by
-    forming all m x n differences. ``presorted_y``: ``y`` is sorted already (a reference group compared with
-    several cohorts)."""
+    forming all m x n differences. ``presorted``: ``x`` and ``y`` are sorted already (the cohort comparisons
+    sort every group's values once)."""
     n1, n2 = x.size, y.size
-    xs, ys = np.sort(x), (y if presorted_y else np.sort(y))
+    xs, ys = (x, y) if presorted else (np.sort(x), np.sort(y))
     total = n1 * n2
     z = _z(level)
     k = int(np.floor(total / 2 - z * np.sqrt(total * (n1 + n2 + 1) / 12)))
@@ -217,8 +217,11 @@ def average_ranks(y: np.ndarray) -> np.ndarray:
 
 
 def rank_trend(y: np.ndarray, severity: np.ndarray, age: np.ndarray, male: np.ndarray) -> tuple[float, float]:
-    """OLS of rank(y) on severity + age + sex; returns (t statistic, two-sided p) for severity."""
+    """OLS of rank(y) on severity + age + sex; returns (t statistic, two-sided p) for severity. Not defined
+    (NaN) when the values do not vary, e.g. all below the LOD: the fit would give rounding noise."""
     ranks = average_ranks(y)
+    if ranks.size and np.all(ranks == ranks[0]):
+        return float("nan"), float("nan")
     design = np.column_stack([np.ones(y.size), severity, age, male])
     beta, *_ = np.linalg.lstsq(design, ranks, rcond=None)
     resid = ranks - design @ beta
@@ -329,6 +332,93 @@ def _split(
     return arrays, rows, np.searchsorted(g if in_order else g[order], np.arange(index.height + 1))
 
 
+COHORTS = ("patient", "patient_early", "patient_long")
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The row numbers starts[i]:ends[i] of every i, one after another."""
+    lengths = ends - starts
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+
+
+def _count(ids: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Per id 0..size-1 the number (or the sum of ``weights``) of its rows, summed in row order."""
+    return np.bincount(ids, weights=weights, minlength=size)
+
+
+def _runs(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Where a run of equal values starts in ``values`` sorted within each segment (``!=``: equal
+    infinities stay together, each NaN is a run of its own, as in :func:`shift_test`)."""
+    return np.flatnonzero(np.r_[True, (values[1:] != values[:-1]) | (segment[1:] != segment[:-1])])
+
+
+def _wilson_arrays(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`wilson` of many counts at once, by the same operations (the same figures to the last bit)."""
+    z = _z(level)
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return centre - half, centre + half
+
+
+def _rank_trends(
+    y: np.ndarray, unit: np.ndarray, size: int, columns: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rank_trend` of many segments at once: ``y`` sorted within each segment (``unit``, 0..size-1),
+    ``columns`` the severity, age and sex of the same rows. Average ranks from the runs of equal values (the
+    figures of :func:`average_ranks`), then the severity term of OLS of the rank on the three columns with an
+    intercept, through the centred normal equations (Frisch-Waugh: the same slope and variance as the fit
+    with the intercept; agrees with LAPACK's least squares to about 1e-14). Returns the t statistic, the
+    two-sided p and whether the segment's fit is well posed (every column varies and is a number; the
+    others are for :func:`rank_trend`)."""
+    n = _count(unit, size)
+    first = np.r_[0, np.cumsum(n)[:-1]].astype(np.int64)
+    starts = _runs(y, unit)
+    flags = np.zeros(y.size, dtype=bool)
+    flags[starts] = True
+    run = np.cumsum(flags) - 1
+    ends = np.r_[starts[1:], y.size]
+    ranks = (starts[run] - first[unit] + ends[run] - first[unit] + 1) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centred = []
+        ok = n > 4
+        for v in [ranks, *columns]:
+            mean = _count(unit, size, v) / n
+            c = v - mean[unit]
+            centred.append(c)
+            if v is not ranks:
+                ok &= (_count(unit, size, c * c) > 0) & ~np.isnan(mean)
+        r, xs = centred[0], centred[1:]
+        a = np.empty((size, 3, 3))
+        b = np.empty((size, 3))
+        for i in range(3):
+            b[:, i] = _count(unit, size, xs[i] * r)
+            for j in range(i, 3):
+                a[:, i, j] = a[:, j, i] = _count(unit, size, xs[i] * xs[j])
+        a[~ok] = np.eye(3)  # a segment that is not well posed: computed by rank_trend instead
+        b[~ok] = 0.0
+        inverse = np.linalg.pinv(a)
+        beta = np.einsum("gij,gj->gi", inverse, b)
+        resid = r - np.einsum("ri,ri->r", np.column_stack(xs), beta[unit])
+        dof = n - 4
+        sigma2 = _count(unit, size, resid * resid) / dof
+        t = beta[:, 0] / np.sqrt(sigma2 * inverse[:, 0, 0])
+        t[_count(unit, size, r * r) == 0] = np.nan  # the ranks do not vary: no trend to test (rank_trend)
+        p = 2 * special.stdtr(dof, -np.abs(t))
+    return t, p, ok
+
+
+def _slopes(x: np.ndarray, y: np.ndarray, unit: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The OLS slope of ``y`` on ``x`` per segment (``np.polyfit(x, y, 1)[0]``, from the centred sums; the
+    same to about 1e-15), and whether it is well posed (``x`` varies; the others are for ``np.polyfit``)."""
+    n = _count(unit, size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = x - (_count(unit, size, x) / n)[unit]
+        dy = y - (_count(unit, size, y) / n)[unit]
+        sxx = _count(unit, size, dx * dx)
+        return _count(unit, size, dx * dy) / sxx, sxx > 0
+
+
 def compare_cohorts(
     patients: pl.DataFrame,
     healthy: pl.DataFrame,
@@ -345,118 +435,215 @@ def compare_cohorts(
     the q-value columns stay empty: comparisons built in parts by analyte get them from
     :func:`finish_comparison` once all parts are together (q-values are across markers). ``covariates``:
     columns of both frames to adjust the shift for (``p_shift_adjusted``); none: the column stays empty.
+
+    Every comparison of the part is computed at once, as array operations over the rows of all groups
+    (counts, shares, percentiles, the Mann-Whitney test, the rank trends): the figures are those of
+    :func:`wilson`, :func:`shift_test`, :func:`rank_trend` and ``np.polyfit`` per comparison (tested), which
+    still compute the few comparisons the arrays leave to them (small groups, NaN, a covariate that does not
+    vary). A group's values are sorted once; the Hodges-Lehmann shift is selected per comparison.
     """
     covariates = list(covariates or [])
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
     groups = intervals.filter((pl.col("sex") == "all") & pl.col("age_min").is_null() & pl.col("age_max").is_null())
     index = groups.select(keys).unique(maintain_order=True).with_row_index("__g")
     number = {tuple(r[:-1]): r[-1] for r in index.select(*keys, "__g").iter_rows()}
-    rows: list[dict[str, object]] = []
     # one join and one sort split the rows of every group; a group is then slices of arrays made once
     h_arr, h_rows, h_at = _split(healthy, keys, index, covariates, patients=False)
     p_arr, p_rows, p_at = _split(patients, keys, index, covariates, patients=True)
-    for g in groups.iter_rows(named=True):
-        at = number.get(tuple(g[k] for k in keys))
-        if at is None:
-            continue  # a null key: it matches no row
-        h_from, h_to, p_from, p_to = h_at[at], h_at[at + 1], p_at[at], p_at[at + 1]
-        if h_to == h_from or p_to == p_from:
-            continue
-        hs, ps = slice(h_from, h_to), slice(p_from, p_to)
-        limits = np.concatenate([h_arr["limit"][hs][h_arr["limit_ok"][hs]], p_arr["limit"][ps][p_arr["limit_ok"][ps]]])
-        is_log = g["unit"] == "NPX"
-        floor = -np.inf
-        if limits.size:
-            floor = float(limits.max()) if is_log else float(np.log(limits.max()))
-        hv = _censored(h_arr["log"][hs], h_arr["below"][hs], h_arr["above"][hs], floor)
-        h_sorted = np.sort(hv)
-        h_finite = h_sorted[np.isfinite(h_sorted)]  # hv's finite values, sorted
-        lower = g["lower_limit"] if not g["lower_limit_censored"] else None
-        # a cohort is a mask over the group's patients
-        p_logs = _censored(p_arr["log"][ps], p_arr["below"][ps], p_arr["above"][ps], floor)
-        duration = p_arr["duration"][ps]  # a null duration is in no subgroup, as in a filter: NaN compares false
-        masks = {
-            "patient": np.ones(p_to - p_from, dtype=bool),
-            "patient_early": duration < early_years,
-            "patient_long": duration >= early_years,
-        }
-        has_severity, male = p_arr["has_severity"][ps], p_arr["male"][ps]
-        # a null becomes NaN, or the column stays integer without nulls: the fits below compute in floats
-        # either way, so the figures are the same
-        severity_values, age_values = p_arr["severity"][ps], p_arr["age"][ps]
-        for cohort, mask in masks.items():
-            if int(mask.sum()) < 3:
-                continue
-            pv = p_logs[mask]
-            lo_log = None if lower is None else (lower if is_log else np.log(lower))
-            hi_log = g["upper_limit"] if is_log else np.log(g["upper_limit"])
-            n = pv.size
-            k_below = int(np.sum(pv < lo_log)) if lo_log is not None else 0
-            k_above = int(np.sum(pv > hi_log))
-            pct = (np.searchsorted(h_sorted, pv, side="left") + np.searchsorted(h_sorted, pv, side="right")) / (
-                2 * h_sorted.size
-            )
-            finite = np.isfinite(pv)
-            hl, hl_lo, hl_hi = (
-                hodges_lehmann(pv[finite], h_finite, presorted_y=True)
-                if finite.any() and h_finite.size
-                else (np.nan,) * 3
-            )
-            delta, p_shift = shift_test(pv, hv)
-            row: dict[str, object] = {k: g[k] for k in keys} | {
-                "sex": "all",
-                "age_min": None,
-                "age_max": None,
-                "cohort": cohort,
-                "n": n,
-                "n_reference": int(h_to - h_from),
-                "share_below": k_below / n if lo_log is not None else None,
-                "share_below_ci_low": wilson(k_below, n)[0] if lo_log is not None else None,
-                "share_below_ci_high": wilson(k_below, n)[1] if lo_log is not None else None,
-                "share_above": k_above / n,
-                "share_above_ci_low": wilson(k_above, n)[0],
-                "share_above_ci_high": wilson(k_above, n)[1],
-                "median_percentile": float(np.median(pct) * 100),
-                "hl_shift_log": hl,
-                "hl_shift_ci_low": hl_lo,
-                "hl_shift_ci_high": hl_hi,
-                "cliffs_delta": delta,
-                "p_shift": p_shift,
-                "severity_slope_log_per_100": None,
-                "p_severity": None,
-                "p_shift_adjusted": None,
-                "n_adjusted": None,
-                "adjusted_for": ", ".join(covariates) or None,
-            }
-            if p_rows is not None and h_rows is not None:
-                p = p_rows.slice(p_from, p_to - p_from).filter(pl.Series(mask))
-                h = h_rows.slice(h_from, h_to - h_from)
-                present = pl.all_horizontal(pl.col(c).is_not_null() for c in covariates)
-                both = pl.concat(
-                    [
-                        p.filter(present).select(*covariates, "log_value", *FLAGS, pl.lit(1.0).alias("__p")),
-                        h.filter(present).select(*covariates, "log_value", *FLAGS, pl.lit(0.0).alias("__p")),
-                    ],
-                    how="vertical_relaxed",
-                )
-                if both.height > len(covariates) + 3 and both["__p"].n_unique() == 2:
-                    _, p_adj = adjusted_shift(
-                        _logs(both, floor), both["__p"].to_numpy(), covariate_block(both, covariates)
-                    )
-                    row |= {"p_shift_adjusted": p_adj, "n_adjusted": both.height}
-            sev = mask & has_severity
-            if int(sev.sum()) >= 10:
-                y = p_logs[sev]
-                sev_x = severity_values[sev]
-                _, p_sev = rank_trend(y, sev_x, age_values[sev], male[sev])
-                ok = np.isfinite(y)
-                slope = np.polyfit(sev_x[ok], y[ok], 1)[0] * 100 if ok.sum() > 2 else None
-                row |= {"severity_slope_log_per_100": None if slope is None else float(slope), "p_severity": p_sev}
-            rows.append(row)
-    if not rows:
+    # a unit: a row of `groups` with healthy and patient rows (a null key matches no row)
+    picked = [
+        (r, at)
+        for r, key in enumerate(groups.select(keys).iter_rows())
+        if (at := number.get(key)) is not None and h_at[at + 1] > h_at[at] and p_at[at + 1] > p_at[at]
+    ]
+    if not picked:
         return pl.DataFrame(schema=COMPARISON_SCHEMA)
-    out = pl.DataFrame(rows, infer_schema_length=None).with_columns(
-        pl.lit(None, pl.Float64).alias("q_shift"), pl.lit(None, pl.Float64).alias("q_severity")
+    row_of, group_of = (np.array(v, dtype=np.int64) for v in zip(*picked, strict=True))
+    size = row_of.size
+    h_n, p_n = h_at[group_of + 1] - h_at[group_of], p_at[group_of + 1] - p_at[group_of]
+    h_take, p_take = _ranges(h_at[group_of], h_at[group_of + 1]), _ranges(p_at[group_of], p_at[group_of + 1])
+    if h_take.size != h_arr["log"].size or np.any(h_take != np.arange(h_take.size)):
+        h_arr = {c: a[h_take] for c, a in h_arr.items()}
+    if p_take.size != p_arr["log"].size or np.any(p_take != np.arange(p_take.size)):
+        p_arr = {c: a[p_take] for c, a in p_arr.items()}
+    h_bound, p_bound = np.r_[0, np.cumsum(h_n)], np.r_[0, np.cumsum(p_n)]
+    h_unit, p_unit = np.repeat(np.arange(size), h_n), np.repeat(np.arange(size), p_n)
+    picked_rows = groups[row_of]
+    is_log = (picked_rows["unit"] == "NPX").to_numpy()
+    lower_limit, upper_limit = picked_rows["lower_limit"].to_list(), picked_rows["upper_limit"].to_list()
+    lower_censored = picked_rows["lower_limit_censored"].to_list()
+
+    # per unit: the common LOD, the limits on the log scale, the healthy values sorted, the patients' order
+    # and where each patient value falls among the healthy values of its group
+    lo_log, hi_log, floor = np.full(size, np.nan), np.full(size, np.nan), np.full(size, -np.inf)
+    h_values, p_values = np.empty(h_take.size), np.empty(p_take.size)
+    h_sorted, p_order = np.empty(h_take.size), np.empty(p_take.size, dtype=np.int64)
+    left, right = np.empty(p_take.size, dtype=np.int64), np.empty(p_take.size, dtype=np.int64)
+    for u in range(size):
+        hs, ps = slice(h_bound[u], h_bound[u + 1]), slice(p_bound[u], p_bound[u + 1])
+        limits = np.concatenate([h_arr["limit"][hs][h_arr["limit_ok"][hs]], p_arr["limit"][ps][p_arr["limit_ok"][ps]]])
+        if limits.size:
+            floor[u] = float(limits.max()) if is_log[u] else float(np.log(limits.max()))
+        lower = lower_limit[u] if not lower_censored[u] else None
+        if lower is not None:
+            lo_log[u] = lower if is_log[u] else np.log(lower)
+        if upper_limit[u] is not None:
+            hi_log[u] = upper_limit[u] if is_log[u] else np.log(upper_limit[u])
+        h_values[hs] = _censored(h_arr["log"][hs], h_arr["below"][hs], h_arr["above"][hs], floor[u])
+        p_values[ps] = pv = _censored(p_arr["log"][ps], p_arr["below"][ps], p_arr["above"][ps], floor[u])
+        h_sorted[hs] = ordered = np.sort(h_values[hs])
+        p_order[ps] = np.argsort(pv) + ps.start
+        left[ps], right[ps] = np.searchsorted(ordered, pv, side="left"), np.searchsorted(ordered, pv, side="right")
+    h_nan = _count(h_unit, size, np.isnan(h_values)) > 0
+    # healthy ties: sum of t^3 - t over the runs of equal values of each group (exact in integers)
+    runs = _runs(h_sorted, h_unit)
+    t = np.diff(np.r_[runs, h_sorted.size])
+    h_ties = _count(h_unit[runs], size, (t**3 - t).astype(np.float64))
+    h_finite_from = h_bound[:-1] + _count(h_unit, size, h_values == -np.inf).astype(np.int64)
+    h_finite_n = _count(h_unit, size, np.isfinite(h_values)).astype(np.int64)
+
+    duration = p_arr["duration"]  # a null duration is in no subgroup, as in a filter: NaN compares false
+    masks = [np.ones(p_take.size, dtype=bool), duration < early_years, duration >= early_years]
+    below, above = p_values < lo_log[p_unit], p_values > hi_log[p_unit]
+    pct = (left + right) / (2 * h_n[p_unit])
+    half_ranks = (left + right) / 2  # per patient value: healthy values below it, ties counting half
+    equal_h = right - left
+    columns: dict[str, list[np.ndarray]] = {}  # per figure: its values of each cohort's comparisons
+    out_unit, out_cohort, slow_shift, slow_trend, slow_slope = [], [], [], [], []
+
+    def put(name: str, values: np.ndarray, valid: np.ndarray | None = None) -> None:
+        columns.setdefault(name, []).append(values if valid is None else np.where(valid, values, np.nan))
+        columns.setdefault(f"{name}__valid", []).append(np.ones(values.size, bool) if valid is None else valid)
+
+    # units without a cohort (n = 0) divide by zero below: they are not kept
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for k, mask in enumerate(masks):
+            n = _count(p_unit[mask], size).astype(np.int64)
+            keep = n >= 3
+            if not keep.any():
+                continue
+            out_unit.append(np.flatnonzero(keep))
+            out_cohort.append(np.full(int(keep.sum()), k))
+            put("n", n[keep])
+            put("n_reference", h_n[keep])
+            rows = p_order[mask[p_order]]  # the cohort's rows, by unit and by value within it
+            unit, values = p_unit[rows], p_values[rows]
+            first = np.r_[0, np.cumsum(n)[:-1]]
+            k_below, k_above = _count(p_unit[mask & below], size), _count(p_unit[mask & above], size)
+            has_lower = ~np.isnan(lo_log)
+            share_ci = _wilson_arrays(k_below, n)
+            put("share_below", (k_below / n)[keep], has_lower[keep])
+            put("share_below_ci_low", share_ci[0][keep], has_lower[keep])
+            put("share_below_ci_high", share_ci[1][keep], has_lower[keep])
+            share_ci = _wilson_arrays(k_above, n)
+            put("share_above", (k_above / n)[keep])
+            put("share_above_ci_low", share_ci[0][keep])
+            put("share_above_ci_high", share_ci[1][keep])
+            last = rows.size - 1  # (a unit without the cohort points anywhere: it is not kept)
+            middle = pct[rows[np.minimum(first + (n - 1) // 2, last)]], pct[rows[np.minimum(first + n // 2, last)]]
+            put("median_percentile", ((middle[0] + middle[1]) / 2 * 100)[keep])  # np.median's figures
+            # Mann-Whitney: U from the healthy values below each patient value; ties over the pooled runs
+            u1 = _count(p_unit[mask], size, half_ranks[mask])
+            starts = _runs(values, unit)
+            a = np.diff(np.r_[starts, values.size])
+            b = equal_h[rows[starts]]
+            ties = h_ties + _count(unit[starts], size, (a + b) ** 3 - (a + b) - (b**3 - b))
+            n2 = h_n
+            total = n + n2
+            s = np.sqrt(n * n2 / 12 * ((total + 1) - ties / (total * (total - 1))))
+            z = (np.maximum(u1, n * n2 - u1) - n * n2 / 2 - 0.5) / s
+            put("p_shift", np.clip(special.ndtr(-z) * 2, 0, 1)[keep])
+            put("cliffs_delta", (2 * u1 / (n * n2) - 1)[keep])
+            p_nan = _count(p_unit[mask], size, np.isnan(p_values[mask])) > 0
+            slow_shift.append(((n <= 8) | (n2 <= 8) | p_nan | h_nan)[keep])
+            # Hodges-Lehmann: the finite values, sorted, are one slice of each (cohort values are sorted too)
+            x_from = first + _count(unit, size, values == -np.inf).astype(np.int64)
+            x_n = _count(unit, size, np.isfinite(values)).astype(np.int64)
+            shift = np.full((size, 3), np.nan)
+            for j in np.flatnonzero(keep & (x_n > 0) & (h_finite_n > 0)):
+                shift[j] = hodges_lehmann(
+                    values[x_from[j] : x_from[j] + x_n[j]],
+                    h_sorted[h_finite_from[j] : h_finite_from[j] + h_finite_n[j]],
+                    presorted=True,
+                )
+            put("hl_shift_log", shift[keep, 0])
+            put("hl_shift_ci_low", shift[keep, 1])
+            put("hl_shift_ci_high", shift[keep, 2])
+            # severity trend among the cohort's patients with severity and age
+            sev = mask & p_arr["has_severity"]
+            n_sev = _count(p_unit[sev], size)
+            s_rows = p_order[sev[p_order]]
+            s_unit = p_unit[s_rows]
+            design = [
+                p_arr["severity"][s_rows].astype(float),
+                p_arr["age"][s_rows].astype(float),
+                p_arr["male"][s_rows],
+            ]
+            _, p_sev, posed = _rank_trends(p_values[s_rows], s_unit, size, design)
+            trend = keep & (n_sev >= 10)
+            y_nan = _count(s_unit, size, np.isnan(p_values[s_rows])) > 0
+            slow_trend.append((trend & (~posed | y_nan))[keep])
+            put("p_severity", p_sev[keep], trend[keep])
+            ok = np.isfinite(p_values[s_rows])
+            slope, slope_posed = _slopes(design[0][ok], p_values[s_rows][ok], s_unit[ok], size)
+            has_slope = trend & (_count(s_unit[ok], size) > 2)
+            slow_slope.append((has_slope & ~slope_posed)[keep])
+            put("severity_slope_log_per_100", (slope * 100)[keep], has_slope[keep])
+    if not out_unit:
+        return pl.DataFrame(schema=COMPARISON_SCHEMA)
+    units, cohorts = np.concatenate(out_unit), np.concatenate(out_cohort)
+    order = np.lexsort((cohorts, units))  # by unit, then cohort: the order of the groups and of COHORTS
+    units, cohorts = units[order], cohorts[order]
+    figures = {name: np.concatenate(parts)[order] for name, parts in columns.items()}
+    slow = [np.concatenate(flags)[order] for flags in (slow_shift, slow_trend, slow_slope)]
+    adjusted, n_adjusted = np.full(units.size, np.nan), np.zeros(units.size, dtype=np.int64)
+    # what the arrays leave to the per-comparison functions, with the rows in the order they came
+    for i in np.flatnonzero(slow[0] | slow[1] | slow[2] | bool(covariates)):
+        u = units[i]
+        hs, ps = slice(h_bound[u], h_bound[u + 1]), slice(p_bound[u], p_bound[u + 1])
+        mask = masks[cohorts[i]][ps]
+        if slow[0][i]:
+            figures["cliffs_delta"][i], figures["p_shift"][i] = shift_test(p_values[ps][mask], h_values[hs])
+        sev = mask & p_arr["has_severity"][ps]
+        y, sev_x = p_values[ps][sev], p_arr["severity"][ps][sev]
+        if slow[1][i]:
+            figures["p_severity"][i] = rank_trend(y, sev_x, p_arr["age"][ps][sev], p_arr["male"][ps][sev])[1]
+        if slow[2][i]:
+            ok = np.isfinite(y)
+            figures["severity_slope_log_per_100"][i] = float(np.polyfit(sev_x[ok], y[ok], 1)[0] * 100)
+        if covariates and p_rows is not None and h_rows is not None:
+            g = group_of[u]
+            p = p_rows.slice(p_at[g], p_n[u]).filter(pl.Series(mask))
+            h = h_rows.slice(h_at[g], h_n[u])
+            present = pl.all_horizontal(pl.col(c).is_not_null() for c in covariates)
+            both = pl.concat(
+                [
+                    p.filter(present).select(*covariates, "log_value", *FLAGS, pl.lit(1.0).alias("__p")),
+                    h.filter(present).select(*covariates, "log_value", *FLAGS, pl.lit(0.0).alias("__p")),
+                ],
+                how="vertical_relaxed",
+            )
+            if both.height > len(covariates) + 3 and both["__p"].n_unique() == 2:
+                adjusted[i] = adjusted_shift(
+                    _logs(both, floor[u]), both["__p"].to_numpy(), covariate_block(both, covariates)
+                )[1]
+                n_adjusted[i] = both.height
+    figures["p_severity__valid"] &= ~np.isnan(figures["p_severity"])  # not defined: no figure
+    out = groups.select(keys)[row_of[units]].with_columns(
+        sex=pl.lit("all"),
+        age_min=pl.lit(None, pl.Float64),
+        age_max=pl.lit(None, pl.Float64),
+        cohort=pl.Series([COHORTS[c] for c in cohorts]),
+        adjusted_for=pl.lit(", ".join(covariates) or None, pl.String),
+        p_shift_adjusted=pl.Series(adjusted).scatter(np.flatnonzero(n_adjusted == 0), None),
+        n_adjusted=pl.Series(n_adjusted).scatter(np.flatnonzero(n_adjusted == 0), None),
+        q_shift=pl.lit(None, pl.Float64),
+        q_severity=pl.lit(None, pl.Float64),
+        **{
+            name: pl.Series(values).scatter(np.flatnonzero(~figures[f"{name}__valid"]), None)
+            for name, values in figures.items()
+            if not name.endswith("__valid")
+        },
     )
     out = out.select([pl.col(c).cast(t) for c, t in COMPARISON_SCHEMA.items()])
     return finish_comparison(out) if q_values else out

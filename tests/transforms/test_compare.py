@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import polars as pl
@@ -366,3 +367,107 @@ def test_comparing_every_group_at_once_equals_comparing_each_group_alone(
 
     assert together.height > 0
     assert_frame_equal(together, pl.concat(alone), check_exact=True)
+
+
+def _per_comparison(patients: pl.DataFrame, healthy: pl.DataFrame, intervals: pl.DataFrame) -> dict[tuple, dict]:
+    """Oracle: each comparison alone, by the per-comparison functions (shift_test, hodges_lehmann, wilson,
+    rank_trend, np.polyfit, np.median of the percentiles), keyed by (analyte, cohort)."""
+    out = {}
+    for g in intervals.iter_rows(named=True):
+        same = pl.all_horizontal(pl.col(k) == g[k] for k in GROUP_KEYS)
+        h, p = healthy.filter(same), patients.filter(same)
+        if h.height == 0 or p.height == 0:
+            continue
+        is_log = g["unit"] == "NPX"
+        limits = pl.concat([h["limit_value"], p["limit_value"]]).drop_nulls().to_numpy()
+        floor = -np.inf if not limits.size else (limits.max() if is_log else np.log(limits.max()))
+
+        def logs(frame: pl.DataFrame, floor: float = floor) -> np.ndarray:
+            v = frame["log_value"].cast(pl.Float64).to_numpy()
+            below = frame["censoring"].is_in(["below_lod", "below_lloq"]).fill_null(False).to_numpy()
+            above = (frame["censoring"] == "above_uloq").fill_null(False).to_numpy()
+            return np.where(above, np.inf, np.where(below | (v < floor), -np.inf, v))
+
+        hv, all_pv = logs(h), logs(p)
+        duration = p["illness_duration_years"].cast(pl.Float64).to_numpy()
+        lower = None if g["lower_limit_censored"] else (g["lower_limit"] if is_log else np.log(g["lower_limit"]))
+        upper = g["upper_limit"] if is_log else np.log(g["upper_limit"])
+        cohorts = {"patient": np.ones(p.height, bool), "patient_early": duration < 3, "patient_long": duration >= 3}
+        for cohort, mask in cohorts.items():
+            pv = all_pv[mask]
+            if pv.size < 3:
+                continue
+            n, k_above = pv.size, int(np.sum(pv > upper))
+            hs = np.sort(hv)
+            pct = (np.searchsorted(hs, pv, side="left") + np.searchsorted(hs, pv, side="right")) / (2 * hs.size)
+            finite, h_finite = pv[np.isfinite(pv)], hv[np.isfinite(hv)]
+            hl = hodges_lehmann(finite, h_finite) if finite.size and h_finite.size else (np.nan,) * 3
+            row = {"n": n, "n_reference": h.height, "median_percentile": float(np.median(pct) * 100)}
+            row |= dict(zip(("cliffs_delta", "p_shift"), shift_test(pv, hv), strict=True))
+            row |= dict(zip(("hl_shift_log", "hl_shift_ci_low", "hl_shift_ci_high"), hl, strict=True))
+            row |= {"share_above": k_above / n, "share_above_ci_low": wilson(k_above, n)[0]}
+            if lower is not None:
+                k_below = int(np.sum(pv < lower))
+                row |= {"share_below": k_below / n, "share_below_ci_high": wilson(k_below, n)[1]}
+            sev = mask & p["severity"].is_not_null().to_numpy() & p["age"].is_not_null().to_numpy()
+            if sev.sum() >= 10:
+                y, x = all_pv[sev], p["severity"].cast(pl.Float64).to_numpy()[sev]
+                male = (p["sex"] == "M").cast(pl.Float64).to_numpy()[sev]
+                row["p_severity"] = rank_trend(y, x, p["age"].cast(pl.Float64).to_numpy()[sev], male)[1]
+                ok = np.isfinite(y)
+                if ok.sum() > 2:
+                    row["severity_slope_log_per_100"] = float(np.polyfit(x[ok], y[ok], 1)[0] * 100)
+            out[(g["analyte"], cohort)] = row
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 5), st.integers(4, 60), st.booleans())
+def test_the_comparisons_as_arrays_equal_the_per_comparison_functions(
+    seed: int, n_groups: int, per_group: int, nan_values: bool
+) -> None:
+    """compare_cohorts computes every comparison of a part at once as array operations; the oracle computes
+    each alone with the functions tested above against scipy and brute force. Small groups (scipy's own
+    Mann-Whitney rules), ties, censoring, NaN values and a severity that does not vary are all drawn. Every
+    figure is the same to the last bit but for the OLS fits (the severity trend's p and the slope: centred
+    normal equations against LAPACK's least squares), which agree to 1e-9."""
+    rng = np.random.default_rng(seed)
+    groups = [(f"A{i}", f"P{i}", "olink", "panel", "plasma", "NPX" if i % 2 else "pg/mL") for i in range(n_groups)]
+    healthy, patients = (
+        _cohort_rows(rng, groups, per_group * k * n_groups, patients=k == 1)
+        .drop_nulls("uniprot")
+        .with_columns(pl.col("censoring").cast(pl.String))
+        for k in (2, 1)
+    )
+    if nan_values:  # a value that is missing but not censored: the per-comparison functions' rules
+        patients = patients.with_columns(
+            pl.when(pl.Series(rng.random(patients.height) < 0.05)).then(None).otherwise("log_value").alias("log_value")
+        )
+    if rng.random() < 0.5:  # one severity for everyone: the trend's design does not vary
+        patients = patients.with_columns(pl.col("severity").fill_null(40.0).clip(40.0, 40.0))
+    intervals = pl.DataFrame([dict(zip(GROUP_KEYS, g, strict=True)) for g in groups]).with_columns(
+        sex=pl.lit("all"),
+        age_min=pl.lit(None, pl.Float64),
+        age_max=pl.lit(None, pl.Float64),
+        lower_limit=pl.Series([-1.6 if g[5] == "NPX" else math.exp(-1.6) for g in groups]),
+        lower_limit_censored=pl.Series([bool(b) for b in rng.random(n_groups) < 0.3]),
+        upper_limit=pl.Series([1.7 if g[5] == "NPX" else math.exp(1.7) for g in groups]),
+    )
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = compare_cohorts(patients, healthy, intervals, q_values=False)
+        expected = _per_comparison(patients, healthy, intervals)
+    assert sorted(expected) == sorted(zip(got["analyte"], got["cohort"], strict=True))
+    loose = {"p_severity", "severity_slope_log_per_100"}
+    for row in got.iter_rows(named=True):
+        for name, value in expected[(row["analyte"], row["cohort"])].items():
+            if name == "p_severity" and math.isnan(value):
+                assert row[name] is None
+            elif name in loose:
+                assert row[name] == pytest.approx(value, rel=1e-9, abs=0, nan_ok=True), name
+            else:
+                assert row[name] == value or (math.isnan(row[name]) and math.isnan(value)), name
+        if row["share_below"] is None:
+            assert "share_below" not in expected[(row["analyte"], row["cohort"])]
+        if row["p_severity"] is None:  # too few patients with a severity, or values that do not vary
+            assert math.isnan(expected[(row["analyte"], row["cohort"])].get("p_severity", math.nan))
