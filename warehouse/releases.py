@@ -22,6 +22,7 @@ never reused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -148,9 +149,10 @@ def publish(
     if fs.exists(final):
         msg = f"release {version} already exists; releases are never overwritten"
         raise ReleaseError(msg)
-    with tempfile.TemporaryDirectory(prefix="refranges-release-") as tmp:
-        # on a local file system the staging folder sits beside the releases, so that a rename publishes it
-        staging = Path(base) / f".staging-{version}" if local else Path(tmp) / version
+    # on a local file system the staging folder sits beside the releases, so that a rename publishes it; only
+    # an object store stages in a temporary folder (a local one would be left behind by a killed run)
+    with contextlib.nullcontext(None) if local else tempfile.TemporaryDirectory(prefix="refranges-release-") as tmp:
+        staging = Path(base) / f".staging-{version}" if tmp is None else Path(tmp) / version
         if staging.exists():
             shutil.rmtree(staging)  # left by a crashed publish: never visible, safe to discard
         staging.mkdir()

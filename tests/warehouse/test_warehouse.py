@@ -358,7 +358,8 @@ releases.publish(Path({store!r}), tables=tables, created_at=datetime(2026, 11, 2
 @pytest.mark.parametrize("kill_at", [1, 2, 3, 99])
 def test_a_publish_killed_at_any_step_leaves_the_old_or_the_new_state(tmp_path: Path, kill_at: int) -> None:
     """Kill the publishing process at its 1st, 2nd or 3rd atomic step (manifest, folder rename, index), or
-    not at all: the index lists only complete releases that verify, and the next publish works."""
+    not at all: the index lists only complete releases that verify, the next publish works, and the killed
+    process left nothing in the temporary folder (a local store stages beside the releases)."""
     import subprocess
     import sys
 
@@ -373,8 +374,12 @@ def test_a_publish_killed_at_any_step_leaves_the_old_or_the_new_state(tmp_path: 
         code_version="t",
     )
     script = KILL_SCRIPT.format(root=str(Path(__file__).resolve().parents[2]), store=str(root), kill_at=kill_at)
-    code = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).returncode
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = os.environ | {"TMPDIR": str(temporary)}
+    code = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env).returncode
     assert code == (0 if kill_at == 99 else 9)
+    assert list(temporary.iterdir()) == []
     listed = [r["version"] for r in releases.read_index(root)]
     assert listed[0] == first.version and len(listed) == (2 if kill_at == 99 else 1)
     for version in listed:
