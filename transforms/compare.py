@@ -368,7 +368,7 @@ def _rank_trends(
     ``columns`` the severity, age and sex of the same rows. Average ranks from the runs of equal values (the
     figures of :func:`average_ranks`), then the severity term of OLS of the rank on the three columns with an
     intercept, through the centred normal equations (Frisch-Waugh: the same slope and variance as the fit
-    with the intercept; agrees with LAPACK's least squares to about 1e-14). Returns the t statistic, the
+    with the intercept; agrees with LAPACK's least squares to about 1e-12). Returns the t statistic, the
     two-sided p and whether the segment's fit is well posed (every column varies and is a number; the
     others are for :func:`rank_trend`)."""
     n = _count(unit, size)
@@ -410,7 +410,7 @@ def _rank_trends(
 
 def _slopes(x: np.ndarray, y: np.ndarray, unit: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The OLS slope of ``y`` on ``x`` per segment (``np.polyfit(x, y, 1)[0]``, from the centred sums; the
-    same to about 1e-15), and whether it is well posed (``x`` varies; the others are for ``np.polyfit``)."""
+    same to about 1e-12), and whether it is well posed (``x`` varies; the others are for ``np.polyfit``)."""
     n = _count(unit, size)
     with np.errstate(divide="ignore", invalid="ignore"):
         dx = x - (_count(unit, size, x) / n)[unit]
@@ -439,8 +439,8 @@ def compare_cohorts(
     Every comparison of the part is computed at once, as array operations over the rows of all groups
     (counts, shares, percentiles, the Mann-Whitney test, the rank trends): the figures are those of
     :func:`wilson`, :func:`shift_test`, :func:`rank_trend` and ``np.polyfit`` per comparison (tested), which
-    still compute the few comparisons the arrays leave to them (small groups, NaN, a covariate that does not
-    vary). A group's values are sorted once; the Hodges-Lehmann shift is selected per comparison.
+    still compute the few comparisons the arrays leave to them (8 or fewer people, NaN values, a severity,
+    age or sex that does not vary). A group's values are sorted once; the Hodges-Lehmann shift is selected per comparison.
     """
     covariates = list(covariates or [])
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
