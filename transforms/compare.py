@@ -218,9 +218,10 @@ def average_ranks(y: np.ndarray) -> np.ndarray:
 
 def rank_trend(y: np.ndarray, severity: np.ndarray, age: np.ndarray, male: np.ndarray) -> tuple[float, float]:
     """OLS of rank(y) on severity + age + sex; returns (t statistic, two-sided p) for severity. Not defined
-    (NaN) when the values do not vary, e.g. all below the LOD: the fit would give rounding noise."""
+    (NaN) when the values do not vary (e.g. all below the LOD) or the severity does not: the fit would give
+    rounding noise."""
     ranks = average_ranks(y)
-    if ranks.size and np.all(ranks == ranks[0]):
+    if ranks.size and (np.all(ranks == ranks[0]) or np.all(severity == severity[0])):
         return float("nan"), float("nan")
     design = np.column_stack([np.ones(y.size), severity, age, male])
     beta, *_ = np.linalg.lstsq(design, ranks, rcond=None)
@@ -346,6 +347,15 @@ def _count(ids: np.ndarray, size: int, weights: np.ndarray | None = None) -> np.
     return np.bincount(ids, weights=weights, minlength=size)
 
 
+def _varies(v: np.ndarray, unit: np.ndarray, size: int) -> np.ndarray:
+    """Per segment (rows sorted by ``unit``, 0..size-1): whether ``v`` holds two or more values (exactly:
+    a centred sum of squares can be rounding noise for a constant)."""
+    if v.size == 0:
+        return np.zeros(size, dtype=bool)
+    first = np.r_[0, np.cumsum(_count(unit, size))[:-1]]
+    return _count(unit, size, v != v[np.minimum(first, v.size - 1)][unit]) > 0
+
+
 def _runs(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
     """Where a run of equal values starts in ``values`` sorted within each segment (``!=``: equal
     infinities stay together, each NaN is a run of its own, as in :func:`shift_test`)."""
@@ -387,7 +397,7 @@ def _rank_trends(
             c = v - mean[unit]
             centred.append(c)
             if v is not ranks:
-                ok &= (_count(unit, size, c * c) > 0) & ~np.isnan(mean)
+                ok &= _varies(v, unit, size) & ~np.isnan(mean)
         r, xs = centred[0], centred[1:]
         a = np.empty((size, 3, 3))
         b = np.empty((size, 3))
@@ -403,20 +413,20 @@ def _rank_trends(
         dof = n - 4
         sigma2 = _count(unit, size, resid * resid) / dof
         t = beta[:, 0] / np.sqrt(sigma2 * inverse[:, 0, 0])
-        t[_count(unit, size, r * r) == 0] = np.nan  # the ranks do not vary: no trend to test (rank_trend)
+        t[~_varies(ranks, unit, size)] = np.nan  # the ranks do not vary: no trend to test (rank_trend)
         p = 2 * special.stdtr(dof, -np.abs(t))
     return t, p, ok
 
 
 def _slopes(x: np.ndarray, y: np.ndarray, unit: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The OLS slope of ``y`` on ``x`` per segment (``np.polyfit(x, y, 1)[0]``, from the centred sums; the
-    same to about 1e-12), and whether it is well posed (``x`` varies; the others are for ``np.polyfit``)."""
+    same to about 1e-12), and whether it is defined (``x`` varies)."""
     n = _count(unit, size)
     with np.errstate(divide="ignore", invalid="ignore"):
         dx = x - (_count(unit, size, x) / n)[unit]
         dy = y - (_count(unit, size, y) / n)[unit]
         sxx = _count(unit, size, dx * dx)
-        return _count(unit, size, dx * dy) / sxx, sxx > 0
+        return _count(unit, size, dx * dy) / sxx, _varies(x, unit, size)
 
 
 def compare_cohorts(
@@ -438,9 +448,10 @@ def compare_cohorts(
 
     Every comparison of the part is computed at once, as array operations over the rows of all groups
     (counts, shares, percentiles, the Mann-Whitney test, the rank trends): the figures are those of
-    :func:`wilson`, :func:`shift_test`, :func:`rank_trend` and ``np.polyfit`` per comparison (tested), which
-    still compute the few comparisons the arrays leave to them (8 or fewer people, NaN values, a severity,
-    age or sex that does not vary). A group's values are sorted once; the Hodges-Lehmann shift is selected per comparison.
+    :func:`wilson`, :func:`shift_test`, :func:`rank_trend` and ``np.polyfit`` per comparison (tested); the
+    first three still compute the few comparisons the arrays leave to them (8 or fewer people, NaN values,
+    a severity, age or sex that does not vary). A severity that does not vary has no trend and no slope.
+    A group's values are sorted once; the Hodges-Lehmann shift is selected per comparison.
     """
     covariates = list(covariates or [])
     keys = ["analyte", "uniprot", "platform", "panel", "matrix", "unit"]
@@ -509,7 +520,7 @@ def compare_cohorts(
     half_ranks = (left + right) / 2  # per patient value: healthy values below it, ties counting half
     equal_h = right - left
     columns: dict[str, list[np.ndarray]] = {}  # per figure: its values of each cohort's comparisons
-    out_unit, out_cohort, slow_shift, slow_trend, slow_slope = [], [], [], [], []
+    out_unit, out_cohort, slow_shift, slow_trend = [], [], [], []
 
     def put(name: str, values: np.ndarray, valid: np.ndarray | None = None) -> None:
         columns.setdefault(name, []).append(values if valid is None else np.where(valid, values, np.nan))
@@ -585,9 +596,8 @@ def compare_cohorts(
             slow_trend.append((trend & (~posed | y_nan))[keep])
             put("p_severity", p_sev[keep], trend[keep])
             ok = np.isfinite(p_values[s_rows])
-            slope, slope_posed = _slopes(design[0][ok], p_values[s_rows][ok], s_unit[ok], size)
-            has_slope = trend & (_count(s_unit[ok], size) > 2)
-            slow_slope.append((has_slope & ~slope_posed)[keep])
+            slope, defined = _slopes(design[0][ok], p_values[s_rows][ok], s_unit[ok], size)
+            has_slope = trend & (_count(s_unit[ok], size) > 2) & defined  # no slope on a severity that is one value
             put("severity_slope_log_per_100", (slope * 100)[keep], has_slope[keep])
     if not out_unit:
         return pl.DataFrame(schema=COMPARISON_SCHEMA)
@@ -595,22 +605,19 @@ def compare_cohorts(
     order = np.lexsort((cohorts, units))  # by unit, then cohort: the order of the groups and of COHORTS
     units, cohorts = units[order], cohorts[order]
     figures = {name: np.concatenate(parts)[order] for name, parts in columns.items()}
-    slow = [np.concatenate(flags)[order] for flags in (slow_shift, slow_trend, slow_slope)]
+    slow = [np.concatenate(flags)[order] for flags in (slow_shift, slow_trend)]
     adjusted, n_adjusted = np.full(units.size, np.nan), np.zeros(units.size, dtype=np.int64)
     # what the arrays leave to the per-comparison functions, with the rows in the order they came
-    for i in np.flatnonzero(slow[0] | slow[1] | slow[2] | bool(covariates)):
+    for i in np.flatnonzero(slow[0] | slow[1] | bool(covariates)):
         u = units[i]
         hs, ps = slice(h_bound[u], h_bound[u + 1]), slice(p_bound[u], p_bound[u + 1])
         mask = masks[cohorts[i]][ps]
         if slow[0][i]:
             figures["cliffs_delta"][i], figures["p_shift"][i] = shift_test(p_values[ps][mask], h_values[hs])
-        sev = mask & p_arr["has_severity"][ps]
-        y, sev_x = p_values[ps][sev], p_arr["severity"][ps][sev]
         if slow[1][i]:
+            sev = mask & p_arr["has_severity"][ps]
+            y, sev_x = p_values[ps][sev], p_arr["severity"][ps][sev]
             figures["p_severity"][i] = rank_trend(y, sev_x, p_arr["age"][ps][sev], p_arr["male"][ps][sev])[1]
-        if slow[2][i]:
-            ok = np.isfinite(y)
-            figures["severity_slope_log_per_100"][i] = float(np.polyfit(sev_x[ok], y[ok], 1)[0] * 100)
         if covariates and p_rows is not None and h_rows is not None:
             g = group_of[u]
             p = p_rows.slice(p_at[g], p_n[u]).filter(pl.Series(mask))

@@ -415,7 +415,7 @@ def _per_comparison(patients: pl.DataFrame, healthy: pl.DataFrame, intervals: pl
                 male = (p["sex"] == "M").cast(pl.Float64).to_numpy()[sev]
                 row["p_severity"] = rank_trend(y, x, p["age"].cast(pl.Float64).to_numpy()[sev], male)[1]
                 ok = np.isfinite(y)
-                if ok.sum() > 2:
+                if ok.sum() > 2 and np.unique(x[ok]).size > 1:  # one severity: no slope
                     row["severity_slope_log_per_100"] = float(np.polyfit(x[ok], y[ok], 1)[0] * 100)
             out[(g["analyte"], cohort)] = row
     return out
@@ -467,7 +467,7 @@ def test_the_comparisons_as_arrays_equal_the_per_comparison_functions(
                 assert row[name] == pytest.approx(value, rel=1e-9, abs=0, nan_ok=True), name
             else:
                 assert row[name] == value or (math.isnan(row[name]) and math.isnan(value)), name
-        if row["share_below"] is None:
-            assert "share_below" not in expected[(row["analyte"], row["cohort"])]
-        if row["p_severity"] is None:  # too few patients with a severity, or values that do not vary
-            assert math.isnan(expected[(row["analyte"], row["cohort"])].get("p_severity", math.nan))
+        figures = expected[(row["analyte"], row["cohort"])]  # and no figure where the oracle has none
+        assert (row["share_below"] is None) == ("share_below" not in figures)
+        assert (row["severity_slope_log_per_100"] is None) == ("severity_slope_log_per_100" not in figures)
+        assert (row["p_severity"] is None) == math.isnan(figures.get("p_severity", math.nan))
