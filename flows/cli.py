@@ -645,7 +645,7 @@ def serve(
         fail(str(exc), 2)
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})  # a query may begin with a "--" comment
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query over the warehouse views.")],
     config: ConfigOption = None,

@@ -283,3 +283,17 @@ def test_sql_table_prints_floats_to_ten_digits_and_csv_keeps_every_digit(tmp_pat
     assert [c.strip() for c in row.strip("│ ").split("│")] == ["-2.4824", "0.3", "1e-05", "42", "x"]
     csv = invoke("sql", query, "--format", "csv", "--config", str(cfg))
     assert csv.output.splitlines()[1] == "-2.4824000000000006,0.30000000000000004,0.00001,42,x"
+
+
+def test_sql_takes_a_query_that_begins_with_a_comment(tmp_path: Path) -> None:
+    """docs/warehouse.md's examples begin with a `--` comment line; pasted into `refranges sql` they were
+    read as an unknown option ("No such option: -- median IL-6 ...")."""
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    out = invoke("sql", "-- how many files\nselect count(*) as n from files", "--format", "csv", "--config", str(cfg))
+    assert out.exit_code == 0 and out.output.splitlines() == ["n", "0"], out.output
+    typo = invoke("sql", "select 1", "--fromat", "csv", "--config", str(cfg))
+    assert typo.exit_code != 0 and "--fromat" in typo.output  # a mistyped option is still named
