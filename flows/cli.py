@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from flows.config import ConfigError, Settings, config_path, load_settings
+from flows.config import ConfigError, Settings, check_landing, config_path, load_settings
 
 if TYPE_CHECKING:
     import polars as pl
@@ -191,6 +191,10 @@ def _check_format(fmt: str) -> None:
 
 def _run(settings: Settings, fmt: str = "table") -> int:
     _check_format(fmt)
+    try:
+        check_landing(settings)  # before the server starts: a configuration error, not a failed run
+    except FileNotFoundError as exc:
+        fail(f"{exc.strerror} ({exc.filename})", 2)
     with prefect_server(settings):
         from flows.pipeline import on_runner, run_pipeline
         from flows.progress import progress_bars

@@ -5,6 +5,7 @@ Every key is documented in README.md; tests/test_docs.py fails when one is not.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -291,6 +292,19 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
         msg = "coverage and ci_level must lie strictly between 0 and 1"
         raise ConfigError(msg)
     return settings.resolved()
+
+
+def check_landing(settings: Settings) -> None:
+    """Refuse a local landing folder that does not exist, unless it is the home's own ``landing`` (created on
+    first use). A configured folder that is missing is a mistyped path or a share that is not mounted:
+    creating it empty would let the run report nothing new and hide the problem."""
+    landing = settings.landing
+    if landing is None or (isinstance(landing, str) and "://" in landing) or Path(landing).is_dir():
+        return
+    if Path(landing).resolve() == (settings.home / "landing").resolve():
+        return
+    why = "the landing folder does not exist: mount it or create it, or correct `landing` in the configuration"
+    raise FileNotFoundError(errno.ENOENT, why, str(landing))
 
 
 def subject_key(settings: Settings) -> bytes:

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow
 from prefect.states import State
 
-from flows.config import load_settings
+from flows.config import check_landing, load_settings
 from flows.pipeline import ingest_paths, list_landing, on_runner, run_pipeline
 
 
@@ -21,6 +21,7 @@ def scheduled_ingest(config: str | None = None) -> State[Any]:
     """Hourly: ingest everything new in the landing folder into the warehouse (no release)."""
     settings = load_settings(Path(config) if config else None)
     assert settings.landing is not None
+    check_landing(settings)
     return on_runner(ingest_paths, settings)(settings, list_landing(settings.landing), return_state=True)
 
 

@@ -25,7 +25,7 @@ from prefect.states import Completed, State
 from expectations.report import render_report
 from expectations.runner import SuiteOutcome, merge_results, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
-from flows.config import Settings, subject_key, task_runner
+from flows.config import Settings, check_landing, subject_key, task_runner
 from flows.memory import freeze_modules, gives_back_memory
 from flows.progress import report
 from transforms import schema
@@ -940,6 +940,7 @@ def run_pipeline(settings: Settings) -> RunSummary:
     """One pass: ingest new files, quality checks, normalise, build reference groups, publish (see
     :func:`_writing` for how the warehouse is written)."""
     assert settings.landing is not None
+    check_landing(settings)
     freeze_modules()  # before any task: later collections skip the modules' objects
     with _writing(settings) as (settings, summary):
         _ingest(list_landing(settings.landing), settings, summary)

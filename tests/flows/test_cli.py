@@ -297,3 +297,25 @@ def test_sql_takes_a_query_that_begins_with_a_comment(tmp_path: Path) -> None:
     assert out.exit_code == 0 and out.output.splitlines() == ["n", "0"], out.output
     typo = invoke("sql", "select 1", "--fromat", "csv", "--config", str(cfg))
     assert typo.exit_code != 0 and "--fromat" in typo.output  # a mistyped option is still named
+
+
+def test_a_configured_landing_folder_that_does_not_exist_is_refused_not_created(tmp_path: Path) -> None:
+    """A mistyped landing path, or a share that is not mounted: the run stops with the path and what to do,
+    before any server starts, and creates nothing there (it used to create the folder empty and report
+    "no reference group reached the minimum n")."""
+    from flows.config import check_landing, load_settings
+
+    missing = tmp_path / "share" / "exports"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path / "home"}"\nlanding = "{missing}"\n')
+    out = invoke("run", "--config", str(cfg))
+    assert out.exit_code == 2 and str(missing) in out.output and "does not exist" in out.output
+    assert not missing.exists() and not (tmp_path / "share").exists()
+    with pytest.raises(FileNotFoundError, match="landing folder does not exist"):
+        check_landing(load_settings(cfg))  # what the scheduled flows call too
+    missing.mkdir(parents=True)
+    check_landing(load_settings(cfg))  # there now: fine
+    cfg.write_text(f'home = "{tmp_path / "fresh"}"\n')
+    check_landing(load_settings(cfg))  # the home's own landing folder is created on first use: fine
+    cfg.write_text(f'home = "{tmp_path / "home"}"\nlanding = "s3://bucket/landing"\n')
+    check_landing(load_settings(cfg))  # an object store: listed as it is
