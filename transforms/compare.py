@@ -21,6 +21,7 @@ Pinned choices (docs/statistics.md):
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -35,11 +36,18 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a proportion k/n."""
     if n == 0:
         return float("nan"), float("nan")
+    low, high = _wilson(k, n, level)
+    return float(low), float(high)
+
+
+def _wilson(k: Any, n: Any, level: float = 0.95) -> tuple[Any, Any]:
+    """The Wilson interval's limits for counts ``k`` of ``n``, numbers or arrays alike (the same operations,
+    so the same figures to the last bit)."""
     z = _z(level)
     p = k / n
     centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
     half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return float(centre - half), float(centre + half)
+    return centre - half, centre + half
 
 
 @functools.cache
@@ -184,15 +192,21 @@ def shift_test(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     left, right = np.searchsorted(values, x, side="left"), np.searchsorted(values, x, side="right")
     r1 = np.sum((left + right + 1) / 2)  # average ranks (1-based) of x, half-integers: an exact sum
     u1 = r1 - n1 * (n1 + 1) / 2
-    u = max(u1, n1 * n2 - u1)
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])  # != keeps equal infinities together
     ties = np.diff(np.r_[starts, values.size]).astype(np.float64)
+    delta, p = _mann_whitney(u1, n1, n2, np.sum(ties**3 - ties))
+    return float(delta), float(p)
+
+
+def _mann_whitney(u1: Any, n1: Any, n2: Any, tie_sum: Any) -> tuple[Any, Any]:
+    """Cliff's delta and the two-sided p of the Mann-Whitney test (normal approximation with continuity and
+    tie corrections, as scipy's ``mannwhitneyu``) from U of the first group and the sum of t^3 - t over the
+    blocks of tied values; numbers or arrays alike (the same operations, so the same figures)."""
     n = n1 + n2
-    s = np.sqrt(n1 * n2 / 12 * ((n + 1) - np.sum(ties**3 - ties) / (n * (n - 1))))
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = (u - n1 * n2 / 2 - 0.5) / s
-    p = np.clip(special.ndtr(-z) * 2, 0, 1)
-    return float(2 * u1 / (n1 * n2) - 1), float(p)
+        s = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie_sum / (n * (n - 1))))
+        z = (np.maximum(u1, n1 * n2 - u1) - n1 * n2 / 2 - 0.5) / s
+        return 2 * u1 / (n1 * n2) - 1, np.clip(special.ndtr(-z) * 2, 0, 1)
 
 
 def cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
@@ -362,15 +376,6 @@ def _runs(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, (values[1:] != values[:-1]) | (segment[1:] != segment[:-1])])
 
 
-def _wilson_arrays(k: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`wilson` of many counts at once, by the same operations (the same figures to the last bit)."""
-    z = _z(level)
-    p = k / n
-    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
-    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
-    return centre - half, centre + half
-
-
 def _rank_trends(
     y: np.ndarray, unit: np.ndarray, size: int, columns: list[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -516,6 +521,7 @@ def compare_cohorts(
     duration = p_arr["duration"]  # a null duration is in no subgroup, as in a filter: NaN compares false
     masks = [np.ones(p_take.size, dtype=bool), duration < early_years, duration >= early_years]
     below, above = p_values < lo_log[p_unit], p_values > hi_log[p_unit]
+    has_lower = ~np.isnan(lo_log)
     pct = (left + right) / (2 * h_n[p_unit])
     half_ranks = (left + right) / 2  # per patient value: healthy values below it, ties counting half
     equal_h = right - left
@@ -541,12 +547,11 @@ def compare_cohorts(
             unit, values = p_unit[rows], p_values[rows]
             first = np.r_[0, np.cumsum(n)[:-1]]
             k_below, k_above = _count(p_unit[mask & below], size), _count(p_unit[mask & above], size)
-            has_lower = ~np.isnan(lo_log)
-            share_ci = _wilson_arrays(k_below, n)
+            share_ci = _wilson(k_below, n)
             put("share_below", (k_below / n)[keep], has_lower[keep])
             put("share_below_ci_low", share_ci[0][keep], has_lower[keep])
             put("share_below_ci_high", share_ci[1][keep], has_lower[keep])
-            share_ci = _wilson_arrays(k_above, n)
+            share_ci = _wilson(k_above, n)
             put("share_above", (k_above / n)[keep])
             put("share_above_ci_low", share_ci[0][keep])
             put("share_above_ci_high", share_ci[1][keep])
@@ -559,14 +564,11 @@ def compare_cohorts(
             a = np.diff(np.r_[starts, values.size])
             b = equal_h[rows[starts]]
             ties = h_ties + _count(unit[starts], size, (a + b) ** 3 - (a + b) - (b**3 - b))
-            n2 = h_n
-            total = n + n2
-            s = np.sqrt(n * n2 / 12 * ((total + 1) - ties / (total * (total - 1))))
-            z = (np.maximum(u1, n * n2 - u1) - n * n2 / 2 - 0.5) / s
-            put("p_shift", np.clip(special.ndtr(-z) * 2, 0, 1)[keep])
-            put("cliffs_delta", (2 * u1 / (n * n2) - 1)[keep])
+            delta, p_shift = _mann_whitney(u1, n, h_n, ties)
+            put("p_shift", p_shift[keep])
+            put("cliffs_delta", delta[keep])
             p_nan = _count(p_unit[mask], size, np.isnan(p_values[mask])) > 0
-            slow_shift.append(((n <= 8) | (n2 <= 8) | p_nan | h_nan)[keep])
+            slow_shift.append(((n <= 8) | (h_n <= 8) | p_nan | h_nan)[keep])
             # Hodges-Lehmann: the finite values, sorted, are one slice of each (cohort values are sorted too)
             x_from = first + _count(unit, size, values == -np.inf).astype(np.int64)
             x_n = _count(unit, size, np.isfinite(values)).astype(np.int64)
