@@ -298,8 +298,10 @@ def check_landing(settings: Settings) -> None:
     """Refuse a local landing folder that does not exist, unless it is the home's own ``landing`` (created on
     first use). A configured folder that is missing is a mistyped path or a share that is not mounted:
     creating it empty would let the run report nothing new and hide the problem."""
+    from warehouse.storage import is_url  # here: the run imports it anyway, other commands need not (fsspec)
+
     landing = settings.landing
-    if landing is None or (isinstance(landing, str) and "://" in landing) or Path(landing).is_dir():
+    if landing is None or is_url(landing) or Path(landing).is_dir():
         return
     if Path(landing).resolve() == (settings.home / "landing").resolve():
         return
