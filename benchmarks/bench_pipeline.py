@@ -12,8 +12,10 @@ The peer (issue 17) is one DuckDB SQL statement in its own process doing the irr
 every export (`read_csv` over the landing glob), join the manifest, keep healthy study samples, and write per
 analyte the count, `quantile_cont` at 0.025 / 0.5 / 0.975 and at the 99-point grid, to one Parquet file. Every
 figure is printed with its ratio to the peer. After the first run, a second run over the same landing folder
-(nothing new) is timed; `--warm-prefect` also times a first run on a fresh home whose Prefect database
-already exists (the fresh database's migrations are Prefect's one-time cost).
+(nothing new) is timed. A new home's Prefect database is copied from this machine's template once a run has
+kept one (flows.serve.seed_prefect_database; the benchmark says which): for the figure of a first run on a
+machine, give it an empty cache (REFRANGES_CACHE=$(mktemp -d)). `--warm-prefect` also times a first run on a
+fresh home whose Prefect database already exists.
 """
 
 from __future__ import annotations
@@ -226,6 +228,19 @@ def run(
     return out
 
 
+def prefect_database_origin() -> str:
+    """How the next new home gets its Prefect database (flows.serve.seed_prefect_database). For the figure of
+    a first run on a machine, give the benchmark an empty cache: REFRANGES_CACHE=$(mktemp -d)."""
+    sys.path.insert(0, str(ROOT))
+    from flows.config import default_cache
+    from flows.serve import prefect_template
+
+    cache = Path(os.environ["REFRANGES_CACHE"]) if os.environ.get("REFRANGES_CACHE") else default_cache()
+    if cache is not None and prefect_template(cache).is_file():
+        return f"copied from this machine's template ({prefect_template(cache)})"
+    return "built by Prefect's migrations (no template on this machine yet: this run keeps one)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=600)
@@ -264,6 +279,7 @@ def main() -> None:
         for runner in runners:
             home = Path(tmp) / runner
             subprocess.run(["cp", "-r", str(source), str(home)], check=True)
+            print(f"  {runner}: the new home's Prefect database is {prefect_database_origin()}")
             result = run(home, runner, args.workers, args.memory_gb, args.trace_dir, args.set)
             if result["exit"] != 0:
                 print(f"{runner}: FAILED after {result['seconds']:.0f} s (exit {result['exit']}): {result['error']}")

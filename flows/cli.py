@@ -151,11 +151,14 @@ def prefect_server(settings: Settings) -> Iterator[None]:
     ready on the other core while the run imports its modules and Great Expectations; stopped by its
     process id at the end (docs/operations.md)."""
     quiet_environment(settings)
-    from flows.serve import LocalServer, ServeError, start_run_server
+    from flows.serve import LocalServer, ServeError, save_prefect_template, seed_prefect_database, start_run_server
 
     server: LocalServer | None = None
+    build = False  # the home's Prefect database is new and this machine has no template of it yet
     if not os.environ.get("PREFECT_API_URL"):
-        server = start_run_server(Path(os.environ["PREFECT_HOME"]))  # its log beside Prefect's database
+        prefect_home = Path(os.environ["PREFECT_HOME"])
+        build = seed_prefect_database(prefect_home, settings.cache)
+        server = start_run_server(prefect_home)  # its log beside Prefect's database
         os.environ["PREFECT_API_URL"] = server.url
     try:
         import flows.pipeline  # noqa: F401  (the imports the wait hides)
@@ -168,6 +171,8 @@ def prefect_server(settings: Settings) -> Iterator[None]:
                 server.wait_until_healthy(float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
             except ServeError as exc:
                 fail(str(exc), 1)
+            if build:
+                save_prefect_template(prefect_home, settings.cache)
         yield
     finally:
         if server is not None:
@@ -644,6 +649,7 @@ def serve(
             port=port,
             log_dir=settings.prefect_home,
             announce=console.print,
+            cache=settings.cache,
         )
     except ServeError as exc:
         fail(str(exc), 2)

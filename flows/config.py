@@ -63,6 +63,8 @@ class Settings:
     reports: Path | None = None  # default: <home>/reports
     subject_key: str | None = None  # default: a random key kept in <home>/.subject_key
     prefect_home: Path | None = None  # default: <home>/.prefect (unless PREFECT_HOME is set)
+    # this machine's reusable files, shared by its homes (a new home's Prefect database is copied from here)
+    cache: Path | None = None  # default: $XDG_CACHE_HOME/refranges, else ~/.cache/refranges
     writer_wait_seconds: float = 300.0  # a run waits this long for another run writing the warehouse
     runner: str = "local"  # local (threads in this process) | dask (a dask.distributed cluster)
     dask_address: str | None = None  # scheduler address, e.g. tcp://10.0.0.5:8786; none: a LocalCluster
@@ -84,6 +86,7 @@ class Settings:
             warehouse=self.warehouse or h / "warehouse.duckdb",
             prefect_home=self.prefect_home or h / ".prefect",
             reports=self.reports or h / "reports",
+            cache=self.cache or default_cache(),
         )
 
     def thresholds(self, platform: str | None = None) -> dict[str, Any]:
@@ -136,6 +139,15 @@ class Settings:
 
 
 KEYS = {f.name: f for f in fields(Settings)}
+
+
+def default_cache() -> Path | None:
+    """$XDG_CACHE_HOME/refranges, else ~/.cache/refranges; None without a home directory (no cache then)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    try:
+        return (Path(base) if base else Path.home() / ".cache") / "refranges"
+    except RuntimeError:
+        return None
 
 
 def platform_family(platform: str) -> str:

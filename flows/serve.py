@@ -8,9 +8,12 @@ before the environment is set.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -84,6 +87,78 @@ class LocalServer:
         self.stop()
         msg = f"the local Prefect server did not answer within {timeout:.0f} s; see {self.log_path}"
         raise ServeError(msg)
+
+
+#: What Prefect writes into a database it builds, before any flow runs: the schema's version and the
+#: registrations of its block types. A template holding anything else is not kept.
+TEMPLATE_TABLES = frozenset({"alembic_version", "block_type", "block_schema", "block_schema_reference"})
+
+
+def prefect_database(prefect_home: Path) -> Path | None:
+    """The SQLite file Prefect's server uses in ``prefect_home`` (its default), or None when a database URL
+    is configured (a shared PostgreSQL server, docs/operations.md): then nothing here touches it."""
+    if os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL") or os.environ.get(
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+    ):
+        return None
+    return prefect_home / "prefect.db"
+
+
+def prefect_template(cache: Path) -> Path:
+    """This machine's empty database for the installed Prefect version (a new version builds its own)."""
+    from importlib.metadata import version
+
+    return cache / f"prefect-{version('prefect')}.db"
+
+
+def seed_prefect_database(prefect_home: Path, cache: Path | None) -> bool:
+    """Give a Prefect home that has no database yet a copy of this machine's template (see
+    :func:`save_prefect_template`). Prefect builds a new database by running every migration since its first
+    release: 11 s of a new home's first run on a 2-core machine, against 0.5 s to copy. Returns True when the
+    home's database is still to be built and there is no template yet: save one once the server is up."""
+    db = prefect_database(prefect_home)
+    if db is None or cache is None or db.exists():
+        return False
+    template = prefect_template(cache)
+    if not template.is_file():
+        return True
+    staged = db.with_name(f".{db.name}.{os.getpid()}")
+    try:
+        prefect_home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, staged)
+        os.replace(staged, db)
+    except OSError:  # Prefect builds the database as it would without a template
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
+    return False
+
+
+def save_prefect_template(prefect_home: Path, cache: Path | None) -> Path | None:
+    """Keep a copy of the database Prefect has just built in ``prefect_home`` as this machine's template, when
+    it holds only what Prefect writes before any run (TEMPLATE_TABLES). SQLite's backup API takes a
+    consistent copy while the server runs. Best effort: when the cache cannot be written, the next new home
+    builds its database again. Returns the template, or None when none was kept."""
+    db = prefect_database(prefect_home)
+    if db is None or cache is None or not db.is_file():
+        return None
+    template = prefect_template(cache)
+    staged = template.with_name(f".{template.name}.{os.getpid()}")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(db)) as source, contextlib.closing(sqlite3.connect(staged)) as copy:
+            source.backup(copy)
+            tables = [r[0] for r in copy.execute("select name from sqlite_master where type = 'table'")]
+            filled = {t for t in tables if copy.execute(f'select exists (select 1 from "{t}")').fetchone()[0]}
+        filled = {t for t in filled if not t.startswith("sqlite_")}
+        if "alembic_version" not in filled or not filled <= TEMPLATE_TABLES:
+            return None
+        os.replace(staged, template)
+        return template
+    except (OSError, sqlite3.Error):
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
 
 
 def start_run_server(log_dir: Path) -> LocalServer:
@@ -194,13 +269,24 @@ def build_deployments(specs: list[dict[str, Any]], *, config: Path | None, base:
 
 
 def serve_schedules(
-    *, prefect_yaml: Path, config: Path | None, port: int | None, log_dir: Path, announce: Any = print
+    *,
+    prefect_yaml: Path,
+    config: Path | None,
+    port: int | None,
+    log_dir: Path,
+    announce: Any = print,
+    cache: Path | None = None,
 ) -> None:
-    """Serve until Ctrl-C or SIGTERM; start and stop a local server when no PREFECT_API_URL is set."""
+    """Serve until Ctrl-C or SIGTERM; start and stop a local server when no PREFECT_API_URL is set (its
+    database in ``PREFECT_HOME``, from this machine's template in ``cache`` when it is new)."""
     specs = read_deployments(prefect_yaml)
     server: LocalServer | None = None
     if not os.environ.get("PREFECT_API_URL"):
+        prefect_home = Path(os.environ.get("PREFECT_HOME", log_dir))
+        build = seed_prefect_database(prefect_home, cache)
         server = start_local_server(port or free_port(), log_dir)
+        if build:
+            save_prefect_template(prefect_home, cache)
         os.environ["PREFECT_API_URL"] = server.url
         announce(f"started a local Prefect server: {server.url.removesuffix('/api')} (pid {server.process.pid})")
     else:

@@ -13,6 +13,10 @@ if "PREFECT_HOME" not in os.environ:  # a private home, removed when the session
     _prefect_home = tempfile.mkdtemp(prefix="refranges-prefect-")
     os.environ["PREFECT_HOME"] = _prefect_home
     atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
+if "REFRANGES_CACHE" not in os.environ:  # the machine's cache (a new home's Prefect database) for this session only
+    _cache = tempfile.mkdtemp(prefix="refranges-cache-")
+    os.environ["REFRANGES_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 os.environ.update(
     DO_NOT_TRACK="1",
     GX_ANALYTICS_ENABLED="false",
