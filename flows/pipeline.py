@@ -168,26 +168,50 @@ def publish_release(root: releases.Root, **kwargs: Any) -> releases.Published:
     return releases.publish(root, **kwargs)
 
 
+def _ignored(relative: str) -> bool:
+    """System and editor files, and anything in a hidden folder (``.git/``, ``.Trash-1000/``), are not exports."""
+    parts = relative.split("/")
+    return parts[-1] in IGNORED_NAMES or parts[-1].startswith("~$") or any(p.startswith(".") for p in parts)
+
+
 @task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
 def list_landing(landing: storage.Location) -> list[storage.Location]:
-    """Files waiting in the landing area, a folder or an object-store prefix (I/O: retried)."""
-    return [
-        p
-        for p in storage.list_files(landing)
-        if storage.name_of(p) not in IGNORED_NAMES and not storage.name_of(p).startswith((".", "~$"))
-    ]
+    """Files waiting in the landing area, a folder or an object-store prefix, in its sub-folders too (I/O:
+    retried). A linked folder that leads outside a local landing folder is listed itself, never walked: the
+    run refuses it by name (:func:`parse_file`), where silence would hide its exports."""
+    found = [p for p in storage.list_files(landing) if not _ignored(storage.relative_name(p, landing) or "")]
+    if not storage.is_url(landing):
+        root = Path(landing).resolve()
+        found += [
+            p
+            for p in Path(landing).rglob("*")
+            if p.is_symlink()
+            and p.is_dir()
+            and not p.resolve().is_relative_to(root)
+            and not _ignored(storage.relative_name(p, landing) or "")
+        ]
+    return sorted(found, key=str)
+
+
+def landing_name(path: storage.Location, settings: Settings) -> str:
+    """The name a file goes by in the ledger, in its rows' ``source_file`` and in the quarantine folder: its
+    path below the landing folder (``run1/export.csv`` and ``run2/export.csv`` are two files, and only a new
+    version at the same place replaces one), or its file name when it lies elsewhere (named on the command
+    line). A file at the top of the landing folder keeps its plain name."""
+    below = storage.relative_name(path, settings.landing) if settings.landing is not None else None
+    return below or storage.name_of(path)
 
 
 def _link_outside_landing(path: storage.Location, settings: Settings) -> Path | None:
-    """The target of a local landing entry that is a symbolic link leading outside the landing folder, else
-    None (a link within the folder is read like the file it names)."""
+    """The target of a local landing entry, at any depth, that is a symbolic link leading outside the landing
+    folder, else None (a link within the folder is read like the file it names)."""
     if storage.is_url(path) or settings.landing is None or storage.is_url(settings.landing):
         return None
-    entry, folder = Path(path), Path(settings.landing).resolve()
-    if not entry.is_symlink() or entry.absolute().parent.resolve() != folder:  # a path named on the command line
+    entry = Path(path)
+    if not entry.is_symlink() or storage.relative_name(entry, settings.landing) is None:  # named on the command line
         return None
     target = entry.resolve()
-    return None if target.is_relative_to(folder) else target
+    return None if target.is_relative_to(Path(settings.landing).resolve()) else target
 
 
 def _archive(settings: Settings, path: storage.Location, sha: str, data: bytes) -> storage.Location:
@@ -201,8 +225,9 @@ def _quarantine_file(settings: Settings, path: storage.Location, reason: str, *,
     """Keep a held-back file and its reason in the quarantine folder (``copy=False``: the reason only)."""
     assert settings.quarantine is not None
     settings.quarantine.mkdir(parents=True, exist_ok=True)
-    name = storage.name_of(path)
+    name = landing_name(path, settings)  # run1/export.csv keeps its folder here too
     target = settings.quarantine / name
+    target.parent.mkdir(parents=True, exist_ok=True)
     if copy:
         storage.write_bytes(target, storage.read_bytes(path))
     (settings.quarantine / f"{name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
@@ -306,17 +331,19 @@ def parse_file(
     """Read, parse and check one file (no warehouse access), and validate its rows with Great Expectations:
     runs on any worker of the task runner and writes its frames as Parquet under ``scratch`` (a folder every
     worker can reach). Memory follows this file, never the run."""
+    name = landing_name(path, settings)
     outside = _link_outside_landing(path, settings)
     if outside is not None:  # never read: it may be any file of the machine
         sha = _sha256(f"symlink\0{outside}".encode())
+        what = "the exports in it" if outside.is_dir() else "the export itself"
         reason = (
-            f"{storage.name_of(path)}: a symbolic link to {outside}, outside the landing folder; it was not "
-            "read. Copy the export itself into the landing folder"
+            f"{name}: a symbolic link to {outside}, outside the landing folder; it was not read. Copy {what} "
+            "into the landing folder"
         )
-        outcome = FileOutcome(storage.name_of(path), sha, "quarantined", reason=reason)
+        outcome = FileOutcome(name, sha, "quarantined", reason=reason)
         return ParsedFile(path, 0, outcome, {}, unread=True)
     data = read_input(path)
-    plan = plan_file(data, storage.name_of(path), settings, set(known), key)
+    plan = plan_file(data, name, settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
     checks = gx_checks(plan)
     # one prefix per task: two files of the same content in one run are parsed at the same time, and a
@@ -381,11 +408,10 @@ def _load_parsed(
 
 
 def _in_landing(path: storage.Location, settings: Settings) -> bool:
-    """True for a file of the landing area (files named on the command line elsewhere are never moved)."""
+    """True for a file of the landing area, in a sub-folder too (files named on the command line elsewhere are
+    never moved)."""
     assert settings.landing is not None
-    if storage.is_url(path) or storage.is_url(settings.landing):
-        return storage.store(path)[1].startswith(storage.store(settings.landing)[1] + "/")
-    return Path(path).parent.resolve() == Path(settings.landing).resolve()
+    return storage.relative_name(path, settings.landing) is not None
 
 
 def gx_results(

@@ -36,6 +36,20 @@ def name_of(location: Location) -> str:
     return location.name if isinstance(location, Path) else location.rstrip("/").rsplit("/", 1)[-1]
 
 
+def relative_name(location: Location, root: Location) -> str | None:
+    """The path of ``location`` below ``root``, its parts joined by "/" (``run1/export.csv``), or None when it
+    does not lie below ``root``. Local paths are compared as written, not resolved: a link keeps its place."""
+    if is_url(location) != is_url(root):
+        return None
+    if is_url(location):
+        path, base = store(location)[1], store(root)[1]
+        return path[len(base) + 1 :] if path.startswith(base + "/") else None
+    try:
+        return Path(location).absolute().relative_to(Path(root).absolute()).as_posix()
+    except ValueError:
+        return None
+
+
 def join(root: Location, relative: str) -> Location:
     return f"{str(root).rstrip('/')}/{relative}" if is_url(root) else Path(root) / relative
 

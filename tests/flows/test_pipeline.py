@@ -460,6 +460,64 @@ def test_a_symlink_in_the_landing_folder_to_a_file_outside_it_is_refused_unread(
     assert q(settings, "select status, rows_read from files where file_name = 'linked.csv'") == [("quarantined", 0)]
 
 
+def test_exports_of_one_name_in_two_run_folders_are_two_files_and_a_new_version_replaces_only_its_own(
+    tmp_path, prefect_backend
+) -> None:
+    """Labs keep one folder per run with the vendor's default file name in each: the second run's export
+    replaced the first one (same file name), and the first run's rows left the warehouse without a word."""
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path / "home", subject_key="k", landing_mode="move", min_n=1000)
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    run1, run2 = settings.landing / "run1" / "export.csv", settings.landing / "run2" / "export.csv"
+    for path, body in [(run1, "S1,IL-6,2.5,pg/mL,P1\n"), (run2, "S2,IL-6,4.0,pg/mL,P2\n")]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + body)
+    (settings.landing / ".sync").mkdir()
+    (settings.landing / ".sync" / "export.csv").write_text(header + "S9,IL-6,9.9,pg/mL,P9\n")  # a tool's copy
+    first = run_pipeline(settings)
+    loaded = [("run1/export.csv", "loaded"), ("run2/export.csv", "loaded")]
+    assert sorted((f.name, f.status) for f in first.files) == loaded
+    assert q(settings, "select source_file, sample_id from raw_measurements order by 1") == [
+        ("run1/export.csv", "S1"),
+        ("run2/export.csv", "S2"),
+    ]
+    assert not run1.exists() and not run2.exists()  # move mode empties the run folders too
+    assert (settings.landing / ".sync" / "export.csv").exists()  # a hidden folder is not read, nor moved
+    run1.write_text(header + "S1,IL-6,3.5,pg/mL,P1\n")  # the lab corrected run 1 and exported it again
+    second = run_pipeline(settings)
+    assert second.files[0].name == "run1/export.csv" and second.files[0].replaced == [first.files[0].sha256]
+    assert q(settings, "select source_file, value from raw_measurements order by 1") == [
+        ("run1/export.csv", 3.5),
+        ("run2/export.csv", 4.0),
+    ]
+
+
+def test_links_in_sub_folders_that_lead_outside_the_landing_folder_are_refused_unread(
+    tmp_path, prefect_backend
+) -> None:
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path / "home", subject_key="k")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "export.csv").write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,2.5,pg/mL,P1\n")
+    (settings.landing / "run1").mkdir(parents=True)
+    (settings.landing / "run1" / "linked.csv").symlink_to(outside / "export.csv")
+    (settings.landing / "share").symlink_to(outside, target_is_directory=True)  # a linked folder is not walked
+    summary = run_pipeline(settings)
+    by_name = {f.name: f for f in summary.files}
+    assert sorted(by_name) == ["run1/linked.csv", "share"]
+    assert all(f.status == "quarantined" and f.rows_read == 0 for f in summary.files)
+    assert by_name["run1/linked.csv"].reason.startswith(
+        f"run1/linked.csv: a symbolic link to {(outside / 'export.csv').resolve()}, outside the landing folder"
+    )
+    assert by_name["share"].reason.endswith("Copy the exports in it into the landing folder")
+    assert (settings.quarantine / "run1" / "linked.csv.reason.txt").exists()
+    assert not (settings.quarantine / "run1" / "linked.csv").exists()  # never copied
+    assert q(settings, "select count(*) from files where status = 'loaded'") == [(0,)]
+
+
 def test_a_file_changed_in_place_after_ingest_replaces_its_rows_and_keeps_history(tmp_path, prefect_backend) -> None:
     from flows.pipeline import run_pipeline
 
