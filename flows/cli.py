@@ -247,7 +247,10 @@ def demo(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Export or manifest files to ingest.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Export or manifest files to ingest, or folders of them (read as the landing folder is)."),
+    ],
     config: ConfigOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be loaded and quarantined; write nothing.")
@@ -257,11 +260,22 @@ def ingest(
     """Read files into the warehouse without building a release."""
     from rich.table import Table
 
+    from flows.landing import files_named, landing_name, shared_names
+
     _check_format(fmt)
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        fail(f"not a file: {', '.join(missing)}")
+    try:
+        paths = files_named(paths)
+    except FileNotFoundError as exc:
+        fail(str(exc))
     settings = settings_or_exit(config)
+    clash = shared_names({p: landing_name(p, settings) for p in paths})
+    if clash:  # the ledger knows a file by its name: the second would replace the first
+        name, same = next(iter(clash.items()))
+        fail(
+            f"{len(same)} files would go by the name {name} ({', '.join(map(str, same))}), and each would replace the "
+            "one before it. Put them in folders of the landing folder (landing/run1/, landing/run2/ …), where a "
+            "file goes by its path, or rename them"
+        )
     quiet_environment(settings)
     summary: dict[str, object] = {"dry_run": dry_run}
     if dry_run:
@@ -423,7 +437,7 @@ def score(
         list[Path],
         typer.Argument(
             help="The person's exports as the lab sent them (any layout the ingest reads), and optionally the "
-            "sample manifest that says whose each sample is."
+            "sample manifest that says whose each sample is; or folders of them (one per visit, say)."
         ),
     ],
     release: Annotated[str, typer.Option("--release", help="Release version, or 'latest'.")] = "latest",
@@ -465,11 +479,15 @@ def score(
         fail(f"--format {fmt!r}: use table, csv, json or html", code=2)
     settings = settings_or_exit(config)
     assert settings.releases is not None
-    exports = {}
-    for path in files:
-        if not path.is_file():
-            fail(f"not a file: {path}")
-        exports[path.name] = path.read_bytes()
+    from flows.landing import files_named
+
+    try:
+        files = files_named(files)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    # a file goes by its name unless two share one (visit1/export.csv, visit2/export.csv): then by its path
+    plain = len({p.name for p in files}) == len(files)
+    exports = {(p.name if plain else str(p)): p.read_bytes() for p in files}
     try:
         dates = [Date.fromisoformat(d) for d in date or []]
     except ValueError as exc:

@@ -2,7 +2,56 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 from warehouse import storage
+
+if TYPE_CHECKING:
+    from flows.config import Settings
+
+IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
+
+
+def ignored(relative: str) -> bool:
+    """System and editor files, and anything in a hidden folder (``.git/``, ``.Trash-1000/``), are not exports."""
+    parts = relative.split("/")
+    return parts[-1] in IGNORED_NAMES or parts[-1].startswith("~$") or any(p.startswith(".") for p in parts)
+
+
+def landing_name(path: storage.Location, settings: Settings) -> str:
+    """The name a file goes by in the ledger, in its rows' ``source_file`` and in the quarantine folder: its
+    path below the landing folder (``run1/export.csv`` and ``run2/export.csv`` are two files, and only a new
+    version at the same place replaces one), or its file name when it lies elsewhere (named on the command
+    line). A file at the top of the landing folder keeps its plain name."""
+    below = storage.relative_name(path, settings.landing) if settings.landing is not None else None
+    return below or storage.name_of(path)
+
+
+def files_named(paths: list[Path]) -> list[Path]:
+    """The files command-line arguments name: a file as it is, a folder as the files below it, read as the
+    landing folder is (sorted; no hidden folders or system files). FileNotFoundError names an argument that
+    is neither, or a folder without a file."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            out.append(path)
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not ignored(p.relative_to(path).as_posix()))
+            if not found:
+                raise FileNotFoundError(f"no file in the folder {path}")
+            out += found
+        else:
+            raise FileNotFoundError(f"not a file or folder: {path}")
+    return out
+
+
+def shared_names(named: dict[Path, str]) -> dict[str, list[Path]]:
+    """The names (path -> name) that more than one file would go by, with those files."""
+    by_name: dict[str, list[Path]] = {}
+    for path, name in named.items():
+        by_name.setdefault(name, []).append(path)
+    return {name: paths for name, paths in by_name.items() if len(paths) > 1}
 
 
 def copy_demo(files: dict[str, bytes], landing: storage.Location) -> list[storage.Location]:

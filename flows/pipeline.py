@@ -26,6 +26,7 @@ from expectations.report import render_report
 from expectations.runner import SuiteOutcome, merge_results, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, check_landing, subject_key, task_runner
+from flows.landing import ignored, landing_name
 from flows.memory import freeze_modules, gives_back_memory
 from flows.progress import report
 from transforms import schema
@@ -47,8 +48,6 @@ from transforms.reference import GROUP_ORDER, ReferenceBuild, build_reference, c
 from transforms.variation import first_visits, retest_variation
 from warehouse import db, loads, releases, storage
 from warehouse.lookups import read_analyte_dictionary
-
-IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
 
 
 @dataclass
@@ -168,18 +167,12 @@ def publish_release(root: releases.Root, **kwargs: Any) -> releases.Published:
     return releases.publish(root, **kwargs)
 
 
-def _ignored(relative: str) -> bool:
-    """System and editor files, and anything in a hidden folder (``.git/``, ``.Trash-1000/``), are not exports."""
-    parts = relative.split("/")
-    return parts[-1] in IGNORED_NAMES or parts[-1].startswith("~$") or any(p.startswith(".") for p in parts)
-
-
 @task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
 def list_landing(landing: storage.Location) -> list[storage.Location]:
     """Files waiting in the landing area, a folder or an object-store prefix, in its sub-folders too (I/O:
     retried). A linked folder that leads outside a local landing folder is listed itself, never walked: the
     run refuses it by name (:func:`parse_file`), where silence would hide its exports."""
-    found = [p for p in storage.list_files(landing) if not _ignored(storage.relative_name(p, landing) or "")]
+    found = [p for p in storage.list_files(landing) if not ignored(storage.relative_name(p, landing) or "")]
     if not storage.is_url(landing):
         root = Path(landing).resolve()
         found += [
@@ -188,18 +181,9 @@ def list_landing(landing: storage.Location) -> list[storage.Location]:
             if p.is_symlink()
             and p.is_dir()
             and not p.resolve().is_relative_to(root)
-            and not _ignored(storage.relative_name(p, landing) or "")
+            and not ignored(storage.relative_name(p, landing) or "")
         ]
     return sorted(found, key=str)
-
-
-def landing_name(path: storage.Location, settings: Settings) -> str:
-    """The name a file goes by in the ledger, in its rows' ``source_file`` and in the quarantine folder: its
-    path below the landing folder (``run1/export.csv`` and ``run2/export.csv`` are two files, and only a new
-    version at the same place replaces one), or its file name when it lies elsewhere (named on the command
-    line). A file at the top of the landing folder keeps its plain name."""
-    below = storage.relative_name(path, settings.landing) if settings.landing is not None else None
-    return below or storage.name_of(path)
 
 
 def _link_outside_landing(path: storage.Location, settings: Settings) -> Path | None:
@@ -1009,7 +993,7 @@ def dry_run(paths: list[Path], settings: Settings) -> list[FileOutcome]:
             known = loads.known_hashes(con)
     outcomes = []
     for path in paths:
-        plan = plan_file(path.read_bytes(), path.name, settings, known, b"dry-run")
+        plan = plan_file(path.read_bytes(), landing_name(path, settings), settings, known, b"dry-run")
         known.add(plan.outcome.sha256)
         outcomes.append(plan.outcome)
     return outcomes

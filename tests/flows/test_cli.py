@@ -319,3 +319,37 @@ def test_a_configured_landing_folder_that_does_not_exist_is_refused_not_created(
     check_landing(load_settings(cfg))  # the home's own landing folder is created on first use: fine
     cfg.write_text(f'home = "{tmp_path / "home"}"\nlanding = "s3://bucket/landing"\n')
     check_landing(load_settings(cfg))  # an object store: listed as it is
+
+
+def test_ingest_takes_folders_and_refuses_two_files_of_one_name_outside_the_landing_folder(tmp_path: Path) -> None:
+    """The ledger knows a file outside the landing folder by its file name: two of one name would replace each
+    other, so they are refused with what to do; in run folders of the landing folder they are two files."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\n')
+    body = "sample_id,analyte,value,unit,plate_id\n{}\n"
+    sent = tmp_path / "sent"
+    for run, row in [("run1", "S1,IL-6,1.5,pg/mL,P1"), ("run2", "S2,IL-6,2.5,pg/mL,P2")]:
+        for root in (sent, home / "landing"):
+            (root / run).mkdir(parents=True, exist_ok=True)
+            (root / run / "export.csv").write_text(body.format(row))
+    (sent / ".git").mkdir()
+    (sent / ".git" / "export.csv").write_text(body.format("S9,IL-6,9,pg/mL,P9"))
+    refused = runner.invoke(app, ["ingest", "--dry-run", "--config", str(cfg), str(sent)], env={"COLUMNS": "300"})
+    assert refused.exit_code == 1
+    said = " ".join(refused.output.split())
+    assert "2 files would go by the name export.csv" in said and str(sent / "run1" / "export.csv") in said
+    assert ".git" not in said  # a hidden folder is not read
+    one = runner.invoke(app, ["ingest", "--dry-run", "--format", "json", "--config", str(cfg), str(sent / "run1")])
+    assert one.exit_code == 0, one.output
+    assert [(f["name"], f["status"]) for f in json.loads(one.stdout)["files"]] == [("export.csv", "loaded")]
+    landed = runner.invoke(
+        app, ["ingest", "--dry-run", "--format", "json", "--config", str(cfg), str(home / "landing")]
+    )
+    assert landed.exit_code == 0, landed.output
+    names = [f["name"] for f in json.loads(landed.stdout)["files"]]
+    assert names == ["run1/export.csv", "run2/export.csv"]
+    assert not (home / "warehouse.duckdb").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no file in the folder" in runner.invoke(app, ["ingest", "--config", str(cfg), str(empty)]).output

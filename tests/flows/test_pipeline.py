@@ -588,6 +588,43 @@ def _png_is_drawn(path) -> bool:
     return len(rows) > 200
 
 
+def test_a_retest_sent_as_one_folder_per_visit_with_the_same_file_names_is_scored_whole(first_run, tmp_path) -> None:
+    """Each visit's folder holds olink.csv and msd.csv: scored by folder, both visits count (by file name
+    alone, the second visit's files took the place of the first's)."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from transforms.demo import generate_retest
+
+    settings, _, summary = first_run
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{settings.home}"\n')
+    retest = generate_retest(plate_shifts=(0.0, 0.5))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name, data in retest.files.items():
+        (flat / name).write_bytes(data)
+        visit = next((v for v in ("visit1", "visit2") if v in name), None)
+        target = tmp_path / visit / f"{name.split('_')[0]}.csv" if visit else tmp_path / name
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(data)
+    pinned = ["--release", summary.release_version, "--config", str(cfg), "--format", "json"]
+    runner = CliRunner()
+    by_file = runner.invoke(app, ["score", *sorted(map(str, flat.iterdir())), *pinned], catch_exceptions=False)
+    by_folder = runner.invoke(
+        app,
+        ["score", str(tmp_path / "visit1"), str(tmp_path / "visit2"), str(tmp_path / "retest_manifest.csv"), *pinned],
+        catch_exceptions=False,
+    )
+    assert by_folder.exit_code == 0, by_folder.output
+    ((expected,), (got,)) = (json.loads(r.stdout)["people"] for r in (by_file, by_folder))
+    assert len(got["results"]) == 60 and sum(r["change"] is not None for r in got["results"]) == 30
+    keep = ("marker", "platform", "date", "value", "percentile", "position", "change", "change_vs_rcv")
+    assert [{k: r.get(k) for k in keep} for r in got["results"]] == [
+        {k: r.get(k) for k in keep} for r in expected["results"]
+    ]
+
+
 def test_a_retest_exported_by_the_lab_is_scored_on_the_release_scale_as_json_and_as_a_page(
     first_run, tmp_path, golden
 ) -> None:
