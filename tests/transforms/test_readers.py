@@ -310,6 +310,49 @@ def test_manifest_rows_that_contradict_each_other_or_lie_in_the_future_are_held_
     assert "listed more than once" in why[9] and "listed more than once" in why[10]
 
 
+def test_manifest_dates_are_read_as_iso_only_and_a_day_month_date_is_held_not_guessed() -> None:
+    """polars' inference read a whole column the way its first row fitted: 05/01/2026 (a US 1 May) became
+    5 January, and 05/13/2026 in the next row was "not an ISO date". Excel date cells arrive with a time."""
+    from transforms.readers.manifest import read_manifest
+    from transforms.text import read_table
+
+    text = (
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date\n"
+        "S1,P1,healthy,serum,F,40,05/01/2026\n"
+        "S2,P2,healthy,serum,F,40,05/13/2026\n"
+        "S3,P3,healthy,serum,F,40,2026-05-01 00:00:00\n"  # an Excel date cell as the workbook reader gives it
+        "S4,P4,healthy,serum,F,40,2026-05-02T09:30:00\n"
+        "S5,P5,healthy,serum,F,40, 2026-05-03 \n"
+        "S6,P6,healthy,serum,F,40,\n"  # no date: allowed
+        "S7,P7,healthy,serum,F,40,01.05.2026\n"
+    )
+    samples, held = read_manifest(
+        read_table(text.split("\n"), header_index=0, source="m.csv"),
+        source="m.csv",
+        sha256="x",
+        today=date(2026, 12, 3),
+    )
+    assert dict(zip(samples["sample_id"], samples["collection_date"], strict=True)) == {
+        "S3": date(2026, 5, 1),
+        "S4": date(2026, 5, 2),
+        "S5": date(2026, 5, 3),
+        "S6": None,
+    }
+    why = dict(zip(held["line_number"].to_list(), held["reason"].to_list(), strict=True))
+    assert sorted(why) == [2, 3, 8]
+    assert "collection_date '05/01/2026' is not an ISO date (YYYY-MM-DD); write it as YYYY-MM-DD" in why[2]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dates(min_value=date(1900, 1, 1), max_value=date(2100, 12, 31)), st.sampled_from(["", " 00:00:00", "T13:45"]))
+def test_an_iso_date_with_or_without_a_time_is_read_and_no_other_order_is(day: date, time_part: str) -> None:
+    from transforms.readers.common import iso_date
+
+    texts = [day.isoformat() + time_part, day.strftime("%d/%m/%Y"), day.strftime("%m/%d/%Y"), day.strftime("%Y/%m/%d")]
+    read = pl.select(iso_date(pl.Series(texts))).to_series().to_list()
+    assert read == [day, None, None, None]
+
+
 def test_a_workbook_that_is_a_damaged_zip_or_a_zip_bomb_is_refused_before_it_is_unpacked() -> None:
     import zipfile
 

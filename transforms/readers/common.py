@@ -27,6 +27,17 @@ def text_col(table: Table, *names: str) -> pl.Expr:
     return pl.when(pl.col(name) == "").then(None).otherwise(pl.col(name))
 
 
+#: A date as YYYY-MM-DD, optionally with the time a spreadsheet writes after a date cell ("2026-05-01 00:00:00").
+ISO_DATE = r"^(\d{4}-\d{2}-\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
+
+
+def iso_date(text: pl.Expr) -> pl.Expr:
+    """The date of a cell written as YYYY-MM-DD (a time after it, as Excel date cells arrive, is dropped), else
+    null. Nothing else is guessed: 01/05/2026 is 1 May in some countries and 5 January in others, and
+    polars' own inference took the first row's reading for the whole column."""
+    return text.str.strip_chars().str.extract(ISO_DATE, 1).str.to_date("%Y-%m-%d", strict=False)
+
+
 def with_lines(table: Table) -> pl.DataFrame:
     return table.frame.with_columns(pl.Series("line_number", table.line_numbers, dtype=pl.Int64))
 

@@ -11,7 +11,7 @@ from datetime import date
 import polars as pl
 
 from transforms import schema
-from transforms.readers.common import split_bad, text_col, with_lines
+from transforms.readers.common import iso_date, split_bad, text_col, with_lines
 from transforms.text import Table, with_numbers
 
 COHORTS = ["healthy", "patient"]
@@ -39,7 +39,7 @@ def read_manifest(
         text_col(table, "sex").str.to_lowercase().replace_strict(SEX, default=None).alias("sex"),
         text_col(table, "sex").alias("__sex_text"),
         text_col(table, "age").alias("__age_text"),
-        text_col(table, "collection_date").str.to_date(strict=False).alias("collection_date"),
+        iso_date(text_col(table, "collection_date")).alias("collection_date"),
         text_col(table, "collection_date").alias("__date_text"),
         sev_text.str.to_lowercase().alias("__sev_text"),
     ).with_columns(
@@ -78,7 +78,12 @@ def read_manifest(
         (
             "collection_date_valid",
             pl.col("collection_date").is_null() & pl.col("__date_text").is_not_null(),
-            pl.lit("collection_date '") + pl.col("__date_text") + pl.lit("' is not an ISO date (YYYY-MM-DD)"),
+            pl.lit("collection_date '")
+            + pl.col("__date_text")
+            + pl.lit(
+                "' is not an ISO date (YYYY-MM-DD); write it as YYYY-MM-DD (a date such as 01/05/2026 is 1 May in "
+                "some countries and 5 January in others, so it is never guessed)"
+            ),
         ),
         (
             "collection_date_not_future",
