@@ -44,6 +44,7 @@ from transforms.partitions import plan_normalise, plan_reference
 from transforms.privacy import pseudonymise_subjects
 from transforms.qc import file_statistics, plate_statistics, release_checks
 from transforms.readers import UnreadableFileError, read_file
+from transforms.readers.manifest import against_loaded
 from transforms.reference import GROUP_ORDER, ReferenceBuild, build_reference, combine_builds
 from transforms.variation import first_visits, retest_variation
 from warehouse import db, loads, releases, storage
@@ -370,13 +371,20 @@ def _load_parsed(
     else:
         archive = parsed.archive
         assert archive is not None, f"{o.name}: its parse task archives every file it plans to load"
+        samples, quarantine = parsed.frame("samples"), parsed.frame("quarantine")
+        if samples is not None and samples.height:  # what other manifests already say of these samples
+            samples, contradicted = against_loaded(samples, loads.samples_listed_elsewhere(con, samples, o.name))
+            if contradicted.height:
+                quarantine = contradicted if quarantine is None else pl.concat([quarantine, contradicted])
+                o.rows_loaded -= contradicted.height
+                o.rows_quarantined += contradicted.height
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=str(archive), run_id=run_id)
         o.replaced = loads.load_file(
             con,
             entry,
             rows=Path(parsed.frames["rows"]) if "rows" in parsed.frames else None,
-            quarantine=parsed.frame("quarantine"),
-            samples=parsed.frame("samples"),
+            quarantine=quarantine,
+            samples=samples,
             handling=parsed.frame("handling"),
             defer_view=True,  # re-pointed once when the run's files are loaded (_ingest)
         )

@@ -284,6 +284,24 @@ def loaded_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: 
     return [r[0] for r in con.execute(query, [file_name, besides]).fetchall()]
 
 
+def samples_listed_elsewhere(con: duckdb.DuckDBPyConnection, samples: pl.DataFrame, file_name: str) -> pl.DataFrame:
+    """The loaded samples (schema.SAMPLE) of manifests other than ``file_name`` that share a sample id or a
+    subject with ``samples``: what a new manifest must agree with (an earlier version of ``file_name`` is
+    replaced, not compared)."""
+    con.register("__new", samples.select("sample_id", "subject_key").to_arrow())
+    try:
+        rows = con.sql(
+            "select s.* from samples s where (s.sample_id in (select sample_id from __new) "
+            "or s.subject_key in (select subject_key from __new)) and s.source_sha256 not in "
+            "(select sha256 from files where file_name = ? and status = 'loaded') "
+            "order by s.source_file, s.line_number",
+            params=[file_name],
+        ).pl()
+    finally:
+        con.unregister("__new")
+    return schema.conform(rows, schema.SAMPLE)
+
+
 def load_file(
     con: duckdb.DuckDBPyConnection,
     entry: LedgerEntry,

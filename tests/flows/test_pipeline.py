@@ -518,6 +518,42 @@ def test_links_in_sub_folders_that_lead_outside_the_landing_folder_are_refused_u
     assert q(settings, "select count(*) from files where status = 'loaded'") == [(0,)]
 
 
+def test_a_second_manifest_never_overrides_a_sample_another_one_lists_and_a_new_version_of_it_does(
+    tmp_path, prefect_backend
+) -> None:
+    """manifest_b said healthy S1 was a patient of another age: the manifest loaded last won, and S1 left the
+    healthy reference without a word. Now the contradicting row is held back; a corrected manifest_a (the
+    same name) still replaces its own rows."""
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    head = "sample_id,subject_id,cohort,matrix,sex,age,collection_date\n"
+    (settings.landing / "manifest_a.csv").write_text(head + "S1,P1,healthy,serum,F,40,2026-05-01\n")
+    (settings.landing / "manifest_b.csv").write_text(
+        head + "S1,P9,patient,serum,M,60,2026-05-03\nS2,P2,healthy,serum,M,41,2026-05-01\n"
+    )
+    first = {f.name: f for f in run_pipeline(settings).files}
+    b = first["manifest_b.csv"]
+    assert (b.status, b.rows_read, b.rows_loaded, b.rows_quarantined) == ("loaded", 2, 1, 1)
+    assert q(settings, "select sample_id, cohort, age from samples order by 1") == [
+        ("S1", "healthy", 40.0),
+        ("S2", "healthy", 41.0),
+    ]
+    (reason,) = q(settings, "select reason from quarantine where \"check\" = 'sample_listed_alike'")[0]
+    assert reason.startswith("manifest_b.csv: line 2: sample S1 is listed by manifest_a.csv (line 2) differently")
+    assert q(settings, "select sum(rows_read) = sum(rows_loaded) + sum(rows_quarantined) from files") == [(True,)]
+    (settings.landing / "manifest_a.csv").write_text(head + "S1,P1,healthy,serum,F,42,2026-05-01\n")  # age corrected
+    second = run_pipeline(settings).files
+    assert [(f.name, f.status, f.rows_loaded) for f in second if f.status != "skipped"] == [
+        ("manifest_a.csv", "loaded", 1)
+    ]
+    assert q(settings, "select sample_id, age, source_file from samples order by 1") == [
+        ("S1", 42.0, "manifest_a.csv"),
+        ("S2", 41.0, "manifest_b.csv"),
+    ]
+
+
 def test_a_file_changed_in_place_after_ingest_replaces_its_rows_and_keeps_history(tmp_path, prefect_backend) -> None:
     from flows.pipeline import run_pipeline
 

@@ -353,6 +353,55 @@ def test_an_iso_date_with_or_without_a_time_is_read_and_no_other_order_is(day: d
     assert read == [day, None, None, None]
 
 
+def _manifest_samples(rows: list[tuple], source: str) -> pl.DataFrame:
+    from transforms import schema
+
+    cols = ["sample_id", "subject_key", "cohort", "matrix", "sex", "age", "collection_date"]
+    frame = pl.DataFrame([dict(zip(cols, r, strict=True)) for r in rows])
+    frame = frame.with_columns(
+        pl.lit(source).alias("source_file"),
+        pl.lit("sha-" + source).alias("source_sha256"),
+        pl.Series("line_number", range(2, len(rows) + 2), dtype=pl.Int64),
+    )
+    return schema.conform(frame, schema.SAMPLE)
+
+
+def test_a_manifest_that_contradicts_a_loaded_one_is_held_back_row_by_row_with_both_sides() -> None:
+    from transforms.readers.manifest import against_loaded
+
+    loaded = _manifest_samples(
+        [
+            ("S1", "k1", "healthy", "serum", "F", 40.0, date(2026, 5, 1)),
+            ("S2", "k2", "healthy", "serum", "M", 41.0, date(2026, 5, 1)),
+        ],
+        "manifest_a.csv",
+    )
+    new = _manifest_samples(
+        [
+            ("S1", "k9", "patient", "serum", "M", 60.0, date(2026, 5, 3)),  # another person under S1
+            ("S2", "k2", "healthy", "serum", "M", 41.0, date(2026, 5, 1)),  # listed alike: fine
+            ("S3", "k1", "healthy", "serum", "M", 40.0, date(2026, 6, 1)),  # k1 is F in manifest_a
+            ("S4", "k2", "patient", "serum", "M", 41.0, date(2026, 6, 1)),  # k2 is healthy in manifest_a
+            ("S5", "k5", "patient", "plasma", "F", 33.0, None),  # new sample, new person
+        ],
+        "run2/manifest.csv",
+    )
+    kept, held = against_loaded(new, loaded)
+    assert kept["sample_id"].to_list() == ["S2", "S5"]
+    assert kept.height + held.height == new.height  # every row accounted for
+    why = dict(zip(held["sample_id"], held["reason"], strict=True))
+    assert why["S1"] == (
+        "run2/manifest.csv: line 2: sample S1 is listed by manifest_a.csv (line 2) differently: another subject; "
+        "cohort healthy there, patient here; sex F there, M here; age 40 there, 60 here; collection_date "
+        "2026-05-01 there, 2026-05-03 here. One of them is wrong: correct it (a new version of a manifest, under "
+        "the same name, replaces it)"
+    )
+    assert "listed by manifest_a.csv (line 2, sample S1) with sex F, here M" in why["S3"]
+    assert "listed by manifest_a.csv (line 3, sample S2) with cohort healthy, here patient" in why["S4"]
+    assert held["check"].to_list() == ["sample_listed_alike", "subject_sex_consistent", "subject_cohort_consistent"]
+    assert against_loaded(new, loaded.clear())[0].equals(new)
+
+
 def test_a_workbook_that_is_a_damaged_zip_or_a_zip_bomb_is_refused_before_it_is_unpacked() -> None:
     import zipfile
 

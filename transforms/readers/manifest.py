@@ -139,3 +139,98 @@ def read_manifest(
     )
     samples = samples.with_columns([pl.col(c).cast(t) for c, t in schema.SAMPLE.items() if c in samples.columns])
     return samples, pl.concat(held)
+
+
+#: What two manifests must say alike of one sample: a later manifest never overrides another one silently.
+SAMPLE_FIELDS = [
+    "subject_key",
+    "cohort",
+    "matrix",
+    "sex",
+    "age",
+    "collection_date",
+    "severity",
+    "severity_label",
+    "illness_duration_years",
+]
+
+
+def _shown(value: object) -> str:
+    return "none" if value is None else f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
+def _differences(new: dict[str, object], old: dict[str, object]) -> str:
+    """'cohort healthy there, patient here; age 40 there, 60 here' (the subject by name only: it is a keyed hash)."""
+    out = []
+    for field in SAMPLE_FIELDS:
+        if new[field] != old[field]:
+            there, here = _shown(old[field]), _shown(new[field])
+            out.append("another subject" if field == "subject_key" else f"{field} {there} there, {here} here")
+    return "; ".join(out)
+
+
+def against_loaded(samples: pl.DataFrame, loaded: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A manifest's samples (schema.SAMPLE, subjects pseudonymised) checked against the samples other loaded
+    manifests list (``loaded``, same schema). A sample listed there with other fields, or a subject listed
+    there with another sex or cohort, is held back with a reason naming the other manifest and its line; what
+    is loaded stays as it is. The same sample listed alike is kept. Returns (kept, held in schema.QUARANTINE).
+
+    Before, the manifest loaded last won: a healthy sample a second manifest called a patient's left the
+    reference without a word."""
+    if samples.height == 0 or loaded.height == 0:
+        return samples, schema.empty(schema.QUARANTINE)
+    old_by_sample = {r["sample_id"]: r for r in loaded.to_dicts()}
+    old_by_subject: dict[object, list[dict[str, object]]] = {}
+    for r in loaded.to_dicts():
+        old_by_subject.setdefault(r["subject_key"], []).append(r)
+    reasons: list[tuple[int, str, str]] = []  # row index, check, reason
+    for i, new in enumerate(samples.to_dicts()):
+        old = old_by_sample.get(new["sample_id"])
+        if old is not None:
+            diff = _differences(new, old)
+            if diff:
+                reasons.append(
+                    (
+                        i,
+                        "sample_listed_alike",
+                        f"sample {new['sample_id']} is listed by {old['source_file']} (line {old['line_number']}) "
+                        f"differently: {diff}. One of them is wrong: correct it (a new version of a manifest, under "
+                        "the same name, replaces it)",
+                    )
+                )
+            continue
+        for column in ("sex", "cohort"):
+            other = next((r for r in old_by_subject.get(new["subject_key"], []) if r[column] != new[column]), None)
+            if other is not None:
+                reasons.append(
+                    (
+                        i,
+                        f"subject_{column}_consistent",
+                        f"the subject of sample {new['sample_id']} is listed by {other['source_file']} (line "
+                        f"{other['line_number']}, sample {other['sample_id']}) with {column} {other[column]}, here "
+                        f"{new[column]}; one person has one: correct the rows",
+                    )
+                )
+                break
+    if not reasons:
+        return samples, schema.empty(schema.QUARANTINE)
+    index = pl.Series("__i", [r[0] for r in reasons], dtype=pl.UInt32)
+    held = (
+        samples[index]
+        .with_columns(
+            pl.lit("parse").alias("stage"),
+            pl.Series("check", [r[1] for r in reasons], dtype=pl.String),
+            pl.Series("__why", [r[2] for r in reasons], dtype=pl.String),
+        )
+        .with_columns(
+            (
+                pl.col("source_file")
+                + pl.lit(": line ")
+                + pl.col("line_number").cast(pl.String)
+                + pl.lit(": ")
+                + pl.col("__why")
+            ).alias("reason")
+        )
+    )
+    kept = samples.with_row_index("__i").filter(~pl.col("__i").is_in(index.implode())).drop("__i")
+    return kept, schema.conform(held, schema.QUARANTINE)
