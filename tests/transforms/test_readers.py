@@ -402,6 +402,35 @@ def test_a_manifest_that_contradicts_a_loaded_one_is_held_back_row_by_row_with_b
     assert against_loaded(new, loaded.clear())[0].equals(new)
 
 
+def test_archives_and_documents_sent_beside_exports_are_named_with_what_to_do() -> None:
+    """A zip of exports was "Excel workbook cannot be read (calamine error ...)", a gzip "binary", a PDF "no
+    known export layout"."""
+    import gzip
+    import zipfile
+
+    from transforms.readers import UnreadableFileError, read_file
+
+    export = b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,2.5,pg/mL,P1\n"
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("run1/plate1.csv", export)
+        archive.writestr("run1/plate2.csv", export)
+    cases = {
+        "exports.zip": (
+            packed.getvalue(),
+            "a zip archive of 2 file(s) (run1/plate1.csv, run1/plate2.csv), not an export",
+        ),
+        "export.csv.gz": (gzip.compress(export), "a gzip-compressed file, not an export; unpack it (gunzip)"),
+        "report.pdf": (b"%PDF-1.7\n%\xe2\xe3\n1 0 obj", "a PDF document, not a data export"),
+        "exports.7z": (b"7z\xbc\xaf\x27\x1c\x00\x04", "a 7-Zip archive, not an export"),
+    }
+    for name, (data, said) in cases.items():
+        with pytest.raises(UnreadableFileError) as caught:
+            read_file(data, source=name, sha256="x")
+        assert str(caught.value).startswith(f"{name}: {said}"), str(caught.value)
+    assert read_file(export, source="plate1.csv", sha256="x").rows.height == 1  # an export still reads
+
+
 def test_a_workbook_that_is_a_damaged_zip_or_a_zip_bomb_is_refused_before_it_is_unpacked() -> None:
     import zipfile
 

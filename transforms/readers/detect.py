@@ -221,8 +221,44 @@ def _clean_text_table(data: bytes, *, source: str) -> tuple[Table, list[str], st
     return None if table is None else (table, head[:header_index], layout)
 
 
+#: Files that labs send beside exports, or wrap them in, by their first bytes: what each is and what to do.
+NOT_EXPORTS = (
+    (b"\x1f\x8b", "a gzip-compressed file, not an export; unpack it (gunzip) into the landing folder"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive, not an export; unpack it into the landing folder"),
+    (b"Rar!\x1a\x07", "a RAR archive, not an export; unpack it into the landing folder"),
+    (b"%PDF", "a PDF document, not a data export; export the data from the instrument software as CSV or .xlsx"),
+)
+
+
+def refuse_non_exports(data: bytes, *, source: str) -> None:
+    """Name an archive or document that is not an export (it was reported as a damaged workbook, a binary
+    file or an unknown layout), with what to do. A zip is refused unless it is a workbook (.xlsx or .ods: their
+    zip holds [Content_Types].xml, xl/ or a mimetype). Raises UnreadableFileError."""
+    import zipfile
+
+    for magic, what in NOT_EXPORTS:
+        if data.startswith(magic):
+            raise UnreadableFileError(f"{source}: {what}")
+    if not data.startswith(b"PK\x03\x04"):
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        return  # a damaged workbook: check_workbook_size says so
+    if {"[Content_Types].xml", "mimetype"} & set(names) or any(n.startswith(("xl/", "_rels/")) for n in names):
+        return
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    msg = (
+        f"{source}: a zip archive of {len(names)} file(s) ({shown or 'empty'}), not an export; unzip it into the "
+        "landing folder, where its files are read one by one"
+    )
+    raise UnreadableFileError(msg)
+
+
 def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, object] | None = None) -> ReadResult:
     """Read one export or manifest. Raises UnreadableFileError when the file cannot be read at all."""
+    refuse_non_exports(data, source=source)
     opts = options or {}
     hold = bool(opts.get("hold_vendor_warnings", False))
     if data[:4] == b"PAR1":
