@@ -431,6 +431,34 @@ def test_archives_and_documents_sent_beside_exports_are_named_with_what_to_do() 
     assert read_file(export, source="plate1.csv", sha256="x").rows.height == 1  # an export still reads
 
 
+def test_hand_made_manifests_and_tidy_files_are_read_with_the_headers_people_write() -> None:
+    """ "Sample ID, Subject ID, Cohort, ..., Age (years)" was "no known export layout" until renamed."""
+    from transforms.readers import read_file
+    from transforms.readers.common import fold_header
+
+    assert [fold_header(h) for h in ["Sample ID", "Age (years)", " Collection-Date ", "plate_id", "Value [pg/mL]"]] == [
+        "sample_id",
+        "age",
+        "collection_date",
+        "plate_id",
+        "value",
+    ]
+    manifest = (
+        "Sample ID,Subject ID,Cohort,Matrix,Sex,Age (years),Collection Date,Notes\n"
+        "S1,P1,Healthy,Serum,Female,40,2026-05-01,fine\n"
+        "S2,P2,healthy,serum,M,41.5,2026-05-02,\n"
+    )
+    read = read_file(manifest.encode(), source="manifest.csv", sha256="x")
+    assert read.layout == "manifest" and read.quarantine.height == 0
+    assert read.samples.select("sample_id", "cohort", "sex", "age").rows() == [
+        ("S1", "healthy", "F", 40.0),
+        ("S2", "healthy", "M", 41.5),
+    ]
+    tidy = "Sample ID,Analyte,Value,Unit,Plate ID\nS1,IL-6,2.5,pg/mL,P1\n"
+    rows = read_file(tidy.encode(), source="values.csv", sha256="x")
+    assert rows.layout == "tidy" and rows.rows.select("sample_id", "plate_id", "value").rows() == [("S1", "P1", 2.5)]
+
+
 def test_a_workbook_that_is_a_damaged_zip_or_a_zip_bomb_is_refused_before_it_is_unpacked() -> None:
     import zipfile
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import polars as pl
 
 from transforms import schema
 from transforms.text import Table
+
+
+def fold_header(name: str) -> str:
+    """A column name as people write it, folded to the documented one: "Sample ID" -> sample_id,
+    "Age (years)" -> age, "Collection-Date" -> collection_date (a trailing unit in brackets is dropped)."""
+    text = re.sub(r"\s*[\(\[][^\)\]]*[\)\]]\s*$", "", name.strip().strip('"').strip())
+    return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
 
 
 def column(table: Table, *names: str) -> str | None:
@@ -15,6 +25,16 @@ def column(table: Table, *names: str) -> str | None:
         if n.lower() in lookup:
             return lookup[n.lower()]
     return None
+
+
+def with_folded_names(table: Table) -> Table:
+    """``table`` with its columns named as :func:`fold_header` folds them (for the layouts people write by
+    hand), unless two of them fold alike: then as written."""
+    names = table.frame.columns
+    folded = [fold_header(c) for c in names]
+    if len(set(folded)) < len(folded) or folded == names:
+        return table
+    return replace(table, frame=table.frame.rename(dict(zip(names, folded, strict=True))))
 
 
 def text_col(table: Table, *names: str) -> pl.Expr:

@@ -9,6 +9,7 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers import luminex, manifest, msd, olink, olink_explore, tidy
+from transforms.readers.common import fold_header, with_folded_names
 from transforms.text import (
     Table,
     UnreadableFileError,
@@ -49,10 +50,15 @@ class ReadResult:
         return kept + self.quarantine.height
 
 
+#: Layouts people write by hand: their headers are also matched as folded ("Sample ID" is sample_id).
+HAND_MADE = {"manifest", "tidy"}
+
+
 def _layout_of(fields: list[str]) -> str | None:
     low = {f.strip().strip('"').strip().lower() for f in fields}
+    folded = low | {fold_header(f) for f in fields}
     for name, required in SIGNATURES:
-        if required <= low:
+        if required <= (folded if name in HAND_MADE else low):
             return name
     return None
 
@@ -313,6 +319,8 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         msg = f"{source}: columns {table.frame.columns[:8]} match no known layout; see docs/input-formats.md"
         raise UnreadableFileError(msg)
     common = {"source": source, "sha256": sha256}
+    if layout in HAND_MADE:  # "Sample ID" is sample_id
+        table = with_folded_names(table)
     if layout == "manifest":
         samples, bad = manifest.read_manifest(table, source=source, sha256=sha256)
         return ReadResult(layout, schema.empty(schema.MEASUREMENT), bad, samples)
