@@ -459,6 +459,36 @@ def test_hand_made_manifests_and_tidy_files_are_read_with_the_headers_people_wri
     assert rows.layout == "tidy" and rows.rows.select("sample_id", "plate_id", "value").rows() == [("S1", "P1", 2.5)]
 
 
+def test_a_european_manifest_reads_decimal_commas_and_an_unreadable_duration_is_held_not_dropped() -> None:
+    """age 40,5 in a ';' manifest was "not a number" (exports read decimal commas, manifests did not), and an
+    illness duration of 2,5 or "about 3" was loaded as no duration at all, without a word."""
+    from transforms.readers import read_file
+
+    european = (
+        "sample_id;subject_id;cohort;matrix;sex;age;collection_date;severity;illness_duration_years\n"
+        "S1;P1;healthy;serum;F;40,5;2026-05-01;;\n"
+        "S2;P2;patient;serum;M;41;2026-05-02;62,5;2,5\n"
+    )
+    read = read_file(european.encode(), source="m.csv", sha256="x")
+    assert read.quarantine.height == 0
+    assert read.samples.select("age", "severity", "illness_duration_years").rows() == [
+        (40.5, None, None),
+        (41.0, 62.5, 2.5),
+    ]
+    plain = (
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date,illness_duration_years\n"
+        "S1,P1,patient,serum,F,40,2026-05-01,about 3\n"
+        "S2,P2,patient,serum,F,40,2026-05-01,3.5\n"
+        "S3,P3,patient,serum,F,40,2026-05-01,-1\n"
+    )
+    read = read_file(plain.encode(), source="m.csv", sha256="x")
+    assert read.samples["sample_id"].to_list() == ["S2"]
+    assert read.quarantine["reason"].to_list() == [
+        "m.csv: line 2: illness_duration_years 'about 3' is not a number of years in 0-120",
+        "m.csv: line 4: illness_duration_years '-1' is not a number of years in 0-120",
+    ]
+
+
 def test_a_workbook_that_is_a_damaged_zip_or_a_zip_bomb_is_refused_before_it_is_unpacked() -> None:
     import zipfile
 

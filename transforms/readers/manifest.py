@@ -12,7 +12,7 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers.common import iso_date, split_bad, text_col, with_lines
-from transforms.text import Table, with_numbers
+from transforms.text import Table, uses_decimal_comma, with_numbers
 
 COHORTS = ["healthy", "patient"]
 MATRICES = ["serum", "plasma"]
@@ -28,9 +28,12 @@ def read_manifest(
     today = today or date.today()
     frame = with_lines(table)
     sev_text = text_col(table, "severity")
-    frame = with_numbers(frame, text_col(table, "age"), prefix="age_")
-    frame = with_numbers(frame, sev_text, prefix="sev_")
-    frame = with_numbers(frame, text_col(table, "illness_duration_years"), prefix="dur_")
+    numbers = {"age_": text_col(table, "age"), "sev_": sev_text, "dur_": text_col(table, "illness_duration_years")}
+    # a ';' or tab manifest from a European spreadsheet writes 40,5: read as the exports are (docs/input-formats.md)
+    cells = pl.concat([frame.select(e.alias("c"))["c"] for e in numbers.values()])
+    comma = uses_decimal_comma(cells, table.separator)
+    for prefix, cell in numbers.items():
+        frame = with_numbers(frame, cell, prefix=prefix, decimal_comma=comma)
     frame = frame.with_columns(
         text_col(table, "sample_id").alias("sample_id"),
         text_col(table, "subject_id").alias("subject_id"),
@@ -39,6 +42,7 @@ def read_manifest(
         text_col(table, "sex").str.to_lowercase().replace_strict(SEX, default=None).alias("sex"),
         text_col(table, "sex").alias("__sex_text"),
         text_col(table, "age").alias("__age_text"),
+        text_col(table, "illness_duration_years").alias("__dur_text"),
         iso_date(text_col(table, "collection_date")).alias("collection_date"),
         text_col(table, "collection_date").alias("__date_text"),
         sev_text.str.to_lowercase().alias("__sev_text"),
@@ -100,6 +104,15 @@ def read_manifest(
             pl.lit("severity '")
             + pl.col("__sev_text").fill_null("")
             + pl.lit(f"' is neither 0-100 nor one of {', '.join(SEVERITY_LABELS)}"),
+        ),
+        (
+            "illness_duration_valid",  # was loaded as no duration, without a word
+            (pl.col("__dur_text").is_not_null() & pl.col("illness_duration_years").is_null())
+            | (pl.col("illness_duration_years") < 0)
+            | (pl.col("illness_duration_years") > 120),
+            pl.lit("illness_duration_years '")
+            + pl.col("__dur_text").fill_null("")
+            + pl.lit("' is not a number of years in 0-120"),
         ),
     ]
     held: list[pl.DataFrame] = []
