@@ -106,6 +106,7 @@ class RunSummary:
     normalised_rows: int = 0
     parts: dict[str, int] = field(default_factory=dict)  # tasks per partitioned stage (normalise, reference)
     landing_removed: list[str] = field(default_factory=list)  # move mode: landing files removed after the swap
+    landing_kept: list[str] = field(default_factory=list)  # move mode: loaded files that could not be removed, why
 
     @property
     def files_new(self) -> list[FileOutcome]:
@@ -930,7 +931,13 @@ def _writing(settings: Settings) -> Iterator[tuple[Settings, RunSummary]]:
             now = loads.normalised_generations(con)
         db.publish_work_copy(work, public)
         loads.prune_normalised(public.parent, keep=before | now)
-        _remove_from_landing(summary.landing_removed)
+        summary.landing_kept = _remove_from_landing(summary.landing_removed)
+        if summary.landing_kept:  # loaded all the same: the next run skips them by their hash
+            get_run_logger().warning(
+                "%d loaded file(s) could not be removed from the landing folder: %s",
+                len(summary.landing_kept),
+                "; ".join(summary.landing_kept),
+            )
 
 
 def _clear_leftovers(warehouse: Path) -> None:
@@ -942,15 +949,21 @@ def _clear_leftovers(warehouse: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _remove_from_landing(paths: list[str]) -> None:
+def _remove_from_landing(paths: list[str]) -> list[str]:
     """Move mode: delete landing files whose content the swapped-in warehouse now holds (its archive copy,
     or its quarantine copy and reason). Only after the swap: a run killed before it leaves them in place, and
-    the next run reads them again (already archived ones are skipped by their hash, then removed)."""
+    the next run reads them again (already archived ones are skipped by their hash, then removed). Returns
+    the files that could not be removed, each with why (a share the run may read but not change): the run
+    has loaded them, so it reports them instead of failing, which said that nothing had changed."""
+    kept = []
     for path in paths:
         try:
             storage.remove(path)
         except FileNotFoundError:  # removed by hand meanwhile
             continue
+        except OSError as exc:
+            kept.append(f"{path} ({exc.strerror or exc})")
+    return kept
 
 
 @flow(name="refranges-run", log_prints=True)

@@ -44,6 +44,11 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         str(summary.groups_published),
         f"{len(summary.groups_skipped)} groups below the minimum n" if summary.groups_skipped else "",
     )
+    if summary.landing_kept:
+        kept = "loaded, but could not be removed (landing_mode = move); the next run skips them: " + "; ".join(
+            summary.landing_kept
+        )
+        table.add_row("landing files kept", str(len(summary.landing_kept)), kept)
     table.add_row("release", summary.release_version or "-", summary.release_message)
     if summary.release_path:
         table.add_row("release folder", "", summary.release_path)

@@ -493,6 +493,39 @@ def test_exports_of_one_name_in_two_run_folders_are_two_files_and_a_new_version_
     ]
 
 
+def test_a_loaded_file_the_run_may_not_remove_from_the_landing_folder_is_reported_not_a_failed_run(
+    tmp_path, prefect_backend, monkeypatch
+) -> None:
+    """Move mode on a share the run may read but not change: the removal's PermissionError came after the
+    warehouse was swapped in, failed the run and had the CLI say that nothing had changed."""
+    from flows.pipeline import run_pipeline
+    from flows.summary import summary_text
+    from warehouse import storage
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", landing_mode="move", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    (settings.landing / "a.csv").write_text(header + "S1,IL-6,2.5,pg/mL,P1\n")
+    (settings.landing / "b.csv").write_text(header + "S2,IL-6,3.5,pg/mL,P1\n")
+    removing = storage.remove
+
+    def remove(path):
+        if str(path).endswith("a.csv"):
+            raise PermissionError(13, "Permission denied", str(path))
+        removing(path)
+
+    monkeypatch.setattr(storage, "remove", remove)
+    summary = run_pipeline(settings)
+    assert [f.status for f in summary.files] == ["loaded", "loaded"]
+    assert summary.landing_kept == [f"{settings.landing / 'a.csv'} (Permission denied)"]
+    assert (settings.landing / "a.csv").exists() and not (settings.landing / "b.csv").exists()
+    assert q(settings, "select count(*) from files where status = 'loaded'") == [(2,)]  # the run's work is in
+    assert "landing files kept" in summary_text(summary, width=300)
+    monkeypatch.setattr(storage, "remove", removing)
+    again = run_pipeline(settings)  # skipped by its hash, and removed now that it may be
+    assert [f.status for f in again.files] == ["skipped"] and not (settings.landing / "a.csv").exists()
+
+
 def test_links_in_sub_folders_that_lead_outside_the_landing_folder_are_refused_unread(
     tmp_path, prefect_backend
 ) -> None:
