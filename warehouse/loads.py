@@ -50,6 +50,38 @@ def known_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in con.execute("select sha256 from files").fetchall()}
 
 
+#: A local landing file as a run saw it: size in bytes, mtime_ns, ctime_ns, inode.
+Stat = tuple[int, int, int, int]
+#: What a run saw of a landing file it read: its Stat, the sha256 of the content read, when it looked (ns).
+Seen = tuple[Stat, str, int]
+
+
+def landing_seen(con: duckdb.DuckDBPyConnection) -> dict[str, Seen]:
+    """Path -> what the last run that read it saw (table landing_seen)."""
+    rows = con.execute(
+        "select path, size_bytes, mtime_ns, ctime_ns, inode, sha256, seen_at_ns from landing_seen"
+    ).fetchall()
+    return {r[0]: ((r[1], r[2], r[3], r[4]), r[5], r[6]) for r in rows}
+
+
+def record_landing_seen(con: duckdb.DuckDBPyConnection, seen: dict[str, Seen]) -> None:
+    """Keep what this run saw of the landing files it looked at (one transaction), and forget files that are
+    no longer there (removed by move mode or by hand)."""
+    frame = pl.DataFrame(
+        [(path, *stat, sha, at) for path, (stat, sha, at) in seen.items()],
+        schema=["path", "size_bytes", "mtime_ns", "ctime_ns", "inode", "sha256", "seen_at_ns"],
+        orient="row",
+    )
+    with _transaction(con):
+        gone = [r[0] for r in con.execute("select path from landing_seen").fetchall() if not os.path.lexists(r[0])]
+        if gone:
+            con.execute("delete from landing_seen where list_contains(?, path)", [gone])
+        if frame.height:
+            con.register("__seen", frame.to_arrow())
+            con.execute("insert or replace into landing_seen by name select * from __seen")
+            con.unregister("__seen")
+
+
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
     if frame.height == 0:
         return
