@@ -102,3 +102,18 @@ def test_a_run_process_frozen_at_its_start_is_not_frozen_again_by_its_tasks() ->
     )
     frozen, after = (int(v) for v in out.stdout.split())
     assert after == frozen
+
+
+def test_only_a_task_that_ran_a_while_collects_and_trims(monkeypatch) -> None:
+    """A landing file found unchanged takes about 1 ms; the collection after it took far longer."""
+    import time
+
+    import flows.memory as memory
+
+    calls: list[str] = []
+    monkeypatch.setattr(memory, "give_back_memory", lambda: calls.append("gave") or True)
+    monkeypatch.setattr(memory, "BRIEF_SECONDS", 0.05)
+    memory.gives_back_memory(lambda: 1)()
+    assert calls == []
+    memory.gives_back_memory(lambda: time.sleep(0.06))()
+    assert calls == ["gave"]
