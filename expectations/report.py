@@ -33,6 +33,21 @@ def _table(frame: pl.DataFrame) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def _held_in_run(files: pl.DataFrame) -> str:
+    """'; 3 rows held back and 1 file quarantined in this run: see below', or '' (checks outside the suites,
+    such as a manifest that contradicts a loaded one, hold rows back while every suite passes)."""
+    rows = int(files["rows_quarantined"].sum()) if "rows_quarantined" in files.columns else 0
+    whole = files.filter(pl.col("status") == "quarantined").height if "status" in files.columns else 0
+    said = [
+        f"{n} {what}{'' if n == 1 else 's'} {done}"
+        for n, what, done in ((rows, "row", "held back"), (whole, "file", "quarantined"))
+        if n
+    ]
+    if not said:
+        return ""
+    return f"; <span class='fail'>{html.escape(' and '.join(said))} in this run</span>: see below"
+
+
 def render_report(
     *, run_id: str, results: pl.DataFrame, quarantine: pl.DataFrame, files: pl.DataFrame, release: str
 ) -> str:
@@ -53,6 +68,7 @@ def render_report(
         if n_failed == 0
         else (f"<span class='fail'>{n_failed} check(s) failed</span>")
     )
+    verdict += _held_in_run(files)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>refranges QC report {html.escape(run_id)}</title>
 <style>{STYLE}</style></head><body>

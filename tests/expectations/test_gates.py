@@ -262,6 +262,23 @@ def test_qc_report_is_self_contained_and_offline() -> None:
     assert not re.search(r"(?i)<(script|link|img|iframe)\b", page)
 
 
+def test_the_qc_report_says_at_the_top_what_the_run_held_back_even_when_every_suite_passed() -> None:
+    """A manifest row that contradicted another manifest was held back under "all checks passed"."""
+    results = quarantine_rows(plate_stats(), load_suite("plates")).results
+    files = pl.DataFrame(
+        {
+            "file": ["a.csv", "m.csv", "bad.csv"],
+            "status": ["loaded", "loaded", "quarantined"],
+            "rows_quarantined": [0, 2, 5],
+        }
+    )
+    page = render_report(run_id="r1", results=results, quarantine=pl.DataFrame(), files=files, release="-")
+    top = page[page.index("<h1>") : page.index("<h2>")]
+    assert "all checks passed" in top and "7 rows held back and 1 file quarantined in this run" in top
+    clean = render_report(run_id="r1", results=results, quarantine=pl.DataFrame(), files=files.head(1), release="-")
+    assert "held back" not in clean[clean.index("<h1>") : clean.index("<h2>")]
+
+
 def test_results_of_disjoint_parts_merge_into_the_results_of_the_whole() -> None:
     from expectations.runner import merge_results
 
