@@ -135,7 +135,10 @@ def generate_explore(
         "n_patients": n_patients,
     }
     return DemoData(
-        files={"manifest.csv": manifest.write_csv().encode(), "explore_ht_npx.parquet": buffer.getvalue()}, truth=truth
+        # a name of its own: the mixed demo's manifest.csv in the same landing folder is another study's (the same
+        # name replaced it, and the mixed demo's samples left the warehouse)
+        files={"explore_ht_manifest.csv": manifest.write_csv().encode(), "explore_ht_npx.parquet": buffer.getvalue()},
+        truth=truth,
     )
 
 

@@ -570,6 +570,29 @@ def test_an_unchanged_landing_file_is_not_read_again_and_a_rewritten_one_is_even
     assert q(settings, "select count(*) from landing_seen where path like '%b.csv'") == [(0,)]  # forgotten
 
 
+def test_both_demos_in_one_landing_folder_keep_both_studies(tmp_path, prefect_backend) -> None:
+    """`refranges demo --platform explore-ht` in a home with the mixed demo wrote its own manifest.csv over the
+    mixed one: the mixed demo's samples left the warehouse (26,160 measurements held as not in a manifest)."""
+    from flows.pipeline import run_pipeline
+    from transforms.demo import generate_demo
+    from transforms.demo_explore import generate_explore
+
+    mixed, explore = (
+        generate_demo(seed=5, n_healthy=30, n_patients=6),
+        generate_explore(seed=5, n_healthy=12, n_patients=2),
+    )
+    assert not set(mixed.files) & set(explore.files)
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    copy_demo(mixed.files, settings.landing)
+    run_pipeline(settings)
+    before = q(settings, "select count(*) from samples")[0][0]
+    copy_demo(explore.files, settings.landing)
+    run_pipeline(settings)
+    assert q(settings, "select count(*) from files where status = 'replaced'") == [(0,)]
+    assert q(settings, "select count(*) from samples")[0][0] > before
+    assert q(settings, "select count(*) from quarantine where \"check\" = 'sample_in_manifest'") == [(0,)]
+
+
 def test_links_in_sub_folders_that_lead_outside_the_landing_folder_are_refused_unread(
     tmp_path, prefect_backend
 ) -> None:
