@@ -51,6 +51,18 @@ def display_text(value: object) -> str:
     return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
+SHOWN_VALUES = ("expect_column_values_to_be_in_set", "expect_column_values_to_be_between")
+
+
+def _the_value(expectation: Any, rows: pl.DataFrame) -> pl.Expr:
+    """ ": unit_raw 'PG/ML'" before a held row's reason, for an expectation on the value of one column (a set
+    or a range), so that the reason names what to correct; nothing for a derived 0/1 flag or a null."""
+    column = expectation.kwargs.get("column")
+    if expectation.type not in SHOWN_VALUES or column not in rows.columns or rows.schema[column].is_integer():
+        return pl.lit("")
+    return (pl.lit(f": {column} '") + pl.col(column).cast(pl.String) + pl.lit("'")).fill_null("")
+
+
 def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
     """Split ``frame`` by the suite's masks; each held row carries the first failed expectation's why."""
     marked = apply_suite(frame, suite)
@@ -91,7 +103,7 @@ def quarantine_rows(frame: pl.DataFrame, suite: Suite) -> SuiteOutcome:
                     bad.with_columns(
                         pl.lit("qc").alias("stage"),
                         pl.lit(f"{suite.name}.{e.label}").alias("check"),
-                        (where + pl.lit(f": {e.why}")).alias("reason"),
+                        (where + _the_value(e, bad) + pl.lit(f": {e.why}")).alias("reason"),
                     ),
                     schema.QUARANTINE,
                 )

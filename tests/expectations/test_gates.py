@@ -304,3 +304,22 @@ def test_gx_validates_without_fingerprinting_the_batch(monkeypatch: pytest.Monke
     results = validate_with_gx(broken, load_suite("normalised_measurements"))
     failed = results.filter(~pl.col("success"))
     assert failed.height >= 1 and failed["unexpected_count"].sum() > 0
+
+
+def test_a_row_held_for_its_value_names_the_value_to_correct() -> None:
+    """The reason said "only known concentration units (or NPX) can be converted" without the unit the file
+    wrote, so finding it meant opening the export at that line."""
+    from expectations.suites import prepare_raw
+    from transforms.readers import read_file
+
+    export = b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,2.5,PG/ML,P1\nS2,IL-6,-2.5,pg/mL,P1\nS3,IL-6,55,NPX,P1\n"
+    rows = prepare_raw(read_file(export, source="v.csv", sha256="x").rows)
+    reasons = quarantine_rows(rows, load_suite("raw_measurements")).quarantine["reason"].to_list()
+    assert [r.split(": ")[:3] for r in reasons] == [
+        ["v.csv", "line 2", "unit_raw 'PG/ML'"],
+        ["v.csv", "line 3", "concentration_value '-2.5'"],
+        ["v.csv", "line 4", "npx_value '55.0'"],
+    ]
+    flagged = rows.with_columns(pl.lit(1, pl.Int8).alias("censoring_conflict"), pl.lit("NPX").alias("unit_raw"))
+    conflict = quarantine_rows(flagged.head(1), load_suite("raw_measurements")).quarantine["reason"][0]
+    assert "censoring_conflict" not in conflict  # a derived 0/1 flag says nothing to correct
