@@ -30,20 +30,21 @@ def landing_name(path: storage.Location, settings: Settings) -> str:
 
 def files_named(paths: list[Path]) -> list[Path]:
     """The files command-line arguments name: a file as it is, a folder as the files below it, read as the
-    landing folder is (sorted; no hidden folders or system files). FileNotFoundError names an argument that
-    is neither, or a folder without a file."""
-    out: list[Path] = []
+    landing folder is (sorted; no hidden folders or system files), each file once however often it is named.
+    FileNotFoundError names an argument that is neither, or a folder without a file."""
+    out: dict[Path, Path] = {}
     for path in paths:
         if path.is_file():
-            out.append(path)
+            found = [path]
         elif path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not ignored(p.relative_to(path).as_posix()))
             if not found:
                 raise FileNotFoundError(f"no file in the folder {path}")
-            out += found
         else:
             raise FileNotFoundError(f"not a file or folder: {path}")
-    return out
+        for file in found:
+            out.setdefault(file.resolve(), file)
+    return list(out.values())
 
 
 def shared_names(named: dict[Path, str]) -> dict[str, list[Path]]:

@@ -340,7 +340,8 @@ def test_ingest_takes_folders_and_refuses_two_files_of_one_name_outside_the_land
     said = " ".join(refused.output.split())
     assert "2 files would go by the name export.csv" in said and str(sent / "run1" / "export.csv") in said
     assert ".git" not in said  # a hidden folder is not read
-    one = runner.invoke(app, ["ingest", "--dry-run", "--format", "json", "--config", str(cfg), str(sent / "run1")])
+    twice = [str(sent / "run1"), str(sent / "run1" / "export.csv")]  # one file, named twice
+    one = runner.invoke(app, ["ingest", "--dry-run", "--format", "json", "--config", str(cfg), *twice])
     assert one.exit_code == 0, one.output
     assert [(f["name"], f["status"]) for f in json.loads(one.stdout)["files"]] == [("export.csv", "loaded")]
     landed = runner.invoke(
