@@ -17,7 +17,8 @@ def file_statistics(rows_read: int, rows_quarantined: int) -> pl.DataFrame:
 
 
 def plate_statistics(frame: pl.DataFrame, anchors: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Per platform x panel x analyte x plate: controls, replicate CVs, drift, censoring, vendor flags.
+    """Per platform x panel x analyte x plate: controls, replicate CVs, drift, censoring, vendor flags, and the
+    number of loaded files that hold the plate (a corrected re-export kept beside the old one makes two).
 
     ``frame`` is the log-scale frame of normalisation (before plate correction): it needs platform, panel,
     analyte, plate_id, sample_id, sample_type, log_value, censoring, unit, vendor_qc, recovery_pct,
@@ -65,6 +66,7 @@ def plate_statistics(frame: pl.DataFrame, anchors: pl.DataFrame | None = None) -
         .median()
         .alias("calibrator_recovery_dev"),
         pl.col("source_file").first().alias("source_file"),
+        pl.col("source_file").n_unique().alias("n_source_files"),
         pl.col("line_number").min().alias("line_number"),
         pl.len().alias("n_rows"),
     )

@@ -31,6 +31,7 @@ def plate_stats(**changes: float) -> pl.DataFrame:
         "below_lod_share": [0.1, 0.0, 0.2],
         "vendor_warning_share": [0.0, 0.0, 0.0],
         "source_file": ["f.csv"] * 3,
+        "n_source_files": [1, 1, 1],
         "line_number": [2, 50, 99],
     }
     frame = pl.DataFrame(good)
@@ -49,6 +50,7 @@ PLATE_BREAKERS = {
     "between(calibrator_recovery_dev)": {"calibrator_recovery_dev": 35.0},
     "between(below_lod_share)": {"below_lod_share": 0.9},
     "between(vendor_warning_share)": {"vendor_warning_share": 0.1},
+    "between(n_source_files)": {"n_source_files": 2},
 }
 
 
@@ -115,6 +117,23 @@ def test_plate_cvs_come_from_samples_with_two_measured_wells_only() -> None:
     assert stats["replicate_cv"][0] == pytest.approx(np.std([2.0, 8.0], ddof=1) / 5.0)
     assert stats["control_cv"][0] == pytest.approx(np.std([4.0, 6.0], ddof=1) / 5.0)
     assert stats["replicate_cv"][1] is None and stats["n_rows"].to_list() == [7, 1]
+
+
+def test_a_plate_held_in_two_loaded_files_is_counted_and_warned_about() -> None:
+    """A corrected re-export kept beside the old one (run1/ and run1_corrected/) made every sample of the plate
+    a pair of "replicates" without a word."""
+    rows = [plate_well("P1", s, "sample", np.log(v)) for s, v in (("S1", 2.0), ("S2", 3.0))]
+    rows += [
+        {**plate_well("P1", s, "sample", np.log(v)), "source_file": "run1_corrected/export.csv"}
+        for s, v in (("S1", 2.2), ("S2", 3.1))
+    ]
+    rows += [plate_well("P2", "S3", "sample", np.log(4.0))]
+    stats = plate_statistics(pl.DataFrame(rows)).sort("plate_id")
+    assert stats["n_source_files"].to_list() == [2, 1]
+    out = quarantine_rows(stats, load_suite("plates"))
+    warned = out.results.filter(pl.col("expectation") == "expect_column_values_to_be_between(n_source_files)")
+    assert warned.select("success", "unexpected_count", "action").row(0) == (False, 1, "warn")
+    assert out.failed.height == 0  # reported, never held back
 
 
 def test_files_suite_holds_a_file_with_half_its_rows_unusable() -> None:

@@ -155,8 +155,8 @@ def test_the_ledger_balances_and_the_warehouse_holds_the_rows(first_run) -> None
     assert qc == [
         ("files", 2, True),
         ("normalised_measurements", 4, True),
-        ("plates[msd]", 7, True),
-        ("plates[olink]", 7, True),
+        ("plates[msd]", 8, True),
+        ("plates[olink]", 8, True),
         ("raw_measurements", 8, True),
         ("release", 8, True),
     ]
