@@ -14,6 +14,7 @@ import polars as pl
 
 from expectations.suites import Suite, apply_suite, failing_mask
 from transforms import schema
+from transforms.text import display_text
 
 MAX_SAMPLE = 20
 
@@ -43,12 +44,6 @@ def sample_text(value: object) -> str:
     """An unexpected value as the QC results and report show it (a share of 1/95 reads 0.01052631579, not
     0.010526315789473684; see display_text), a missing value as "null"."""
     return "null" if value is None else display_text(value)
-
-
-def display_text(value: object) -> str:
-    """A value as people read it: a float to 10 significant digits (an interpolated limit reads -2.4824, not
-    -2.4823999999999997), anything else as it is. Files and JSON carry every digit; this is for display."""
-    return f"{value:.10g}" if isinstance(value, float) else str(value)
 
 
 SHOWN_VALUES = ("expect_column_values_to_be_in_set", "expect_column_values_to_be_between")

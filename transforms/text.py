@@ -14,6 +14,12 @@ from dataclasses import dataclass
 import polars as pl
 
 
+def display_text(value: object) -> str:
+    """A value as people read it: a float to 10 significant digits (an interpolated limit reads -2.4824, not
+    -2.4823999999999997), anything else as it is. Files and JSON carry every digit; this is for display."""
+    return f"{value:.10g}" if isinstance(value, float) else str(value)
+
+
 class UnreadableFileError(ValueError):
     """The file as a whole cannot be read; the message says why and what to do."""
 

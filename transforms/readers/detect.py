@@ -158,22 +158,35 @@ XLSX_RATIO_FROM = 50_000_000
 
 
 def check_workbook_size(data: bytes, *, source: str) -> None:
-    """Refuse a workbook that is not a readable zip, or whose declared unpacked size is implausible, from
-    its zip directory alone (nothing is unpacked). Raises UnreadableFileError."""
+    """Refuse a zip that is not a workbook (a zip of exports: .xlsx and .ods hold [Content_Types].xml, xl/ or
+    a mimetype), a workbook that is not a readable zip, or one whose declared unpacked size is implausible,
+    from its zip directory alone (nothing is unpacked). Raises UnreadableFileError."""
     import zipfile
     import zlib
 
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            expanded = sum(member.file_size for member in archive.infolist())
+            members = archive.infolist()
+            names = [m.filename for m in members if not m.is_dir()]
+            workbook = bool({"[Content_Types].xml", "mimetype"} & set(names)) or any(
+                n.startswith(("xl/", "_rels/")) for n in names
+            )
+            expanded = sum(member.file_size for member in members)
             plausible = expanded <= XLSX_MAX_EXPANDED and (
                 expanded <= XLSX_RATIO_FROM or expanded <= XLSX_MAX_RATIO * len(data)
             )
             # the CRCs of a small, plausible workbook (streamed: memory stays flat)
-            broken = archive.testzip() if plausible and len(data) < 5_000_000 else None
+            broken = archive.testzip() if workbook and plausible and len(data) < 5_000_000 else None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
         msg = f"{source}: not a readable .xlsx (a damaged zip: {exc}); save it again from Excel or export CSV"
         raise UnreadableFileError(msg) from exc
+    if not workbook:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        msg = (
+            f"{source}: a zip archive of {len(names)} file(s) ({shown or 'empty'}), not an export; unzip it into "
+            "the landing folder, where its files are read one by one"
+        )
+        raise UnreadableFileError(msg)
     if broken is not None:
         msg = f"{source}: not a readable .xlsx (member {broken} is damaged); save it again from Excel or export CSV"
         raise UnreadableFileError(msg)
@@ -237,29 +250,12 @@ NOT_EXPORTS = (
 
 
 def refuse_non_exports(data: bytes, *, source: str) -> None:
-    """Name an archive or document that is not an export (it was reported as a damaged workbook, a binary
-    file or an unknown layout), with what to do. A zip is refused unless it is a workbook (.xlsx or .ods: their
-    zip holds [Content_Types].xml, xl/ or a mimetype). Raises UnreadableFileError."""
-    import zipfile
-
+    """Name an archive or document that is not an export (it was reported as a binary file or an unknown
+    layout), with what to do. A zip that is not a workbook is named by :func:`check_workbook_size`, which
+    reads its directory anyway. Raises UnreadableFileError."""
     for magic, what in NOT_EXPORTS:
         if data.startswith(magic):
             raise UnreadableFileError(f"{source}: {what}")
-    if not data.startswith(b"PK\x03\x04"):
-        return
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/")]
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
-        return  # a damaged workbook: check_workbook_size says so
-    if {"[Content_Types].xml", "mimetype"} & set(names) or any(n.startswith(("xl/", "_rels/")) for n in names):
-        return
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    msg = (
-        f"{source}: a zip archive of {len(names)} file(s) ({shown or 'empty'}), not an export; unzip it into the "
-        "landing folder, where its files are read one by one"
-    )
-    raise UnreadableFileError(msg)
 
 
 def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, object] | None = None) -> ReadResult:

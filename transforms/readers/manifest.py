@@ -12,7 +12,7 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers.common import iso_date, split_bad, text_col, with_lines
-from transforms.text import Table, uses_decimal_comma, with_numbers
+from transforms.text import Table, display_text, uses_decimal_comma, with_numbers
 
 COHORTS = ["healthy", "patient"]
 MATRICES = ["serum", "plasma"]
@@ -168,16 +168,12 @@ SAMPLE_FIELDS = [
 ]
 
 
-def _shown(value: object) -> str:
-    return "none" if value is None else f"{value:.10g}" if isinstance(value, float) else str(value)
-
-
 def _differences(new: dict[str, object], old: dict[str, object]) -> str:
     """'cohort healthy there, patient here; age 40 there, 60 here' (the subject by name only: it is a keyed hash)."""
     out = []
     for field in SAMPLE_FIELDS:
         if new[field] != old[field]:
-            there, here = _shown(old[field]), _shown(new[field])
+            there, here = (display_text(v) if v is not None else "none" for v in (old[field], new[field]))
             out.append("another subject" if field == "subject_key" else f"{field} {there} there, {here} here")
     return "; ".join(out)
 
@@ -192,9 +188,10 @@ def against_loaded(samples: pl.DataFrame, loaded: pl.DataFrame) -> tuple[pl.Data
     reference without a word."""
     if samples.height == 0 or loaded.height == 0:
         return samples, schema.empty(schema.QUARANTINE)
-    old_by_sample = {r["sample_id"]: r for r in loaded.to_dicts()}
+    old_by_sample: dict[object, dict[str, object]] = {}
     old_by_subject: dict[object, list[dict[str, object]]] = {}
     for r in loaded.to_dicts():
+        old_by_sample[r["sample_id"]] = r
         old_by_subject.setdefault(r["subject_key"], []).append(r)
     reasons: list[tuple[int, str, str]] = []  # row index, check, reason
     for i, new in enumerate(samples.to_dicts()):
