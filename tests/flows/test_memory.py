@@ -117,3 +117,66 @@ def test_only_a_task_that_ran_a_while_collects_and_trims(monkeypatch) -> None:
     assert calls == []
     memory.gives_back_memory(lambda: time.sleep(0.06))()
     assert calls == ["gave"]
+
+
+# Make and free two 400 MB polars columns twice; count the pages the kernel had to hand the process each time.
+REUSE = """
+import resource, sys, time
+{first}
+import polars as pl
+
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+def churn():
+    before = faults()
+    doubled = pl.Series("x", range(50_000_000), dtype=pl.Int64) * 2
+    shifted = doubled + 1
+    del doubled, shifted
+    return faults() - before
+
+first = churn()
+time.sleep(0.5)
+print(first, churn())
+"""
+
+
+def _page_faults(first: str, env: dict[str, str]) -> tuple[int, int]:
+    out = subprocess.run(
+        [sys.executable, "-c", REUSE.format(first=first)], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    ).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="polars uses jemalloc on Linux")
+def test_polars_reuses_the_pages_it_freed_when_the_flows_package_loads_first() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    first, again = _page_faults("import flows", env)
+    assert first > 100_000  # 1.6 GB of columns: the first time the pages come from the kernel
+    assert again < first / 10  # then from polars' own free pages (half as many faults again without it)
+    # the setting is jemalloc's own spelling: a wrong option would print an error (or abort) in every run
+    out = subprocess.run(
+        [sys.executable, "-c", "import flows, polars as pl; pl.Series([1]) * 2"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert out.returncode == 0 and "jemalloc" not in out.stderr
+
+
+def test_an_allocator_setting_of_the_users_is_kept() -> None:
+    import os
+
+    env = dict(os.environ) | {"_RJEM_MALLOC_CONF": "background_thread:true"}
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, flows; print(os.environ['_RJEM_MALLOC_CONF'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+    ).stdout.strip()
+    assert out == "background_thread:true"
