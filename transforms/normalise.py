@@ -110,26 +110,61 @@ def _registry():  # pint builds its registry in ~0.4 s: once per process
     return pint.UnitRegistry()
 
 
+#: A concentration as labs write it, read without regard to case once folded (:func:`_fold_unit`): a mass or
+#: amount per volume (``pg/mL``, ``PG/ML``, ``pmol/L``) or a molarity (``pM``, ``PM``), with the prefixes that
+#: immunoassays use. Case cannot be trusted in exports (a LIMS writes ``PG/ML``, a spreadsheet ``Pg/mL``), and
+#: read case-sensitively those were a petagram and a megalitre: ``pg/ML`` became 1e-9 pg/mL, without a word.
+LAB_CONCENTRATION = re.compile(r"(?P<prefix>[fpnum]?)(?:(?P<base>g|mol)/(?P<volume>[dmu]?)l|(?P<molar>m))")
+
+#: What a unit read by pint as written (not a lab spelling) may come to, in pg/mL (mass) or pmol/L (molar)
+#: per unit: from fg/L to g/mL. Beyond it (``Tg/L``, ``pg/kL``) it is no immunoassay's unit, and it is held.
+PLAUSIBLE_FACTOR = (1e-6, 1e12)
+
+
+def _fold_unit(unit: str) -> str:
+    """A unit in the form LAB_CONCENTRATION matches: micro as ``u``, lower case, ``per`` as a slash, no spaces."""
+    text = unit.strip().replace("µ", "u").replace("μ", "u").lower()
+    return re.sub(r"\s+", "", re.sub(r"\s+per\s+", "/", text))
+
+
+def _lab_spelling(unit: str) -> str | None:
+    """The spelling pint reads as a lab means ``unit`` (``PG/ML`` -> ``pg/mL``, ``PM`` -> ``pM``), or None."""
+    m = LAB_CONCENTRATION.fullmatch(_fold_unit(unit))
+    if m is None:
+        return None
+    if m["molar"]:
+        return f"{m['prefix']}M"
+    return f"{m['prefix']}{m['base']}/{m['volume']}L"
+
+
 def unit_factor(unit: str) -> tuple[float | None, str]:
     """How to reach pg/mL from ``unit``: (factor, kind) with kind 'mass', 'molar' (factor in pg/mL per
-    pmol/L ... per kDa) or 'log' for NPX; (None, why) when the unit is unknown or not a concentration."""
+    pmol/L ... per kDa) or 'log' for NPX; (None, why) when the unit is unknown or not a concentration.
+
+    A lab spelling (LAB_CONCENTRATION) is read whatever its case; any other unit as pint reads it, and held
+    unless it comes to a plausible concentration (PLAUSIBLE_FACTOR)."""
     text = unit.strip()
     if text.upper() in LOG_SCALE_UNITS:
         return 1.0, "log"
     import pint
 
     ureg = _registry()
+    lab = _lab_spelling(text)
     try:
-        q = ureg.Quantity(1.0, text.replace("µ", "u").replace("μ", "u"))
+        q = ureg.Quantity(1.0, lab or text.replace("µ", "u").replace("μ", "u"))
     except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError, ValueError):
         return None, f"unit '{unit}' is unknown"
-    target = ureg.Quantity(1.0, "pg/mL")
-    if q.dimensionality == target.dimensionality:
-        return float(f"{q.to('pg/mL').magnitude:.12g}"), "mass"
-    molar = ureg.Quantity(1.0, "pmol/L")
-    if q.dimensionality == molar.dimensionality:
-        # x pmol/L * mw kDa = x * mw * 1000 pg/L = x * mw pg/mL
-        return float(f"{q.to('pmol/L').magnitude:.12g}"), "molar"
+    for kind, target in (("mass", "pg/mL"), ("molar", "pmol/L")):
+        if q.dimensionality != ureg.Quantity(1.0, target).dimensionality:
+            continue
+        factor = float(f"{q.to(target).magnitude:.12g}")  # molar: x pmol/L * mw kDa = x * mw pg/mL
+        low, high = PLAUSIBLE_FACTOR
+        if lab is None and not low <= factor <= high:
+            return None, (
+                f"unit '{unit}' reads as {factor:g} {target}, which no immunoassay reports; write it as a lab "
+                "unit (pg/mL, ng/mL, pmol/L, pM …)"
+            )
+        return factor, kind
     return None, f"unit '{unit}' is not a mass or molar concentration"
 
 

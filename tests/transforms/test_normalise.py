@@ -80,6 +80,59 @@ def test_mass_units_convert_to_pg_per_ml(unit: str, factor: float) -> None:
     assert unit_factor(unit) == (factor, "mass")
 
 
+# Every lab spelling of a concentration, written in the case pint reads as meant
+LAB_UNITS = [
+    f"{prefix}{base}/{volume}L"
+    for prefix in ["", "f", "p", "n", "u", "m"]
+    for base in ["g", "mol"]
+    for volume in ["", "d", "m", "u"]
+] + [f"{prefix}M" for prefix in ["", "f", "p", "n", "u", "m"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(unit=st.sampled_from(LAB_UNITS), flips=st.lists(st.booleans(), min_size=8, max_size=8), spaced=st.booleans())
+def test_a_lab_unit_means_the_same_in_any_case(unit: str, flips: list[bool], spaced: bool) -> None:
+    written = "".join(c.swapcase() if flip else c for c, flip in zip(unit, flips + [False] * len(unit), strict=False))
+    if spaced:
+        written = written.replace("/", " per ")
+    assert unit_factor(written) == unit_factor(unit)
+    assert unit_factor(unit)[0] is not None
+
+
+@pytest.mark.parametrize(
+    ("unit", "factor", "kind"),
+    [
+        ("pg/ML", 1.0, "mass"),  # pint as written: a picogram per megalitre, 1e-9 pg/mL
+        ("Pg/mL", 1.0, "mass"),  # a petagram per millilitre, 1e27 pg/mL
+        ("Mg/L", 1e6, "mass"),  # a megagram per litre
+        ("PG/ML", 1.0, "mass"),
+        ("NG/ML", 1000.0, "mass"),
+        ("MG/DL", 1e7, "mass"),
+        ("PMOL/L", 1.0, "molar"),
+        ("PM", 1.0, "molar"),  # picomolar, not a picometre
+        ("NM", 1000.0, "molar"),
+    ],
+)
+def test_units_as_a_lab_writes_them_whatever_the_case(unit: str, factor: float, kind: str) -> None:
+    assert unit_factor(unit) == (factor, kind)
+
+
+@pytest.mark.parametrize("unit", ["Tg/L", "Eg/mL", "pg/ML3"])
+def test_a_unit_no_immunoassay_reports_is_held_with_what_to_write(unit: str) -> None:
+    factor, why = unit_factor(unit)
+    assert factor is None
+    assert unit in why
+
+
+def test_an_upper_case_unit_is_converted_not_scaled_by_a_prefix(lookup: pl.DataFrame) -> None:
+    rows = raw(analyte_raw=["IL-6", "IL-6"], sample_id=["S1", "S2"], unit_raw=["pg/ML", "NG/ML"], value=[2.5, 1.5])
+    named, _ = resolve_analytes(rows, lookup)
+    good, held = convert_units(named)
+    assert held.height == 0
+    assert dict(zip(good["sample_id"], good["value"], strict=True)) == {"S1": 2.5, "S2": 1500.0}
+    assert good["unit"].unique().to_list() == ["pg/mL"]
+
+
 def test_molar_units_use_molecular_weight_and_unknown_units_are_held(lookup: pl.DataFrame) -> None:
     rows = raw(
         analyte_raw=["IL-6", "IL-6", "IL-6", "IL-6"],
