@@ -140,6 +140,27 @@ def test_tidy_limits_set_censoring_flags() -> None:
     assert r.rows["sample_type"].to_list() == ["sample", "sample", "control"]
 
 
+def test_a_tidy_run_date_is_read_only_as_an_iso_date() -> None:
+    # polars' inference took the first row's reading for the column: 05/01 became 5 January, 05/13 nothing
+    data = (
+        b"sample_id,analyte,value,unit,plate_id,run_date\n"
+        b"S1,IL-6,1.5,pg/mL,P1,2026-05-01\n"
+        b"S2,IL-6,2.5,pg/mL,P1,05/01/2026\n"
+        b"S3,IL-6,3.5,pg/mL,P1,05/13/2026\n"
+        b"S4,IL-6,4.5,pg/mL,P1,2026-05-13 00:00:00\n"
+        b"S5,IL-6,5.5,pg/mL,P1,\n"
+    )
+    r = read(data)
+    assert r.rows.select("sample_id", "run_date").rows() == [
+        ("S1", date(2026, 5, 1)),
+        ("S4", date(2026, 5, 13)),
+        ("S5", None),
+    ]
+    assert r.quarantine["check"].to_list() == ["run_date_valid", "run_date_valid"]
+    assert r.quarantine["reason"][0].startswith("f.csv: line 3: run_date '05/01/2026' is not an ISO date (YYYY-MM-DD)")
+    assert r.rows_read == r.rows.height + r.quarantine.height
+
+
 def test_quirky_tidy_file_bom_crlf_comments_trailing_columns_repeated_header() -> None:
     body = (
         "# exported 2026-10-01 by LIMS\r\n"
