@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import SHARED_EXAMPLES
 from transforms.demo import generate_demo
 from transforms.readers import UnreadableFileError, read_file
+from transforms.readers.common import instrument_date
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SHOWN = [
@@ -48,6 +52,35 @@ def test_luminex_xponent_result_section(golden) -> None:
     assert reasons[-1] == (
         "luminex_xponent_result.csv: line 31: value 'abc' for IL-6 is not a number; correct the cell or re-export"
     )
+
+
+@pytest.mark.parametrize(
+    ("stamp", "day"),
+    [
+        ("2024-10-18 11:36", date(2024, 10, 18)),  # INTELLIFLEX writes ISO: it was read as no date at all
+        ("18.05.2023 14:02:10", date(2023, 5, 18)),
+        ("18/05/2023 14:02:10", date(2023, 5, 18)),  # as xPONENT writes it on a European computer
+        ("05/01/2026 14:00", None),  # 1 May or 5 January: read as 1 May before
+    ],
+)
+def test_luminex_run_date_is_read_only_when_it_can_be_known(stamp: str, day: date | None) -> None:
+    text = (DATA / "luminex_xponent_result.csv").read_text().replace("9/14/2026 10:12:29 AM", stamp)
+    data = text.encode()
+    r = read_file(data, source="l.csv", sha256=hashlib.sha256(data).hexdigest())
+    assert r.rows["run_date"].unique().to_list() == [day]
+
+
+@given(
+    day=st.dates(min_value=date(1990, 1, 1), max_value=date(2099, 12, 31)),
+    style=st.sampled_from(
+        ["%m/%d/%Y %I:%M:%S %p", "%d/%m/%Y %H:%M", "%d.%m.%Y", "%Y-%m-%d %H:%M", "%d-%m-%Y", "%m/%d/%Y"]
+    ),
+)
+def test_an_instrument_date_is_the_date_or_none_never_another(day: date, style: str) -> None:
+    read = instrument_date(day.strftime(style))
+    assert read in (day, None)
+    if style.startswith("%Y") or "." in style or day.day > 12 or day.day == day.month:
+        assert read == day  # nothing left to guess
 
 
 def test_bioplex_report(golden) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import date
 
 import polars as pl
 
@@ -56,6 +57,38 @@ def iso_date(text: pl.Expr) -> pl.Expr:
     null. Nothing else is guessed: 01/05/2026 is 1 May in some countries and 5 January in others, and
     polars' own inference took the first row's reading for the whole column."""
     return text.str.strip_chars().str.extract(ISO_DATE, 1).str.to_date("%Y-%m-%d", strict=False)
+
+
+#: A date and time as an instrument's software writes it in its computer's format: day, month and year
+#: joined by ``/``, ``.`` or ``-`` (in an order to be found), then perhaps a time (with AM or PM).
+INSTRUMENT_DATE = re.compile(
+    r"(?P<a>\d{1,2})(?P<sep>[/.\-])(?P<b>\d{1,2})(?P=sep)(?P<year>\d{4})(?:\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp][Mm])?)?"
+)
+
+
+def instrument_date(text: str | None) -> date | None:
+    """The date of an instrument's run stamp (xPONENT's ``BatchStartTime``), when it can be known: an ISO date;
+    day first with dots (``18.05.2023``); else month or day first where one of the two is over 12
+    (``5/18/2023 11:03:56 AM``) or both are equal. Otherwise (``5/1/2023 11:03 AM``: 1 May as a US computer
+    writes it, 5 January as an Australian one does, both with AM and PM) None: never a guess."""
+    if not text:
+        return None
+    text = text.strip()
+    iso = re.match(ISO_DATE, text)
+    try:
+        if iso:
+            return date.fromisoformat(iso[1])
+        m = INSTRUMENT_DATE.fullmatch(text)
+        if m is None:
+            return None
+        a, b, year = int(m["a"]), int(m["b"]), int(m["year"])
+        if b > 12 or a == b:
+            return date(year, a, b)  # month first
+        if m["sep"] == "." or a > 12:
+            return date(year, b, a)  # day first
+    except ValueError:  # 2/30/2026
+        return None
+    return None
 
 
 def with_lines(table: Table) -> pl.DataFrame:

@@ -16,7 +16,7 @@ import re
 
 import polars as pl
 
-from transforms.readers.common import finish, value_checks
+from transforms.readers.common import finish, instrument_date, value_checks
 from transforms.text import UnreadableFileError, read_table, sniff_separator, split_fields, with_numbers
 
 CONCENTRATION_SECTIONS = ("Result", "Avg Result")
@@ -86,7 +86,7 @@ def read_xponent(lines: list[str], *, source: str, sha256: str) -> tuple[pl.Data
     frame = table.frame.with_columns(pl.Series("line_number", table.line_numbers, dtype=pl.Int64))
     analytes = [c for c in frame.columns if c not in {"Location", "Sample", "Total Events", "line_number"}]
     batch = meta.get("Batch") or source
-    run_date = (meta.get("BatchStartTime") or meta.get("Date") or "").split(" ")[0]
+    run_date = instrument_date(meta.get("BatchStartTime") or meta.get("Date"))
     long = frame.unpivot(
         index=["Location", "Sample", "line_number"], on=analytes, variable_name="analyte_raw", value_name="value_text"
     )
@@ -100,7 +100,7 @@ def read_xponent(lines: list[str], *, source: str, sha256: str) -> tuple[pl.Data
         loc.struct.field("3").alias("well"),
         pl.lit("luminex").alias("platform"),
         pl.lit(meta.get("ProtocolName") or "Luminex").alias("panel"),
-        pl.lit(run_date).str.to_date("%m/%d/%Y", strict=False).alias("run_date"),
+        pl.lit(run_date, pl.Date).alias("run_date"),
         pl.col("analyte_raw").str.replace(r"\s*\(\d+\)$", "").alias("analyte_raw"),
         pl.col("analyte_raw").replace_strict(units, default=None, return_dtype=pl.String).alias("unit_raw"),
     ).with_columns(_sample_type(pl.col("sample_id").fill_null("")).alias("sample_type"))
