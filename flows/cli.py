@@ -673,16 +673,47 @@ def serve(
         fail(str(exc), 2)
 
 
+#: Rows of a query result a terminal table shows at most (`refranges sql --max-rows`).
+SQL_TABLE_ROWS = 40
+
+#: Rows of a query result written as CSV at a time.
+CSV_BATCH_ROWS = 100_000
+
+
+def _echo_csv(relation: Any) -> None:
+    """A query result as spreadsheet-safe CSV on stdout, in batches of CSV_BATCH_ROWS (memory follows a
+    batch, not the result); a result with no rows still gets its header."""
+    import polars as pl
+
+    reader = relation.to_arrow_reader(CSV_BATCH_ROWS)
+    header = True
+    for batch in reader:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        typer.echo(spreadsheet_safe(frame).write_csv(include_header=header), nl=False)
+        header = False
+    if header:
+        empty = pl.from_arrow(reader.schema.empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        typer.echo(empty.write_csv(), nl=False)
+
+
 @app.command(context_settings={"ignore_unknown_options": True})  # a query may begin with a "--" comment
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query over the warehouse views.")],
     config: ConfigOption = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    max_rows: Annotated[
+        int, typer.Option("--max-rows", min=1, help="Rows a table shows at most (csv and json give every row).")
+    ] = SQL_TABLE_ROWS,
 ) -> None:
     """Run a read-only query against the warehouse and print the result.
 
     The connection is DuckDB's sandbox (warehouse.db.connect_analyst): queries only, files readable only in
-    the raw and normalised stores and the release folder, no extension, settings locked (docs/warehouse.md)."""
+    the raw and normalised stores and the release folder, no extension, settings locked (docs/warehouse.md).
+    A table shows the first ``max_rows`` rows and says when more follow: ``select * from measurements`` is
+    tens of millions of rows, which a terminal table cannot show (it held them all in memory, then drew them
+    for minutes). CSV is written in batches, so any result goes to a file."""
     import duckdb
     from rich.table import Table
 
@@ -698,24 +729,36 @@ def sql(
     readable = [settings.warehouse.parent / RAW_DIR, settings.warehouse.parent / NORMALISED_DIR]
     if settings.releases is not None and not storage.is_url(settings.releases):  # an object store: not readable
         readable.append(Path(settings.releases))
+    if fmt not in ("table", "csv", "json"):
+        fail(f"--format must be table, csv or json, not {fmt!r}", 2)
+    more = False
     try:
         with connect_analyst(settings.warehouse, readable=[p for p in readable if p.is_dir()]) as con:
-            frame = analyst_query(con, query).pl()
+            relation = analyst_query(con, query)
+            if fmt == "csv":
+                _echo_csv(relation)
+                return
+            if fmt == "table":  # one row past the table: whether more follow, without counting them all
+                frame = relation.limit(max_rows + 1).pl()
+                frame, more = frame.head(max_rows), frame.height > max_rows
+            else:
+                frame = relation.pl()
     except RefusedQueryError as exc:
         fail(f"refused: {exc}")
     except duckdb.Error as exc:
         fail(f"query failed: {str(exc).splitlines()[0]}")
-    if fmt == "csv":
-        typer.echo(spreadsheet_safe(frame).write_csv(), nl=False)
-    elif fmt == "json":
+    if fmt == "json":
         typer.echo(frame.write_json())
-    elif fmt == "table":
-        table = Table(*frame.columns)
-        for row in frame.iter_rows():
-            table.add_row(*["" if v is None else display_text(v) for v in row])  # csv and json: every digit
-        console.print(table)
-    else:
-        fail(f"--format must be table, csv or json, not {fmt!r}", 2)
+        return
+    table = Table(*frame.columns)
+    for row in frame.iter_rows():
+        table.add_row(*["" if v is None else display_text(v) for v in row])  # csv and json: every digit
+    console.print(table)
+    if more:
+        err.print(
+            f"the first {max_rows:,} rows; more follow. Add LIMIT or an aggregate to the query, raise --max-rows, "
+            "or write every row with --format csv > file.csv"
+        )
 
 
 if __name__ == "__main__":

@@ -285,6 +285,42 @@ def test_sql_table_prints_floats_to_ten_digits_and_csv_keeps_every_digit(tmp_pat
     assert csv.output.splitlines()[1] == "-2.4824000000000006,0.30000000000000004,0.00001,42,x"
 
 
+def test_sql_table_shows_the_first_rows_and_says_more_follow(tmp_path: Path) -> None:
+    """`select * from measurements` is tens of millions of rows at cohort scale: the table held them all in
+    memory and drew them for minutes. It shows the first rows and says how to get the rest."""
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    many = invoke("sql", "select range as n from range(1000) order by n", "--max-rows", "5", "--config", str(cfg))
+    assert many.exit_code == 0, many.output
+    shown = [line.strip("│ ") for line in many.stdout.splitlines() if line.strip("│ ").isdigit()]
+    assert shown == ["0", "1", "2", "3", "4"]
+    assert "the first 5 rows; more follow" in many.stderr and "--format csv" in many.stderr
+    exact = invoke("sql", "select range as n from range(5)", "--max-rows", "5", "--config", str(cfg))
+    assert exact.exit_code == 0 and "more follow" not in exact.output
+    assert invoke("sql", "select 1", "--max-rows", "0", "--config", str(cfg)).exit_code != 0
+
+
+def test_sql_csv_gives_every_row_in_batches_with_one_header(tmp_path: Path) -> None:
+    from flows.cli import CSV_BATCH_ROWS
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    n = 2 * CSV_BATCH_ROWS + 7
+    out = invoke(
+        "sql", f"select range as n, '=x' as t from range({n}) order by n", "--format", "csv", "--config", str(cfg)
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0] == "n,t" and len(lines) == n + 1
+    assert lines[1] == "0,'=x" and lines[-1] == f"{n - 1},'=x"  # every batch spreadsheet-safe
+    none = invoke("sql", "select 1 as n, 'a' as t where false", "--format", "csv", "--config", str(cfg))
+    assert none.exit_code == 0 and none.stdout.splitlines() == ["n,t"]
+
+
 def test_sql_takes_a_query_that_begins_with_a_comment(tmp_path: Path) -> None:
     """docs/warehouse.md's examples begin with a `--` comment line; pasted into `refranges sql` they were
     read as an unknown option ("No such option: -- median IL-6 ...")."""
