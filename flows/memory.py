@@ -4,7 +4,8 @@ A run process normalises and builds dozens of 2-million-row parts one after anot
 pages that a part's frames and Great Expectations' pandas objects freed, scattered between live blocks, and
 reuses them only in part, so the process's resident size between parts rose with every part (2.7 GB → 5.8
 GB over 31 parts at 20,000 × 3,000; docs/performance.md). A garbage collection and ``malloc_trim(0)`` when
-each parse, normalisation and reference task ends return those pages, and the floor stays flat; this costs
+each normalisation and reference task ends return those pages (a parse task, which holds one file,
+only collects: :func:`collects_garbage`), and the floor stays flat; this costs
 time (about 280 s of a 1,250 s run at that size). Elsewhere (macOS, musl) the trim does nothing.
 
 polars has an allocator of its own (jemalloc), which gives freed pages back by itself: by default within
@@ -60,17 +61,20 @@ def _libc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-def give_back_memory() -> bool:
-    """Collect garbage, then return free heap pages to the operating system (glibc). True when it ran.
+def give_back_memory(*, trim: bool = True) -> bool:
+    """Collect garbage, then return free heap pages to the operating system (glibc; not with ``trim=False``).
+    True when the trim ran.
 
     Both are needed: without the collection (objects in reference cycles still hold their buffers) a
     20,000 x 3,000 run peaked at 11.7 GB, with it at 7.0 GB. A full collection walks every object the
     process holds except those :func:`freeze_modules` froze."""
     gc.collect()
-    trim = _libc_trim()
-    if trim is None:
+    if not trim:
         return False
-    trim(0)
+    libc_trim = _libc_trim()
+    if libc_trim is None:
+        return False
+    libc_trim(0)
     return True
 
 
@@ -117,7 +121,22 @@ BRIEF_SECONDS = 0.1
 
 def gives_back_memory(fn: Callable[P, R]) -> Callable[P, R]:
     """Decorate a task body: :func:`give_back_memory` once it has returned (its frames are gone by then),
-    unless it was brief (BRIEF_SECONDS).
+    unless it was brief (BRIEF_SECONDS). For the tasks that hold a part of the data (normalisation,
+    reference groups): see :func:`after_task`."""
+    return after_task(fn, trim=True)
+
+
+def collects_garbage(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a task body that holds one file (parse): as :func:`gives_back_memory`, without the trim. Its
+    heap is a file's size, which glibc reuses for the next file: the run process stayed at 0.89 to 0.97 GB
+    over 57 files of 26 MB without the trim (0.82 to 0.90 GB with it), and the trim made each next file fault
+    its pages in again (system time 2.7 s instead of 1.3 s over those files, 7 % of their parse time)."""
+    return after_task(fn, trim=False)
+
+
+def after_task(fn: Callable[P, R], *, trim: bool) -> Callable[P, R]:
+    """Decorate a task body: :func:`give_back_memory` (``trim``) once it has returned, unless it was brief
+    (BRIEF_SECONDS).
 
     In a process whose modules are not frozen yet (a worker process of a Dask cluster: the run froze only its
     own), the first task to end with no other decorated task running in the process freezes them
@@ -135,7 +154,7 @@ def gives_back_memory(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         finally:
             if time.perf_counter() - started >= BRIEF_SECONDS:
-                give_back_memory()
+                give_back_memory(trim=trim)
             _task_ended()
 
     return wrapper

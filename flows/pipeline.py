@@ -27,7 +27,7 @@ from expectations.runner import SuiteOutcome, merge_results, quarantine_rows, va
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, check_landing, subject_key, task_runner
 from flows.landing import ignored, landing_name
-from flows.memory import freeze_modules, gives_back_memory
+from flows.memory import collects_garbage, freeze_modules, gives_back_memory
 from flows.progress import report
 from transforms import schema
 from transforms.compare import compare_cohorts, finish_comparison
@@ -340,7 +340,7 @@ def unchanged_since(stat: loads.Stat | None, seen: loads.Seen | None) -> str | N
 
 
 @task(cache_policy=NO_CACHE)
-@gives_back_memory  # parts one after another: keep the floor flat
+@collects_garbage  # a file's heap: reused by the next file, not trimmed
 def parse_file(
     path: storage.Location,
     settings: Settings,

@@ -111,12 +111,27 @@ def test_only_a_task_that_ran_a_while_collects_and_trims(monkeypatch) -> None:
     import flows.memory as memory
 
     calls: list[str] = []
-    monkeypatch.setattr(memory, "give_back_memory", lambda: calls.append("gave") or True)
+    monkeypatch.setattr(memory, "give_back_memory", lambda *, trim: calls.append(f"gave, trim={trim}") or True)
     monkeypatch.setattr(memory, "BRIEF_SECONDS", 0.05)
     memory.gives_back_memory(lambda: 1)()
+    memory.collects_garbage(lambda: 1)()
     assert calls == []
     memory.gives_back_memory(lambda: time.sleep(0.06))()
-    assert calls == ["gave"]
+    memory.collects_garbage(lambda: time.sleep(0.06))()  # a file's task: its heap is reused by the next file
+    assert calls == ["gave, trim=True", "gave, trim=False"]
+
+
+def test_the_parse_task_collects_garbage_and_the_part_tasks_also_trim() -> None:
+    import inspect
+
+    from flows import pipeline
+
+    def trims(task) -> bool:
+        closure = inspect.getclosurevars(task.fn)
+        return closure.nonlocals["trim"]
+
+    assert not trims(pipeline.parse_file)
+    assert trims(pipeline.normalise_part) and trims(pipeline.reference_part)
 
 
 # Make and free two 400 MB polars columns twice; count the pages the kernel had to hand the process each time.
