@@ -53,6 +53,20 @@ class Person:
     matrix: str = "serum"
 
 
+def _check_named(sample_ids: Sequence[str], found: pl.DataFrame, held: pl.DataFrame | None) -> None:
+    """Raise PersonError for a named sample with no study row in the exports: with the reason its rows were
+    held back, when they were."""
+    missing = sorted(set(sample_ids) - set(found["sample_id"]))
+    if not missing:
+        return
+    why = held.filter(pl.col("sample_id").is_in(missing)) if held is not None else None
+    if why is not None and why.height:
+        msg = f"sample {', '.join(missing)} has no row that can be scored: {why['reason'][0]}"
+    else:
+        msg = f"sample {', '.join(missing)} is in none of the exports; check --sample"
+    raise PersonError(msg)
+
+
 def person_samples(
     rows: pl.DataFrame,
     *,
@@ -68,9 +82,10 @@ def person_samples(
 
     With a ``manifest`` (rows of a sample manifest, as the ingest reads it), every study sample of the
     exports that the manifest lists is scored, each under its own subject; ``person.subject`` (when not the
-    default) keeps one subject. Without one, the person is ``person`` and their samples are ``sample_ids``,
-    or, when none are named, the only study sample of each export (every sample of an ``as_given`` file: a
-    generic tidy file is one person's own results); a vendor export holding several study samples needs
+    default) keeps one subject, and ``sample_ids`` keep those samples (a plate holds dozens of people).
+    Without one, the person is ``person`` and their samples are ``sample_ids``, or, when none are named, the
+    only study sample of each export (every sample of an ``as_given`` file: a generic tidy file is one
+    person's own results); a vendor export holding several study samples needs
     ``sample_ids`` or a manifest. The collection date is the manifest's, else ``dates`` (one per export, in
     the order of ``source_file``'s first appearance), else the run date of the sample's rows. ``held``
     (schema.QUARANTINE rows already held back) lets the message for a named sample without usable rows
@@ -94,6 +109,13 @@ def person_samples(
             pl.col("collection_date").alias("__manifest_date"),
         ).unique("sample_id", keep="first", maintain_order=True)
         out = found.join(listed, on="sample_id", how="inner", maintain_order="left")
+        if sample_ids:
+            unlisted = sorted(set(sample_ids) & set(found["sample_id"]) - set(out["sample_id"]))
+            if unlisted:
+                msg = f"the manifest does not list sample {', '.join(unlisted)}; check --sample or the manifest"
+                raise PersonError(msg)
+            _check_named(sample_ids, found, held)
+            out = out.filter(pl.col("sample_id").is_in(list(sample_ids)))
         if person is not None and person.subject != Person().subject:
             out = out.filter(pl.col("subject_id") == person.subject)
         if out.height == 0:
@@ -103,15 +125,8 @@ def person_samples(
     else:
         person = person or Person()
         if sample_ids:
+            _check_named(sample_ids, found, held)
             out = found.filter(pl.col("sample_id").is_in(list(sample_ids)))
-            missing = sorted(set(sample_ids) - set(out["sample_id"]))
-            if missing:
-                why = held.filter(pl.col("sample_id").is_in(missing)) if held is not None else None
-                if why is not None and why.height:
-                    msg = f"sample {', '.join(missing)} has no row that can be scored: {why['reason'][0]}"
-                else:
-                    msg = f"sample {', '.join(missing)} is in none of the exports; check --sample"
-                raise PersonError(msg)
         else:
             for file, ids in zip(seen["source_file"], seen["sample_id"], strict=True):
                 if len(ids) > 1 and file not in as_given:

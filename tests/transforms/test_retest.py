@@ -42,6 +42,35 @@ def test_the_manifest_says_whose_samples_they_are_and_when_they_were_taken() -> 
         person_samples(rows, manifest=manifest, person=Person(subject="SOMEONE-ELSE"))
 
 
+def test_with_a_manifest_of_the_whole_study_the_named_samples_are_scored_not_the_whole_plate() -> None:
+    """`refranges score plate.csv manifest.csv --sample 0100000` scored all 38 people of the demo's plate that
+    the study's manifest lists: --sample was read only without a manifest."""
+    rows, manifest = _read(generate_retest(n_others=3).files)
+    assert manifest is not None
+    study = rows.filter(pl.col("sample_type") == "sample")["sample_id"].unique().sort().to_list()
+    others = [s for s in study if s not in set(manifest["sample_id"])]
+    assert len(others) >= 3
+    listed = others[1:]  # the first other sample stays unlisted
+    everyone = pl.concat(
+        [
+            manifest,
+            pl.concat([manifest.head(1)] * len(listed)).with_columns(
+                pl.Series("sample_id", listed), pl.Series("subject_id", [f"OTHER-{k}" for k in range(len(listed))])
+            ),
+        ]
+    )
+    assert set(person_samples(rows, manifest=everyone)["sample_id"]) == {"RT011-1", "RT011-2", *listed}
+    named = person_samples(rows, manifest=everyone, sample_ids=["RT011-2"])
+    assert (
+        named["sample_id"].to_list() == ["RT011-2"]
+        and named["subject_id"].to_list() == manifest["subject_id"][:1].to_list()
+    )
+    with pytest.raises(PersonError, match="sample NOPE is in none of the exports"):
+        person_samples(rows, manifest=everyone, sample_ids=["RT011-2", "NOPE"])
+    with pytest.raises(PersonError, match=f"the manifest does not list sample {others[0]}"):
+        person_samples(rows, manifest=everyone, sample_ids=[others[0]])
+
+
 def test_without_a_manifest_the_person_is_named_by_sample_or_is_the_only_sample_of_each_export() -> None:
     files = generate_retest(n_others=0, platforms=("olink",)).files
     rows, _ = _read({k: v for k, v in files.items() if k != "retest_manifest.csv"})
