@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Set
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -339,6 +339,35 @@ def unchanged_since(stat: loads.Stat | None, seen: loads.Seen | None) -> str | N
     return sha
 
 
+def _unchanged_outcome(
+    path: storage.Location,
+    name: str,
+    stat: loads.Stat | None,
+    looked: int,
+    seen: loads.Seen | None,
+    known: Set[str],
+) -> ParsedFile | None:
+    """A known file's outcome when it is unchanged since a run read it (:func:`unchanged_since`; ``stat`` taken
+    at ``looked``), else None: it must be read."""
+    same = unchanged_since(stat, seen)
+    if same is None or same not in known or stat is None:
+        return None
+    return ParsedFile(path, stat[0], FileOutcome.already_ingested(name, same), {}, seen=(stat, same, looked))
+
+
+def found_unchanged(
+    path: storage.Location, settings: Settings, known: Set[str], seen: loads.Seen | None
+) -> ParsedFile | None:
+    """What :func:`parse_file` would say of a known, unchanged landing file, found by the run itself with a
+    stat, so that no task is started for it; None for a file that must be parsed (and for a link leading out
+    of the landing folder, which the task refuses). Each task is a task run the Prefect server records,
+    about 50 ms of its CPU: 229 of them made a run with nothing new at 20,000 x 3,000 take 11.8 s."""
+    if _link_outside_landing(path, settings) is not None:
+        return None
+    looked = time.time_ns()
+    return _unchanged_outcome(path, landing_name(path, settings), stat_of(path), looked, seen, known)
+
+
 @task(cache_policy=NO_CACHE)
 @collects_garbage  # a file's heap: reused by the next file, not trimmed
 def parse_file(
@@ -364,9 +393,9 @@ def parse_file(
         outcome = FileOutcome(name, sha, "quarantined", reason=reason)
         return ParsedFile(path, 0, outcome, {}, unread=True)
     looked, stat = time.time_ns(), stat_of(path)  # before reading: a change while it is read shows next time
-    same = unchanged_since(stat, seen)
-    if same is not None and same in known and stat is not None:
-        return ParsedFile(path, stat[0], FileOutcome.already_ingested(name, same), {}, seen=(stat, same, looked))
+    unchanged = _unchanged_outcome(path, name, stat, looked, seen, known)
+    if unchanged is not None:
+        return unchanged
     data = read_input(path)
     plan = plan_file(data, name, settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
@@ -860,19 +889,27 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     # parsing runs in parallel on the task runner (threads here, processes on a Dask cluster); loading runs
     # here, one file at a time and in landing order, as the warehouse has one writer
     started = time.perf_counter()
-    futures = parse_file.map(
-        paths,
-        unmapped(settings),
-        unmapped(frozenset(known)),
-        unmapped(key),
-        unmapped(scratch),
-        [seen.get(os.path.abspath(p)) if not storage.is_url(p) else None for p in paths],
+    last_seen = [seen.get(os.path.abspath(p)) if not storage.is_url(p) else None for p in paths]
+    ready = [found_unchanged(p, settings, known, was) for p, was in zip(paths, last_seen, strict=True)]
+    to_parse = [k for k, r in enumerate(ready) if r is None]
+    futures = (
+        parse_file.map(
+            [paths[k] for k in to_parse],
+            unmapped(settings),
+            unmapped(frozenset(known)),
+            unmapped(key),
+            unmapped(scratch),
+            [last_seen[k] for k in to_parse],
+        )
+        if to_parse
+        else []
     )
+    parsing = dict(zip(to_parse, futures, strict=True))
     looked: dict[str, loads.Seen] = {}  # what this run saw of the local files whose content the ledger now holds
     report("files parsed and loaded", 0, len(paths))
     with _connect(settings) as con:  # one connection for the loads (opening one per file cost 0.1 s each)
-        for done, future in enumerate(futures, start=1):
-            parsed = future.result()
+        for done, k in enumerate(range(len(paths)), start=1):  # in landing order
+            parsed = ready[k] or parsing[k].result()
             if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice
                 parsed = ParsedFile(
                     parsed.path,

@@ -549,16 +549,26 @@ def test_an_unchanged_landing_file_is_not_read_again_and_a_rewritten_one_is_even
     reading = pipeline.read_input.fn
     monkeypatch.setattr(pipeline, "read_input", lambda path: read.append(os.path.basename(path)) or reading(path))
     monkeypatch.setattr(pipeline, "RACY_NS", 0)  # the files were written a moment ago: trust their times here
+    tasks: list[str] = []  # the files a parse task was started for (each is a task run Prefect's server records)
+    mapping = pipeline.parse_file.map
+    monkeypatch.setattr(
+        pipeline.parse_file,
+        "map",
+        lambda paths, *a: tasks.extend(os.path.basename(p) for p in paths) or mapping(paths, *a),
+    )
     assert [f.status for f in pipeline.run_pipeline(settings).files] == ["loaded", "loaded"]
-    assert sorted(read) == ["a.csv", "b.csv"]
+    assert sorted(read) == ["a.csv", "b.csv"] and sorted(tasks) == ["a.csv", "b.csv"]
     read.clear()
+    tasks.clear()
     assert [f.status for f in pipeline.run_pipeline(settings).files] == ["skipped", "skipped"]
     assert read == []  # known by what the last run saw, not read again
+    assert tasks == []  # and found so by the run itself: no task started (229 of them took 11.8 s at 20,000 x 3,000)
     # the lab rewrites a.csv in place: same size, and its mtime set back; ctime moves all the same
     first.write_text(header + "S1,IL-6,3.5,pg/mL,P1\n")
     os.utime(first, (old, old))
     outcomes = {f.name: f for f in pipeline.run_pipeline(settings).files}
     assert read == ["a.csv"] and outcomes["run1/a.csv"].status == "loaded" and outcomes["run1/a.csv"].replaced
+    assert tasks == ["a.csv"] and list(outcomes) == ["b.csv", "run1/a.csv"]  # in landing order
     assert q(settings, "select value from raw_measurements where sample_id = 'S1'") == [(3.5,)]
     # a file changed within the racy window of the run that read it is read again the next time
     monkeypatch.setattr(pipeline, "RACY_NS", 10 * 60 * 1_000_000_000)
