@@ -117,7 +117,7 @@ def _registry():  # pint builds its registry in ~0.4 s: once per process
 LAB_CONCENTRATION = re.compile(r"(?P<prefix>[fpnum]?)(?:(?P<base>g|mol)/(?P<volume>[dmu]?)l|(?P<molar>m))")
 
 #: What a unit read by pint as written (not a lab spelling) may come to, in pg/mL (mass) or pmol/L (molar)
-#: per unit: from fg/L to g/mL. Beyond it (``Tg/L``, ``pg/kL``) it is no immunoassay's unit, and it is held.
+#: per unit: from fg/L to g/mL. Beyond it (``Tg/L``, ``fg/kL``) it is no immunoassay's unit, and it is held.
 PLAUSIBLE_FACTOR = (1e-6, 1e12)
 
 

@@ -117,7 +117,7 @@ def test_units_as_a_lab_writes_them_whatever_the_case(unit: str, factor: float, 
     assert unit_factor(unit) == (factor, kind)
 
 
-@pytest.mark.parametrize("unit", ["Tg/L", "Eg/mL", "pg/ML3"])
+@pytest.mark.parametrize("unit", ["Tg/L", "Eg/mL", "fg/kL", "pg/ML3"])
 def test_a_unit_no_immunoassay_reports_is_held_with_what_to_write(unit: str) -> None:
     factor, why = unit_factor(unit)
     assert factor is None
