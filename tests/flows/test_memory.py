@@ -156,11 +156,15 @@ print(first, churn())
 """
 
 
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+
+
 def _page_faults(first: str, env: dict[str, str]) -> tuple[int, int]:
-    out = subprocess.run(
-        [sys.executable, "-c", REUSE.format(first=first)], capture_output=True, text=True, check=True, cwd=ROOT, env=env
-    ).stdout.split()
-    return int(out[0]), int(out[1])
+    out = _python(REUSE.format(first=first), env)
+    assert out.returncode == 0, out.stderr
+    first_time, again = out.stdout.split()
+    return int(first_time), int(again)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="polars uses jemalloc on Linux")
@@ -172,13 +176,7 @@ def test_polars_reuses_the_pages_it_freed_when_the_flows_package_loads_first() -
     assert first > 100_000  # 1.6 GB of columns: the first time the pages come from the kernel
     assert again < first / 10  # then from polars' own free pages (half as many faults again without it)
     # the setting is jemalloc's own spelling: a wrong option would print an error (or abort) in every run
-    out = subprocess.run(
-        [sys.executable, "-c", "import flows, polars as pl; pl.Series([1]) * 2"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
+    out = _python("import flows, polars as pl; pl.Series([1]) * 2", env)
     assert out.returncode == 0 and "jemalloc" not in out.stderr
 
 
@@ -186,12 +184,5 @@ def test_an_allocator_setting_of_the_users_is_kept() -> None:
     import os
 
     env = dict(os.environ) | {"_RJEM_MALLOC_CONF": "background_thread:true"}
-    out = subprocess.run(
-        [sys.executable, "-c", "import os, flows; print(os.environ['_RJEM_MALLOC_CONF'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env=env,
-    ).stdout.strip()
-    assert out == "background_thread:true"
+    out = _python("import os, flows; print(os.environ['_RJEM_MALLOC_CONF'])", env)
+    assert out.stdout.strip() == "background_thread:true"
