@@ -72,6 +72,8 @@ def make_explore_ht(path: Path, rows: int) -> None:
 
 
 def step(kind: str, path: str) -> None:
+    if kind != "bare":  # as a run: the flows package sets polars' allocator before polars loads (flows.memory)
+        import flows  # noqa: F401
     import polars as pl
 
     if kind == "bare":
