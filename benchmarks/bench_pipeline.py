@@ -35,6 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PLATE = 88
 
+#: The environment the benchmark was started with, for the runs it starts: polars writes its own allocator
+#: options into os.environ when it loads (``_RJEM_MALLOC_CONF``), and a run started with them kept them as if
+#: they were the user's, instead of refranges' own (flows.memory.POLARS_ALLOCATOR).
+STARTED_WITH = dict(os.environ)
+
 
 def make_home(home: Path, samples: int, analytes: int, seed: int = 3) -> int:
     """Write the landing folder and the extra dictionary; returns the number of export rows."""
@@ -159,7 +164,7 @@ def run(
         f'home = "{home}"\nsubject_key = "bench"\nrunner = "{runner}"\nworkers = {workers}\n'
         f'analyte_dictionary_extra = "{home / "bench_analytes.csv"}"\n' + "".join(f"{line}\n" for line in extra or [])
     )
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    env = STARTED_WITH | {"PYTHONPATH": str(ROOT)}  # as a user starts `refranges run`
 
     def limit() -> None:
         if memory_gb:

@@ -41,7 +41,10 @@ def configure_polars_allocator() -> bool:
     """Set POLARS_ALLOCATOR for polars, unless the environment already says what it wants (a
     ``_RJEM_MALLOC_CONF`` of the user's is kept as it is). The flows package calls it on import. True when it
     takes effect in this process: polars reads it once, when it is loaded; worker processes started later (a
-    local Dask cluster) inherit it either way."""
+    local Dask cluster) inherit it either way. polars itself writes its own options into the environment when
+    it loads (with a value found there appended, which jemalloc lets win): a process that loaded polars before
+    this package passes polars' options on to the runs it starts, which then keep them as a user's. Start
+    runs with the environment the launcher was started with (as benchmarks/bench_pipeline.py does)."""
     if "_RJEM_MALLOC_CONF" in os.environ:
         return False
     os.environ["_RJEM_MALLOC_CONF"] = POLARS_ALLOCATOR
