@@ -278,10 +278,11 @@ def ingest(
         )
     quiet_environment(settings)
     summary: dict[str, object] = {"dry_run": dry_run}
+    held = None
     if dry_run:
         from flows.pipeline import dry_run as plan
 
-        outcomes = plan(paths, settings)
+        outcomes, held = plan(paths, settings)
     else:
         from flows.pipeline import ingest_paths, on_runner
         from warehouse.db import WarehouseBusyError
@@ -296,7 +297,12 @@ def ingest(
         outcomes = done.files
         summary = {"dry_run": False, **done.as_dict()}
     if fmt == "json":
-        summary["files"] = [asdict(o) for o in outcomes]
+        files = [asdict(o) for o in outcomes]
+        if held is not None:  # the rows each file would hold back, by check
+            for entry in files:
+                mine = held.filter(held["file"] == entry["name"])
+                entry["held"] = mine.select("check", "rows", "example").to_dicts()
+        summary["files"] = files
         typer.echo(json.dumps(summary, default=str, indent=1))
         raise typer.Exit(1 if any(o.status == "quarantined" for o in outcomes) else 0)
     table = Table(
@@ -321,6 +327,11 @@ def ingest(
             o.reason or "",
         )
     console.print(table)
+    if held is not None and held.height:
+        rows = Table("file", "check", "rows", "first of them", title="rows that would be held back")
+        for file, check, n, example in held.iter_rows():
+            rows.add_row(file, check, str(n), example)
+        console.print(rows)
     if any(o.status == "quarantined" for o in outcomes):
         raise typer.Exit(1)
 

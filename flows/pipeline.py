@@ -1101,19 +1101,33 @@ def on_runner(flow_: Any, settings: Settings) -> Any:
     return flow_.with_options(task_runner=task_runner(settings))
 
 
-def dry_run(paths: list[Path], settings: Settings) -> list[FileOutcome]:
-    """What ingesting these files would load and quarantine; writes nothing (no flow, no warehouse write)."""
+def dry_run(paths: list[Path], settings: Settings) -> tuple[list[FileOutcome], pl.DataFrame]:
+    """What ingesting these files would load and quarantine; writes nothing (no flow, no warehouse write).
+    Also the rows each file would hold back, by check (:func:`held_by_check`): a dry run that said only
+    "2 of 2 rows unusable" left the user to guess why."""
     assert settings.warehouse is not None
     known: set[str] = set()
     if settings.warehouse.exists():
         with db.connect(settings.warehouse, read_only=True) as con:
             known = loads.known_hashes(con)
-    outcomes = []
+    outcomes, held = [], []
     for path in paths:
         plan = plan_file(path.read_bytes(), landing_name(path, settings), settings, known, b"dry-run")
         known.add(plan.outcome.sha256)
         outcomes.append(plan.outcome)
-    return outcomes
+        if plan.quarantine is not None and plan.quarantine.height:
+            held.append(held_by_check(plan.quarantine, plan.outcome.name))
+    return outcomes, pl.concat(held) if held else held_by_check(schema.empty(schema.QUARANTINE), "")
+
+
+def held_by_check(quarantine: pl.DataFrame, name: str) -> pl.DataFrame:
+    """file, check, rows and the first row's reason (in line order) of the rows a file holds back."""
+    return (
+        quarantine.sort("line_number", nulls_last=True)
+        .group_by("check", maintain_order=True)
+        .agg(pl.len().alias("rows"), pl.col("reason").first().alias("example"))
+        .select(pl.lit(name).alias("file"), "check", pl.col("rows").cast(pl.Int64), "example")
+    )
 
 
 __all__ = ["RunSummary", "run_pipeline"]

@@ -168,6 +168,16 @@ def test_ingest_dry_run_reports_per_file_and_writes_nothing(tmp_path: Path) -> N
     # one row of two unusable: over the file threshold, so the whole file would be held back
     assert (bad["status"], bad["rows_read"], bad["rows_loaded"], bad["rows_quarantined"]) == ("quarantined", 2, 0, 2)
     assert empty["status"] == "quarantined" and "the file is empty" in empty["reason"]
+    # and why: the rows each file would hold back, by check, with the first of them (it said only "1 of 2 rows")
+    assert bad["held"] == [
+        {
+            "check": "value_is_number",
+            "rows": 1,
+            "example": "bad.csv: line 2: value 'abc' for IL-6 is not a number; correct the cell or re-export",
+        }
+    ]
+    assert empty["held"] == []
+    assert "rows that would be held back" in result.output and "value_is_number" in result.output
     assert invoke("ingest", "--format", "yaml", str(files / "bad.csv")).exit_code == 2
     assert invoke("ingest", str(files / "nope.csv")).exit_code == 1
 
