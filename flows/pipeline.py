@@ -339,33 +339,22 @@ def unchanged_since(stat: loads.Stat | None, seen: loads.Seen | None) -> str | N
     return sha
 
 
-def _unchanged_outcome(
-    path: storage.Location,
-    name: str,
-    stat: loads.Stat | None,
-    looked: int,
-    seen: loads.Seen | None,
-    known: Set[str],
-) -> ParsedFile | None:
-    """A known file's outcome when it is unchanged since a run read it (:func:`unchanged_since`; ``stat`` taken
-    at ``looked``), else None: it must be read."""
-    same = unchanged_since(stat, seen)
-    if same is None or same not in known or stat is None:
-        return None
-    return ParsedFile(path, stat[0], FileOutcome.already_ingested(name, same), {}, seen=(stat, same, looked))
-
-
 def found_unchanged(
     path: storage.Location, settings: Settings, known: Set[str], seen: loads.Seen | None
 ) -> ParsedFile | None:
-    """What :func:`parse_file` would say of a known, unchanged landing file, found by the run itself with a
-    stat, so that no task is started for it; None for a file that must be parsed (and for a link leading out
-    of the landing folder, which the task refuses). Each task is a task run the Prefect server records,
-    about 50 ms of its CPU: 229 of them made a run with nothing new at 20,000 x 3,000 take 11.8 s."""
+    """A known landing file's outcome when it is unchanged since a run read it (:func:`unchanged_since`),
+    found by the run itself with a stat, so that no parse task is started for it; None for a file that must
+    be parsed (and for a link leading out of the landing folder, which the task refuses). Each task is a task
+    run the Prefect server records, about 50 ms of its CPU: 229 of them made a run with nothing new at
+    20,000 x 3,000 take 11.8 s."""
     if _link_outside_landing(path, settings) is not None:
         return None
-    looked = time.time_ns()
-    return _unchanged_outcome(path, landing_name(path, settings), stat_of(path), looked, seen, known)
+    looked, stat = time.time_ns(), stat_of(path)
+    same = unchanged_since(stat, seen)
+    if same is None or same not in known or stat is None:
+        return None
+    name = landing_name(path, settings)
+    return ParsedFile(path, stat[0], FileOutcome.already_ingested(name, same), {}, seen=(stat, same, looked))
 
 
 @task(cache_policy=NO_CACHE)
@@ -376,11 +365,11 @@ def parse_file(
     known: frozenset[str],
     key: bytes,
     scratch: Path,
-    seen: loads.Seen | None = None,
 ) -> ParsedFile:
     """Read, parse and check one file (no warehouse access), and validate its rows with Great Expectations:
     runs on any worker of the task runner and writes its frames as Parquet under ``scratch`` (a folder every
-    worker can reach). Memory follows this file, never the run."""
+    worker can reach). Memory follows this file, never the run. The run starts it only for files that are
+    not known and unchanged (:func:`found_unchanged`); what it saw of the file is kept in ``seen``."""
     name = landing_name(path, settings)
     outside = _link_outside_landing(path, settings)
     if outside is not None:  # never read: it may be any file of the machine
@@ -393,9 +382,6 @@ def parse_file(
         outcome = FileOutcome(name, sha, "quarantined", reason=reason)
         return ParsedFile(path, 0, outcome, {}, unread=True)
     looked, stat = time.time_ns(), stat_of(path)  # before reading: a change while it is read shows next time
-    unchanged = _unchanged_outcome(path, name, stat, looked, seen, known)
-    if unchanged is not None:
-        return unchanged
     data = read_input(path)
     plan = plan_file(data, name, settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
@@ -899,7 +885,6 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
             unmapped(frozenset(known)),
             unmapped(key),
             unmapped(scratch),
-            [last_seen[k] for k in to_parse],
         )
         if to_parse
         else []
@@ -908,7 +893,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     looked: dict[str, loads.Seen] = {}  # what this run saw of the local files whose content the ledger now holds
     report("files parsed and loaded", 0, len(paths))
     with _connect(settings) as con:  # one connection for the loads (opening one per file cost 0.1 s each)
-        for done, k in enumerate(range(len(paths)), start=1):  # in landing order
+        for k in range(len(paths)):  # in landing order
             parsed = ready[k] or parsing[k].result()
             if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice
                 parsed = ParsedFile(
@@ -925,7 +910,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
             if settings.landing_mode == "move" and not parsed.unread and _in_landing(parsed.path, settings):
                 summary.landing_removed.append(str(parsed.path))  # removed once the warehouse holds it
             summary.files.append(outcome)
-            report("files parsed and loaded", done, len(paths))
+            report("files parsed and loaded", k + 1, len(paths))
             if results is not None:
                 gx.append(results)
         loads.ensure_raw_store(con)  # the view over the loaded files, once for all of them

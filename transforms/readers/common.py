@@ -59,6 +59,21 @@ def iso_date(text: pl.Expr) -> pl.Expr:
     return text.str.strip_chars().str.extract(ISO_DATE, 1).str.to_date("%Y-%m-%d", strict=False)
 
 
+def iso_date_check(field: str, text: str) -> tuple[str, pl.Expr, pl.Expr]:
+    """The row check ``<field>_valid`` of a date column read by :func:`iso_date` (``field``) from the cell text
+    kept in ``text``: a cell that holds something other than an ISO date, named with what to write."""
+    return (
+        f"{field}_valid",
+        pl.col(field).is_null() & pl.col(text).is_not_null(),
+        pl.lit(f"{field} '")
+        + pl.col(text)
+        + pl.lit(
+            "' is not an ISO date (YYYY-MM-DD); write it as YYYY-MM-DD (a date such as 01/05/2026 is 1 May in "
+            "some countries and 5 January in others, so it is never guessed)"
+        ),
+    )
+
+
 #: A date and time as an instrument's software writes it in its computer's format: day, month and year
 #: joined by ``/``, ``.`` or ``-`` (in an order to be found), then perhaps a time (with AM or PM).
 INSTRUMENT_DATE = re.compile(

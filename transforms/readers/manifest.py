@@ -11,7 +11,7 @@ from datetime import date
 import polars as pl
 
 from transforms import schema
-from transforms.readers.common import iso_date, split_bad, text_col, with_lines
+from transforms.readers.common import iso_date, iso_date_check, split_bad, text_col, with_lines
 from transforms.text import Table, display_text, uses_decimal_comma, with_numbers
 
 COHORTS = ["healthy", "patient"]
@@ -79,16 +79,7 @@ def read_manifest(
             pl.col("age").is_null() | (pl.col("age") < 0) | (pl.col("age") > 120),
             pl.lit("age '") + pl.col("__age_text").fill_null("") + pl.lit("' is not a number of years in 0-120"),
         ),
-        (
-            "collection_date_valid",
-            pl.col("collection_date").is_null() & pl.col("__date_text").is_not_null(),
-            pl.lit("collection_date '")
-            + pl.col("__date_text")
-            + pl.lit(
-                "' is not an ISO date (YYYY-MM-DD); write it as YYYY-MM-DD (a date such as 01/05/2026 is 1 May in "
-                "some countries and 5 January in others, so it is never guessed)"
-            ),
-        ),
+        iso_date_check("collection_date", "__date_text"),
         (
             "collection_date_not_future",
             pl.col("collection_date") > pl.lit(today),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.readers.common import finish, iso_date, text_col, value_checks, with_lines
+from transforms.readers.common import finish, iso_date, iso_date_check, text_col, value_checks, with_lines
 from transforms.text import Table, uses_decimal_comma, with_numbers
 
 SAMPLE_TYPES = ["sample", "control", "bridge", "calibrator", "blank"]
@@ -68,18 +68,8 @@ def read_tidy(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, 
             pl.lit("sample_type '") + pl.col("sample_type") + pl.lit(f"' is not one of {', '.join(SAMPLE_TYPES)}"),
         )
     )
-    checks.append(
-        (  # a retest without a manifest date is dated by its run_date (transforms.retest): never a guess
-            "run_date_valid",
-            pl.col("run_date").is_null() & pl.col("__run_date_text").is_not_null(),
-            pl.lit("run_date '")
-            + pl.col("__run_date_text")
-            + pl.lit(
-                "' is not an ISO date (YYYY-MM-DD); write it as YYYY-MM-DD (a date such as 01/05/2026 is 1 May in "
-                "some countries and 5 January in others, so it is never guessed)"
-            ),
-        )
-    )
+    # a retest without a manifest date is dated by its run_date (transforms.retest): never a guess
+    checks.append(iso_date_check("run_date", "__run_date_text"))
     checks.append(
         (
             "unit_present",
