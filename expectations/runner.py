@@ -5,8 +5,10 @@ GX validates pandas, not polars; the frame is converted once here. GX is importe
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,39 +160,74 @@ def _without_constant_keys(frame: pl.DataFrame, kwargs: dict[str, Any]) -> dict[
     return kwargs | {"column_list": kept, "ignore_row_if": "never" if ignore == "all_values_are_missing" else ignore}
 
 
+#: GX's objects for a validation, kept per thread: an ephemeral context with one pandas asset per suite, and
+#: the expectation suites built so far. Making them for every validation cost about a third of a small one
+#: (a context's set-up writes its whole configuration as YAML at each data source added); a thread of the task
+#: runner validates file after file. Per thread, since GX's objects are not made to be shared between threads.
+_GX_OBJECTS = threading.local()
+
+GX_CLASS_NAMES = {
+    "expect_column_values_to_not_be_null": "ExpectColumnValuesToNotBeNull",
+    "expect_column_values_to_be_null": "ExpectColumnValuesToBeNull",
+    "expect_column_values_to_be_in_set": "ExpectColumnValuesToBeInSet",
+    "expect_column_values_to_be_between": "ExpectColumnValuesToBeBetween",
+    "expect_compound_columns_to_be_unique": "ExpectCompoundColumnsToBeUnique",
+}
+
+
+def _gx_objects() -> tuple[Any, dict[Any, Any]]:
+    """This thread's GX context and its cache (suite name -> batch definition, suite key -> GX suite)."""
+    objects = getattr(_GX_OBJECTS, "objects", None)
+    if objects is None:
+        preload_gx()  # analytics off and GX's loggers quiet before its first use
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        objects = _GX_OBJECTS.objects = (context, {})
+    return objects
+
+
+def _gx_suite(suite: Suite, kwargs: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The batch definition of ``suite``'s asset and the GX suite of its expectations with ``kwargs``, made
+    once per thread (thresholds and the key columns left out make the kwargs differ between calls)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    context, cache = _gx_objects()
+    batch_def = cache.get(("asset", suite.name))
+    if batch_def is None:
+        batch_def = cache[("asset", suite.name)] = (
+            context.data_sources.add_pandas(f"refranges_{suite.name}")
+            .add_dataframe_asset(suite.name)
+            .add_batch_definition_whole_dataframe("whole")
+        )
+    key = (
+        suite.name,
+        json.dumps([[e.type, e.why, k] for e, k in zip(suite.expectations, kwargs, strict=True)], default=str),
+    )
+    gx_suite = cache.get(key)
+    if gx_suite is None:
+        gx_suite = cache[key] = gx.ExpectationSuite(
+            name=suite.name,
+            expectations=[
+                getattr(gxe, GX_CLASS_NAMES[e.type])(**k, meta={"why": e.why})
+                for e, k in zip(suite.expectations, kwargs, strict=True)
+            ],
+        )
+    return batch_def, gx_suite
+
+
 def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
     """Validate ``frame`` with Great Expectations (ephemeral context, SUMMARY results).
 
     Returns one row per expectation in RESULT_SCHEMA (engine = 'great_expectations').
     """
-    preload_gx()  # analytics off and GX's loggers quiet before its first use
-    import great_expectations as gx
-    import great_expectations.expectations as gxe
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch_def = (
-        context.data_sources.add_pandas(f"refranges_{suite.name}")
-        .add_dataframe_asset(suite.name)
-        .add_batch_definition_whole_dataframe("whole")
-    )
-    classes = {
-        "expect_column_values_to_not_be_null": gxe.ExpectColumnValuesToNotBeNull,
-        "expect_column_values_to_be_null": gxe.ExpectColumnValuesToBeNull,
-        "expect_column_values_to_be_in_set": gxe.ExpectColumnValuesToBeInSet,
-        "expect_column_values_to_be_between": gxe.ExpectColumnValuesToBeBetween,
-        "expect_compound_columns_to_be_unique": gxe.ExpectCompoundColumnsToBeUnique,
-    }
     kwargs = [
         _without_constant_keys(frame, e.kwargs) if "column_list" in e.kwargs else e.kwargs for e in suite.expectations
     ]
-    gx_suite = gx.ExpectationSuite(
-        name=suite.name,
-        expectations=[
-            classes[e.type](**k, meta={"why": e.why}) for e, k in zip(suite.expectations, kwargs, strict=True)
-        ],
-    )
+    batch_def, gx_suite = _gx_suite(suite, kwargs)
     columns = sorted(
         {k["column"] for k in kwargs if "column" in k} | {c for k in kwargs for c in k.get("column_list", [])}
     )

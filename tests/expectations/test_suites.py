@@ -90,6 +90,33 @@ def test_each_expectation_fails_on_a_breaking_frame_and_passes_on_a_good_one(bre
     assert broken.quarantine["reason"][0].startswith("f.csv: line 3: ")
 
 
+def test_great_expectations_results_follow_each_frame_and_threshold_with_its_objects_kept() -> None:
+    """validate_with_gx keeps GX's context, assets and built suites per thread: a frame validated after
+    another gets its own counts, a suite read with other thresholds its own limits, and a new thread (a new
+    context) the same figures as the thread that reused them."""
+    import threading
+
+    from expectations.suites import DEFAULT_THRESHOLDS
+
+    files = load_suite("files")
+    stats = pl.DataFrame(
+        {"file": ["a.csv", "b.csv", "c.csv"], "rows_read": [10, 0, 4], "bad_row_share": [0.0, 0.0, 0.5]}
+    )
+    clean = stats.head(1)
+    first = validate_with_gx(stats, files)
+    assert first["unexpected_count"].to_list() == [1, 1]
+    assert validate_with_gx(clean, files)["unexpected_count"].to_list() == [0, 0]
+    assert validate_with_gx(stats, files).equals(first)
+    lenient = load_suite("files", thresholds=DEFAULT_THRESHOLDS | {"max_bad_row_share": 0.6})
+    assert validate_with_gx(stats, lenient)["unexpected_count"].to_list() == [0, 1]
+    assert validate_with_gx(stats, files).equals(first)  # the stricter suite again, not the lenient one
+    elsewhere: list[pl.DataFrame] = []
+    worker = threading.Thread(target=lambda: elsewhere.append(validate_with_gx(stats, files)))
+    worker.start()
+    worker.join()
+    assert elsewhere[0].equals(first)
+
+
 def test_great_expectations_and_polars_masks_agree() -> None:
     """The quarantine set comes from polars masks; GX must count exactly the same failures."""
     suite = load_suite("raw_measurements")

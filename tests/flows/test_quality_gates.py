@@ -123,6 +123,14 @@ def test_a_file_with_half_its_values_unparseable_is_quarantined_whole(run) -> No
         "select count(*) from raw_measurements where source_file = 'lab8_half_broken.csv'"
     ).fetchall() == [(0,)]
     assert summary.status == "completed_with_problems"
+    # GX reports the files suite over every file with a parse ledger (validated once for the run's files):
+    # the half-broken file is the one unexpected share, shown as it reads
+    checked = [f for f in summary.files if f.rows_read or f.status == "loaded"]
+    gx = con.execute(
+        "select element_count, unexpected_count, unexpected_sample from qc_results "
+        "where suite = 'files' and expectation like '%bad_row_share%'"
+    ).fetchall()
+    assert gx == [(len(checked), 1, "0.5")]
 
 
 def test_the_run_writes_an_offline_qc_report(run) -> None:
