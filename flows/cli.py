@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from flows.config import ConfigError, Settings, check_landing, config_path, load_settings
 
@@ -44,10 +45,12 @@ def spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
 
 def output_console(*, stderr: bool = False) -> Console:
     """A console for stdout or stderr: the terminal's width on a terminal; elsewhere no wrapping at all, so
-    that a log line holds a whole reason (rich would squeeze everything into 80 columns)."""
+    that a log line holds a whole reason (rich would squeeze everything into 80 columns). Text is printed as
+    it is, never read as rich's markup: a value such as ``[pool_1]`` in a query's result, a file name or a
+    reason was taken for a style tag and dropped; styled words are built as ``rich.text.Text``."""
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
-    return Console(stderr=stderr, width=None if terminal else LOG_WIDTH, soft_wrap=not terminal)
+    return Console(stderr=stderr, width=None if terminal else LOG_WIDTH, soft_wrap=not terminal, markup=False)
 
 
 console = output_console()
@@ -59,7 +62,7 @@ ConfigOption = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(Text.assemble(("error:", "red"), " ", message))
     raise typer.Exit(code)
 
 
@@ -435,7 +438,7 @@ def releases_verify(
             fail(str(exc))
         if problems:
             bad += 1
-            err.print(f"[red]{v}: {'; '.join(problems)}[/red]")
+            err.print(Text(f"{v}: {'; '.join(problems)}", style="red"))
         else:
             console.print(f"{v}: ok")
     if bad:
@@ -537,7 +540,7 @@ def score(
         _emit(spreadsheet_safe(scored.results).write_csv(), out)
     else:
         _score_tables(report)
-        console.print(f"[bold]{DISCLAIMER}[/bold]")
+        console.print(Text(DISCLAIMER, style="bold"))
 
 
 def _record_scores(settings: Settings, scored: Any) -> int:
@@ -597,7 +600,6 @@ def _write_pages(scored: object, report: dict, tables: dict, out: Path | None) -
 
 
 def _score_tables(report: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     for person in report["people"]:
@@ -642,9 +644,9 @@ def _score_tables(report: dict) -> None:
         if problem["sample_id"] is not None and problem["sample_id"] not in theirs:
             continue
         rows = "" if problem["n_rows"] == 1 else f" ({problem['n_rows']} rows)"
-        err.print(f"[yellow]not scored:[/yellow] {escape(problem['reason'])}{rows}", highlight=False)
+        err.print(Text.assemble(("not scored:", "yellow"), " ", f"{problem['reason']}{rows}"), highlight=False)
     for note in report["notes"]:
-        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False)
+        err.print(Text.assemble(("note:", "yellow"), " ", note), highlight=False)
     if report["other_samples_rows"]:
         err.print(f"{report['other_samples_rows']} rows of other samples on these plates were not scored")
 

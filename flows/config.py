@@ -6,13 +6,15 @@ Every key is documented in README.md; tests/test_docs.py fails when one is not.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import secrets
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from expectations.suites import DEFAULT_THRESHOLDS
 
@@ -257,6 +259,7 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
     """Defaults <- refranges.toml (``config`` or ./refranges.toml) <- REFRANGES_<KEY> <- ``overrides``."""
     environ = os.environ if env is None else env
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # key -> where its value came from (the file, a variable, an option)
     path = config_path(config)
     if config is not None and not config.exists():
         msg = f"{config}: configuration file not found"
@@ -273,15 +276,18 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
                 msg = f"{path}: unknown key '{key}' (known: {', '.join(sorted(KEYS))})"
                 raise ConfigError(msg)
             values[key] = _coerce(key, value, str(path))
+            sources[key] = str(path)
     for key in KEYS:
         if key in ("platform_thresholds", "batch_methods"):
             continue  # nested tables: configuration file only
         env_key = f"REFRANGES_{key.upper()}"
         if environ.get(env_key):
             values[key] = _coerce(key, environ[env_key], env_key)
+            sources[key] = env_key
     for key, value in overrides.items():
         if value is not None:
             values[key] = _coerce(key, value, f"--{key}")
+            sources[key] = f"--{key}"
     settings = Settings(**values)
     if settings.landing_mode not in {"keep", "move"}:
         msg = f"landing_mode must be 'keep' or 'move', not {settings.landing_mode!r}"
@@ -303,7 +309,90 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
     if not 0 < settings.coverage < 1 or not 0 < settings.ci_level < 1:
         msg = "coverage and ci_level must lie strictly between 0 and 1"
         raise ConfigError(msg)
+    check_ranges(settings, sources)
     return settings.resolved()
+
+
+#: What each number must satisfy to mean anything, and how to say so. A value outside ran the pipeline to the
+#: end and published it: limits from a dozen people, an infinite reference change value, every plate held.
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "rcv_probability": (
+        lambda v: 0 < v < 1,
+        "a probability strictly between 0 and 1 (1 gives an infinite change value)",
+    ),
+    "early_years": (lambda v: v > 0, "a duration in years above 0 (at 0 or below no patient is early)"),
+    "quantile_k": (lambda v: v >= 1, "at least 1: with 0 a release may publish one person's extreme value"),
+    "max_bad_row_share": (lambda v: 0 <= v <= 1, "a share between 0 and 1"),
+    "below_lod_share_max": (lambda v: 0 <= v <= 1, "a share between 0 and 1"),
+    "control_cv_max": (lambda v: v > 0, "a CV above 0 (as a fraction: 0.2 is 20 %)"),
+    "replicate_cv_max": (lambda v: v > 0, "a CV above 0 (as a fraction: 0.2 is 20 %)"),
+    "max_control_shift": (lambda v: v > 0, "a shift above 0 on the log scale"),
+    "calibrator_recovery_max_dev": (lambda v: v > 0, "percentage points above 0"),
+    "rcv_min_subjects": (lambda v: v >= 2, "at least 2 people"),
+    "combat_min_batch": (lambda v: v >= 2, "at least 2 samples (ComBat estimates a variance per batch)"),
+    "min_bridges": (lambda v: v >= 1, "at least 1"),
+    "report_max_plots": (lambda v: v >= 0, "0 or more"),
+    "writer_wait_seconds": (lambda v: v >= 0, "0 or more seconds"),
+}
+#: CLSI EP28-A3c: the robust method (Horn-Pesce) is for groups of 20 or more
+MIN_N_SMALL_FLOOR = 20
+#: an age cut point is an age in years a person can have
+AGE_RANGE = (0.0, 130.0)
+
+
+def smallest_nonparametric_n(coverage: float, ci_level: float) -> int:
+    """The smallest group whose non-parametric limits have both order-statistic CI bounds at ``ci_level``
+    (119 for a 95 % interval with 90 % CIs, CLSI EP28-A3c's table). The lower limit's CI needs a rank below
+    it: the smallest value must lie below the limit's percentile p = (1 - coverage) / 2 with probability at
+    least (1 + ci_level) / 2, that is (1 - p)^n <= (1 - ci_level) / 2 (the upper limit likewise);
+    transforms.reference.ci_ranks agrees (tested)."""
+    p, tail = (1 - coverage) / 2, (1 - ci_level) / 2
+    n = max(1, math.ceil(math.log(tail) / math.log1p(-p)))
+    while (1 - p) ** n > tail:  # rounding of the logarithms, either way
+        n += 1
+    while n > 1 and (1 - p) ** (n - 1) <= tail:
+        n -= 1
+    return n
+
+
+def check_ranges(settings: Settings, sources: Mapping[str, str] | None = None) -> None:
+    """Refuse numbers outside what they can mean, naming the key, its value and where it was set."""
+    sources = sources or {}
+
+    def refuse(key: str, value: object, requirement: str) -> NoReturn:
+        where = f"{sources[key]}: " if key in sources else ""
+        msg = f"{where}{key} = {value!r} must be {requirement}"
+        raise ConfigError(msg)
+
+    for key, (ok, requirement) in RANGES.items():
+        value = getattr(settings, key)
+        if not ok(value):  # NaN fails every comparison, so it is refused too
+            refuse(key, value, requirement)
+    for platform, table in settings.platform_thresholds.items():
+        for key, value in table.items():
+            if key in RANGES and not RANGES[key][0](value):
+                where = f"{sources['platform_thresholds']}: " if "platform_thresholds" in sources else ""
+                msg = f"{where}[platform_thresholds.{platform}] {key} = {value!r} must be {RANGES[key][1]}"
+                raise ConfigError(msg)
+    floor = smallest_nonparametric_n(settings.coverage, settings.ci_level)
+    if not settings.min_n >= floor:
+        refuse(
+            "min_n",
+            settings.min_n,
+            f"at least {floor}, the smallest group whose non-parametric limits have {settings.ci_level:.0%} CIs "
+            f"at coverage {settings.coverage:g}; smaller groups get the robust or parametric method from "
+            "min_n_small",
+        )
+    if not MIN_N_SMALL_FLOOR <= settings.min_n_small <= settings.min_n:
+        refuse(
+            "min_n_small",
+            settings.min_n_small,
+            f"between {MIN_N_SMALL_FLOOR} (the robust method's smallest group, CLSI EP28-A3c) and min_n "
+            f"({settings.min_n})",
+        )
+    outside = [a for a in settings.age_bands if not AGE_RANGE[0] < a < AGE_RANGE[1]]
+    if outside or len(set(settings.age_bands)) < len(settings.age_bands):
+        refuse("age_bands", settings.age_bands, "distinct ages in years between 0 and 130, e.g. [45] or [40, 60]")
 
 
 def check_landing(settings: Settings) -> None:

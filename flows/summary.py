@@ -7,6 +7,7 @@ from collections import Counter
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from flows.pipeline import RunSummary
 
@@ -17,7 +18,7 @@ DISCLAIMER = (
 
 
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(markup=False)
     new = summary.files_new
     skipped = [f for f in summary.files if f.status == "skipped"]
     bad_files = [f for f in summary.files if f.status == "quarantined"]
@@ -58,9 +59,11 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
     console.print(table)
     if summary.status != "completed":
         console.print(
-            f"[yellow]run status: {summary.status}[/yellow] (see the quarantine folder and the `quarantine` view)"
+            Text.assemble(
+                (f"run status: {summary.status}", "yellow"), " (see the quarantine folder and the `quarantine` view)"
+            )
         )
-    console.print(f"[dim]{DISCLAIMER}[/dim]")
+    console.print(Text(DISCLAIMER, style="dim"))
 
 
 def _counts(counter: Counter[str]) -> str:
@@ -69,6 +72,8 @@ def _counts(counter: Counter[str]) -> str:
 
 def summary_text(summary: RunSummary, width: int = 110) -> str:
     """The same summary as plain text, for the Prefect run log."""
-    console = Console(record=True, width=width, force_terminal=False, color_system=None, file=io.StringIO())
+    console = Console(
+        record=True, width=width, force_terminal=False, color_system=None, file=io.StringIO(), markup=False
+    )
     print_summary(summary, console)
     return console.export_text()

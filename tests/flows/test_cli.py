@@ -295,6 +295,21 @@ def test_sql_table_prints_floats_to_ten_digits_and_csv_keeps_every_digit(tmp_pat
     assert csv.output.splitlines()[1] == "-2.4824000000000006,0.30000000000000004,0.00001,42,x"
 
 
+def test_text_that_looks_like_rich_markup_is_printed_as_it_is(tmp_path: Path) -> None:
+    """Query results, file names and reasons are printed verbatim: rich read a value such as ``[pool_1]`` as a
+    style tag and dropped it from the table, and ``[platform_thresholds.msd]`` from an error."""
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    table = invoke("sql", "select '[bold]IL-6[/bold] [pool_1]' as label", "--config", str(cfg), env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "[bold]IL-6[/bold] [pool_1]" in table.output, table.output
+    cfg.write_text(f'home = "{tmp_path}"\n[platform_thresholds.msd]\ncontrol_cv_max = -1\n')
+    bad = invoke("releases", "list", "--config", str(cfg), env={"COLUMNS": "300"})
+    assert bad.exit_code == 2 and "[platform_thresholds.msd] control_cv_max = -1.0 must be a CV" in bad.output
+
+
 def test_sql_table_shows_the_first_rows_and_says_more_follow(tmp_path: Path) -> None:
     """`select * from measurements` is tens of millions of rows at cohort scale: the table held them all in
     memory and drew them for minutes. It shows the first rows and says how to get the rest."""

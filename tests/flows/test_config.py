@@ -3,6 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flows.config import ConfigError, load_settings
 
@@ -43,6 +45,61 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) 
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_settings(cfg, env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("min_n = 60\n", "min_n = 60 must be at least 119"),
+        ("coverage = 0.9\nmin_n = 58\n", "min_n = 58 must be at least 59"),
+        ("min_n_small = 10\n", "min_n_small = 10 must be between 20"),
+        ("min_n_small = 130\n", r"and min_n \(120\)"),
+        ("quantile_k = 0\n", "one person's extreme value"),
+        ("rcv_probability = 1.0\n", "infinite change value"),
+        ("rcv_probability = nan\n", "rcv_probability = nan"),
+        ("early_years = 0\n", "early_years = 0.0 must be"),
+        ("age_bands = [-5]\n", "age_bands"),
+        ("age_bands = [45, 45]\n", "distinct ages"),
+        ("max_bad_row_share = 1.5\n", "a share between 0 and 1"),
+        ("control_cv_max = 0\n", "a CV above 0"),
+        ("combat_min_batch = 1\n", "at least 2 samples"),
+        ("report_max_plots = -1\n", "0 or more"),
+        (
+            "[platform_thresholds.olink]\nbelow_lod_share_max = 2\n",
+            r"\[platform_thresholds.olink\] below_lod_share_max",
+        ),
+    ],
+)
+def test_numbers_outside_their_meaning_are_refused_naming_where_they_were_set(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    """Each of these ran to the end and published: limits from a dozen people without CIs, an infinite
+    reference change value, an empty early-illness cohort, every plate held."""
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=match) as refused:
+        load_settings(cfg, env={})
+    assert str(refused.value).startswith(str(cfg))
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    with pytest.raises(ConfigError, match=r"^REFRANGES_QUANTILE_K: quantile_k = 0"):
+        load_settings(cfg, env={"REFRANGES_QUANTILE_K": "0"})
+    assert load_settings(cfg, env={}, min_n=119, age_bands=[30, 60]).min_n == 119  # the edges are allowed
+
+
+@given(coverage=st.floats(0.5, 0.995), ci_level=st.floats(0.5, 0.99))
+@settings(max_examples=60, deadline=None)
+def test_the_smallest_non_parametric_group_is_the_first_with_both_ci_ranks(coverage: float, ci_level: float) -> None:
+    """The floor of min_n agrees with the ranks the build uses (transforms.reference.ci_ranks)."""
+    from flows.config import smallest_nonparametric_n
+    from transforms.reference import ci_ranks
+
+    n = smallest_nonparametric_n(coverage, ci_level)
+    p = (1 - coverage) / 2
+
+    def both(m: int) -> bool:
+        return None not in ci_ranks(m, p, ci_level) and None not in ci_ranks(m, 1 - p, ci_level)
+
+    assert both(n) and (n == 1 or not both(n - 1))
 
 
 def test_a_run_caps_duckdb_memory_as_configured(tmp_path: Path) -> None:
