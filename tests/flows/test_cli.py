@@ -346,6 +346,29 @@ def test_sql_csv_gives_every_row_in_batches_with_one_header(tmp_path: Path) -> N
     assert none.exit_code == 0 and none.stdout.splitlines() == ["n,t"]
 
 
+def test_sql_json_gives_every_row_as_one_array_written_in_batches(tmp_path: Path, monkeypatch) -> None:
+    """JSON was made from the whole result as one frame (4 GB for three columns of 15 million rows); it is
+    written batch by batch and is still one array, equal to polars' own JSON of the whole result."""
+    import json
+
+    import polars as pl
+
+    from flows import cli
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    monkeypatch.setattr(cli, "CSV_BATCH_ROWS", 3)
+    query = "select range as n, 'a\"b' as t, if(range = 4, null, range / 2) as h from range(8) order by n"
+    out = invoke("sql", query, "--format", "json", "--config", str(cfg))
+    assert out.exit_code == 0
+    whole = pl.DataFrame({"n": range(8), "t": ['a"b'] * 8, "h": [k / 2 if k != 4 else None for k in range(8)]})
+    assert json.loads(out.stdout) == json.loads(whole.write_json())
+    none = invoke("sql", "select 1 as n where false", "--format", "json", "--config", str(cfg))
+    assert none.exit_code == 0 and json.loads(none.stdout) == []
+
+
 def test_sql_takes_a_query_that_begins_with_a_comment(tmp_path: Path) -> None:
     """docs/warehouse.md's examples begin with a `--` comment line; pasted into `refranges sql` they were
     read as an unknown option ("No such option: -- median IL-6 ...")."""
