@@ -112,6 +112,9 @@ def analyst_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPy
     not a query (COPY, EXPORT, ATTACH, INSTALL, LOAD, SET, CREATE ...) or for several statements at once;
     DuckDB's own errors (a file outside the readable folders, a locked setting) pass through."""
     statements = duckdb.extract_statements(query)
+    if not statements:
+        msg = 'no query given (only blanks or comments): write one, e.g. "select * from reference_intervals limit 5"'
+        raise RefusedQueryError(msg)
     if len(statements) != 1:
         msg = f"one statement at a time, not {len(statements)}"
         raise RefusedQueryError(msg)

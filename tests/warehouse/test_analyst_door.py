@@ -62,6 +62,7 @@ def test_analyst_queries_over_the_views_the_raw_store_and_releases_still_work(wa
         ("set enable_external_access = true", "SET statements are refused"),
         ("create table t as select 1", "CREATE statements are refused"),
         ("select 1; copy (select 1) to '{tmp}/x.csv'", "one statement at a time"),
+        ("  -- nothing but a comment\n", "no query given"),
     ],
 )
 def test_statements_that_write_attach_install_or_set_are_refused_with_a_reason(
