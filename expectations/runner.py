@@ -238,7 +238,13 @@ def validate_with_gx(frame: pl.DataFrame, suite: Suite) -> pl.DataFrame:
         pl.col(NARROW_INTEGERS).cast(pl.Int64), pl.col(pl.Float32).cast(pl.Float64)
     )
     batch = batch_def.get_batch(batch_parameters={"dataframe": widened.to_pandas()})
-    result = batch.validate(gx_suite, result_format="SUMMARY")
+    try:
+        result = batch.validate(gx_suite, result_format="SUMMARY")
+    finally:  # the engine kept the frame until this thread's next validation: a part's rows, after the part
+        manager = batch_def.data_asset.datasource.get_execution_engine().batch_manager
+        manager.reset_batch_cache()
+        manager.batch_data_cache.clear()
+        del batch
     rows = []
     for e, r in zip(suite.expectations, result.results, strict=True):
         res = r.result or {}

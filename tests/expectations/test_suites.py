@@ -117,6 +117,28 @@ def test_great_expectations_results_follow_each_frame_and_threshold_with_its_obj
     assert elsewhere[0].equals(first)
 
 
+def test_great_expectations_keeps_no_frame_after_a_validation(monkeypatch) -> None:
+    """GX's engine held the last validated frame (as pandas) until the thread's next validation; with the
+    objects kept per thread that was a normalisation part's rows held after the part."""
+    import gc
+    import weakref
+
+    handed: list[weakref.ref] = []
+    to_pandas = pl.DataFrame.to_pandas
+
+    def spy(self: pl.DataFrame, *args: object, **kwargs: object) -> object:
+        frame = to_pandas(self, *args, **kwargs)
+        handed.append(weakref.ref(frame))
+        return frame
+
+    monkeypatch.setattr(pl.DataFrame, "to_pandas", spy)
+    suite = load_suite("raw_measurements")
+    for n in (6, 9):
+        assert validate_with_gx(prepare_raw(good_rows(n)), suite)["success"].all()
+    gc.collect()
+    assert len(handed) == 2 and all(ref() is None for ref in handed)
+
+
 def test_great_expectations_and_polars_masks_agree() -> None:
     """The quarantine set comes from polars masks; GX must count exactly the same failures."""
     suite = load_suite("raw_measurements")
