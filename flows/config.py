@@ -310,7 +310,56 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
         msg = "coverage and ci_level must lie strictly between 0 and 1"
         raise ConfigError(msg)
     check_ranges(settings, sources)
-    return settings.resolved()
+    resolved = settings.resolved()
+    check_locations(resolved, sources)
+    return resolved
+
+
+def check_locations(settings: Settings, sources: Mapping[str, str] | None = None) -> None:
+    """Refuse a local landing folder that holds a place the pipeline writes (the archive, quarantine, release
+    store, reports, the warehouse or its raw and normalised stores, Prefect's home), or lies inside one. A
+    landing folder set to the home made every run read the home's own raw files, releases, reports and the
+    warehouse's lock as exports, quarantine them, and read the quarantine's reason files the next time; with
+    ``landing_mode = "move"`` it would remove what it loaded. A place in a hidden folder of the landing
+    folder is never read (flows.landing.ignored), so Prefect's ``.prefect`` there is fine."""
+    from flows.landing import ignored  # here: flows.landing imports the storage layer (fsspec)
+    from warehouse.storage import is_url
+
+    landing = settings.landing
+    if landing is None or is_url(landing):
+        return
+    root = Path(landing).resolve()
+    warehouse = Path(settings.warehouse).resolve() if settings.warehouse is not None else None
+    written: list[tuple[str, str, Path | str | None]] = [  # what the message calls it, its key, where it is
+        ("archive", "archive", settings.archive),
+        ("quarantine", "quarantine", settings.quarantine),
+        ("releases", "releases", settings.releases),
+        ("reports", "reports", settings.reports),
+        ("warehouse", "warehouse", warehouse),
+        ("the raw store beside the warehouse", "warehouse", warehouse.parent / "raw" if warehouse else None),
+        (
+            "the normalised store beside the warehouse",
+            "warehouse",
+            warehouse.parent / "normalised" if warehouse else None,
+        ),
+        ("prefect_home", "prefect_home", settings.prefect_home),
+    ]
+    sources = sources or {}
+    for name, key, place in written:
+        if place is None or is_url(place):
+            continue
+        source = sources.get("landing") or sources.get(key) or sources.get("home")
+        where = f"{source}: " if source else ""
+        path = Path(place).resolve()
+        if root == path or root.is_relative_to(path):
+            msg = f"{where}landing {root} lies in {name} ({path}): give the landing folder a place of its own"
+            raise ConfigError(msg)
+        if path.is_relative_to(root) and not ignored(path.relative_to(root).as_posix()):
+            msg = (
+                f"{where}landing {root} holds {name} ({path}): every run would read the pipeline's own files as "
+                "exports. Give the landing folder a place of its own (by default <home>/landing)"
+            )
+            raise ConfigError(msg)
 
 
 #: What each number must satisfy to mean anything, and how to say so. A value outside ran the pipeline to the

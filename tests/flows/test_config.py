@@ -86,6 +86,38 @@ def test_numbers_outside_their_meaning_are_refused_naming_where_they_were_set(
     assert load_settings(cfg, env={}, min_n=119, age_bands=[30, 60]).min_n == 119  # the edges are allowed
 
 
+@pytest.mark.parametrize(
+    ("lines", "match"),
+    [
+        ('landing = "{h}"\n', "holds archive"),  # the home itself: every place the pipeline writes
+        ('archive = "{h}/landing/archive"\n', "holds archive"),
+        ('warehouse = "{h}/landing/wh.duckdb"\n', "holds warehouse"),
+        ('landing = "{h}/in"\nwarehouse = "{h}/in/db/wh.duckdb"\n', "holds warehouse"),
+        ('landing = "{h}/releases/in"\n', "lies in releases"),
+        ('landing = "{h}/reports"\n', "lies in reports"),
+    ],
+)
+def test_a_landing_folder_that_holds_what_the_pipeline_writes_is_refused(
+    tmp_path: Path, lines: str, match: str
+) -> None:
+    """A landing folder set to the home made each run read the home's raw files, releases, reports and the
+    warehouse's lock as exports and quarantine them (and with landing_mode = "move" remove what it loaded)."""
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n' + lines.format(h=tmp_path))
+    with pytest.raises(ConfigError, match=match) as refused:
+        load_settings(cfg, env={})
+    assert str(refused.value).startswith(f"{cfg}: landing ")
+
+
+def test_a_landing_folder_apart_or_with_only_hidden_places_in_it_is_taken(tmp_path: Path) -> None:
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\nlanding = "{tmp_path}/in"\nprefect_home = "{tmp_path}/in/.prefect"\n')
+    assert load_settings(cfg, env={}).landing == tmp_path / "in"  # a hidden folder is never read as exports
+    cfg.write_text(f'home = "{tmp_path}"\nlanding = "s3://bucket/landing"\narchive = "{tmp_path}/a"\n')
+    assert load_settings(cfg, env={}).landing == "s3://bucket/landing"
+    assert load_settings(None, env={}, home=tmp_path).landing == tmp_path / "landing"  # the defaults
+
+
 @given(coverage=st.floats(0.5, 0.995), ci_level=st.floats(0.5, 0.99))
 @settings(max_examples=60, deadline=None)
 def test_the_smallest_non_parametric_group_is_the_first_with_both_ci_ranks(coverage: float, ci_level: float) -> None:
