@@ -5,6 +5,7 @@ Every key is documented in README.md; tests/test_docs.py fails when one is not.
 
 from __future__ import annotations
 
+import difflib
 import errno
 import math
 import os
@@ -19,6 +20,7 @@ from typing import Any, NoReturn
 from expectations.suites import DEFAULT_THRESHOLDS
 
 CONFIG_FILE = "refranges.toml"
+ENV_PREFIX = "REFRANGES_"
 
 
 class ConfigError(ValueError):
@@ -248,6 +250,27 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         raise ConfigError(msg) from exc
 
 
+NESTED_KEYS = ("platform_thresholds", "batch_methods")  # tables: in refranges.toml only
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse a ``REFRANGES_*`` variable that cannot take effect and looks meant to: a table (file only) or a
+    near miss of a setting's name (``REFRANGES_MIN_NN``). Either was ignored without a word, so the run used
+    the default the user meant to change. Other ``REFRANGES_*`` names are left alone (a test's switch)."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or not value:
+            continue
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if key in NESTED_KEYS:
+            msg = f"{name}: {key} is set in refranges.toml only, as [{key}] tables (docs: README, Configuration)"
+            raise ConfigError(msg)
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, list(KEYS), n=1, cutoff=0.8)
+            if close:
+                msg = f"{name}: no setting '{key}'; did you mean {ENV_PREFIX}{close[0].upper()}?"
+                raise ConfigError(msg)
+
+
 def config_path(config: Path | None) -> Path | None:
     """The configuration file in use: ``config`` when given, else ./refranges.toml when it exists."""
     if config is not None:
@@ -277,10 +300,11 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
                 raise ConfigError(msg)
             values[key] = _coerce(key, value, str(path))
             sources[key] = str(path)
+    check_environment(environ)
     for key in KEYS:
-        if key in ("platform_thresholds", "batch_methods"):
-            continue  # nested tables: configuration file only
-        env_key = f"REFRANGES_{key.upper()}"
+        if key in NESTED_KEYS:
+            continue  # nested tables: configuration file only (check_environment refuses them)
+        env_key = f"{ENV_PREFIX}{key.upper()}"
         if environ.get(env_key):
             values[key] = _coerce(key, environ[env_key], env_key)
             sources[key] = env_key

@@ -118,6 +118,19 @@ def test_a_landing_folder_apart_or_with_only_hidden_places_in_it_is_taken(tmp_pa
     assert load_settings(None, env={}, home=tmp_path).landing == tmp_path / "landing"  # the defaults
 
 
+def test_an_environment_variable_that_cannot_take_effect_is_refused(tmp_path: Path) -> None:
+    """A table set through the environment, or a near miss of a setting's name, was ignored without a word:
+    the run used the default the user meant to change."""
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    with pytest.raises(ConfigError, match=r"^REFRANGES_MIN_NN: no setting 'min_nn'; did you mean REFRANGES_MIN_N\?"):
+        load_settings(cfg, env={"REFRANGES_MIN_NN": "150"})
+    with pytest.raises(ConfigError, match=r"REFRANGES_BATCH_METHODS: batch_methods is set in refranges.toml only"):
+        load_settings(cfg, env={"REFRANGES_BATCH_METHODS": "olink=bridge"})
+    # an unrelated switch (a test's) and an empty variable are left alone
+    assert load_settings(cfg, env={"REFRANGES_CRASH_POINTS": "all", "REFRANGES_MIN_NN": ""}).min_n == 120
+
+
 @given(coverage=st.floats(0.5, 0.995), ci_level=st.floats(0.5, 0.99))
 @settings(max_examples=60, deadline=None)
 def test_the_smallest_non_parametric_group_is_the_first_with_both_ci_ranks(coverage: float, ci_level: float) -> None:
