@@ -512,7 +512,7 @@ def score(
         scored = score_exports(
             exports,
             tables,
-            person=Person(subject=subject or Person().subject, sex=sex, age=age, matrix=matrix),
+            person=Person(subject or Person().subject, sex, age, matrix),
             sample_ids=sample or [],
             dates=dates,
             dictionary=dictionary,

@@ -53,6 +53,34 @@ class Person:
     matrix: str = "serum"
 
 
+#: An age a person can have, in years (as the manifest checks it).
+AGE_YEARS = (0.0, 120.0)
+
+
+def described_person(
+    subject: str = "person", sex: str | None = None, age: float | None = None, matrix: str = "serum"
+) -> Person:
+    """The person the command line (or an app) describes, checked as a manifest row is (the manifest reader):
+    sex F or M (female, male, w and any case read as such), an age of 0 to 120 years, a matrix the pipeline
+    knows. PersonError names the field to correct: an unknown sex was printed back on the person's page
+    and matched no sex-specific group, and an age of -3 was shown as it was given."""
+    from transforms.readers.manifest import MATRICES, SEX
+
+    coded = None
+    if sex is not None:
+        coded = SEX.get(sex.strip().lower())
+        if coded is None:
+            msg = f"sex {sex!r}: write F or M (female or male)"
+            raise PersonError(msg)
+    if age is not None and not AGE_YEARS[0] <= age <= AGE_YEARS[1]:  # NaN fails the test: refused too
+        msg = f"age {age:g}: write the age in years, 0 to 120"
+        raise PersonError(msg)
+    if matrix.strip().lower() not in MATRICES:
+        msg = f"matrix {matrix!r}: write one of {', '.join(MATRICES)}"
+        raise PersonError(msg)
+    return Person(subject=subject, sex=coded, age=age, matrix=matrix.strip().lower())
+
+
 def _check_named(sample_ids: Sequence[str], found: pl.DataFrame, held: pl.DataFrame | None) -> None:
     """Raise PersonError for a named sample with no study row in the exports: with the reason its rows were
     held back, when they were."""
@@ -303,6 +331,7 @@ __all__ = [
     "TIDY_METHOD",
     "Person",
     "PersonError",
+    "described_person",
     "frozen_combat",
     "frozen_normalise",
     "person_samples",

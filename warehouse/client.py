@@ -172,10 +172,19 @@ def score(
     from transforms.normalise import MEASURED_TYPES, dictionary_lookup, hold_plates, prepare_measurements
     from transforms.qc import file_statistics, plate_statistics
     from transforms.readers import UnreadableFileError, read_file
-    from transforms.retest import AS_GIVEN_LAYOUTS, Person, frozen_combat, frozen_normalise, person_samples
+    from transforms.retest import (
+        AS_GIVEN_LAYOUTS,
+        Person,
+        described_person,
+        frozen_combat,
+        frozen_normalise,
+        person_samples,
+    )
     from transforms.score import score_person
     from warehouse.lookups import read_analyte_dictionary
 
+    # checked before any export is read: a sex, age or matrix that cannot be used (PersonError)
+    person = Person() if person is None else described_person(person.subject, person.sex, person.age, person.matrix)
     manifest = release["manifest"]
     version = manifest["version"]
     params = manifest.get("parameters", {})
@@ -225,7 +234,7 @@ def score(
     samples = person_samples(
         measured,
         manifest=pl.concat(manifests, how="diagonal_relaxed") if manifests else None,
-        person=person if person is not None else Person(),
+        person=person,
         sample_ids=sample_ids,
         dates=dates,
         as_given=as_given,

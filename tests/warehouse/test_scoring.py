@@ -143,6 +143,20 @@ def test_another_matrix_than_the_release_has_is_refused_per_marker() -> None:
     assert scored.results.height == 10 and scored.people[0]["subject_id"] == "person"
 
 
+def test_the_person_described_without_a_manifest_is_checked_as_a_manifest_row_is() -> None:
+    """A sex of 'X' and an age of -3 were printed back on the person's results, and 'female' matched no
+    sex-specific group; each is now read as the manifest reads it or refused naming the field."""
+    demo = generate_retest(plate_shifts=(0.0,), platforms=("msd",))
+    files = {k: v for k, v in demo.files.items() if k != "retest_manifest.csv"}
+    spelled = score(
+        files, synthetic_release(), person=Person(sex=" female", age=41, matrix="Serum"), sample_ids=["RT011-1"]
+    )
+    assert (spelled.people[0]["sex"], spelled.people[0]["age"], spelled.people[0]["matrix"]) == ("F", 41, "serum")
+    for person, field in [(Person(sex="X"), "sex 'X'"), (Person(age=-3), "age -3"), (Person(matrix="urine"), "matrix")]:
+        with pytest.raises(PersonError, match=f"^{field}"):
+            score(files, synthetic_release(), person=person, sample_ids=["RT011-1"])
+
+
 def test_the_client_needs_no_prefect_great_expectations_or_duckdb() -> None:
     code = (
         "import sys; from tests.retest_release import synthetic_release; from transforms.demo import generate_retest;"
