@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -154,13 +154,28 @@ def only_io_errors(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": [1, 5, 20], "retry_condition_fn": only_io_errors}
+IO_RETRY_DELAYS = (1, 5, 20)  # seconds before each retry of an I/O step
+IO_RETRIES = {
+    "retries": len(IO_RETRY_DELAYS),
+    "retry_delay_seconds": list(IO_RETRY_DELAYS),
+    "retry_condition_fn": only_io_errors,
+}
 
 
-@task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]
-def read_input(path: storage.Location) -> bytes:
-    """The bytes of one landed file (I/O: retried on OSError)."""
-    return storage.read_bytes(path)
+def read_input(path: storage.Location, *, delays: Sequence[float] = IO_RETRY_DELAYS) -> bytes:
+    """The bytes of one landed file, read again after each of ``delays`` (1, 5 and 20 s) on an OSError that
+    waiting may mend: the I/O tasks' retry policy (:func:`only_io_errors`), applied in the parse task that
+    reads the file. It was a task of its own, and a task run per file cost the run and Prefect's server about
+    55 ms of CPU: 6 of 45 core-seconds over 108 MSD plate files (docs/performance.md)."""
+    for delay in [*delays, None]:
+        try:
+            return storage.read_bytes(path)
+        except OSError as exc:
+            if delay is None or exc.errno in PERMANENT_OS_ERRORS:
+                raise
+            get_run_logger().warning("reading %s failed (%s); trying again in %g s", path, exc, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @task(**IO_RETRIES, cache_policy=NO_CACHE)  # type: ignore[call-overload]

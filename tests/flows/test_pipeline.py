@@ -546,7 +546,7 @@ def test_an_unchanged_landing_file_is_not_read_again_and_a_rewritten_one_is_even
     for path in (first, second):
         os.utime(path, (old, old))
     read: list[str] = []
-    reading = pipeline.read_input.fn
+    reading = pipeline.read_input
     monkeypatch.setattr(pipeline, "read_input", lambda path: read.append(os.path.basename(path)) or reading(path))
     monkeypatch.setattr(pipeline, "RACY_NS", 0)  # the files were written a moment ago: trust their times here
     tasks: list[str] = []  # the files a parse task was started for (each is a task run Prefect's server records)
