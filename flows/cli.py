@@ -347,11 +347,9 @@ def releases_list(
     """List published releases, oldest first."""
     from rich.table import Table
 
-    from warehouse.releases import read_index
-
     settings = settings_or_exit(config)
     assert settings.releases is not None
-    items = read_index(settings.releases)
+    items = release_index(settings.releases)
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -364,14 +362,23 @@ def releases_list(
     console.print(table)
 
 
+def release_index(releases: str | Path) -> list[dict[str, Any]]:
+    """The release store's index, or exit with a one-line reason naming it when it is damaged."""
+    from warehouse.releases import ReleaseError, read_index
+
+    try:
+        return read_index(releases)
+    except ReleaseError as exc:
+        fail(str(exc))
+
+
 def release_version(releases: str | Path, version: str) -> str:
     """``version`` as written, or the newest published release for 'latest' (as `score --release` takes
     it); exits with a one-line reason when nothing is published yet."""
-    from warehouse.releases import latest
-
     if version != "latest":
         return version
-    newest = latest(releases)
+    index = release_index(releases)
+    newest = index[-1] if index else None
     if newest is None:
         fail(f"no releases under {releases} yet; `refranges run` publishes one")
     return str(newest["version"])
@@ -422,20 +429,20 @@ def releases_verify(
     config: ConfigOption = None,
 ) -> None:
     """Recompute every checksum of a release; exit 1 on any mismatch."""
-    from warehouse.releases import ReleaseError, read_index, verify
+    from warehouse.releases import ReleaseError, verify
 
     settings = settings_or_exit(config)
     assert settings.releases is not None
     if version:
         versions = [release_version(settings.releases, version)]
     else:
-        versions = [i["version"] for i in read_index(settings.releases)]
+        versions = [i["version"] for i in release_index(settings.releases)]
     bad = 0
     for v in versions:
         try:
             problems = verify(settings.releases, v)
-        except ReleaseError as exc:
-            fail(str(exc))
+        except ReleaseError as exc:  # its manifest cannot be read: a damaged release, and the others are checked
+            problems = [str(exc)]
         if problems:
             bad += 1
             err.print(Text(f"{v}: {'; '.join(problems)}", style="red"))

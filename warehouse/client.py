@@ -57,6 +57,9 @@ def load_release(root: str | Path, version: str = "latest") -> dict[str, Any]:
             index = json.loads(read("index.json"))["releases"]
         except FileNotFoundError:
             index = []
+        except (ValueError, TypeError, KeyError):  # not JSON, or no list of releases in it
+            msg = f"{root}/index.json: damaged (not a release index); name the version to load instead of 'latest'"
+            raise ReleaseIntegrityError(msg) from None
         if not index:
             msg = f"{root}: no release published yet; `refranges run` publishes one"
             raise ReleaseNotFoundError(msg)
@@ -66,9 +69,16 @@ def load_release(root: str | Path, version: str = "latest") -> dict[str, Any]:
     except FileNotFoundError:
         msg = f"{root}: no release {version}; `refranges releases list` shows the published ones"
         raise ReleaseNotFoundError(msg) from None
-    manifest = json.loads(manifest_bytes)
+    try:
+        manifest = json.loads(manifest_bytes)
+        files = manifest["files"].items()
+    except (ValueError, TypeError, KeyError, AttributeError):  # not JSON, or no file list in it
+        msg = (
+            f"{root}/{version}/manifest.json: damaged (not a manifest with a file list); the release cannot be verified"
+        )
+        raise ReleaseIntegrityError(msg) from None
     out: dict[str, Any] = {"manifest": manifest, "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
-    for name, meta in manifest["files"].items():
+    for name, meta in files:
         where = f"{root}/{version}/{name}"
         try:
             data = read(f"{version}/{name}")

@@ -55,7 +55,17 @@ class ReleaseError(RuntimeError):
 
 
 def _read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any]:
-    return dict(json.loads(fs.cat_file(path).decode("utf-8")))
+    """A release store's JSON file (the index, a manifest) as a dict. ReleaseError names the file when it is
+    not a JSON object: a damaged or hand-edited file stopped `releases show` and `verify` with a traceback."""
+    try:
+        data = json.loads(fs.cat_file(path).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"{path}: not valid JSON ({exc}); the file is damaged: restore it from a backup"
+        raise ReleaseError(msg) from None
+    if not isinstance(data, dict):
+        msg = f"{path}: not a JSON object; the file is damaged: restore it from a backup"
+        raise ReleaseError(msg)
+    return data
 
 
 def read_index(root: Root) -> list[dict[str, Any]]:
@@ -63,7 +73,11 @@ def read_index(root: Root) -> list[dict[str, Any]]:
     path = f"{base}/{INDEX}"
     if not fs.exists(path):
         return []
-    return list(_read_json(fs, path)["releases"])
+    releases = _read_json(fs, path).get("releases")
+    if not isinstance(releases, list):
+        msg = f"{path}: lists no releases; the index is damaged: restore it from a backup"
+        raise ReleaseError(msg)
+    return releases
 
 
 def latest(root: Root) -> dict[str, Any] | None:
@@ -261,6 +275,8 @@ def verify(root: Root, version: str) -> list[str]:
     """Mismatches between a published release's files and its manifest (empty when all match)."""
     manifest = read_manifest(root, version)
     fs, base = store(root)
+    if not isinstance(manifest.get("files"), dict):
+        return [f"{MANIFEST}: lists no files; the manifest is damaged: restore it from a backup"]
     problems = []
     for name, meta in manifest["files"].items():
         path = f"{base}/{version}/{name}"

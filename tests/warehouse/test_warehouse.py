@@ -331,6 +331,54 @@ def test_client_loads_the_latest_release_and_refuses_a_tampered_one(tmp_path: Pa
         load_release(root, second.version)
 
 
+def test_a_damaged_manifest_or_index_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """A hand-edited or truncated manifest.json or index.json stopped `releases show`, `verify`, `list` and
+    `diff` with a JSONDecodeError; verify now reports that release and goes on to the others, and the client
+    raises its integrity error."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from warehouse.client import ReleaseIntegrityError, load_release
+
+    root = tmp_path / "releases"
+    when = datetime(2026, 11, 25, 10, 0, 0)
+    first, second = (
+        releases.publish(
+            root, tables=_tables(), created_at=when, parameters={}, inputs=[], input_fingerprint=fp, code_version="t"
+        )
+        for fp in ("a", "b")
+    )
+    manifest = first.path / "manifest.json"
+    manifest.chmod(0o644)
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\nreleases = "{root}"\n')
+
+    def cli(*args: str):
+        return CliRunner().invoke(app, [*args, "--config", str(cfg)], env={"COLUMNS": "300"}, catch_exceptions=False)
+
+    for damage, why in [("{broken", "not valid JSON"), ("[1, 2]", "not a JSON object"), ('{"a": 1}', "lists no files")]:
+        manifest.write_text(damage)
+        with pytest.raises(ReleaseIntegrityError, match=r"manifest\.json: damaged"):
+            load_release(root, first.version)
+        verified = cli("releases", "verify")
+        assert verified.exit_code == 1 and why in verified.output
+        assert f"{second.version}: ok" in verified.output  # the other release is still checked
+    manifest.write_text("{broken")
+    shown = cli("releases", "show", first.version)
+    assert shown.exit_code == 1 and "manifest.json" in shown.output and "Traceback" not in shown.output
+    index = root / "index.json"
+    index.chmod(0o644)
+    index.write_text("garbage")
+    for args in (["releases", "list"], ["releases", "verify"], ["releases", "show", "latest"]):
+        refused = cli(*args)
+        assert refused.exit_code == 1 and "index.json: not valid JSON" in refused.output, args
+    with pytest.raises(ReleaseIntegrityError, match=r"index\.json: damaged"):
+        load_release(root)
+    index.write_text('{"releases": "x"}')
+    with pytest.raises(releases.ReleaseError, match="lists no releases"):
+        releases.read_index(root)
+
+
 KILL_SCRIPT = """
 import os, sys
 import os
