@@ -197,23 +197,38 @@ def _check_format(fmt: str) -> None:
         fail(f"--format must be table or json, not {fmt!r}", 2)
 
 
+def check_warehouse(settings: Settings) -> None:
+    """Exit with one line when the warehouse path holds a file that is not a DuckDB database: before Prefect's
+    server starts, so that no failed flow run and no traceback come with it (the flows check it too)."""
+    from warehouse.db import WarehouseDamagedError, check_database_file
+
+    if settings.warehouse is not None and settings.warehouse.is_file():
+        try:
+            check_database_file(settings.warehouse)
+        except WarehouseDamagedError as exc:
+            fail(str(exc), 1)
+
+
 def _run(settings: Settings, fmt: str = "table") -> int:
     _check_format(fmt)
     try:
         check_landing(settings)  # before the server starts: a configuration error, not a failed run
     except FileNotFoundError as exc:
         fail(f"{exc.strerror} ({exc.filename})", 2)
+    check_warehouse(settings)
     with prefect_server(settings):
         from flows.pipeline import on_runner, run_pipeline
         from flows.progress import progress_bars
         from flows.summary import print_summary
-        from warehouse.db import WarehouseBusyError
+        from warehouse.db import WarehouseBusyError, WarehouseDamagedError
 
         try:
             with progress_bars(err):
                 summary = on_runner(run_pipeline, settings)(settings)
         except WarehouseBusyError as exc:
             fail(str(exc), 3)
+        except WarehouseDamagedError as exc:
+            fail(str(exc), 1)
         except OSError as exc:
             fail(stopped_by_os_error(exc), 1)
     if fmt == "json":
@@ -280,21 +295,28 @@ def ingest(
             "file goes by its path, or rename them"
         )
     quiet_environment(settings)
+    check_warehouse(settings)
     summary: dict[str, object] = {"dry_run": dry_run}
     held = None
     if dry_run:
         from flows.pipeline import dry_run as plan
+        from warehouse.db import WarehouseDamagedError
 
-        outcomes, held = plan(paths, settings)
+        try:
+            outcomes, held = plan(paths, settings)
+        except WarehouseDamagedError as exc:
+            fail(str(exc), 1)
     else:
         from flows.pipeline import ingest_paths, on_runner
-        from warehouse.db import WarehouseBusyError
+        from warehouse.db import WarehouseBusyError, WarehouseDamagedError
 
         with prefect_server(settings):
             try:
                 done = on_runner(ingest_paths, settings)(settings, paths)
             except WarehouseBusyError as exc:
                 fail(str(exc), 3)
+            except WarehouseDamagedError as exc:
+                fail(str(exc), 1)
             except OSError as exc:
                 fail(stopped_by_os_error(exc), 1)
         outcomes = done.files
@@ -529,12 +551,14 @@ def score(
         fail(str(exc))
     report = scored.to_json()
     if record:
-        from warehouse.db import WarehouseBusyError
+        from warehouse.db import WarehouseBusyError, WarehouseDamagedError
 
         try:
             written = _record_scores(settings, scored)
         except WarehouseBusyError as exc:
             fail(str(exc), code=3)
+        except WarehouseDamagedError as exc:
+            fail(str(exc))
         except OSError as exc:
             fail(stopped_by_os_error(exc))
         err.print(f"recorded {written} results in person_scores of {settings.warehouse}")

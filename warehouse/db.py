@@ -57,6 +57,8 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
     set up: warehouse.loads.ensure_raw_store, and their normalised store: ensure_normalised_store). ``memory_limit``
     (e.g. "4GB") caps DuckDB's buffers; beyond it DuckDB spills to ``<warehouse>.tmp``."""
     config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit} if memory_limit else {}
+    if path.is_file():
+        check_database_file(path)  # a one-line reason, not DuckDB's IOException
     if read_only:
         return duckdb.connect(str(path), read_only=True, config=config)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +143,8 @@ def open_work_copy(path: Path) -> Path:
     if path.exists():
         import shutil
 
+        check_database_file(path)
+
         shutil.copyfile(path, work)
     with connect(work) as con:
         con.execute("checkpoint")
@@ -155,6 +159,29 @@ def publish_work_copy(work: Path, path: Path) -> None:
     with duckdb.connect(str(work)) as con:
         con.execute("checkpoint")
     os.replace(work, path)
+
+
+class WarehouseDamagedError(RuntimeError):
+    """The warehouse path holds a file that is not a DuckDB database; the message says what to do."""
+
+
+#: Where DuckDB's database files carry their magic bytes (after an 8-byte checksum of the header block)
+DUCKDB_MAGIC = (8, b"DUCK")
+
+
+def check_database_file(path: Path) -> None:
+    """Raise WarehouseDamagedError when ``path`` is not a DuckDB database file (truncated, overwritten, or
+    another file at that path). A run copied it and stopped in DuckDB's IOException with a traceback that
+    named the run's private copy, not the file to look at."""
+    at, magic = DUCKDB_MAGIC
+    with path.open("rb") as fh:
+        head = fh.read(at + len(magic))
+    if head[at:] != magic:
+        msg = (
+            f"{path}: not a DuckDB database (damaged, or another file at this path); the run changed nothing. "
+            "Restore it from a backup, or set `warehouse` to another path to start a new one"
+        )
+        raise WarehouseDamagedError(msg)
 
 
 class WarehouseBusyError(RuntimeError):

@@ -310,6 +310,32 @@ def test_text_that_looks_like_rich_markup_is_printed_as_it_is(tmp_path: Path) ->
     assert bad.exit_code == 2 and "[platform_thresholds.msd] control_cv_max = -1.0 must be a CV" in bad.output
 
 
+def test_a_warehouse_path_that_holds_no_duckdb_database_is_named_in_one_line(tmp_path: Path) -> None:
+    """A damaged warehouse file (or another file at its path) stopped `run` in DuckDB's IOException with a
+    traceback naming the run's private copy, and Prefect's failed flow run with it."""
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "m.csv").write_text(
+        "sample_id,subject_id,cohort,matrix,sex,age\nS1,P1,healthy,serum,F,40\n"
+    )
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(b"PK\x03\x04 not a database")
+    for args in (["run"], ["ingest", str(tmp_path / "landing")], ["ingest", "--dry-run", str(tmp_path / "landing")]):
+        refused = invoke(*args, "--config", str(cfg), env={"COLUMNS": "400"})
+        assert refused.exit_code == 1, (args, refused.output)
+        assert refused.output.startswith(f"error: {warehouse}: not a DuckDB database"), refused.output
+        assert "Traceback" not in refused.output
+    assert warehouse.read_bytes() == b"PK\x03\x04 not a database"  # left as it was
+    with pytest.raises(db.WarehouseDamagedError, match="not a DuckDB database"):
+        db.connect(warehouse, read_only=True)
+    warehouse.unlink()
+    db.connect(warehouse).close()
+    db.check_database_file(warehouse)  # a real one passes
+
+
 def test_sql_table_shows_the_first_rows_and_says_more_follow(tmp_path: Path) -> None:
     """`select * from measurements` is tens of millions of rows at cohort scale: the table held them all in
     memory and drew them for minutes. It shows the first rows and says how to get the rest."""
