@@ -188,7 +188,7 @@ def publish_release(root: releases.Root, **kwargs: Any) -> releases.Published:
 def list_landing(landing: storage.Location) -> list[storage.Location]:
     """Files waiting in the landing area, a folder or an object-store prefix, in its sub-folders too (I/O:
     retried). A linked folder that leads outside a local landing folder is listed itself, never walked: the
-    run refuses it by name (:func:`parse_file`), where silence would hide its exports."""
+    run refuses it by name (:func:`parse_files`), where silence would hide its exports."""
     found = [p for p in storage.list_files(landing) if not ignored(storage.relative_name(p, landing) or "")]
     if not storage.is_url(landing):
         root = Path(landing).resolve()
@@ -374,19 +374,43 @@ def found_unchanged(
     return ParsedFile(path, stat[0], FileOutcome.already_ingested(name, same), {}, seen=(stat, same, looked))
 
 
-@task(cache_policy=NO_CACHE)
-@collects_garbage  # a file's heap: reused by the next file, not trimmed
-def parse_file(
-    path: storage.Location,
-    settings: Settings,
-    known: frozenset[str],
-    key: bytes,
-    scratch: Path,
-) -> ParsedFile:
-    """Read, parse and check one file (no warehouse access), and validate its rows with Great Expectations:
-    runs on any worker of the task runner and writes its frames as Parquet under ``scratch`` (a folder every
-    worker can reach). Memory follows this file, never the run. The run starts it only for files that are
-    not known and unchanged (:func:`found_unchanged`); what it saw of the file is kept in ``seen``."""
+#: Small files are parsed in groups of up to this many bytes and files, one task and one Great Expectations
+#: validation per suite for the group: each task run and each validation has a fixed cost (about 55 ms of
+#: Prefect's CPU and 0.1 s of GX's set-up), which made 105 MSD plate files of 150 kB take 0.5 s each
+#: (docs/performance.md, "Many small files"). A file of at least GROUP_BYTES is a group of its own.
+GROUP_BYTES = 4_000_000
+GROUP_FILES = 32
+
+
+def parse_groups(paths: list[storage.Location]) -> list[list[int]]:
+    """Consecutive runs (in landing order) of ``paths`` as groups of indices for :func:`parse_files`: up to
+    GROUP_FILES files and GROUP_BYTES bytes each; a file whose size is unknown (an object store) or at least
+    GROUP_BYTES is a group of its own."""
+    groups: list[list[int]] = []
+    size_of_group = 0
+    for k, path in enumerate(paths):
+        stat = stat_of(path)
+        size = stat[0] if stat is not None else GROUP_BYTES
+        if not groups or size >= GROUP_BYTES or size_of_group + size > GROUP_BYTES or len(groups[-1]) >= GROUP_FILES:
+            groups.append([k])
+            size_of_group = size
+        else:
+            groups[-1].append(k)
+            size_of_group += size
+    return groups
+
+
+@dataclass
+class _Read:
+    """One file of a group as :func:`parse_files` holds it until the group's GX validation."""
+
+    parsed: ParsedFile
+    checks: list[tuple[pl.DataFrame, str]]
+
+
+def _parse_one(path: storage.Location, settings: Settings, known: frozenset[str], key: bytes, scratch: Path) -> _Read:
+    """Read, parse and check one file, archive it when it is to be loaded and write its frames under
+    ``scratch``; its GX checks are returned for the group's validation."""
     name = landing_name(path, settings)
     outside = _link_outside_landing(path, settings)
     if outside is not None:  # never read: it may be any file of the machine
@@ -397,14 +421,13 @@ def parse_file(
             "into the landing folder"
         )
         outcome = FileOutcome(name, sha, "quarantined", reason=reason)
-        return ParsedFile(path, 0, outcome, {}, unread=True)
+        return _Read(ParsedFile(path, 0, outcome, {}, unread=True), [])
     looked, stat = time.time_ns(), stat_of(path)  # before reading: a change while it is read shows next time
     data = read_input(path)
     plan = plan_file(data, name, settings, set(known), key)
     plan.outcome.parsed_by = f"{socket.gethostname()}:{os.getpid()}"
-    checks = gx_checks(plan)
-    # one prefix per task: two files of the same content in one run are parsed at the same time, and a
-    # prefix of the hash alone had both write the same scratch file (a torn raw file, a DuckDB read error)
+    # one prefix per file and task: two files of the same content in one run are parsed at the same time, and
+    # a prefix of the hash alone had both write the same scratch file (a torn raw file, a DuckDB read error)
     prefix = str(scratch / f"{plan.outcome.sha256}.{os.urandom(4).hex()}")
     frames: dict[str, str] = {}
     if plan.rows is not None:  # in the raw store's own form: loading then only moves the file
@@ -413,14 +436,13 @@ def parse_file(
         "quarantine": plan.quarantine,
         "samples": plan.samples,
         "handling": plan.handling,
-        "gx": gx_results(settings, checks) if checks else None,
         "file_stats": plan.file_stats,
     }
     # a file to load is archived here, from the bytes that were hashed and parsed: the run's own thread, which
     # loads the files one by one, was the ingest's critical path with the copies in it (11.8 s of 33.7 s at
     # 5,000 x 3,000); a copy whose load never happens is the same bytes under the same name the next time
     archive = _archive(settings, path, plan.outcome.sha256, data) if plan.outcome.status == "loaded" else None
-    return ParsedFile(
+    parsed = ParsedFile(
         path,
         len(data),
         plan.outcome,
@@ -428,18 +450,85 @@ def parse_file(
         archive=archive,
         seen=None if stat is None else (stat, plan.outcome.sha256, looked),
     )
+    return _Read(parsed, gx_checks(plan))
 
 
-def _load_parsed(
-    parsed: ParsedFile, settings: Settings, run_id: str, con: Any
-) -> tuple[FileOutcome, pl.DataFrame | None]:
+def group_checks(read: list[tuple[str, list[tuple[pl.DataFrame, str]]]]) -> list[tuple[pl.DataFrame, str]]:
+    """The GX checks of a group's files ((sha256, checks) each) as one frame per suite, in file order. A file
+    whose content an earlier file of the group carries is left out, as the run skips it."""
+    frames: dict[str, list[pl.DataFrame]] = {}
+    seen: set[str] = set()
+    for sha, checks in read:
+        if sha in seen:
+            continue
+        seen.add(sha)
+        for frame, suite in checks:
+            frames.setdefault(suite, []).append(frame)
+    return [(pl.concat(parts, how="diagonal_relaxed"), suite) for suite, parts in frames.items()]
+
+
+def groups_gx(
+    groups: list[list[int]],
+    results: Mapping[int, pl.DataFrame],
+    skipped: Set[int],
+    paths: Sequence[storage.Location],
+    settings: Settings,
+    known: frozenset[str],
+    key: bytes,
+) -> list[pl.DataFrame]:
+    """The GX results of the run's groups (group -> result), without the files the run skipped as the same
+    content as an earlier file of the run (``skipped``, indices of ``paths``). A group without such a file
+    keeps its result; a group of nothing else drops it; any other group (the same export landed twice, in
+    two groups) is validated again from its other files, here, as its task saw them (``known``: the ledger's
+    hashes when the run began): rare, and small files only."""
+    out = []
+    for g, group in enumerate(groups):
+        result = results.get(g)
+        if result is None or not skipped & set(group):
+            out += [] if result is None else [result]
+            continue
+        kept = [paths[k] for k in group if k not in skipped and _link_outside_landing(paths[k], settings) is None]
+        read = []
+        for path in kept:
+            plan = plan_file(read_input(path), landing_name(path, settings), settings, set(known), key)
+            read.append((plan.outcome.sha256, gx_checks(plan)))
+        if checks := group_checks(read):
+            out.append(gx_results(settings, checks))
+    return out
+
+
+@task(cache_policy=NO_CACHE)
+@collects_garbage  # a group's heap: reused by the next group, not trimmed
+def parse_files(
+    paths: list[storage.Location],
+    settings: Settings,
+    known: frozenset[str],
+    key: bytes,
+    scratch: Path,
+) -> list[ParsedFile]:
+    """Read, parse and check a group of files (:func:`parse_groups`; no warehouse access), and validate their
+    rows with Great Expectations, once per suite for the group: runs on any worker of the task runner and
+    writes its frames as Parquet under ``scratch`` (a folder every worker can reach). Memory follows the group
+    (one large file, or small files up to GROUP_BYTES), never the run. The run starts it only for files that
+    are not known and unchanged (:func:`found_unchanged`); what it saw of each file is kept in ``seen``. The
+    group's GX result goes with its first file (``gx``); the run merges every group's."""
+    read = [_parse_one(path, settings, known, key, scratch) for path in paths]
+    checks = group_checks([(r.parsed.outcome.sha256, r.checks) for r in read])
+    if checks:
+        first = read[0].parsed
+        prefix = str(scratch / f"group.{os.urandom(6).hex()}")
+        first.frames |= _write_frames({"gx": gx_results(settings, checks)}, prefix)
+    return [r.parsed for r in read]
+
+
+def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str, con: Any) -> FileOutcome:
     """Load one parsed file into the warehouse atomically (the flow's single writer does this, in order), on
     the run's open connection ``con`` (each file is its own transaction)."""
     logger = get_run_logger()
     assert settings.warehouse is not None
     o, path = parsed.outcome, parsed.path
     if o.status == "skipped":
-        return o, None
+        return o
     if o.status == "quarantined":
         earlier = loads.loaded_versions(con, o.name)
         if earlier:  # a broken re-export never hides the good rows of the version before it
@@ -476,7 +565,7 @@ def _load_parsed(
             o.rows_loaded,
             o.rows_quarantined,
         )
-    return o, parsed.frame("gx")
+    return o
 
 
 def _in_landing(path: storage.Location, settings: Settings) -> bool:
@@ -897,24 +986,37 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     last_seen = [seen.get(os.path.abspath(p)) if not storage.is_url(p) else None for p in paths]
     ready = [found_unchanged(p, settings, known, was) for p, was in zip(paths, last_seen, strict=True)]
     to_parse = [k for k, r in enumerate(ready) if r is None]
+    groups = [[to_parse[i] for i in group] for group in parse_groups([paths[k] for k in to_parse])]
+    known_before = frozenset(known)  # what the parse tasks are given: the ledger's hashes as the run began
     futures = (
-        parse_file.map(
-            [paths[k] for k in to_parse],
+        parse_files.map(
+            [[paths[k] for k in group] for group in groups],
             unmapped(settings),
-            unmapped(frozenset(known)),
+            unmapped(known_before),
             unmapped(key),
             unmapped(scratch),
         )
-        if to_parse
+        if groups
         else []
     )
-    parsing = dict(zip(to_parse, futures, strict=True))
+    parsing = {k: (future, i) for group, future in zip(groups, futures, strict=True) for i, k in enumerate(group)}
+    group_of = {k: g for g, group in enumerate(groups) for k in group}
+    group_results: dict[int, pl.DataFrame] = {}  # a group's GX validation, merged once the run knows its files
+    skipped_twice: set[int] = set()  # files whose content an earlier file of this run carries
     looked: dict[str, loads.Seen] = {}  # what this run saw of the local files whose content the ledger now holds
     report("files parsed and loaded", 0, len(paths))
     with _connect(settings) as con:  # one connection for the loads (opening one per file cost 0.1 s each)
         for k in range(len(paths)):  # in landing order
-            parsed = ready[k] or parsing[k].result()
+            was_ready = ready[k]
+            if was_ready is not None:
+                parsed = was_ready
+            else:
+                future, i = parsing[k]
+                parsed = future.result()[i]
+            if (results := parsed.frame("gx")) is not None:  # its group's validation, whatever this file is
+                group_results[group_of[k]] = results
             if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice
+                skipped_twice.add(k)
                 parsed = ParsedFile(
                     parsed.path,
                     parsed.size_bytes,
@@ -922,7 +1024,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
                     {},
                     seen=parsed.seen,
                 )
-            outcome, results = _load_parsed(parsed, settings, summary.run_id, con)
+            outcome = _load_parsed(parsed, settings, summary.run_id, con)
             known.add(outcome.sha256)
             if parsed.seen is not None and not parsed.unread:
                 looked[os.path.abspath(parsed.path)] = parsed.seen
@@ -930,12 +1032,11 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
                 summary.landing_removed.append(str(parsed.path))  # removed once the warehouse holds it
             summary.files.append(outcome)
             report("files parsed and loaded", k + 1, len(paths))
-            if results is not None:
-                gx.append(results)
             if outcome.status != "skipped" and (stats := parsed.frame("file_stats")) is not None:
                 file_stats.append(stats)
         loads.ensure_raw_store(con)  # the view over the loaded files, once for all of them
         loads.record_landing_seen(con, looked)
+    gx += groups_gx(groups, group_results, skipped_twice, paths, settings, known_before, key)
     if file_stats:  # the files suite over the run's new files at once (gx_checks)
         gx.append(gx_results(settings, [(pl.concat(file_stats, how="vertical"), "files")]))
     _store_gx(settings, summary.run_id, gx)  # one row per expectation for the run's new files

@@ -130,7 +130,7 @@ def test_the_parse_task_collects_garbage_and_the_part_tasks_also_trim() -> None:
         closure = inspect.getclosurevars(task.fn)
         return closure.nonlocals["trim"]
 
-    assert not trims(pipeline.parse_file)
+    assert not trims(pipeline.parse_files)
     assert trims(pipeline.normalise_part) and trims(pipeline.reference_part)
 
 

@@ -213,7 +213,7 @@ def test_only_io_tasks_retry_and_only_on_os_errors(tmp_path: Path, prefect_backe
     tasks = {name: obj for name, obj in vars(pipeline).items() if isinstance(obj, Task)}
     retried = {name for name, t in tasks.items() if t.retries}
     assert retried == {"list_landing", "publish_release"}  # I/O only: never a quality step
-    assert {"parse_file", "normalise_part", "normalise_all", "reference_part"} <= set(tasks)
+    assert {"parse_files", "normalise_part", "normalise_all", "reference_part"} <= set(tasks)
     assert "read_input" not in tasks  # reading a file retries in the parse task, by the same policy (below)
 
     calls = {"n": 0}

@@ -550,11 +550,11 @@ def test_an_unchanged_landing_file_is_not_read_again_and_a_rewritten_one_is_even
     monkeypatch.setattr(pipeline, "read_input", lambda path: read.append(os.path.basename(path)) or reading(path))
     monkeypatch.setattr(pipeline, "RACY_NS", 0)  # the files were written a moment ago: trust their times here
     tasks: list[str] = []  # the files a parse task was started for (each is a task run Prefect's server records)
-    mapping = pipeline.parse_file.map
+    mapping = pipeline.parse_files.map
     monkeypatch.setattr(
-        pipeline.parse_file,
+        pipeline.parse_files,
         "map",
-        lambda paths, *a: tasks.extend(os.path.basename(p) for p in paths) or mapping(paths, *a),
+        lambda groups, *a: tasks.extend(os.path.basename(p) for g in groups for p in g) or mapping(groups, *a),
     )
     assert [f.status for f in pipeline.run_pipeline(settings).files] == ["loaded", "loaded"]
     assert sorted(read) == ["a.csv", "b.csv"] and sorted(tasks) == ["a.csv", "b.csv"]
@@ -578,6 +578,57 @@ def test_an_unchanged_landing_file_is_not_read_again_and_a_rewritten_one_is_even
     second.unlink()
     pipeline.run_pipeline(settings)
     assert q(settings, "select count(*) from landing_seen where path like '%b.csv'") == [(0,)]  # forgotten
+
+
+def test_small_files_are_parsed_in_groups_with_one_validation_that_counts_what_per_file_ones_did(
+    tmp_path, prefect_backend, monkeypatch
+) -> None:
+    """105 MSD plate files of 150 kB took 0.5 s each, mostly a task run and a GX validation per file; small
+    files are now parsed in groups (parse_groups). The GX results are those of one validation per file, also
+    when the same export lands twice in one run, in the same group or in two."""
+    import os
+
+    import flows.pipeline as pipeline
+
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    exports = {
+        f"e{k}.csv": header + "".join(f"S{k}{i},IL-6,{1.5 + i},pg/mL,P{k}\n" for i in range(3)) for k in range(5)
+    }
+    exports["e5.csv"] = header + "S50,IL-6,abc,pg/mL,P5\nS51,IL-6,2,mg/dL,P5\n" + "S52,IL-6,2,pg/mL,P5\n" * 8
+    exports["e6.csv"] = exports["e1.csv"]  # the same export twice: in another group than e1 with two a group
+    exports["e7.csv"] = exports["e6.csv"]  # and twice within a group
+    exports["e8.csv"] = header + "S80,IL-6,4.5,pg/mL,P8\n"  # ... a group validated again without e6 and e7
+
+    def qc_of(files_per_group: int) -> tuple[list[tuple], list[list[str]]]:
+        home = tmp_path / f"home{files_per_group}"
+        settings = load_settings(env={}, home=home, subject_key="k", min_n=1000)
+        settings.landing.mkdir(parents=True)
+        for name, text in exports.items():
+            (settings.landing / name).write_text(text)
+        monkeypatch.setattr(pipeline, "GROUP_FILES", files_per_group)
+        started: list[list[str]] = []
+        mapping = pipeline.parse_files.map
+        monkeypatch.setattr(
+            pipeline.parse_files, "map", lambda groups, *a: started.extend(groups) or mapping(groups, *a)
+        )
+        outcomes = {f.name: f.status for f in pipeline.run_pipeline(settings).files}
+        assert outcomes["e6.csv"] == outcomes["e7.csv"] == "skipped" and outcomes["e1.csv"] == "loaded"
+        monkeypatch.setattr(pipeline.parse_files, "map", mapping)
+        qc = q(
+            settings,
+            "select suite, expectation, element_count, unexpected_count, unexpected_sample from qc_results "
+            "where suite in ('raw_measurements', 'files') order by all",
+        )
+        return qc, [[os.path.basename(p) for p in g] for g in started]
+
+    alone, one_each = qc_of(1)
+    assert len(one_each) == len(exports) and all(len(g) == 1 for g in one_each)  # one file a task, as before
+    grouped, threes = qc_of(3)
+    assert [len(g) for g in threes] == [3, 3, 3]  # e1 in the first group, e6 and e7 with e8 in the last
+    assert grouped == alone
+    raw = [r for r in alone if r[0] == "raw_measurements"]
+    assert {r[2] for r in raw} == {3 * 5 + 1}  # e0 to e4 and e8; e6, e7 skipped; e5 held whole (files suite)
+    assert [r[3] for r in alone if r[0] == "files" and "bad_row_share" in r[1]] == [1]
 
 
 def test_both_demos_in_one_landing_folder_keep_both_studies(tmp_path, prefect_backend) -> None:
