@@ -631,6 +631,52 @@ def test_small_files_are_parsed_in_groups_with_one_validation_that_counts_what_p
     assert [r[3] for r in alone if r[0] == "files" and "bad_row_share" in r[1]] == [1]
 
 
+def test_a_group_validated_again_leaves_out_a_file_the_ledger_already_held(
+    tmp_path, prefect_backend, monkeypatch
+) -> None:
+    """A group that holds the same export twice is validated again without the copy; a file of that group
+    whose content the ledger held before the run (read again because its times moved) stays out, as it did in
+    the task's own validation."""
+    import os
+
+    import flows.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "RACY_NS", 0)
+    monkeypatch.setattr(pipeline, "GROUP_FILES", 3)
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    header = "sample_id,analyte,value,unit,plate_id\n"
+
+    def export(name: str, rows: int) -> os.PathLike[str]:
+        path = settings.landing / name
+        path.write_text(header + "".join(f"{name[:2]}{i},IL-6,{1.5 + i},pg/mL,P{name[:2]}\n" for i in range(rows)))
+        old = time.time() - 60
+        os.utime(path, (old, old))
+        return path
+
+    export("f0.csv", 2)
+    f1 = export("f1.csv", 3)
+    export("f2.csv", 4)
+    pipeline.run_pipeline(settings)
+    os.utime(f1, (time.time() - 30, time.time() - 30))  # read again: the ledger knows its content
+    export("f3.csv", 5)
+    (settings.landing / "f4.csv").write_bytes((settings.landing / "f3.csv").read_bytes())  # f3 again
+    second = pipeline.run_pipeline(settings)
+    assert {f.name: f.status for f in second.files} == {
+        "f0.csv": "skipped",
+        "f1.csv": "skipped",
+        "f2.csv": "skipped",
+        "f3.csv": "loaded",
+        "f4.csv": "skipped",
+    }
+    counts = q(
+        settings,
+        "select distinct element_count from qc_results "
+        f"where suite = 'raw_measurements' and run_id = '{second.run_id}'",
+    )
+    assert counts == [(5,)]  # f3's rows only
+
+
 def test_both_demos_in_one_landing_folder_keep_both_studies(tmp_path, prefect_backend) -> None:
     """`refranges demo --platform explore-ht` in a home with the mixed demo wrote its own manifest.csv over the
     mixed one: the mixed demo's samples left the warehouse (26,160 measurements held as not in a manifest)."""
