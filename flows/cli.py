@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -179,6 +180,12 @@ def prefect_server(settings: Settings) -> Iterator[None]:
         yield
     finally:
         if server is not None:
+            # the run's last log records (a failed flow run's among them) go to the server while it is up:
+            # sent after it stopped, they printed "--- Error logging to API --- All connection attempts failed"
+            from prefect.logging.handlers import APILogWorker
+
+            with contextlib.suppress(Exception):
+                APILogWorker.drain_all(timeout=5)
             server.stop()
             os.environ.pop("PREFECT_API_URL", None)
 
@@ -197,16 +204,26 @@ def _check_format(fmt: str) -> None:
         fail(f"--format must be table or json, not {fmt!r}", 2)
 
 
-def check_warehouse(settings: Settings) -> None:
-    """Exit with one line when the warehouse path holds a file that is not a DuckDB database: before Prefect's
-    server starts, so that no failed flow run and no traceback come with it (the flows check it too)."""
-    from warehouse.db import WarehouseDamagedError, check_database_file
+def check_warehouse(settings: Settings, *, writing: bool = True) -> None:
+    """Exit with one line when the warehouse path holds a file that is not a DuckDB database (1), or, for a
+    command that writes, when another run keeps it busy past ``writer_wait_seconds`` (3): before Prefect's
+    server starts, so that no failed flow run and no traceback come with it. The flows check both again (a
+    run may take the lock between this check and the flow's; scheduled flows come without this command)."""
+    from warehouse.db import WarehouseBusyError, WarehouseDamagedError, check_database_file, writer_lock
 
-    if settings.warehouse is not None and settings.warehouse.is_file():
+    if settings.warehouse is None:
+        return
+    if settings.warehouse.is_file():
         try:
             check_database_file(settings.warehouse)
         except WarehouseDamagedError as exc:
             fail(str(exc), 1)
+    if writing:
+        try:
+            with writer_lock(settings.warehouse, wait_seconds=settings.writer_wait_seconds):
+                pass
+        except WarehouseBusyError as exc:
+            fail(str(exc), 3)
 
 
 def _run(settings: Settings, fmt: str = "table") -> int:
@@ -295,7 +312,7 @@ def ingest(
             "file goes by its path, or rename them"
         )
     quiet_environment(settings)
-    check_warehouse(settings)
+    check_warehouse(settings, writing=not dry_run)
     summary: dict[str, object] = {"dry_run": dry_run}
     held = None
     if dry_run:

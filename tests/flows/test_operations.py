@@ -203,6 +203,10 @@ def test_a_busy_warehouse_ends_the_cli_run_with_exit_3(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stdout + result.stderr
     assert "another refranges run" in " ".join(result.stderr.split())
     assert not settings.warehouse.exists()  # type: ignore[union-attr]
+    # one line, found before Prefect's server starts: no failed flow run's traceback, no "Error logging to API"
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert "Error logging to API" not in result.stderr + result.stdout
+    assert not (tmp_path / "prefect" / "prefect-server.log").exists()  # no server was started
 
 
 def test_only_io_tasks_retry_and_only_on_os_errors(tmp_path: Path, prefect_backend, monkeypatch) -> None:
