@@ -190,6 +190,22 @@ def prefect_server(settings: Settings) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
 
 
+@contextlib.contextmanager
+def stopped_in_one_line() -> Iterator[None]:
+    """A command that writes the warehouse, stopped by it or by the file system: its one-line reason and exit
+    code (3: another run keeps the warehouse busy; 1: not a DuckDB database, or the file system failed)."""
+    from warehouse.db import WarehouseBusyError, WarehouseDamagedError
+
+    try:
+        yield
+    except WarehouseBusyError as exc:
+        fail(str(exc), 3)
+    except WarehouseDamagedError as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(stopped_by_os_error(exc), 1)
+
+
 def stopped_by_os_error(exc: OSError) -> str:
     """The one-line message of a run stopped by the file system (a full disk, a lost mount, no permission)."""
     where = f" ({exc.filename})" if exc.filename else ""
@@ -237,17 +253,9 @@ def _run(settings: Settings, fmt: str = "table") -> int:
         from flows.pipeline import on_runner, run_pipeline
         from flows.progress import progress_bars
         from flows.summary import print_summary
-        from warehouse.db import WarehouseBusyError, WarehouseDamagedError
 
-        try:
-            with progress_bars(err):
-                summary = on_runner(run_pipeline, settings)(settings)
-        except WarehouseBusyError as exc:
-            fail(str(exc), 3)
-        except WarehouseDamagedError as exc:
-            fail(str(exc), 1)
-        except OSError as exc:
-            fail(stopped_by_os_error(exc), 1)
+        with stopped_in_one_line(), progress_bars(err):
+            summary = on_runner(run_pipeline, settings)(settings)
     if fmt == "json":
         typer.echo(json.dumps(summary.as_dict(), default=str, indent=1))
     else:
@@ -325,17 +333,9 @@ def ingest(
             fail(str(exc), 1)
     else:
         from flows.pipeline import ingest_paths, on_runner
-        from warehouse.db import WarehouseBusyError, WarehouseDamagedError
 
-        with prefect_server(settings):
-            try:
-                done = on_runner(ingest_paths, settings)(settings, paths)
-            except WarehouseBusyError as exc:
-                fail(str(exc), 3)
-            except WarehouseDamagedError as exc:
-                fail(str(exc), 1)
-            except OSError as exc:
-                fail(stopped_by_os_error(exc), 1)
+        with prefect_server(settings), stopped_in_one_line():
+            done = on_runner(ingest_paths, settings)(settings, paths)
         outcomes = done.files
         summary = {"dry_run": False, **done.as_dict()}
     if fmt == "json":
@@ -417,10 +417,9 @@ def release_version(releases: str | Path, version: str) -> str:
     if version != "latest":
         return version
     index = release_index(releases)
-    newest = index[-1] if index else None
-    if newest is None:
+    if not index:
         fail(f"no releases under {releases} yet; `refranges run` publishes one")
-    return str(newest["version"])
+    return str(index[-1]["version"])
 
 
 @releases_app.command("show")
@@ -568,16 +567,8 @@ def score(
         fail(str(exc))
     report = scored.to_json()
     if record:
-        from warehouse.db import WarehouseBusyError, WarehouseDamagedError
-
-        try:
+        with stopped_in_one_line():
             written = _record_scores(settings, scored)
-        except WarehouseBusyError as exc:
-            fail(str(exc), code=3)
-        except WarehouseDamagedError as exc:
-            fail(str(exc))
-        except OSError as exc:
-            fail(stopped_by_os_error(exc))
         err.print(f"recorded {written} results in person_scores of {settings.warehouse}")
     if fmt == "html":
         _write_pages(scored, report, tables, out)

@@ -347,6 +347,7 @@ def check_locations(settings: Settings, sources: Mapping[str, str] | None = None
     ``landing_mode = "move"`` it would remove what it loaded. A place in a hidden folder of the landing
     folder is never read (flows.landing.ignored), so Prefect's ``.prefect`` there is fine."""
     from flows.landing import ignored  # here: flows.landing imports the storage layer (fsspec)
+    from warehouse import NORMALISED_DIR, RAW_DIR
     from warehouse.storage import is_url
 
     landing = settings.landing
@@ -360,11 +361,11 @@ def check_locations(settings: Settings, sources: Mapping[str, str] | None = None
         ("releases", "releases", settings.releases),
         ("reports", "reports", settings.reports),
         ("warehouse", "warehouse", warehouse),
-        ("the raw store beside the warehouse", "warehouse", warehouse.parent / "raw" if warehouse else None),
+        ("the raw store beside the warehouse", "warehouse", warehouse.parent / RAW_DIR if warehouse else None),
         (
             "the normalised store beside the warehouse",
             "warehouse",
-            warehouse.parent / "normalised" if warehouse else None,
+            warehouse.parent / NORMALISED_DIR if warehouse else None,
         ),
         ("prefect_home", "prefect_home", settings.prefect_home),
     ]

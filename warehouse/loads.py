@@ -19,7 +19,7 @@ import polars as pl
 
 from transforms import schema
 from transforms.readers.olink_explore import HANDLING_FIELDS
-from warehouse import storage
+from warehouse import NORMALISED_DIR, RAW_DIR, storage
 
 
 def now() -> datetime:
@@ -90,9 +90,6 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
         con.execute(f"insert into {table} by name select * from __frame")  # table names are ours, not data
     finally:
         con.unregister("__frame")
-
-
-RAW_DIR = "raw"  # beside the warehouse file: <folder of warehouse.duckdb>/raw/<sha256>.parquet
 
 
 def raw_dir(con: duckdb.DuckDBPyConnection) -> Path:
@@ -231,7 +228,6 @@ def ensure_raw_store(con: duckdb.DuckDBPyConnection) -> int:
     return written
 
 
-NORMALISED_DIR = "normalised"  # beside the warehouse file: normalised/<run_id>/part-<k>.parquet
 #: The columns of ``measurements_normalised``: a run's normalised rows, with the run that built them.
 NORMALISED_STORE: dict[str, pl.DataType] = {**schema.NORMALISED, "run_id": pl.String()}
 NORMALISED_FILES = "select file from normalised_parts order by part"
