@@ -7,7 +7,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -123,18 +123,34 @@ def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
     """Write parsed rows (schema.MEASUREMENT) as the raw store keeps them. A text column with one value in
     every row (file name, hash, platform, often panel and unit, or nulls only) is written as a one-value
     Enum: Parquet then stores one dictionary entry instead of hashing every row, several times faster;
-    readers (DuckDB, the view) see text as before."""
+    readers (DuckDB, the view) see text as before.
+
+    The rows are kept in the order of their raw analyte name, then of their lines (``line_number`` gives the
+    export's own order), in row groups of RAW_ROW_GROUP rows: a normalisation part, which needs a few
+    analytes of every file, then reads only the row groups whose names can hold its own (Parquet's min/max
+    statistics, :func:`read_raw_part`), not the whole store."""
     rows = schema.conform(rows, schema.MEASUREMENT, categorical_text=True)  # dictionary-coded text stays so
+    if not rows["analyte_raw"].is_sorted(nulls_last=True):  # an export in analyte order is kept as it is
+        rows = rows.sort("analyte_raw", nulls_last=True, maintain_order=True)  # lines stay in order per name
     text = [name for name, dtype in rows.schema.items() if dtype == pl.String]
     constant = [  # a column of nulls only (no well, no QC note) the same way: a third of the time
         pl.lit(value, dtype=pl.Enum(["" if value is None else value])).alias(name)
         for name, value in schema.constant_columns(rows, text).items()
     ]
-    storage.write_parquet(rows.with_columns(constant), path, compression=RAW_COMPRESSION, compression_level=RAW_LEVEL)
+    storage.write_parquet(
+        rows.with_columns(constant),
+        path,
+        compression=RAW_COMPRESSION,
+        compression_level=RAW_LEVEL,
+        row_group_size=RAW_ROW_GROUP,
+    )
 
 
 RAW_COMPRESSION: Literal["zstd"] = "zstd"  # raw files are kept for good
 RAW_LEVEL = 1  # zstd's fastest level: 10 M Olink rows in 120 MB instead of 97 MB at level 3, in 2/3 of the time
+#: Rows per row group of a raw file: a 270,000-row Olink plate file in 17 groups of about 180 analytes each
+#: (its size within 1 % of one group per 135,000 rows).
+RAW_ROW_GROUP = 16_384
 
 
 @contextmanager
@@ -436,29 +452,9 @@ def raw_names(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 IN_STUDY = "m.cohort in ('healthy', 'patient')"  # rows of `measurements m` that reference and comparisons use
 
 
-COPY_FLUSH_ROWS = 100_000
-
-
-def _copy_parts(con: duckdb.DuckDBPyConnection, query: str, parts: pl.DataFrame, folder: Path) -> list[str]:
-    """Write the rows of ``query`` (which joins the table ``__parts`` and selects ``__part``) as Parquet, one
-    folder per part, in one pass inside DuckDB (no rows pass through Python). Returns a glob per part, in
-    part order."""
-    if parts.height == 0:
-        return []
-    con.register("__parts", parts.to_arrow())
-    # each writing thread buffers this many rows across the open part files before flushing them; DuckDB's
-    # default (524,288) needs more than a 1 GB memory limit with 30 parts of a wide raw table
-    con.execute(f"set partitioned_write_flush_threshold = {COPY_FLUSH_ROWS}")
-    try:
-        con.execute(f"copy ({query}) to ? (format parquet, partition_by (__part), overwrite_or_ignore)", [str(folder)])
-    finally:
-        con.unregister("__parts")
-    return [str(folder / f"__part={k}" / "*.parquet") for k in range(int(parts["part"].max()) + 1)]  # type: ignore[arg-type]
-
-
 #: Raw columns normalisation never reads (the well, run date and unit note, and what Olink Explore files
 #: carry for QC and rebuilds: assay id and type, block, counts, ExtNPX, PCNormalizedNPX, normalization). They
-#: stay in the raw store; the parts get nulls (schema.conform), which saves Parquet encoding in the hand-over.
+#: stay in the raw store; a part has them as nulls (schema.conform), which it never reads.
 NOT_FOR_NORMALISATION = (
     "well",
     "run_date",
@@ -473,18 +469,56 @@ NOT_FOR_NORMALISATION = (
 )
 
 
-def export_raw_parts(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame, folder: Path) -> list[str]:
-    """The loaded raw rows (without the columns in NOT_FOR_NORMALISATION) as Parquet, one folder per part of
-    ``parts`` (platform, panel, analyte_raw, part: see transforms.partitions.plan_normalise). Returns a glob
-    per part, in part order."""
-    return _copy_parts(
-        con,
-        f"select r.* exclude ({', '.join(NOT_FOR_NORMALISATION)}), p.part as __part from {LOADED_RAW} join __parts p "
-        "on r.platform is not distinct from p.platform and r.panel is not distinct from p.panel "
-        f"and r.analyte_raw = p.analyte_raw where {ANALYTE_ROWS}",
-        parts.select("platform", "panel", "analyte_raw", "part"),
-        folder,
-    )
+def loaded_raw_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The raw store's files of the loaded files, in the order of their content's sha256 (``source_sha256``
+    of their rows): :func:`read_raw_part` then gives a part's rows in (source_sha256, line_number) order."""
+    folder = raw_dir(con)
+    query = "select raw_file from files where status = 'loaded' and raw_file is not null order by sha256"
+    return [str(folder / r[0]) for r in con.execute(query).fetchall()]
+
+
+def read_raw_part(files: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
+    """The loaded raw rows of one normalisation part: the analyte rows (ANALYTE_ROWS) of ``files`` (raw store
+    files, :func:`loaded_raw_files`) whose platform, panel and analyte_raw are a row of ``keys``, in
+    schema.MEASUREMENT with the columns of NOT_FOR_NORMALISATION null. The rows are in the order of ``files``,
+    each file's in line order (the rows of one line, a wide export's analytes, in name order).
+
+    Read with polars, column-projected, straight from the raw store (no copy of the rows for the parts): a raw
+    file keeps its rows in analyte-name order (:func:`write_raw_parquet`), so the range of the part's names
+    skips the row groups that cannot hold them by their statistics, and a file written before that is read
+    whole and filtered the same way. Each file is its own scan: its one-value text columns are Enums of their
+    own values (cast to text here), and a file written before a column existed lacks it (null here)."""
+    wanted = [c for c in schema.MEASUREMENT if c not in NOT_FOR_NORMALISATION]
+    keys = keys.select("platform", "panel", "analyte_raw").drop_nulls("analyte_raw").unique()
+    if not files or keys.is_empty():
+        return pl.DataFrame(schema=schema.MEASUREMENT)
+    # per platform and panel, its names: a name can be another platform's too, in another part
+    wanted_rows = pl.lit(False)
+    for platform, panel, names in keys.group_by("platform", "panel").agg(pl.col("analyte_raw").sort()).iter_rows():
+        name, listed = pl.col("analyte_raw").cast(pl.String), pl.Series(names, dtype=pl.String).implode()
+        of = _is(pl.col("platform"), platform) & _is(pl.col("panel"), panel)
+        wanted_rows |= of & name.is_between(pl.lit(names[0]), pl.lit(names[-1])) & name.is_in(listed)
+    scans = []
+    for path in files:
+        scan = pl.scan_parquet(path, hive_partitioning=False)
+        present = scan.collect_schema()
+        keep = wanted_rows
+        if "assay_type" in present:  # Olink's internal control assays stay in the raw store
+            assay = pl.col("assay_type").cast(pl.String)
+            keep &= assay.is_null() | assay.is_in(schema.ANALYTE_ASSAY_TYPES)
+        scans.append(
+            scan.filter(keep)
+            .select([c for c in wanted if c in present])
+            .with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
+            .sort("line_number", maintain_order=True)  # the file's own order again (a part sorts by file, line)
+        )
+    return schema.conform(pl.concat(scans, how="diagonal").collect(), schema.MEASUREMENT)
+
+
+def _is(column: pl.Expr, value: str | None) -> pl.Expr:
+    """``column`` (text, dictionary-coded or not) equals ``value``; None matches nulls (DuckDB's ``is not
+    distinct from``)."""
+    return column.is_null() if value is None else column.cast(pl.String).eq(value).fill_null(False)
 
 
 def reference_sizes(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
