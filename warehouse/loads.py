@@ -467,6 +467,10 @@ NOT_FOR_NORMALISATION = (
     "pc_normalized_npx",
     "normalization",
 )
+#: The raw columns a normalisation part reads (:func:`read_raw_part`).
+FOR_NORMALISATION: dict[str, pl.DataType] = {
+    c: t for c, t in schema.MEASUREMENT.items() if c not in NOT_FOR_NORMALISATION
+}
 
 
 def loaded_raw_files(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -479,19 +483,19 @@ def loaded_raw_files(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 def read_raw_part(files: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
     """The loaded raw rows of one normalisation part: the analyte rows (ANALYTE_ROWS) of ``files`` (raw store
-    files, :func:`loaded_raw_files`) whose platform, panel and analyte_raw are a row of ``keys``, in
-    schema.MEASUREMENT with the columns of NOT_FOR_NORMALISATION null. The rows are in the order of ``files``,
-    each file's in line order (the rows of one line, a wide export's analytes, in name order).
+    files, :func:`loaded_raw_files`) whose platform, panel and analyte_raw are a row of ``keys``, in the
+    columns of FOR_NORMALISATION (without NOT_FOR_NORMALISATION: every copy a part makes of its frame would
+    copy them too). The rows are in the order of ``files``, each file's in line order (the rows of one line,
+    a wide export's analytes, in name order).
 
     Read with polars, column-projected, straight from the raw store (no copy of the rows for the parts): a raw
     file keeps its rows in analyte-name order (:func:`write_raw_parquet`), so the range of the part's names
     skips the row groups that cannot hold them by their statistics, and a file written before that is read
     whole and filtered the same way. Each file is its own scan: its one-value text columns are Enums of their
     own values (cast to text here), and a file written before a column existed lacks it (null here)."""
-    wanted = [c for c in schema.MEASUREMENT if c not in NOT_FOR_NORMALISATION]
     keys = keys.select("platform", "panel", "analyte_raw").drop_nulls("analyte_raw").unique()
     if not files or keys.is_empty():
-        return pl.DataFrame(schema=schema.MEASUREMENT)
+        return pl.DataFrame(schema=FOR_NORMALISATION)
     # per platform and panel, its names: a name can be another platform's too, in another part
     wanted_rows = pl.lit(False)
     for platform, panel, names in keys.group_by("platform", "panel").agg(pl.col("analyte_raw").sort()).iter_rows():
@@ -508,11 +512,11 @@ def read_raw_part(files: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
             keep &= assay.is_null() | assay.is_in(schema.ANALYTE_ASSAY_TYPES)
         scans.append(
             scan.filter(keep)
-            .select([c for c in wanted if c in present])
+            .select([c for c in FOR_NORMALISATION if c in present])
             .with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
             .sort("line_number", maintain_order=True)  # the file's own order again (a part sorts by file, line)
         )
-    return schema.conform(pl.concat(scans, how="diagonal").collect(), schema.MEASUREMENT)
+    return schema.conform(pl.concat(scans, how="diagonal").collect(), FOR_NORMALISATION)
 
 
 def _is(column: pl.Expr, value: str | None) -> pl.Expr:

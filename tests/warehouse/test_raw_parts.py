@@ -47,14 +47,14 @@ def raw_rows(label: str, rows: list[tuple[int, int, int, int, float]]) -> pl.Dat
 def oracle(frames: list[pl.DataFrame], keys: pl.DataFrame) -> pl.DataFrame:
     """What the part must get, computed the plain way: every row of every file, the part's (platform, panel,
     name) triples matched with nulls equal, internal control assays left out, in (file hash, line, name) order,
-    the columns normalisation never reads as nulls."""
+    without the columns normalisation never reads."""
     every = pl.concat(frames, how="vertical")
     analyte_rows = pl.col("assay_type").is_null() | pl.col("assay_type").is_in(schema.ANALYTE_ASSAY_TYPES)
     picked = every.filter(analyte_rows).join(
         keys.unique(), on=["platform", "panel", "analyte_raw"], how="semi", nulls_equal=True
     )
     picked = picked.sort(["source_sha256", "line_number", "analyte_raw"], maintain_order=True)
-    return schema.conform(picked.drop(loads.NOT_FOR_NORMALISATION), schema.MEASUREMENT)
+    return schema.conform(picked, loads.FOR_NORMALISATION)
 
 
 row = st.tuples(
