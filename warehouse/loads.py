@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from transforms import schema
@@ -130,20 +131,34 @@ def write_raw_parquet(rows: pl.DataFrame, path: Path | str) -> None:
     analytes of every file, then reads only the row groups whose names can hold its own (Parquet's min/max
     statistics, :func:`read_raw_part`), not the whole store."""
     rows = schema.conform(rows, schema.MEASUREMENT, categorical_text=True)  # dictionary-coded text stays so
-    if not rows["analyte_raw"].is_sorted(nulls_last=True):  # an export in analyte order is kept as it is
-        rows = rows.sort("analyte_raw", nulls_last=True, maintain_order=True)  # lines stay in order per name
     text = [name for name, dtype in rows.schema.items() if dtype == pl.String]
     constant = [  # a column of nulls only (no well, no QC note) the same way: a third of the time
         pl.lit(value, dtype=pl.Enum(["" if value is None else value])).alias(name)
         for name, value in schema.constant_columns(rows, text).items()
     ]
     storage.write_parquet(
-        rows.with_columns(constant),
+        _in_name_order(rows.with_columns(constant)),  # one value per column: nothing to reorder there
         path,
         compression=RAW_COMPRESSION,
         compression_level=RAW_LEVEL,
         row_group_size=RAW_ROW_GROUP,
     )
+
+
+def _in_name_order(rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` by analyte_raw (nulls last), each name's rows in their order: the rank of each row's name among
+    the few distinct names, then numpy's stable sort of those small integers (a radix sort). polars' own
+    stable sort by the text took 5.1 core-seconds for a 20-million-row Olink Explore HT file, this 0.9."""
+    names = rows.get_column("analyte_raw")
+    if names.is_sorted(nulls_last=True):  # an export in name order already is kept as it is
+        return rows
+    distinct = names.unique().sort(nulls_last=True)
+    rank_type = pl.UInt16 if distinct.len() <= 2**16 else pl.UInt32
+    ranks = pl.DataFrame({"analyte_raw": distinct, "__rank": pl.int_range(distinct.len(), dtype=rank_type, eager=True)})
+    of_row = rows.select("analyte_raw").join(
+        ranks, on="analyte_raw", how="left", nulls_equal=True, maintain_order="left"
+    )
+    return rows[np.argsort(of_row.get_column("__rank").to_numpy(), kind="stable")]
 
 
 RAW_COMPRESSION: Literal["zstd"] = "zstd"  # raw files are kept for good

@@ -147,3 +147,34 @@ def test_a_part_reads_raw_files_written_before_the_name_order_and_the_newer_colu
     of = got.group_by("source_file").agg("line_number")
     assert dict(of.iter_rows()) == {"old.csv": lines, "new.csv": [n for n in lines if n % 3 == 0]}  # assay rows only
     con.close()
+
+
+def test_dictionary_coded_names_and_missing_names_are_ordered_as_text_with_the_missing_last(tmp_path: Path) -> None:
+    """Olink Explore files come with their names dictionary-coded (Categorical): the raw file is in the names'
+    text order all the same (row-group statistics compare text), a row without a name last."""
+    names = ["TNF", None, "IL6", "CCL2", "IL6", None, "TNF", "CCL2", "IL10"]
+    frame = schema.conform(
+        pl.DataFrame(
+            {
+                "source_sha256": ["c" * 64] * len(names),
+                "line_number": list(range(2, len(names) + 2)),
+                "analyte_raw": pl.Series(names, dtype=pl.Categorical),
+                "value": [float(k) for k in range(len(names))],
+            }
+        ),
+        schema.MEASUREMENT,
+        categorical_text=True,
+    )
+    loads.write_raw_parquet(frame, tmp_path / "cat.parquet")
+    stored = pl.read_parquet(tmp_path / "cat.parquet").with_columns(pl.col("analyte_raw").cast(pl.String))
+    assert stored.select("analyte_raw", "line_number").rows() == [
+        ("CCL2", 5),
+        ("CCL2", 9),
+        ("IL10", 10),
+        ("IL6", 4),
+        ("IL6", 6),
+        ("TNF", 2),
+        ("TNF", 8),
+        (None, 3),
+        (None, 7),
+    ]
