@@ -469,7 +469,7 @@ IN_STUDY = "m.cohort in ('healthy', 'patient')"  # rows of `measurements m` that
 
 #: Raw columns normalisation never reads (the well, run date and unit note, and what Olink Explore files
 #: carry for QC and rebuilds: assay id and type, block, counts, ExtNPX, PCNormalizedNPX, normalization). They
-#: stay in the raw store; a part has them as nulls (schema.conform), which it never reads.
+#: stay in the raw store; a part does not read them (FOR_NORMALISATION).
 NOT_FOR_NORMALISATION = (
     "well",
     "run_date",
@@ -529,7 +529,7 @@ def read_raw_part(files: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
             scan.filter(keep)
             .select([c for c in FOR_NORMALISATION if c in present])
             .with_columns(pl.col(pl.Categorical, pl.Enum).cast(pl.String))
-            .sort("line_number", maintain_order=True)  # the file's own order again (a part sorts by file, line)
+            .sort("line_number", maintain_order=True)  # the file's own order again: files come in hash order
         )
     return schema.conform(pl.concat(scans, how="diagonal").collect(), FOR_NORMALISATION)
 
