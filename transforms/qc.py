@@ -42,8 +42,9 @@ def plate_statistics(frame: pl.DataFrame, anchors: pl.DataFrame | None = None) -
     # a CV needs two wells of one sample: only rows whose keys repeat are grouped (one row per sample and
     # analyte, as in Olink exports, groups nothing; the integer codes are hashed, not the text)
     repeated = pl.struct([pl.col(k).to_physical() for k in keys]).is_duplicated()
-    per_sample = (
-        wells.filter(measured)
+    per_sample = (  # of the columns it needs only: a filter copies every column it is given
+        wells.select([*keys, "__lin", "censoring"])
+        .filter(measured)
         .filter(repeated)
         .group_by(keys)
         .agg((pl.col("__lin").std() / pl.col("__lin").mean()).alias("cv"), pl.len().alias("n"))
