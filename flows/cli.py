@@ -193,14 +193,16 @@ def prefect_server(settings: Settings) -> Iterator[None]:
 @contextlib.contextmanager
 def stopped_in_one_line() -> Iterator[None]:
     """A command that writes the warehouse, stopped by it or by the file system: its one-line reason and exit
-    code (3: another run keeps the warehouse busy; 1: not a DuckDB database, or the file system failed)."""
+    code (3: another run keeps the warehouse busy; 1: not a DuckDB database, a raw store without a loaded
+    file's rows, or the file system failed)."""
     from warehouse.db import WarehouseBusyError, WarehouseDamagedError
+    from warehouse.loads import RawStoreDamagedError
 
     try:
         yield
     except WarehouseBusyError as exc:
         fail(str(exc), 3)
-    except WarehouseDamagedError as exc:
+    except (WarehouseDamagedError, RawStoreDamagedError) as exc:
         fail(str(exc), 1)
     except OSError as exc:
         fail(stopped_by_os_error(exc), 1)
@@ -222,7 +224,8 @@ def _check_format(fmt: str) -> None:
 
 def check_warehouse(settings: Settings, *, writing: bool = True) -> None:
     """Exit with one line when the warehouse path holds a file that is not a DuckDB database (1), or, for a
-    command that writes, when another run keeps it busy past ``writer_wait_seconds`` (3): before Prefect's
+    command that writes, when the raw store lacks a loaded file's rows (1: warehouse.loads.check_raw_store)
+    or another run keeps it busy past ``writer_wait_seconds`` (3): before Prefect's
     server starts, so that no failed flow run and no traceback come with it. The flows check both again (a
     run may take the lock between this check and the flow's; scheduled flows come without this command)."""
     from warehouse.db import WarehouseBusyError, WarehouseDamagedError, check_database_file, writer_lock
@@ -234,6 +237,15 @@ def check_warehouse(settings: Settings, *, writing: bool = True) -> None:
             check_database_file(settings.warehouse)
         except WarehouseDamagedError as exc:
             fail(str(exc), 1)
+        if writing:
+            from warehouse.db import connect
+            from warehouse.loads import RawStoreDamagedError, check_raw_store
+
+            try:
+                with connect(settings.warehouse, read_only=True) as con:
+                    check_raw_store(con)
+            except RawStoreDamagedError as exc:
+                fail(str(exc), 1)
     if writing:
         try:
             with writer_lock(settings.warehouse, wait_seconds=settings.writer_wait_seconds):

@@ -219,6 +219,39 @@ def _define_parquet_view(
         con.execute(f"comment on view {view} is '{digest}'")  # hex: safe to inline
 
 
+class RawStoreDamagedError(RuntimeError):
+    """A loaded file's rows are missing from the raw store; the message names them and says what to do."""
+
+
+def check_raw_store(con: duckdb.DuckDBPyConnection) -> None:
+    """Raise RawStoreDamagedError when a file the ledger lists as loaded has no raw file in the store (the
+    folder ``raw/`` cleaned or restored without the warehouse file): the view over it, and every run, stopped
+    in DuckDB's IOException with a traceback naming the run's private copy. The message names each missing
+    file, the export whose rows it held and where the archive keeps that export."""
+    folder = raw_dir(con)
+    try:
+        listed = con.execute(
+            "select raw_file, file_name, archive_path from files where status = 'loaded' and raw_file is not null "
+            "order by ingested_at, sha256"
+        ).fetchall()
+    except duckdb.Error:  # a warehouse from before the raw store: nothing listed yet (ensure_raw_store moves it)
+        return
+    missing = [(name, source, archive) for name, source, archive in listed if not (folder / name).is_file()]
+    if not missing:
+        return
+    shown = "; ".join(
+        f"{folder / name} (the rows of {source}{'' if archive is None else f', archived as {archive}'})"
+        for name, source, archive in missing[:3]
+    )
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    msg = (
+        f"the raw store lacks {len(missing)} of the {len(listed)} loaded files' rows: {shown}{more}; the run "
+        f"changed nothing. Restore {folder} from the backup taken with the warehouse file (they belong together: "
+        "docs/warehouse.md, Raw store)"
+    )
+    raise RawStoreDamagedError(msg)
+
+
 def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)define ``raw_measurements`` as the raw files of the loaded files the ledger lists, in the order they
     were ingested. Runs inside the caller's transaction: the view changes with the ledger or not at all."""

@@ -336,6 +336,41 @@ def test_a_warehouse_path_that_holds_no_duckdb_database_is_named_in_one_line(tmp
     db.check_database_file(warehouse)  # a real one passes
 
 
+def test_a_raw_store_without_a_loaded_files_rows_is_named_in_one_line_and_nothing_changes(tmp_path: Path) -> None:
+    """The folder raw/ cleaned (or restored from an older backup than the warehouse file): `run` stopped in
+    DuckDB's IOException with a traceback naming the run's private copy. It now names the missing raw file,
+    the export whose rows it held and where the archive keeps that export, before anything starts."""
+    import hashlib
+
+    import polars as pl
+
+    from transforms import schema
+    from warehouse import db, loads
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    (tmp_path / "landing").mkdir()
+    warehouse = tmp_path / "warehouse.duckdb"
+    sha = hashlib.sha256(b"plate 1").hexdigest()
+    rows = schema.conform(
+        pl.DataFrame({"source_file": ["plate1.csv"], "source_sha256": [sha], "line_number": [2], "value": [1.0]}),
+        schema.MEASUREMENT,
+    )
+    entry = loads.LedgerEntry(sha, "plate1.csv", "tidy", 10, 1, 1, 0, "loaded", None, "archive/ab/x.csv", "run-1")
+    with db.connect(warehouse) as con:
+        loads.load_file(con, entry, rows=rows)
+    (tmp_path / "raw" / f"{sha}.parquet").unlink()
+    before = warehouse.read_bytes()
+    refused = invoke("run", "--config", str(cfg), env={"COLUMNS": "600"})
+    assert refused.exit_code == 1, refused.output
+    assert refused.output.startswith("error: the raw store lacks 1 of the 1 loaded files' rows: "), refused.output
+    assert f"raw/{sha}.parquet (the rows of plate1.csv, archived as archive/ab/x.csv)" in refused.output
+    assert "Traceback" not in refused.output
+    assert warehouse.read_bytes() == before
+    with db.connect(warehouse, read_only=True) as con, pytest.raises(loads.RawStoreDamagedError):
+        loads.check_raw_store(con)
+
+
 def test_sql_table_shows_the_first_rows_and_says_more_follow(tmp_path: Path) -> None:
     """`select * from measurements` is tens of millions of rows at cohort scale: the table held them all in
     memory and drew them for minutes. It shows the first rows and says how to get the rest."""
