@@ -238,12 +238,10 @@ def check_warehouse(settings: Settings, *, writing: bool = True) -> None:
         except WarehouseDamagedError as exc:
             fail(str(exc), 1)
         if writing:
-            from warehouse.db import connect
-            from warehouse.loads import RawStoreDamagedError, check_raw_store
+            from warehouse.loads import RawStoreDamagedError, check_raw_store_of
 
             try:
-                with connect(settings.warehouse, read_only=True) as con:
-                    check_raw_store(con)
+                check_raw_store_of(settings.warehouse)
             except RawStoreDamagedError as exc:
                 fail(str(exc), 1)
     if writing:

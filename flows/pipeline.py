@@ -1139,8 +1139,7 @@ def _writing(settings: Settings) -> Iterator[tuple[Settings, RunSummary]]:
     with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
         _clear_leftovers(public)
         if public.is_file():  # a raw store without a loaded file's rows: one clear reason, nothing changed
-            with db.connect(public, read_only=True) as con:
-                loads.check_raw_store(con)
+            loads.check_raw_store_of(public)
         work = db.open_work_copy(public)
         on_copy = replace(settings, warehouse=work)
         with _connect(on_copy) as con:

@@ -252,6 +252,20 @@ def check_raw_store(con: duckdb.DuckDBPyConnection) -> None:
     raise RawStoreDamagedError(msg)
 
 
+def check_raw_store_of(path: Path) -> None:
+    """:func:`check_raw_store` of the warehouse file at ``path``, opened read-only. A file that another process
+    holds open for writing (an analyst's read-write DuckDB session: DuckDB's file lock) is not checked here;
+    a run works on a copy of it all the same."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return
+    try:
+        check_raw_store(con)
+    finally:
+        con.close()
+
+
 def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)define ``raw_measurements`` as the raw files of the loaded files the ledger lists, in the order they
     were ingested. Runs inside the caller's transaction: the view changes with the ledger or not at all."""

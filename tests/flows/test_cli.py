@@ -369,6 +369,10 @@ def test_a_raw_store_without_a_loaded_files_rows_is_named_in_one_line_and_nothin
     assert warehouse.read_bytes() == before
     with db.connect(warehouse, read_only=True) as con, pytest.raises(loads.RawStoreDamagedError):
         loads.check_raw_store(con)
+    with pytest.raises(loads.RawStoreDamagedError):
+        loads.check_raw_store_of(warehouse)
+    with db.connect(warehouse):  # held open for writing (an analyst's session): DuckDB refuses a second open
+        loads.check_raw_store_of(warehouse)  # so it is not checked here; a run copies the file all the same
 
 
 def test_sql_table_shows_the_first_rows_and_says_more_follow(tmp_path: Path) -> None:
