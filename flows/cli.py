@@ -228,28 +228,19 @@ def check_warehouse(settings: Settings, *, writing: bool = True) -> None:
     or another run keeps it busy past ``writer_wait_seconds`` (3): before Prefect's
     server starts, so that no failed flow run and no traceback come with it. The flows check both again (a
     run may take the lock between this check and the flow's; scheduled flows come without this command)."""
-    from warehouse.db import WarehouseBusyError, WarehouseDamagedError, check_database_file, writer_lock
+    from warehouse.db import check_database_file, writer_lock
+    from warehouse.loads import check_raw_store_of
 
     if settings.warehouse is None:
         return
-    if settings.warehouse.is_file():
-        try:
+    with stopped_in_one_line():  # the reasons and exit codes of a run stopped by the same checks
+        if settings.warehouse.is_file():
             check_database_file(settings.warehouse)
-        except WarehouseDamagedError as exc:
-            fail(str(exc), 1)
-        if writing:
-            from warehouse.loads import RawStoreDamagedError, check_raw_store_of
-
-            try:
+            if writing:
                 check_raw_store_of(settings.warehouse)
-            except RawStoreDamagedError as exc:
-                fail(str(exc), 1)
-    if writing:
-        try:
+        if writing:
             with writer_lock(settings.warehouse, wait_seconds=settings.writer_wait_seconds):
                 pass
-        except WarehouseBusyError as exc:
-            fail(str(exc), 3)
 
 
 def _run(settings: Settings, fmt: str = "table") -> int:

@@ -1020,10 +1020,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     report("files parsed and loaded", 0, len(paths))
     with _connect(settings) as con:  # one connection for the loads (opening one per file cost 0.1 s each)
         for k in range(len(paths)):  # in landing order
-            was_ready = ready[k]
-            if was_ready is not None:
-                parsed = was_ready
-            else:
+            if (parsed := ready[k]) is None:  # read in this run: its group's task holds it
                 future, i = parsing[k]
                 parsed = future.result()[i]
             if (results := parsed.frame("gx")) is not None:  # its group's validation, whatever this file is

@@ -231,8 +231,7 @@ def check_raw_store(con: duckdb.DuckDBPyConnection) -> None:
     folder = raw_dir(con)
     try:
         listed = con.execute(
-            "select raw_file, file_name, archive_path from files where status = 'loaded' and raw_file is not null "
-            "order by ingested_at, sha256"
+            f"select raw_file, file_name, archive_path {WITH_RAW_FILE} order by ingested_at, sha256"
         ).fetchall()
     except duckdb.Error:  # a warehouse from before the raw store: nothing listed yet (ensure_raw_store moves it)
         return
@@ -274,7 +273,9 @@ def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     _define_parquet_view(con, "raw_measurements", [folder / n for n in names], schema.MEASUREMENT)
 
 
-RAW_FILES = "select raw_file from files where status = 'loaded' and raw_file is not null order by ingested_at, sha256"
+#: The ledger's loaded files that have a raw file: the view lists them in the order they were ingested.
+WITH_RAW_FILE = "from files where status = 'loaded' and raw_file is not null"
+RAW_FILES = f"select raw_file {WITH_RAW_FILE} order by ingested_at, sha256"
 _SQL_TYPES = {pl.String: "varchar", pl.Int64: "bigint", pl.Float64: "double", pl.Date: "date"}
 
 
@@ -539,8 +540,7 @@ def loaded_raw_files(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The raw store's files of the loaded files, in the order of their content's sha256 (``source_sha256``
     of their rows): :func:`read_raw_part` then gives a part's rows in (source_sha256, line_number) order."""
     folder = raw_dir(con)
-    query = "select raw_file from files where status = 'loaded' and raw_file is not null order by sha256"
-    return [str(folder / r[0]) for r in con.execute(query).fetchall()]
+    return [str(folder / r[0]) for r in con.execute(f"select raw_file {WITH_RAW_FILE} order by sha256").fetchall()]
 
 
 def read_raw_part(files: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
@@ -559,10 +559,10 @@ def read_raw_part(files: Sequence[str], keys: pl.DataFrame) -> pl.DataFrame:
     if not files or keys.is_empty():
         return pl.DataFrame(schema=FOR_NORMALISATION)
     # per platform and panel, its names: a name can be another platform's too, in another part
-    wanted_rows = pl.lit(False)
+    name, wanted_rows = pl.col("analyte_raw").cast(pl.String), pl.lit(False)
     for platform, panel, names in keys.group_by("platform", "panel").agg(pl.col("analyte_raw").sort()).iter_rows():
-        name, listed = pl.col("analyte_raw").cast(pl.String), pl.Series(names, dtype=pl.String).implode()
         of = _is(pl.col("platform"), platform) & _is(pl.col("panel"), panel)
+        listed = pl.Series(names, dtype=pl.String).implode()
         wanted_rows |= of & name.is_between(pl.lit(names[0]), pl.lit(names[-1])) & name.is_in(listed)
     scans = []
     for path in files:
