@@ -118,7 +118,8 @@ def generate(
         ),
     ] = False,
 ) -> None:
-    """Write a demo data set (a manifest plus Olink and MSD exports, or an Olink Explore HT file) into OUT."""
+    """Write a demo data set (a manifest plus Olink and MSD exports, or an Olink Explore HT file) into the
+    folder given by --out."""
     from flows.landing import copy_demo
 
     if retest:

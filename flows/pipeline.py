@@ -616,7 +616,7 @@ def normalise_part(
     normalised-measurement suites applied, and validate the results with GX. Reads and writes Parquet only
     (any worker of the task runner); returns the paths of normalised (as the normalised store keeps them,
     with ``run_id``), held, anchors and gx."""
-    rows = loads.read_raw_part(raw_files, keys)  # each name's rows in (source_sha256, line_number) order
+    rows = loads.read_raw_part(raw_files, keys)  # in (source_sha256, line_number) order: the files are in sha order
     prepared, held = prepare_measurements(rows, pl.read_parquet(samples), lookup)
     del rows
     stats = plate_statistics(prepared)
