@@ -151,15 +151,29 @@ def render_release_report(
     """The HTML of a release report (no script, no outside request). At most ``max_plots`` groups get a
     plot (everyone's groups first); the page says how many did."""
     keys = [k for k in schema.GROUP_KEYS if k in quantiles.columns]
-    grids = quantiles.partition_by(keys, as_dict=True, maintain_order=True) if quantiles.height else {}
+    plotted = _plotted(intervals, max_plots)
+    # the grids and cohorts of the plotted groups only: a release of 3,000 groups plots 1,000 by default,
+    # and sorting every group's grid took 1 of the report's 1.5 s
+    drawn = intervals.with_row_index("__row").filter(pl.col("__row").is_in(sorted(plotted))).drop("__row")
+    grids = (
+        quantiles.join(drawn.select(keys), on=keys, how="semi", nulls_equal=True)
+        .sort("p", maintain_order=True)  # each group's grid in p order, with one sort
+        .partition_by(keys, as_dict=True, maintain_order=True)
+        if quantiles.height
+        else {}
+    )
     has_cohorts = comparison is not None and comparison.height > 0
     cohort_keys = [k for k in keys if comparison is not None and k in comparison.columns]
-    by_group = comparison.partition_by(cohort_keys, as_dict=True) if has_cohorts else {}  # type: ignore[union-attr]
-    plotted = _plotted(intervals, max_plots)
+    by_group = (
+        comparison.join(drawn.select(cohort_keys), on=cohort_keys, how="semi", nulls_equal=True).partition_by(  # type: ignore[union-attr]
+            cohort_keys, as_dict=True
+        )
+        if has_cohorts
+        else {}
+    )
+    no_grid = quantiles.clear()
     sections = []
     for row, group in enumerate(intervals.iter_rows(named=True)):
-        grid = grids.get(tuple(group[k] for k in keys), quantiles.clear()).sort("p")
-        cohorts = by_group.get(tuple(group[k] for k in cohort_keys), pl.DataFrame())
         rows = "".join(
             f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(group[k]))}</td></tr>"
             for k in (
@@ -178,6 +192,8 @@ def render_release_report(
         )
         picture = ""
         if row in plotted:
+            grid = grids.get(tuple(group[k] for k in keys), no_grid)
+            cohorts = by_group.get(tuple(group[k] for k in cohort_keys), pl.DataFrame())
             picture = _plot(group, grid, cohorts)
         sections.append(f"<section><h2>{title}</h2>{picture}<table>{rows}</table></section>")
     shown = (
