@@ -99,6 +99,7 @@ class RunSummary:
     release_path: str | None = None
     release_message: str = ""
     release_blocked: bool = False
+    release_damaged: bool = False  # the latest release's files no longer match its manifest
     report_path: str = ""
     warehouse: str = ""
     status: str = "completed"
@@ -862,6 +863,24 @@ def build_partitioned(settings: Settings, scratch: Path) -> ReferenceOutcome:
     return outcome
 
 
+def _unchanged_release(settings: Settings, version: str) -> dict[str, Any]:
+    """The outcome of a run whose inputs are those of the latest release ``version``: nothing published, and
+    the release's files checked against its manifest, since downstream apps keep pulling it (a folder
+    edited, truncated or half restored is reported on every run until it is restored)."""
+    assert settings.releases is not None
+    message = f"inputs unchanged since release {version}: nothing published"
+    damaged = releases.verify(settings.releases, version)
+    if not damaged:
+        return {"version": None, "message": message}
+    get_run_logger().warning("release %s no longer matches its manifest: %s", version, "; ".join(damaged))
+    return {
+        "version": None,
+        "message": f"{message}, but release {version} no longer matches its manifest ({'; '.join(damaged)}): "
+        f"restore its folder from a backup; `refranges releases verify {version}` checks it",
+        "damaged": True,
+    }
+
+
 def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     """Reference groups from healthy samples; publish a release when the inputs changed."""
     assert settings.warehouse is not None and settings.releases is not None
@@ -873,10 +892,7 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
         unregistered = None  # the latest release, made from these inputs by a run killed before its swap
         if last is not None and last["input_fingerprint"] == fingerprint:
             if loads.release_recorded(con, last["version"]):
-                return {
-                    "version": None,
-                    "message": f"inputs unchanged since release {last['version']}: nothing published",
-                }
+                return _unchanged_release(settings, last["version"])
             unregistered = last["version"]
         anchors = con.sql(
             "select * exclude (run_id) from normalisation_anchors order by platform, panel, analyte, control_id"
@@ -1107,7 +1123,7 @@ def _finish(settings: Settings, summary: RunSummary) -> State:
     """Record the run; a run that quarantined whole files ends as 'CompletedWithProblems'."""
     assert settings.warehouse is not None
     bad = [f for f in summary.files if f.status == "quarantined"]
-    if bad or summary.release_blocked:
+    if bad or summary.release_blocked or summary.release_damaged:
         summary.status = "completed_with_problems"
     summary.report_path = str(write_report(settings, summary))
     from flows.summary import summary_text
@@ -1117,7 +1133,7 @@ def _finish(settings: Settings, summary: RunSummary) -> State:
         loads.finish_run(con, summary.run_id, status=summary.status, summary=summary.as_dict())
     if summary.status != "completed":
         problems = [f"{len(bad)} file(s) quarantined: " + "; ".join(f.name for f in bad)] if bad else []
-        if summary.release_blocked:
+        if summary.release_blocked or summary.release_damaged:
             problems.append(summary.release_message)
         return Completed(message=" | ".join(problems), name="CompletedWithProblems", data=summary)
     return Completed(message=summary.release_message or "ok", data=summary)
@@ -1202,6 +1218,7 @@ def run_pipeline(settings: Settings) -> RunSummary:
         summary.groups_skipped = list(release.get("skipped", []))
         summary.release_message = str(release["message"])
         summary.release_blocked = bool(release.get("blocked", False))
+        summary.release_damaged = bool(release.get("damaged", False))
         state = _finish(settings, summary)
     return state  # type: ignore[return-value]  # the flow returns the state's data
 

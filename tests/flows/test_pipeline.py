@@ -954,3 +954,31 @@ def test_a_retest_exported_by_the_lab_is_scored_on_the_release_scale_as_json_and
         timeout=120,
     )
     assert _png_is_drawn(shot)
+
+
+def test_a_run_with_nothing_new_reports_a_latest_release_whose_files_no_longer_match_its_manifest(
+    tmp_path, prefect_backend
+) -> None:
+    """Downstream apps keep pulling the latest release: a file of it edited or truncated after publication is
+    reported by every run until the folder is restored, and the run ends with problems; nothing is
+    published over it (the inputs did not change)."""
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="test-key")
+    copy_demo(generate_demo(seed=9, n_healthy=150, n_patients=20).files, settings.landing)
+    first = run_pipeline(settings)
+    assert first.release_version is not None and first.status == "completed"
+    damaged = settings.releases / first.release_version / "reference_intervals.parquet"
+    original = damaged.read_bytes()
+    damaged.chmod(0o644)  # published read-only
+    damaged.write_bytes(original[:-10])
+    again = run_pipeline(settings)
+    assert again.release_version is None and again.release_damaged
+    assert again.status == "completed_with_problems"
+    assert "reference_intervals.parquet: sha256 differs from the manifest" in again.release_message
+    assert f"refranges releases verify {first.release_version}" in again.release_message
+    assert len(releases.read_index(settings.releases)) == 1
+    damaged.write_bytes(original)  # restored from a backup
+    restored = run_pipeline(settings)
+    assert restored.status == "completed" and not restored.release_damaged
+    assert restored.release_message == f"inputs unchanged since release {first.release_version}: nothing published"
