@@ -244,6 +244,20 @@ def check_warehouse(settings: Settings, *, writing: bool = True) -> None:
                 pass
 
 
+def check_release_index(settings: Settings) -> None:
+    """Exit 1 with one line when the release store's index is damaged (not JSON, or no list of releases):
+    a run reads it to decide whether to publish, and stopped with a traceback in a failed flow run. Checked
+    before Prefect's server starts; the flow raises the same one-line reason for scheduled runs."""
+    from warehouse.releases import ReleaseError, read_index
+
+    if settings.releases is None:
+        return
+    try:
+        read_index(settings.releases)
+    except ReleaseError as exc:
+        fail(f"{exc}. The run did not start: nothing was changed", 1)
+
+
 def _run(settings: Settings, fmt: str = "table") -> int:
     _check_format(fmt)
     try:
@@ -251,6 +265,7 @@ def _run(settings: Settings, fmt: str = "table") -> int:
     except FileNotFoundError as exc:
         fail(f"{exc.strerror} ({exc.filename})", 2)
     check_warehouse(settings)
+    check_release_index(settings)
     with prefect_server(settings):
         from flows.pipeline import on_runner, run_pipeline
         from flows.progress import progress_bars

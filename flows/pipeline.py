@@ -869,7 +869,10 @@ def _unchanged_release(settings: Settings, version: str) -> dict[str, Any]:
     edited, truncated or half restored is reported on every run until it is restored)."""
     assert settings.releases is not None
     message = f"inputs unchanged since release {version}: nothing published"
-    damaged = releases.verify(settings.releases, version)
+    try:
+        damaged = releases.verify(settings.releases, version)
+    except releases.ReleaseError as exc:  # its manifest unreadable: the message says which file and what to do
+        damaged = [str(exc)]
     if not damaged:
         return {"version": None, "message": message}
     get_run_logger().warning("release %s no longer matches its manifest: %s", version, "; ".join(damaged))

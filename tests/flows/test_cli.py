@@ -375,6 +375,24 @@ def test_a_raw_store_without_a_loaded_files_rows_is_named_in_one_line_and_nothin
         loads.check_raw_store_of(warehouse)  # so it is not checked here; a run copies the file all the same
 
 
+def test_a_damaged_release_index_is_named_in_one_line_before_the_run_starts(tmp_path: Path) -> None:
+    """A release store whose index.json is not JSON (a half-restored backup, a hand edit) stopped `run` with a
+    traceback in a failed flow run: the run reads it to decide whether to publish."""
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    (tmp_path / "landing").mkdir()
+    index = tmp_path / "releases" / "index.json"
+    index.parent.mkdir()
+    for damaged, why in (("[{", "not valid JSON"), ('{"releases": 3}', "lists no releases")):
+        index.write_text(damaged)
+        refused = invoke("run", "--config", str(cfg), env={"COLUMNS": "400"})
+        assert refused.exit_code == 1, refused.output
+        assert refused.output.startswith(f"error: {index}: {why}"), refused.output
+        assert "nothing was changed" in refused.output and "Traceback" not in refused.output
+        assert index.read_text() == damaged
+        assert not (tmp_path / "warehouse.duckdb").exists()  # stopped before anything was written
+
+
 def test_sql_table_shows_the_first_rows_and_says_more_follow(tmp_path: Path) -> None:
     """`select * from measurements` is tens of millions of rows at cohort scale: the table held them all in
     memory and drew them for minutes. It shows the first rows and says how to get the rest."""

@@ -978,6 +978,13 @@ def test_a_run_with_nothing_new_reports_a_latest_release_whose_files_no_longer_m
     assert "reference_intervals.parquet: sha256 differs from the manifest" in again.release_message
     assert f"refranges releases verify {first.release_version}" in again.release_message
     assert len(releases.read_index(settings.releases)) == 1
+    manifest = damaged.parent / "manifest.json"
+    listed = manifest.read_bytes()
+    manifest.chmod(0o644)
+    manifest.write_text('{"files')  # the manifest itself damaged: named, never a traceback
+    unreadable = run_pipeline(settings)
+    assert unreadable.release_damaged and "manifest.json: not valid JSON" in unreadable.release_message
+    manifest.write_bytes(listed)
     damaged.write_bytes(original)  # restored from a backup
     restored = run_pipeline(settings)
     assert restored.status == "completed" and not restored.release_damaged
