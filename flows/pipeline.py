@@ -70,6 +70,14 @@ class FileOutcome:
         """A file whose content the warehouse (or this run) already holds: nothing to load."""
         return cls(name, sha, "skipped", reason="already ingested (same content)")
 
+    @property
+    def named_reason(self) -> str:
+        """The reason as one line that names the file once: most reasons begin with the file's name already
+        (so do the ledger's and the quarantine folder's), and a summary that prefixed it again read
+        ``empty.csv: empty.csv: the file is empty``."""
+        reason = self.reason or ""
+        return reason if reason.startswith(f"{self.name}:") else f"{self.name}: {reason}"
+
     def ledger_entry(self, *, size_bytes: int, archive_path: str | None, run_id: str) -> loads.LedgerEntry:
         """The warehouse ledger row of this outcome (a quarantined file loads no row)."""
         return loads.LedgerEntry(
@@ -539,7 +547,7 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str, con: Any) 
         _quarantine_file(settings, path, o.reason or "", copy=not parsed.unread)
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
         loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
-        logger.warning("quarantined file %s: %s", o.name, o.reason)
+        logger.warning("quarantined file %s", o.named_reason)
     else:
         archive = parsed.archive
         assert archive is not None, f"{o.name}: its parse task archives every file it plans to load"

@@ -34,7 +34,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         else _counts(Counter(f.layout or "?" for f in new if f.status == "loaded")),
     )
     table.add_row("files unchanged (skipped)", str(len(skipped)), "same content already ingested" if skipped else "")
-    table.add_row("files quarantined", str(len(bad_files)), "; ".join(f"{f.name}: {f.reason}" for f in bad_files))
+    table.add_row("files quarantined", str(len(bad_files)), "; ".join(f.named_reason for f in bad_files))
     table.add_row("rows read", str(sum(f.rows_read for f in new)), "")
     table.add_row("rows loaded", str(sum(f.rows_loaded for f in new)), "")
     table.add_row("rows quarantined at ingest", str(sum(f.rows_quarantined for f in new)), "")

@@ -62,3 +62,17 @@ def test_every_hostile_input_ends_with_a_reason_and_a_balanced_ledger(name: str,
     if status == "quarantined":
         assert o.reason and o.reason.startswith(f"{name}: "), o.reason  # the reason names the file
         assert words is None or words in o.reason, o.reason
+
+
+def test_the_run_summary_names_each_quarantined_file_once(tmp_path: Path) -> None:
+    """The summary's detail read ``empty.csv: empty.csv: the file is empty``: it put the file's name before a
+    reason that begins with it. A reason that does not (a file-level reason made elsewhere) still gets it."""
+    from flows.pipeline import FileOutcome, RunSummary
+    from flows.summary import summary_text
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k")
+    outcomes = [plan_file(CORPUS[name][0], f"run1/{name}", settings, set(), b"k").outcome for name in ("empty.csv",)]
+    outcomes.append(FileOutcome("b.csv", "0" * 64, "quarantined", reason="held back by hand"))
+    text = summary_text(RunSummary("r1", files=outcomes), width=400)
+    assert "run1/empty.csv: the file is empty" in text and text.count("run1/empty.csv") == 1, text
+    assert "b.csv: held back by hand" in text and text.count("b.csv") == 1, text
