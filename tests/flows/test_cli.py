@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,14 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     assert not (tmp_path / "pwned.csv").exists()
     passwd = invoke("sql", "select * from read_csv('/etc/passwd')", "--config", str(cfg))
     assert passwd.exit_code == 1 and "disabled by configuration" in " ".join(passwd.output.split())
+    # every example of docs/warehouse.md runs as written; none takes the latest release as max(version), which
+    # as text puts 2026.12.07-9 after 2026.12.07-10
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "warehouse.md").read_text(encoding="utf-8")
+    examples = re.findall(r"```sql\n(.*?)```", doc, flags=re.S)
+    assert len(examples) >= 8 and not [e for e in examples if "max(version)" in e]
+    for example in examples:
+        ran = invoke("sql", example, "--format", "csv", "--config", str(cfg))
+        assert ran.exit_code == 0, f"{example}\n{ran.output}"
 
     # a demo person with two visits, exported in the generic tidy format, placed against the release
     person = invoke(
