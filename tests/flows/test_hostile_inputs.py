@@ -71,8 +71,8 @@ def test_the_run_summary_names_each_quarantined_file_once(tmp_path: Path) -> Non
     from flows.summary import summary_text
 
     settings = load_settings(env={}, home=tmp_path, subject_key="k")
-    outcomes = [plan_file(CORPUS[name][0], f"run1/{name}", settings, set(), b"k").outcome for name in ("empty.csv",)]
-    outcomes.append(FileOutcome("b.csv", "0" * 64, "quarantined", reason="held back by hand"))
+    empty = plan_file(CORPUS["empty.csv"][0], "run1/empty.csv", settings, set(), b"k").outcome
+    outcomes = [empty, FileOutcome("b.csv", "0" * 64, "quarantined", reason="held back by hand")]
     text = summary_text(RunSummary("r1", files=outcomes), width=400)
     assert "run1/empty.csv: the file is empty" in text and text.count("run1/empty.csv") == 1, text
     assert "b.csv: held back by hand" in text and text.count("b.csv") == 1, text
