@@ -78,8 +78,11 @@ class FileOutcome:
         reason = self.reason or ""
         return reason if reason.startswith(f"{self.name}:") else f"{self.name}: {reason}"
 
-    def ledger_entry(self, *, size_bytes: int, archive_path: str | None, run_id: str) -> loads.LedgerEntry:
-        """The warehouse ledger row of this outcome (a quarantined file loads no row)."""
+    def ledger_entry(
+        self, *, size_bytes: int, archive_path: str | None, run_id: str, decided_under: str | None = None
+    ) -> loads.LedgerEntry:
+        """The warehouse ledger row of this outcome (a quarantined file loads no row; ``decided_under``: the
+        run's decision fingerprint, kept for a quarantined file)."""
         return loads.LedgerEntry(
             self.sha256,
             self.name,
@@ -93,6 +96,7 @@ class FileOutcome:
             archive_path,
             run_id,
             self.info or None,
+            decided_under,
         )
 
 
@@ -242,6 +246,17 @@ def _quarantine_file(settings: Settings, path: storage.Location, reason: str, *,
         storage.write_bytes(target, storage.read_bytes(path))
     (settings.quarantine / f"{name}.reason.txt").write_text(reason + "\n", encoding="utf-8")
     return target
+
+
+def _unquarantine(settings: Settings, path: storage.Location, sha: str) -> None:
+    """Remove a loaded file's copy and reason from the quarantine folder, where an earlier run put them
+    (only a copy of the same content: a later version of the same name quarantined there stays)."""
+    assert settings.quarantine is not None
+    name = landing_name(path, settings)
+    target = settings.quarantine / name
+    if target.is_file() and _sha256(target.read_bytes()) == sha:
+        target.unlink()
+        (settings.quarantine / f"{name}.reason.txt").unlink(missing_ok=True)
 
 
 @dataclass
@@ -532,9 +547,13 @@ def parse_files(
     return [r.parsed for r in read]
 
 
-def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str, con: Any) -> FileOutcome:
+def _load_parsed(
+    parsed: ParsedFile, settings: Settings, run_id: str, con: Any, decided_under: str | None, retried: Set[str]
+) -> FileOutcome:
     """Load one parsed file into the warehouse atomically (the flow's single writer does this, in order), on
-    the run's open connection ``con`` (each file is its own transaction)."""
+    the run's open connection ``con`` (each file is its own transaction). ``decided_under``: the run's
+    decision fingerprint, recorded with a file quarantined whole; ``retried``: the contents quarantined whole
+    under another one, read again by this run (one that loads now leaves the quarantine folder)."""
     logger = get_run_logger()
     assert settings.warehouse is not None
     o, path = parsed.outcome, parsed.path
@@ -545,7 +564,9 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str, con: Any) 
         if earlier:  # a broken re-export never hides the good rows of the version before it
             o.reason = f"{o.reason}; the loaded version of {o.name} ({earlier[0][:12]}) stays in use"
         _quarantine_file(settings, path, o.reason or "", copy=not parsed.unread)
-        entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id)
+        entry = o.ledger_entry(
+            size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id, decided_under=decided_under
+        )
         loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s", o.named_reason)
     else:
@@ -568,6 +589,9 @@ def _load_parsed(parsed: ParsedFile, settings: Settings, run_id: str, con: Any) 
             handling=parsed.frame("handling"),
             defer_view=True,  # re-pointed once when the run's files are loaded (_ingest)
         )
+        if o.sha256 in retried:  # quarantined whole before, loaded now: its copy and reason are stale
+            _unquarantine(settings, parsed.path, o.sha256)
+            logger.info("%s: quarantined whole under other settings or code before, loaded now", o.name)
         logger.info(
             "%s: %s, %d rows read, %d loaded, %d quarantined",
             o.name,
@@ -723,6 +747,14 @@ def _normalised_counts(con: Any) -> tuple[int, dict[str, int]]:
     n_rows = con.sql("select count(*) from measurements_normalised").fetchall()[0][0]
     held = con.sql('select "check", count(*) from quarantine group by all').fetchall()
     return int(n_rows), {str(k): int(v) for k, v in held}
+
+
+def decision_fingerprint(settings: Settings) -> str:
+    """What decides a file's outcome besides its bytes: the settings, the analyte dictionary and refranges
+    itself. A file quarantined whole under another fingerprint is read again (loads.known_hashes): a raised
+    threshold, a completed dictionary or a reader that now knows the layout may load it."""
+    _, dictionary_sha = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
+    return input_fingerprint(settings, [], f"{dictionary_sha}:{code_version()}")
 
 
 def input_fingerprint(settings: Settings, file_hashes: list[str], dictionary_sha: str) -> str:
@@ -1014,8 +1046,10 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     derived tables."""
     assert settings.warehouse is not None
     key = subject_key(settings)
+    decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
-        known = loads.known_hashes(con)
+        known = loads.known_hashes(con, decided_under)  # a file quarantined under other settings: read again
+        retried = loads.quarantined_under_other(con, decided_under)
         seen = loads.landing_seen(con)
     gx: list[pl.DataFrame] = []
     file_stats: list[pl.DataFrame] = []
@@ -1061,7 +1095,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
                     {},
                     seen=parsed.seen,
                 )
-            outcome = _load_parsed(parsed, settings, summary.run_id, con)
+            outcome = _load_parsed(parsed, settings, summary.run_id, con, decided_under, retried)
             known.add(outcome.sha256)
             if parsed.seen is not None and not parsed.unread:
                 looked[os.path.abspath(parsed.path)] = parsed.seen
@@ -1258,7 +1292,7 @@ def dry_run(paths: list[Path], settings: Settings) -> tuple[list[FileOutcome], p
     known: set[str] = set()
     if settings.warehouse.exists():
         with db.connect(settings.warehouse, read_only=True) as con:
-            known = loads.known_hashes(con)
+            known = loads.known_hashes(con, decision_fingerprint(settings))
     outcomes, held = [], []
     for path in paths:
         plan = plan_file(path.read_bytes(), landing_name(path, settings), settings, known, b"dry-run")

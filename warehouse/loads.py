@@ -41,14 +41,31 @@ class LedgerEntry:
     archive_path: str | None
     run_id: str
     info: dict[str, object] | None = None  # what the file says of itself (Olink product, versions, LOD rule)
+    decided_under: str | None = None  # a quarantined file: the settings, dictionary and code that decided it
 
 
 #: The file facts that have columns of their own in ``files`` (the rest are in ``file_info_json``).
 FILE_INFO_COLUMNS = ("product", "data_file_type", "software_version", "data_analysis_ref_id")
 
 
-def known_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {r[0] for r in con.execute("select sha256 from files").fetchall()}
+def known_hashes(con: duckdb.DuckDBPyConnection, decided_under: str | None = None) -> set[str]:
+    """The contents the ledger knows, which a run does not read again. With ``decided_under`` (the run's
+    decision fingerprint), a file quarantined whole under other settings, another analyte dictionary or
+    another refranges is not among them: what held it back may have changed (:func:`quarantined_under_other`)."""
+    known = {r[0] for r in con.execute("select sha256 from files").fetchall()}
+    return known - quarantined_under_other(con, decided_under) if decided_under is not None else known
+
+
+def quarantined_under_other(con: duckdb.DuckDBPyConnection, decided_under: str) -> set[str]:
+    """The sha256 of files quarantined whole under a decision fingerprint other than ``decided_under`` (or
+    before the ledger recorded one)."""
+    recorded = con.execute(  # a read-only look at a warehouse not yet migrated (ingest --dry-run) has no column
+        "select count(*) from duckdb_columns() where table_name = 'files' and column_name = 'decided_under'"
+    ).fetchall()[0][0]
+    if not recorded:
+        return {r[0] for r in con.execute("select sha256 from files where status = 'quarantined'").fetchall()}
+    query = "select sha256 from files where status = 'quarantined' and decided_under is distinct from ?"
+    return {r[0] for r in con.execute(query, [decided_under]).fetchall()}
 
 
 #: A local landing file as a run saw it: size in bytes, mtime_ns, ctime_ns, inode.
@@ -442,6 +459,14 @@ def load_file(
         raw_file = _store_raw(rows, raw_dir(con), entry.sha256)
     try:
         with _transaction(con):
+            # a file quarantined whole before, read again under new settings or code: its new outcome replaces
+            # the old one (its reason and held rows), loaded or quarantined again
+            con.execute(
+                "delete from quarantine_rows where source_sha256 = ? and source_sha256 in "
+                "(select sha256 from files where status = 'quarantined')",
+                [entry.sha256],
+            )
+            con.execute("delete from files where sha256 = ? and status = 'quarantined'", [entry.sha256])
             replaced = loaded_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
             for old in replaced:
                 con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
@@ -465,8 +490,8 @@ def load_file(
             con.execute(
                 "insert into files (sha256, file_name, layout, size_bytes, rows_read, rows_loaded, "
                 "rows_quarantined, status, reason, archive_path, run_id, ingested_at, raw_file, product, "
-                "data_file_type, software_version, data_analysis_ref_id, file_info_json) "
-                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "data_file_type, software_version, data_analysis_ref_id, file_info_json, decided_under) "
+                "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     entry.sha256,
                     entry.file_name,
@@ -483,6 +508,7 @@ def load_file(
                     raw_file,
                     *(None if info.get(k) is None else str(info[k]) for k in FILE_INFO_COLUMNS),
                     json.dumps(info, sort_keys=True, default=str) if info else None,
+                    entry.decided_under if entry.status == "quarantined" else None,
                 ],
             )
             if (raw_file is not None or replaced) and not defer_view:

@@ -527,6 +527,65 @@ def test_a_loaded_file_the_run_may_not_remove_from_the_landing_folder_is_reporte
     assert [f.status for f in again.files] == ["skipped"] and not (settings.landing / "a.csv").exists()
 
 
+def test_a_file_quarantined_whole_is_read_again_when_the_settings_change_and_loads_if_they_allow_it(
+    tmp_path, prefect_backend, monkeypatch
+) -> None:
+    """A file quarantined whole was known by its hash for good: after raising max_bad_row_share (or a newer
+    refranges, or a completed analyte dictionary) every run skipped it as "same content already ingested". It
+    is read again when the decision fingerprint changed, and only then."""
+    import flows.pipeline as pipeline
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    rows = [f"S{i},IL-6,{1.5 + i},pg/mL,P1" for i in range(7)] + [f"S{i},IL-6,n/a?,pg/mL,P1" for i in (7, 8, 9)]
+    lab = settings.landing / "lab.csv"
+    lab.write_text("sample_id,analyte,value,unit,plate_id\n" + "\n".join(rows) + "\n")
+    monkeypatch.setattr(pipeline, "RACY_NS", 0)  # written a moment ago: trust its times here
+    read: list[str] = []
+    reading = pipeline.read_input
+    monkeypatch.setattr(pipeline, "read_input", lambda path, **kw: (read.append(str(path)), reading(path, **kw))[1])
+
+    first = run_pipeline(settings)  # 3 of 10 rows unusable: over the default share of 0.2
+    assert [f.status for f in first.files] == ["quarantined"] and (settings.quarantine / "lab.csv").exists()
+    again = run_pipeline(settings)  # the same settings: not read again
+    assert [f.status for f in again.files] == ["skipped"] and len(read) == 1
+
+    raised = dataclasses.replace(settings, max_bad_row_share=0.5)
+    loaded = run_pipeline(raised)
+    assert len(read) == 2 and [(f.status, f.rows_loaded, f.rows_quarantined) for f in loaded.files] == [
+        ("loaded", 7, 3)
+    ]
+    assert q(raised, "select status, rows_loaded, decided_under from files") == [("loaded", 7, None)]
+    held = q(raised, 'select stage, "check", count(*) from quarantine group by all order by all')
+    assert held == [("link", "sample_in_manifest", 7), ("parse", "value_is_number", 3)]  # no file-level row left
+    assert not (settings.quarantine / "lab.csv").exists()  # the stale copy and reason are gone
+    assert not (settings.quarantine / "lab.csv.reason.txt").exists()
+    assert q(raised, "select count(*) from raw_measurements") == [(7,)]
+    assert [f.status for f in run_pipeline(settings).files] == ["skipped"] and len(read) == 2  # loaded stays
+
+
+def test_a_file_quarantined_whole_under_other_settings_and_quarantined_again_keeps_one_ledger_row(
+    tmp_path, prefect_backend
+) -> None:
+    """Read again under new settings that still hold it back, a file is quarantined once more: one ledger row
+    (its sha256 is the key), with the new reason and fingerprint, and its held rows once."""
+    from flows.pipeline import decision_fingerprint, run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    rows = [f"S{i},IL-6,{1.5 + i},pg/mL,P1" for i in range(5)] + [f"S{i},IL-6,n/a?,pg/mL,P1" for i in range(5, 10)]
+    (settings.landing / "lab.csv").write_text("sample_id,analyte,value,unit,plate_id\n" + "\n".join(rows) + "\n")
+    run_pipeline(settings)
+    stricter = dataclasses.replace(settings, max_bad_row_share=0.3)
+    assert decision_fingerprint(stricter) != decision_fingerprint(settings)
+    second = run_pipeline(stricter)
+    assert [f.status for f in second.files] == ["quarantined"]
+    ledger = q(stricter, "select status, decided_under from files")
+    assert ledger == [("quarantined", decision_fingerprint(stricter))]
+    assert q(stricter, "select count(*) from quarantine_rows where stage = 'parse'") == [(5,)]
+
+
 def test_an_unchanged_landing_file_is_not_read_again_and_a_rewritten_one_is_even_with_its_old_size_and_mtime(
     tmp_path, prefect_backend, monkeypatch
 ) -> None:
