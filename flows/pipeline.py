@@ -249,14 +249,17 @@ def _quarantine_file(settings: Settings, path: storage.Location, reason: str, *,
 
 
 def _unquarantine(settings: Settings, path: storage.Location, sha: str) -> None:
-    """Remove a loaded file's copy and reason from the quarantine folder, where an earlier run put them
-    (only a copy of the same content: a later version of the same name quarantined there stays)."""
+    """Remove a loaded file's copy and reason from the quarantine folder, where an earlier run put them. A
+    copy of other content (a later version of the same name, quarantined there) stays with its reason; the
+    reason of a copy someone took back into the landing folder (move mode) goes."""
     assert settings.quarantine is not None
     name = landing_name(path, settings)
     target = settings.quarantine / name
-    if target.is_file() and _sha256(target.read_bytes()) == sha:
+    if target.is_file():
+        if _sha256(target.read_bytes()) != sha:
+            return
         target.unlink()
-        (settings.quarantine / f"{name}.reason.txt").unlink(missing_ok=True)
+    (settings.quarantine / f"{name}.reason.txt").unlink(missing_ok=True)
 
 
 @dataclass

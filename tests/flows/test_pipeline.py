@@ -565,6 +565,25 @@ def test_a_file_quarantined_whole_is_read_again_when_the_settings_change_and_loa
     assert [f.status for f in run_pipeline(settings).files] == ["skipped"] and len(read) == 2  # loaded stays
 
 
+def test_in_move_mode_a_quarantined_file_put_back_from_the_quarantine_folder_loads_under_new_settings(
+    tmp_path, prefect_backend
+) -> None:
+    """Move mode takes a quarantined file out of the landing folder (its copy is in quarantine/). Put back
+    and read under a raised threshold, it loads, and neither its copy nor its reason stays in quarantine/."""
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000, landing_mode="move")
+    settings.landing.mkdir(parents=True)
+    rows = [f"S{i},IL-6,{1.5 + i},pg/mL,P1" for i in range(7)] + [f"S{i},IL-6,n/a?,pg/mL,P1" for i in (7, 8, 9)]
+    (settings.landing / "lab.csv").write_text("sample_id,analyte,value,unit,plate_id\n" + "\n".join(rows) + "\n")
+    assert [f.status for f in run_pipeline(settings).files] == ["quarantined"]
+    assert not (settings.landing / "lab.csv").exists()
+    (settings.quarantine / "lab.csv").rename(settings.landing / "lab.csv")
+    loaded = run_pipeline(dataclasses.replace(settings, max_bad_row_share=0.5))
+    assert [f.status for f in loaded.files] == ["loaded"] and not (settings.landing / "lab.csv").exists()
+    assert sorted(p.name for p in settings.quarantine.iterdir()) == []
+
+
 def test_a_file_quarantined_whole_under_other_settings_and_quarantined_again_keeps_one_ledger_row(
     tmp_path, prefect_backend
 ) -> None:
