@@ -13,27 +13,38 @@ TEXT = st.one_of(st.none(), st.sampled_from(["", "a", "B", "b", "ab", "é", "S00
 
 
 @st.composite
-def parts(draw: st.DrawFn) -> pl.DataFrame:
-    """Rows as a Parquet part is read back: a few runs, each sorted by (file, line), in any order."""
+def parts(draw: st.DrawFn) -> list[tuple[dict[str, list], bool]]:
+    """Rows as a Parquet part is read back: a few runs, each sorted by (file, line) or not, in any order. Drawn
+    as plain lists, the frames built in the test (:func:`as_frame`): Hypothesis compares the global random
+    state before and after a strategy runs, so any thread of the process that used `random` meanwhile was
+    reported as this strategy's use (HypothesisDeprecationWarning in the full suite), and building and
+    sorting frames here made that window long."""
     runs = []
     for _ in range(draw(st.integers(0, 6))):
         n = draw(st.integers(0, 12))
-        run = pl.DataFrame(
-            {
-                "source_sha256": draw(st.lists(TEXT, min_size=n, max_size=n)),
-                "line_number": draw(st.lists(st.one_of(st.none(), st.integers(-3, 40)), min_size=n, max_size=n)),
-                "value": draw(st.lists(st.floats(allow_nan=True), min_size=n, max_size=n)),
-            },
-            schema={"source_sha256": pl.String, "line_number": pl.Int64, "value": pl.Float64},
-        )
-        runs.append(run.sort("source_sha256", "line_number") if draw(st.booleans()) else run)
-    frame = pl.concat(runs) if runs else pl.DataFrame(schema={"source_sha256": pl.String, "line_number": pl.Int64})
+        columns = {
+            "source_sha256": draw(st.lists(TEXT, min_size=n, max_size=n)),
+            "line_number": draw(st.lists(st.one_of(st.none(), st.integers(-3, 40)), min_size=n, max_size=n)),
+            "value": draw(st.lists(st.floats(allow_nan=True), min_size=n, max_size=n)),
+        }
+        runs.append((columns, draw(st.booleans())))
+    return runs
+
+
+def as_frame(runs: list[tuple[dict[str, list], bool]]) -> pl.DataFrame:
+    schema = {"source_sha256": pl.String, "line_number": pl.Int64, "value": pl.Float64}
+    frames = [pl.DataFrame(columns, schema=schema) for columns, _ in runs]
+    frames = [f.sort("source_sha256", "line_number") if run[1] else f for f, run in zip(frames, runs, strict=True)]
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     return frame.with_row_index("row")  # tells tied rows apart
 
 
 @settings(max_examples=300, deadline=None)
 @given(parts(), st.sampled_from([["source_sha256", "line_number"], ["line_number"], ["source_sha256"]]), st.booleans())
-def test_sort_rows_equals_a_stable_sort(frame: pl.DataFrame, keys: list[str], few_runs: bool) -> None:
+def test_sort_rows_equals_a_stable_sort(
+    runs: list[tuple[dict[str, list], bool]], keys: list[str], few_runs: bool
+) -> None:
+    frame = as_frame(runs)
     expected = frame.sort(keys, maintain_order=True)
     got = sort_rows(frame, keys, max_runs=4096 if few_runs else 1)  # by runs, and by a gather
     assert got.equals(expected)
