@@ -28,6 +28,8 @@ app = typer.Typer(
 )
 releases_app = typer.Typer(help="List, show and verify published releases.", no_args_is_help=True)
 app.add_typer(releases_app, name="releases")
+files_app = typer.Typer(help="Take a loaded file out of use, or back into use.", no_args_is_help=True)
+app.add_typer(files_app, name="files")
 #: Width of output that is not a terminal (a log, a pipe, CI): wide enough that no table cell or reason wraps
 LOG_WIDTH = 10_000
 
@@ -393,6 +395,79 @@ def ingest(
         console.print(rows)
     if any(o.status == "quarantined" for o in outcomes):
         raise typer.Exit(1)
+
+
+def _ledger_change(settings: Settings, change: Callable[[Any], Any]) -> Any:
+    """Change the ledger as runs write the warehouse: under the writer lock, on a private copy swapped into
+    place (no Prefect needed). A LookupError of ``change`` ends the command with its one-line reason."""
+    from warehouse import db
+
+    assert settings.warehouse is not None
+    check_warehouse(settings)
+    if not settings.warehouse.is_file():
+        fail(f"no warehouse at {settings.warehouse}: nothing is loaded yet")
+    with stopped_in_one_line(), db.writer_lock(settings.warehouse, wait_seconds=settings.writer_wait_seconds):
+        work = db.open_work_copy(settings.warehouse)
+        try:
+            with db.connect(work) as con:
+                done = change(con)
+        except LookupError as exc:
+            work.unlink(missing_ok=True)
+            fail(str(exc.args[0]))
+        db.publish_work_copy(work, settings.warehouse)
+    return done
+
+
+@files_app.command("retract")
+def files_retract(
+    name: Annotated[str, typer.Argument(help="The file as the ledger names it: its path below the landing folder.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it leaves (kept in the ledger).")],
+    config: ConfigOption = None,
+) -> None:
+    """Take a loaded file out of use: its rows leave the warehouse's views now and the next release. The
+    ledger, the archive and the raw store keep it; runs do not load its content again until `files restore`."""
+    from warehouse import loads
+
+    settings = settings_or_exit(config)
+    if not reason.strip():
+        fail("--reason is empty: say why the file leaves (it is kept in the ledger)", 2)
+    sha = _ledger_change(settings, lambda con: loads.retract_file(con, name, f"retracted by hand: {reason.strip()}"))
+    console.print(
+        f"retracted {name} ({sha[:12]}): its rows are out of the warehouse's views; the next `refranges run` "
+        f"publishes a release without them. `refranges files restore {name}` takes it back."
+    )
+
+
+@files_app.command("restore")
+def files_restore(
+    name: Annotated[str, typer.Argument(help="The retracted file as the ledger names it.")],
+    config: ConfigOption = None,
+) -> None:
+    """Take a retracted file back into use: the next run reads it again and loads it as new. When the landing
+    folder no longer holds it (move mode, or removed), its archived copy is put back there."""
+    import hashlib
+
+    from warehouse import loads, storage
+
+    settings = settings_or_exit(config)
+    assert settings.landing is not None
+    target = storage.join(settings.landing, name)
+    sha, archive = _ledger_change(settings, lambda con: loads.restore_file(con, name))
+    where = "the landing folder holds it"
+    if storage.exists(target) and hashlib.sha256(storage.read_bytes(target)).hexdigest() != sha:
+        where = (
+            f"but {target} holds another version now, which the next run reads instead; put the restored one "
+            f"in a folder of its own in the landing folder to have both (the archive keeps it: {archive})"
+        )
+    elif not storage.exists(target):
+        if archive is None or not storage.exists(archive):
+            fail(
+                f"{name} ({sha[:12]}) is restored, but neither the landing folder nor the archive holds it: "
+                "put the export back at its place in the landing folder"
+            )
+        storage.write_bytes(target, storage.read_bytes(archive))
+        where = f"its archived copy is back at {target}"
+    console.print(f"restored {name} ({sha[:12]}): {where}; the next `refranges run` loads it again.")
 
 
 @releases_app.command("list")

@@ -520,6 +520,51 @@ def load_file(
     return replaced
 
 
+def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) -> str:
+    """Take the loaded file ``file_name`` out of use by hand (a delivery that was not this study's, a file
+    that must leave every reference): as a replaced file, its held rows, samples and sample handling leave
+    the warehouse and the view no longer shows its rows; the ledger (status ``retracted``, with ``reason``),
+    the archive and its raw file keep it. Its content stays known, so no run loads it again until
+    :func:`restore_file`. The next run rebuilds normalisation and publishes a release without it. Returns its
+    sha256; raises LookupError when no loaded file has that name."""
+    loaded = loaded_versions(con, file_name)
+    if not loaded:
+        msg = (
+            f"no loaded file is named {file_name}: a file goes by its path below the landing folder "
+            '(refranges sql "select file_name, status from files order by file_name" lists them)'
+        )
+        raise LookupError(msg)
+    with _transaction(con):
+        for sha in loaded:
+            for table in ("quarantine_rows", "samples", "sample_handling"):
+                con.execute(f"delete from {table} where source_sha256 = ?", [sha])
+            con.execute("update files set status = 'retracted', reason = ? where sha256 = ?", [reason, sha])
+        refresh_raw_view(con)
+    return loaded[0]
+
+
+def restore_file(con: duckdb.DuckDBPyConnection, file_name: str) -> tuple[str, str | None]:
+    """Undo :func:`retract_file` for the last retracted file named ``file_name``: its ledger row is removed,
+    so that the next run reads its content again and loads it as new (rows, samples and held rows from the
+    file itself). Returns its sha256 and archive path (the caller puts the archived copy back where the run
+    reads it). Raises LookupError when no retracted file has that name, or when another version of the name
+    is loaded (restoring would replace it)."""
+    if loaded_versions(con, file_name):
+        msg = f"a version of {file_name} is loaded: restoring the retracted one would replace it"
+        raise LookupError(msg)
+    rows = con.execute(
+        "select sha256, archive_path from files where file_name = ? and status = 'retracted' "
+        "order by ingested_at desc limit 1",
+        [file_name],
+    ).fetchall()
+    if not rows:
+        raise LookupError(f"no retracted file is named {file_name}")
+    sha, archive = rows[0]
+    with _transaction(con):
+        con.execute("delete from files where sha256 = ?", [sha])
+    return sha, archive
+
+
 LOADED_RAW = "raw_measurements r"  # the view lists the raw files of loaded files only
 #: Raw rows that are analytes: Olink's internal control assays stay in the raw store for QC only.
 ANALYTE_ROWS = "(r.assay_type is null or r.assay_type in ('" + "', '".join(schema.ANALYTE_ASSAY_TYPES) + "'))"

@@ -30,6 +30,9 @@ def invoke(*args: str, env: dict[str, str] | None = None):
         ["releases", "verify"],
         ["serve"],
         ["score"],
+        ["files"],
+        ["files", "retract"],
+        ["files", "restore"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -530,3 +533,55 @@ def test_ingest_takes_folders_and_refuses_two_files_of_one_name_outside_the_land
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no file in the folder" in runner.invoke(app, ["ingest", "--config", str(cfg), str(empty)]).output
+
+
+def test_a_loaded_file_is_retracted_by_hand_then_restored_from_its_archived_copy(
+    tmp_path: Path, prefect_backend
+) -> None:
+    """A lab's wrong delivery could not be taken out: removing it from the landing folder left its rows in
+    the warehouse and in every release. `files retract` takes it out of use (the next run rebuilds without
+    it and skips its content), `files restore` takes it back (from the archive when the landing folder no
+    longer holds it)."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    landing = home / "landing"
+    (landing / "run1").mkdir(parents=True)
+    people = [f"S{i},SUBJ-{i},healthy,serum,{'F' if i % 2 else 'M'},40,2026-01-0{1 + i % 5},," for i in range(8)]
+    (landing / "manifest.csv").write_text(
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date,severity,illness_duration_years\n"
+        + "\n".join(people)
+        + "\n"
+    )
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    (landing / "run1" / "a.csv").write_text(header + "".join(f"S{i},IL-6,{1 + i},pg/mL,P1\n" for i in range(5)))
+    (landing / "b.csv").write_text(header + "".join(f"S{i},IL-6,{1 + i},pg/mL,P2\n" for i in range(5, 8)))
+
+    def count(sql: str) -> int:
+        out = invoke("sql", sql, "--format", "csv", "--config", str(cfg))
+        assert out.exit_code == 0, out.output
+        return int(out.output.splitlines()[1])
+
+    assert invoke("run", "--config", str(cfg)).exit_code == 0
+    assert count("select count(*) from measurements where analyte = 'IL6'") == 8
+    no_reason = invoke("files", "retract", "run1/a.csv", "--reason", " ", "--config", str(cfg))
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output
+    done = invoke("files", "retract", "run1/a.csv", "--reason", "another study's plate", "--config", str(cfg))
+    assert done.exit_code == 0 and "retracted run1/a.csv" in done.output, done.output
+    assert count("select count(*) from raw_measurements") == 3  # out of the views at once
+    assert count("select count(*) from files where status = 'retracted' and reason like '%another study%'") == 1
+    again = invoke("files", "retract", "run1/a.csv", "--reason", "twice", "--config", str(cfg))
+    assert again.exit_code == 1 and "no loaded file is named run1/a.csv" in " ".join(again.output.split())
+    rerun = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
+    assert {f["status"] for f in rerun["files"]} == {"skipped"}  # its content is known: not loaded again
+    assert count("select count(*) from measurements where analyte = 'IL6'") == 3  # rebuilt without it
+
+    (landing / "run1" / "a.csv").unlink()  # gone from the landing folder: restored from the archive
+    back = invoke("files", "restore", "run1/a.csv", "--config", str(cfg))
+    assert back.exit_code == 0 and "archived copy is back" in back.output, back.output
+    assert (landing / "run1" / "a.csv").read_text().startswith(header)
+    restored = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
+    assert [f["name"] for f in restored["files"] if f["status"] == "loaded"] == ["run1/a.csv"]
+    assert count("select count(*) from measurements where analyte = 'IL6'") == 8
+    missing = invoke("files", "restore", "run1/a.csv", "--config", str(cfg))
+    assert missing.exit_code == 1 and "a version of run1/a.csv is loaded" in " ".join(missing.output.split())
