@@ -453,11 +453,11 @@ def files_restore(
     assert settings.landing is not None
     target = storage.join(settings.landing, name)
     sha, archive = _ledger_change(settings, lambda con: loads.restore_file(con, name))
-    where = "the landing folder holds it"
+    where = "the landing folder holds it; the next `refranges run` loads it again"
     if storage.exists(target) and hashlib.sha256(storage.read_bytes(target)).hexdigest() != sha:
         where = (
-            f"but {target} holds another version now, which the next run reads instead; put the restored one "
-            f"in a folder of its own in the landing folder to have both (the archive keeps it: {archive})"
+            f"{target} holds another version now, which the next run reads instead; to load the restored one "
+            f"too, copy {archive} into a folder of its own in the landing folder"
         )
     elif not storage.exists(target):
         if archive is None or not storage.exists(archive):
@@ -466,8 +466,8 @@ def files_restore(
                 "put the export back at its place in the landing folder"
             )
         storage.write_bytes(target, storage.read_bytes(archive))
-        where = f"its archived copy is back at {target}"
-    console.print(f"restored {name} ({sha[:12]}): {where}; the next `refranges run` loads it again.")
+        where = f"its archived copy is back at {target}; the next `refranges run` loads it again"
+    console.print(f"restored {name} ({sha[:12]}): {where}.")
 
 
 @releases_app.command("list")

@@ -585,3 +585,8 @@ def test_a_loaded_file_is_retracted_by_hand_then_restored_from_its_archived_copy
     assert count("select count(*) from measurements where analyte = 'IL6'") == 8
     missing = invoke("files", "restore", "run1/a.csv", "--config", str(cfg))
     assert missing.exit_code == 1 and "a version of run1/a.csv is loaded" in " ".join(missing.output.split())
+    # retracted again while the lab has put a new version at its place: restore says which one the run reads
+    assert invoke("files", "retract", "run1/a.csv", "--reason", "again", "--config", str(cfg)).exit_code == 0
+    (landing / "run1" / "a.csv").write_text(header + "S0,IL-6,9.5,pg/mL,P1\n")
+    other = invoke("files", "restore", "run1/a.csv", "--config", str(cfg))
+    assert other.exit_code == 0 and "holds another version now" in " ".join(other.output.split()), other.output
