@@ -398,24 +398,17 @@ def ingest(
 
 
 def _ledger_change(settings: Settings, change: Callable[[Any], Any]) -> Any:
-    """Change the ledger as runs write the warehouse: under the writer lock, on a private copy swapped into
-    place (no Prefect needed). A LookupError of ``change`` ends the command with its one-line reason."""
-    from warehouse import db
-
+    """Change the ledger of an existing warehouse (:func:`_on_work_copy`). A LookupError of ``change`` ends
+    the command with its one-line reason, the warehouse as it was."""
     assert settings.warehouse is not None
     check_warehouse(settings)
     if not settings.warehouse.is_file():
         fail(f"no warehouse at {settings.warehouse}: nothing is loaded yet")
-    with stopped_in_one_line(), db.writer_lock(settings.warehouse, wait_seconds=settings.writer_wait_seconds):
-        work = db.open_work_copy(settings.warehouse)
+    with stopped_in_one_line():
         try:
-            with db.connect(work) as con:
-                done = change(con)
+            return _on_work_copy(settings, change)
         except LookupError as exc:
-            work.unlink(missing_ok=True)
             fail(str(exc.args[0]))
-        db.publish_work_copy(work, settings.warehouse)
-    return done
 
 
 @files_app.command("retract")
@@ -453,13 +446,14 @@ def files_restore(
     assert settings.landing is not None
     target = storage.join(settings.landing, name)
     sha, archive = _ledger_change(settings, lambda con: loads.restore_file(con, name))
+    held = storage.read_bytes(target) if storage.exists(target) else None
     where = "the landing folder holds it; the next `refranges run` loads it again"
-    if storage.exists(target) and hashlib.sha256(storage.read_bytes(target)).hexdigest() != sha:
+    if held is not None and hashlib.sha256(held).hexdigest() != sha:
         where = (
             f"{target} holds another version now, which the next run reads instead; to load the restored one "
             f"too, copy {archive} into a folder of its own in the landing folder"
         )
-    elif not storage.exists(target):
+    elif held is None:
         if archive is None or not storage.exists(archive):
             fail(
                 f"{name} ({sha[:12]}) is restored, but neither the landing folder nor the archive holds it: "
@@ -674,26 +668,43 @@ def score(
         console.print(Text(DISCLAIMER, style="bold"))
 
 
-def _record_scores(settings: Settings, scored: Any) -> int:
-    """Append a scoring to person_scores as runs write the warehouse: under the writer lock, on a private
-    copy swapped into place (no Prefect needed). Returns the rows written."""
-    from flows.config import subject_key
-    from warehouse import db, loads
+def _on_work_copy(settings: Settings, change: Callable[[Any], Any]) -> Any:
+    """Change the warehouse as runs write it: under the writer lock, on a private copy swapped into place
+    (no Prefect needed). Returns what ``change`` returns, given the copy's connection; when it raises, the
+    copy is never swapped in."""
+    from warehouse import db
 
     assert settings.warehouse is not None
     public = settings.warehouse
     with db.writer_lock(public, wait_seconds=settings.writer_wait_seconds):
         work = db.open_work_copy(public)
-        with db.connect(work) as con:
-            n = loads.record_person_scores(
+        try:
+            with db.connect(work) as con:
+                done = change(con)
+        except BaseException:
+            work.unlink(missing_ok=True)  # never swapped in (the next writer would remove it as stale)
+            raise
+        db.publish_work_copy(work, public)
+    return done
+
+
+def _record_scores(settings: Settings, scored: Any) -> int:
+    """Append a scoring to person_scores (:func:`_on_work_copy`). Returns the rows written."""
+    from flows.config import subject_key
+    from warehouse import loads
+
+    return int(
+        _on_work_copy(
+            settings,
+            lambda con: loads.record_person_scores(
                 con,
                 scored.results,
                 release=scored.release,
                 manifest_sha256=scored.manifest_sha256,
                 key=subject_key(settings),
-            )
-        db.publish_work_copy(work, public)
-    return n
+            ),
+        )
+    )
 
 
 def _emit(text: str, out: Path | None) -> None:

@@ -754,7 +754,7 @@ def _normalised_counts(con: Any) -> tuple[int, dict[str, int]]:
 
 def decision_fingerprint(settings: Settings) -> str:
     """What decides a file's outcome besides its bytes: the settings, the analyte dictionary and refranges
-    itself. A file quarantined whole under another fingerprint is read again (loads.known_hashes): a raised
+    itself. A file quarantined whole under another fingerprint is read again (loads.quarantined_under_other): a raised
     threshold, a completed dictionary or a reader that now knows the layout may load it."""
     _, dictionary_sha = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     return input_fingerprint(settings, [], f"{dictionary_sha}:{code_version()}")
@@ -1051,8 +1051,8 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     key = subject_key(settings)
     decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
-        known = loads.known_hashes(con, decided_under)  # a file quarantined under other settings: read again
-        retried = loads.quarantined_under_other(con, decided_under)
+        retried = loads.quarantined_under_other(con, decided_under)  # what held them back may have changed
+        known = loads.known_hashes(con) - retried
         seen = loads.landing_seen(con)
     gx: list[pl.DataFrame] = []
     file_stats: list[pl.DataFrame] = []
@@ -1295,7 +1295,7 @@ def dry_run(paths: list[Path], settings: Settings) -> tuple[list[FileOutcome], p
     known: set[str] = set()
     if settings.warehouse.exists():
         with db.connect(settings.warehouse, read_only=True) as con:
-            known = loads.known_hashes(con, decision_fingerprint(settings))
+            known = loads.known_hashes(con) - loads.quarantined_under_other(con, decision_fingerprint(settings))
     outcomes, held = [], []
     for path in paths:
         plan = plan_file(path.read_bytes(), landing_name(path, settings), settings, known, b"dry-run")

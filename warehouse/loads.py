@@ -48,12 +48,10 @@ class LedgerEntry:
 FILE_INFO_COLUMNS = ("product", "data_file_type", "software_version", "data_analysis_ref_id")
 
 
-def known_hashes(con: duckdb.DuckDBPyConnection, decided_under: str | None = None) -> set[str]:
-    """The contents the ledger knows, which a run does not read again. With ``decided_under`` (the run's
-    decision fingerprint), a file quarantined whole under other settings, another analyte dictionary or
-    another refranges is not among them: what held it back may have changed (:func:`quarantined_under_other`)."""
-    known = {r[0] for r in con.execute("select sha256 from files").fetchall()}
-    return known - quarantined_under_other(con, decided_under) if decided_under is not None else known
+def known_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The contents the ledger knows. A run reads none of them again, except those
+    :func:`quarantined_under_other` settings, dictionary or code (the callers take those out)."""
+    return {r[0] for r in con.execute("select sha256 from files").fetchall()}
 
 
 def quarantined_under_other(con: duckdb.DuckDBPyConnection, decided_under: str) -> set[str]:
@@ -469,14 +467,7 @@ def load_file(
             con.execute("delete from files where sha256 = ? and status = 'quarantined'", [entry.sha256])
             replaced = loaded_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
             for old in replaced:
-                con.execute("delete from quarantine_rows where source_sha256 = ?", [old])
-                con.execute("delete from samples where source_sha256 = ?", [old])
-                con.execute("delete from sample_handling where source_sha256 = ?", [old])
-                con.execute(
-                    "update files set status = 'replaced', replaced_by = ?, "
-                    "reason = 'a newer file with the same name replaced it' where sha256 = ?",
-                    [entry.sha256, old],
-                )
+                _take_out_of_use(con, old, "replaced", "a newer file with the same name replaced it", entry.sha256)
             if quarantine is not None:
                 _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
             if samples is not None and samples.height:
@@ -536,11 +527,21 @@ def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) ->
         raise LookupError(msg)
     with _transaction(con):
         for sha in loaded:
-            for table in ("quarantine_rows", "samples", "sample_handling"):
-                con.execute(f"delete from {table} where source_sha256 = ?", [sha])
-            con.execute("update files set status = 'retracted', reason = ? where sha256 = ?", [reason, sha])
+            _take_out_of_use(con, sha, "retracted", reason)
         refresh_raw_view(con)
     return loaded[0]
+
+
+def _take_out_of_use(
+    con: duckdb.DuckDBPyConnection, sha: str, status: str, reason: str, replaced_by: str | None = None
+) -> None:
+    """A loaded file's held rows, samples and sample handling leave the warehouse, and its ledger row takes
+    ``status`` and ``reason`` (replaced, retracted); the caller re-points the raw view, in its transaction."""
+    for table in ("quarantine_rows", "samples", "sample_handling"):
+        con.execute(f"delete from {table} where source_sha256 = ?", [sha])
+    con.execute(
+        "update files set status = ?, reason = ?, replaced_by = ? where sha256 = ?", [status, reason, replaced_by, sha]
+    )
 
 
 def restore_file(con: duckdb.DuckDBPyConnection, file_name: str) -> tuple[str, str | None]:
