@@ -376,7 +376,7 @@ def ingest(
         "reason",
         title="dry run: nothing written" if dry_run else "ingested",
     )
-    would = {"loaded": "would load", "quarantined": "would quarantine", "skipped": "already ingested"}
+    would = {"loaded": "would load", "quarantined": "would quarantine", "skipped": "would skip"}
     for o in outcomes:
         table.add_row(
             o.name,

@@ -64,10 +64,14 @@ class FileOutcome:
     replaced: list[str] = field(default_factory=list)
     parsed_by: str | None = None  # host:pid of the process that parsed the file (a Dask worker, or this one)
     info: dict[str, Any] = field(default_factory=dict)  # what the file says of itself (Olink product, LOD rule)
+    #: a skipped file: what its content was before, as the ledger says (loaded, quarantined, replaced,
+    #: retracted), or ``this run`` when an earlier file of the same run carried it
+    earlier: str | None = None
 
     @classmethod
     def already_ingested(cls, name: str, sha: str) -> FileOutcome:
-        """A file whose content the warehouse (or this run) already holds: nothing to load."""
+        """A file whose content the warehouse (or this run) already holds: nothing to load. The run tells
+        what became of that content (:func:`skipped_as_known`, :func:`skipped_as_twice`)."""
         return cls(name, sha, "skipped", reason="already ingested (same content)")
 
     @property
@@ -127,6 +131,38 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def skipped_as_known(name: str, sha: str, known: loads.Known | None) -> FileOutcome:
+    """A file skipped because the ledger holds its content (``known``), with what became of that content in
+    words a person can act on: "already ingested" alone hid a file quarantined under the same settings (it
+    never was ingested), one retracted by hand, and an older version of a file that a newer one replaced."""
+    if known is None or known.status == "loaded":
+        as_name = "" if known is None or known.name == name else f" as {known.name}"
+        return FileOutcome(name, sha, "skipped", reason=f"already loaded{as_name} (same content)", earlier="loaded")
+    if known.status == "quarantined":
+        held = known.reason or "see the quarantine folder"
+        reason = (
+            f"quarantined before under the same settings and code (same content): {held}. A corrected export, or "
+            "settings that accept it, is read again"
+        )
+    elif known.status == "retracted":
+        retracted = known.reason or "retracted by hand"  # the ledger's reason begins "retracted by hand: "
+        reason = f"{retracted} (same content); `refranges files restore {known.name}` loads it again"
+    elif known.status == "replaced":
+        reason = (
+            f"an earlier version of {known.name}, replaced by a newer file of that name (same content): it stays "
+            "out of use"
+        )
+    else:
+        reason = f"already in the ledger as {known.name}, {known.status} (same content)"
+    return FileOutcome(name, sha, "skipped", reason=reason, earlier=known.status)
+
+
+def skipped_as_twice(name: str, sha: str, first: str | None) -> FileOutcome:
+    """A file skipped because an earlier file of the same run (``first``) carried its content."""
+    reason = f"same content as {first}, read earlier in this run" if first else "same content as an earlier file"
+    return FileOutcome(name, sha, "skipped", reason=reason, earlier="this run")
 
 
 def _sha256(data: bytes) -> str:
@@ -1052,7 +1088,8 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
         retried = loads.quarantined_under_other(con, decided_under)  # what held them back may have changed
-        known = loads.known_hashes(con) - retried
+        ledger = loads.known_files(con)  # what became of each content it knows: a skipped file is told by it
+        known = set(ledger) - retried
         seen = loads.landing_seen(con)
     gx: list[pl.DataFrame] = []
     file_stats: list[pl.DataFrame] = []
@@ -1081,6 +1118,7 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     group_results: dict[int, pl.DataFrame] = {}  # a group's GX validation, merged once the run knows its files
     skipped_twice: set[int] = set()  # files whose content an earlier file of this run carries
     looked: dict[str, loads.Seen] = {}  # what this run saw of the local files whose content the ledger now holds
+    first_in_run: dict[str, str] = {}  # sha256 -> the file of this run that carried it first
     report("files parsed and loaded", 0, len(paths))
     with _connect(settings) as con:  # one connection for the loads (opening one per file cost 0.1 s each)
         for k in range(len(paths)):  # in landing order
@@ -1089,17 +1127,16 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
                 parsed = future.result()[i]
             if (results := parsed.frame("gx")) is not None:  # its group's validation, whatever this file is
                 group_results[group_of[k]] = results
-            if parsed.outcome.sha256 in known and parsed.outcome.status != "skipped":  # same content twice
+            name, sha = parsed.outcome.name, parsed.outcome.sha256
+            if sha in known and parsed.outcome.status != "skipped":  # same content twice
                 skipped_twice.add(k)
-                parsed = ParsedFile(
-                    parsed.path,
-                    parsed.size_bytes,
-                    FileOutcome.already_ingested(parsed.outcome.name, parsed.outcome.sha256),
-                    {},
-                    seen=parsed.seen,
-                )
+                twice = skipped_as_twice(name, sha, first_in_run.get(sha))
+                parsed = ParsedFile(parsed.path, parsed.size_bytes, twice, {}, seen=parsed.seen)
+            elif parsed.outcome.status == "skipped":  # the ledger knew it when the run began
+                parsed.outcome = skipped_as_known(name, sha, ledger.get(sha))
             outcome = _load_parsed(parsed, settings, summary.run_id, con, decided_under, retried)
             known.add(outcome.sha256)
+            first_in_run.setdefault(outcome.sha256, outcome.name)
             if parsed.seen is not None and not parsed.unread:
                 looked[os.path.abspath(parsed.path)] = parsed.seen
             if settings.landing_mode == "move" and not parsed.unread and _in_landing(parsed.path, settings):
@@ -1292,15 +1329,27 @@ def dry_run(paths: list[Path], settings: Settings) -> tuple[list[FileOutcome], p
     Also the rows each file would hold back, by check (:func:`held_by_check`): a dry run that said only
     "2 of 2 rows unusable" left the user to guess why."""
     assert settings.warehouse is not None
-    known: set[str] = set()
+    ledger: dict[str, loads.Known] = {}
+    retried: set[str] = set()
     if settings.warehouse.exists():
         with db.connect(settings.warehouse, read_only=True) as con:
-            known = loads.known_hashes(con) - loads.quarantined_under_other(con, decision_fingerprint(settings))
+            ledger = loads.known_files(con)
+            retried = loads.quarantined_under_other(con, decision_fingerprint(settings))
+    known = set(ledger) - retried
     outcomes, held = [], []
+    first: dict[str, str] = {}
     for path in paths:
         plan = plan_file(path.read_bytes(), landing_name(path, settings), settings, known, b"dry-run")
-        known.add(plan.outcome.sha256)
-        outcomes.append(plan.outcome)
+        o = plan.outcome
+        if o.status == "skipped":
+            o = plan.outcome = (
+                skipped_as_known(o.name, o.sha256, ledger[o.sha256])
+                if o.sha256 in ledger and o.sha256 not in first
+                else skipped_as_twice(o.name, o.sha256, first.get(o.sha256))
+            )
+        known.add(o.sha256)
+        first.setdefault(o.sha256, o.name)
+        outcomes.append(o)
         if plan.quarantine is not None and plan.quarantine.height:
             held.append(held_by_check(plan.quarantine, plan.outcome.name))
     return outcomes, pl.concat(held) if held else held_by_check(schema.empty(schema.QUARANTINE), "")

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flows.pipeline import RunSummary
+from flows.pipeline import FileOutcome, RunSummary
 
 DISCLAIMER = (
     "Reference distributions describe where a value sits among healthy people. "
@@ -33,7 +33,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         if len(new) < 6
         else _counts(Counter(f.layout or "?" for f in new if f.status == "loaded")),
     )
-    table.add_row("files unchanged (skipped)", str(len(skipped)), "same content already ingested" if skipped else "")
+    table.add_row("files unchanged (skipped)", str(len(skipped)), skipped_detail(skipped))
     table.add_row("files quarantined", str(len(bad_files)), "; ".join(f.named_reason for f in bad_files))
     table.add_row("rows read", str(sum(f.rows_read for f in new)), "")
     table.add_row("rows loaded", str(sum(f.rows_loaded for f in new)), "")
@@ -64,6 +64,31 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
             )
         )
     console.print(Text(DISCLAIMER, style="dim"))
+
+
+#: How the summary names what a skipped file's content was before (FileOutcome.earlier).
+EARLIER = {
+    "quarantined": "quarantined before under the same settings",
+    "retracted": "retracted by hand",
+    "replaced": "an earlier version, replaced",
+    "this run": "the same content as an earlier file of this run",
+}
+#: Skipped files named one by one in the summary, per kind, before "and N more" (each file's reason is in the
+#: run's log, its JSON summary and `refranges ingest`'s table).
+MAX_NAMED = 5
+
+
+def skipped_detail(skipped: list[FileOutcome]) -> str:
+    """What the skipped files' contents were before, by kind: "same content already ingested" for all of them
+    hid a file quarantined under the same settings (never ingested), a retracted one, an old version."""
+    loaded = sum(f.earlier in (None, "loaded") for f in skipped)
+    parts = [f"{loaded} already loaded (same content)"] if loaded else []
+    for kind, label in EARLIER.items():
+        names = [f.name for f in skipped if f.earlier == kind]
+        if names:
+            more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
+            parts.append(f"{len(names)} {label}: {', '.join(names[:MAX_NAMED])}{more}")
+    return "; ".join(parts)
 
 
 def _counts(counter: Counter[str]) -> str:

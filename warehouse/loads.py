@@ -48,10 +48,22 @@ class LedgerEntry:
 FILE_INFO_COLUMNS = ("product", "data_file_type", "software_version", "data_analysis_ref_id")
 
 
-def known_hashes(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """The contents the ledger knows. A run reads none of them again, except those
-    :func:`quarantined_under_other` settings, dictionary or code (the callers take those out)."""
-    return {r[0] for r in con.execute("select sha256 from files").fetchall()}
+@dataclass(frozen=True)
+class Known:
+    """What the ledger says of a content it holds: the file's name then, its status (loaded, quarantined,
+    replaced, retracted) and the reason given with that status."""
+
+    name: str
+    status: str
+    reason: str | None
+
+
+def known_files(con: duckdb.DuckDBPyConnection) -> dict[str, Known]:
+    """sha256 -> :class:`Known`, for every content the ledger knows. A run reads none of them again, except
+    those :func:`quarantined_under_other` settings, dictionary or code (the callers take those out); a file it
+    skips is told by what became of its content then (flows.pipeline.skipped_as_known)."""
+    rows = con.execute("select sha256, file_name, status, reason from files").fetchall()
+    return {sha: Known(name, status, reason) for sha, name, status, reason in rows}
 
 
 def quarantined_under_other(con: duckdb.DuckDBPyConnection, decided_under: str) -> set[str]:

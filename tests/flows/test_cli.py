@@ -574,6 +574,12 @@ def test_a_loaded_file_is_retracted_by_hand_then_restored_from_its_archived_copy
     assert again.exit_code == 1 and "no loaded file is named run1/a.csv" in " ".join(again.output.split())
     rerun = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
     assert {f["status"] for f in rerun["files"]} == {"skipped"}  # its content is known: not loaded again
+    why = {f["name"]: (f["earlier"], f["reason"]) for f in rerun["files"]}
+    assert why["run1/a.csv"] == (
+        "retracted",
+        "retracted by hand: another study's plate (same content); `refranges files restore run1/a.csv` loads it again",
+    )
+    assert why["b.csv"] == ("loaded", "already loaded (same content)")
     assert count("select count(*) from measurements where analyte = 'IL6'") == 3  # rebuilt without it
 
     (landing / "run1" / "a.csv").unlink()  # gone from the landing folder: restored from the archive

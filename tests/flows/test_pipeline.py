@@ -494,6 +494,69 @@ def test_exports_of_one_name_in_two_run_folders_are_two_files_and_a_new_version_
     ]
 
 
+def test_a_skipped_file_says_what_became_of_its_content_before(tmp_path, prefect_backend, monkeypatch) -> None:
+    """Every skipped file was "already ingested (same content)", in the run summary and in `ingest --dry-run`:
+    also a file quarantined under the same settings (never ingested), a second copy landed in the same run,
+    and an old version of a file that a newer one replaced. Each now says which, and what would change it."""
+    import flows.pipeline as pipeline
+    from flows.pipeline import dry_run, run_pipeline
+    from flows.summary import summary_text
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    monkeypatch.setattr(pipeline, "RACY_NS", 0)  # written a moment ago: trust its times here
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    first_version = header + "S1,IL-6,2.5,pg/mL,P1\nS2,IL-6,3.5,pg/mL,P1\n"
+    (settings.landing / "a.csv").write_text(first_version)
+    (settings.landing / "b_copy.csv").write_text(first_version)  # the same export landed twice
+    (settings.landing / "c_bad.csv").write_text(header + "S3,IL-6,n/a?,pg/mL,P1\n")  # every row unusable
+
+    first = {f.name: f for f in run_pipeline(settings).files}
+    assert first["a.csv"].status == "loaded" and first["c_bad.csv"].status == "quarantined"
+    copy = first["b_copy.csv"]
+    assert (copy.status, copy.earlier, copy.reason) == (
+        "skipped",
+        "this run",
+        "same content as a.csv, read earlier in this run",
+    )
+
+    again = run_pipeline(settings)
+    by = {f.name: f for f in again.files}
+    assert {f.status for f in again.files} == {"skipped"}
+    assert (by["a.csv"].earlier, by["a.csv"].reason) == ("loaded", "already loaded (same content)")
+    assert (by["b_copy.csv"].earlier, by["b_copy.csv"].reason) == ("loaded", "already loaded as a.csv (same content)")
+    bad = by["c_bad.csv"]
+    assert bad.earlier == "quarantined"
+    assert bad.reason.startswith("quarantined before under the same settings and code (same content): c_bad.csv: ")
+    assert first["c_bad.csv"].reason in bad.reason  # the reason it was held back, as the first run gave it
+    text = " ".join(summary_text(again, width=400).split())
+    assert "2 already loaded (same content); 1 quarantined before under the same settings: c_bad.csv" in text
+    assert "same content already ingested" not in text
+
+    (settings.landing / "a.csv").write_text(header + "S1,IL-6,2.7,pg/mL,P1\nS2,IL-6,3.5,pg/mL,P1\n")  # corrected
+    assert {f.name: f.status for f in run_pipeline(settings).files}["a.csv"] == "loaded"  # replaces the first
+    (settings.landing / "a.csv").write_text(first_version)  # the old export lands again
+    old = {f.name: f for f in run_pipeline(settings).files}["a.csv"]
+    assert (old.status, old.earlier) == ("skipped", "replaced")
+    assert old.reason == (
+        "an earlier version of a.csv, replaced by a newer file of that name (same content): it stays out of use"
+    )
+    assert q(settings, "select value from raw_measurements where sample_id = 'S1'") == [(2.7,)]
+
+    # the dry run tells the same, and a copy of a new file within the dry run as a second copy
+    (settings.landing / "d_new.csv").write_text(header + "S4,IL-6,1.5,pg/mL,P1\n")
+    (settings.landing / "e_new_copy.csv").write_text(header + "S4,IL-6,1.5,pg/mL,P1\n")
+    names = ["c_bad.csv", "d_new.csv", "e_new_copy.csv", "a.csv"]
+    outcomes, _ = dry_run([settings.landing / n for n in names], settings)
+    assert [(o.name, o.status, o.earlier) for o in outcomes] == [
+        ("c_bad.csv", "skipped", "quarantined"),
+        ("d_new.csv", "loaded", None),
+        ("e_new_copy.csv", "skipped", "this run"),
+        ("a.csv", "skipped", "replaced"),
+    ]
+    assert outcomes[2].reason == "same content as d_new.csv, read earlier in this run"
+
+
 def test_a_loaded_file_the_run_may_not_remove_from_the_landing_folder_is_reported_not_a_failed_run(
     tmp_path, prefect_backend, monkeypatch
 ) -> None:
