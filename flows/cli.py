@@ -28,7 +28,9 @@ app = typer.Typer(
 )
 releases_app = typer.Typer(help="List, show and verify published releases.", no_args_is_help=True)
 app.add_typer(releases_app, name="releases")
-files_app = typer.Typer(help="Take a loaded file out of use, or back into use.", no_args_is_help=True)
+files_app = typer.Typer(
+    help="List the ledger's files; take a loaded file out of use, or back into use.", no_args_is_help=True
+)
 app.add_typer(files_app, name="files")
 #: Width of output that is not a terminal (a log, a pipe, CI): wide enough that no table cell or reason wraps
 LOG_WIDTH = 10_000
@@ -409,6 +411,63 @@ def _ledger_change(settings: Settings, change: Callable[[Any], Any]) -> Any:
             return _on_work_copy(settings, change)
         except LookupError as exc:
             fail(str(exc.args[0]))
+
+
+@files_app.command("list")
+def files_list(
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only files of this status: loaded, quarantined, replaced or retracted."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    config: ConfigOption = None,
+) -> None:
+    """List the files the ledger knows, by name: status, layout, rows read, loaded and held back, when and by
+    which run, content hash and reason (why a file was quarantined, replaced or retracted). The names are
+    those `files retract` and `files restore` take."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    from warehouse import db, loads
+
+    settings = settings_or_exit(config)
+    assert settings.warehouse is not None
+    if status is not None and status not in loads.FILE_STATUSES:
+        fail(f"--status must be one of {', '.join(loads.FILE_STATUSES)}, not {status!r}", 2)
+    if fmt not in ("table", "csv", "json"):
+        fail(f"--format must be table, csv or json, not {fmt!r}", 2)
+    check_warehouse(settings, writing=False)
+    if not settings.warehouse.is_file():
+        fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
+    with db.connect(settings.warehouse, read_only=True) as con:
+        relation = loads.ledger_files(con, status)
+        if fmt == "csv":
+            _echo_csv(relation)
+            return
+        if fmt == "json":
+            _echo_json(relation)
+            return
+        frame = relation.pl()
+    if not frame.height:
+        console.print(f"no {status + ' ' if status else ''}files in the ledger of {settings.warehouse}")
+        return
+    table = Table("file", "status", "layout", "read", "loaded", "held", "ingested (UTC)", "sha256", "reason")
+    for row in frame.iter_rows(named=True):
+        table.add_row(
+            row["file_name"],
+            row["status"],
+            row["layout"] or "-",
+            f"{row['rows_read']:,}",
+            f"{row['rows_loaded']:,}",
+            f"{row['rows_quarantined']:,}",
+            row["ingested_at"].strftime("%Y-%m-%d %H:%M"),
+            row["sha256"][:12],
+            row["reason"] or "",
+        )
+    console.print(table)
+    counts = Counter(frame["status"].to_list())
+    console.print(f"{frame.height} files: " + ", ".join(f"{counts[s]} {s}" for s in loads.FILE_STATUSES if counts[s]))
 
 
 @files_app.command("retract")

@@ -412,6 +412,34 @@ def prune_normalised(folder: Path, *, keep: set[str]) -> list[str]:
     return removed
 
 
+#: The statuses of the ledger's files (table ``files``), as `refranges files list --status` takes them.
+FILE_STATUSES = ("loaded", "quarantined", "replaced", "retracted")
+#: What `refranges files list` shows of each file, in this order.
+LEDGER_COLUMNS = (
+    "file_name",
+    "status",
+    "layout",
+    "rows_read",
+    "rows_loaded",
+    "rows_quarantined",
+    "ingested_at",
+    "run_id",
+    "sha256",
+    "reason",
+    "archive_path",
+    "replaced_by",
+)
+
+
+def ledger_files(con: duckdb.DuckDBPyConnection, status: str | None = None) -> duckdb.DuckDBPyRelation:
+    """The ledger's files (LEDGER_COLUMNS), by name and then by when they were ingested; only those of
+    ``status`` (one of FILE_STATUSES) when given. A relation, so that a caller can write it in batches."""
+    if status is not None and status not in FILE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(FILE_STATUSES)}, not {status!r}")
+    where = f"where status = '{status}'" if status else ""  # one of FILE_STATUSES: never the user's text
+    return con.sql(f"select {', '.join(LEDGER_COLUMNS)} from files {where} order by file_name, ingested_at, sha256")
+
+
 def loaded_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: str = "") -> list[str]:
     """The sha256 of the loaded files named ``file_name`` (other than ``besides``)."""
     query = "select sha256 from files where file_name = ? and sha256 <> ? and status = 'loaded'"
@@ -534,7 +562,7 @@ def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) ->
     if not loaded:
         msg = (
             f"no loaded file is named {file_name}: a file goes by its path below the landing folder "
-            '(refranges sql "select file_name, status from files order by file_name" lists them)'
+            "(`refranges files list --status loaded` lists them)"
         )
         raise LookupError(msg)
     with _transaction(con):

@@ -31,6 +31,7 @@ def invoke(*args: str, env: dict[str, str] | None = None):
         ["serve"],
         ["score"],
         ["files"],
+        ["files", "list"],
         ["files", "retract"],
         ["files", "restore"],
     ],
@@ -63,6 +64,8 @@ def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
     assert latest.exit_code == 1 and "no releases" in latest.output and "refranges run" in latest.output
     sql = invoke("sql", "select 1", "--config", str(cfg))
     assert sql.exit_code == 1 and "no warehouse" in sql.output
+    files = invoke("files", "list", "--config", str(cfg))
+    assert files.exit_code == 1 and "no warehouse" in files.output and "refranges run" in files.output
     assert invoke("generate", "--out", str(tmp_path), "--healthy", "0").exit_code == 1
 
 
@@ -572,6 +575,7 @@ def test_a_loaded_file_is_retracted_by_hand_then_restored_from_its_archived_copy
     assert count("select count(*) from files where status = 'retracted' and reason like '%another study%'") == 1
     again = invoke("files", "retract", "run1/a.csv", "--reason", "twice", "--config", str(cfg))
     assert again.exit_code == 1 and "no loaded file is named run1/a.csv" in " ".join(again.output.split())
+    assert "`refranges files list --status loaded` lists them" in " ".join(again.output.split())
     rerun = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
     assert {f["status"] for f in rerun["files"]} == {"skipped"}  # its content is known: not loaded again
     why = {f["name"]: (f["earlier"], f["reason"]) for f in rerun["files"]}
@@ -581,6 +585,26 @@ def test_a_loaded_file_is_retracted_by_hand_then_restored_from_its_archived_copy
     )
     assert why["b.csv"] == ("loaded", "already loaded (same content)")
     assert count("select count(*) from measurements where analyte = 'IL6'") == 3  # rebuilt without it
+    listed = invoke("files", "list", "--format", "json", "--config", str(cfg))
+    assert listed.exit_code == 0, listed.output
+    ledger = {f["file_name"]: f for f in json.loads(listed.stdout)}
+    assert {n: (f["status"], f["rows_loaded"]) for n, f in ledger.items()} == {
+        "b.csv": ("loaded", 3),
+        "manifest.csv": ("loaded", 8),
+        "run1/a.csv": ("retracted", 5),
+    }
+    assert ledger["run1/a.csv"]["reason"] == "retracted by hand: another study's plate"
+    table = invoke("files", "list", "--config", str(cfg)).output
+    cells = [[c.strip() for c in line.split("│")[1:3]] for line in table.splitlines() if "│" in line]
+    assert ["run1/a.csv", "retracted"] in cells and "3 files: 2 loaded, 1 retracted" in table
+    only = invoke("files", "list", "--status", "retracted", "--format", "csv", "--config", str(cfg)).stdout
+    assert [line.split(",")[:2] for line in only.splitlines()] == [["file_name", "status"], ["run1/a.csv", "retracted"]]
+    assert (
+        "no quarantined files in the ledger"
+        in invoke("files", "list", "--status", "quarantined", "--config", str(cfg)).output
+    )
+    wrong = invoke("files", "list", "--status", "gone", "--config", str(cfg))
+    assert wrong.exit_code == 2 and "--status must be one of loaded, quarantined, replaced, retracted" in wrong.output
 
     (landing / "run1" / "a.csv").unlink()  # gone from the landing folder: restored from the archive
     back = invoke("files", "restore", "run1/a.csv", "--config", str(cfg))
