@@ -492,11 +492,21 @@ def files_retract(
 
 @files_app.command("restore")
 def files_restore(
-    name: Annotated[str, typer.Argument(help="The retracted file as the ledger names it.")],
+    name: Annotated[str, typer.Argument(help="The file as the ledger names it.")],
+    sha: Annotated[
+        str | None,
+        typer.Option(
+            "--sha",
+            help="The version to take back, by the start of its content hash (`files list`): a retracted one, or "
+            "an earlier version that a newer one replaced. Default: the last retracted version.",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Take a retracted file back into use: the next run reads it again and loads it as new. When the landing
-    folder no longer holds it (move mode, or removed), its archived copy is put back there."""
+    """Take a retracted file back into use (or, with --sha, an earlier version that a newer one replaced,
+    once the newer one is retracted): the next run reads it again and loads it as new. When the landing
+    folder holds no copy of it, its archived copy is put at its place; a copy there of a version that is out
+    of use (retracted or replaced, which the archive keeps) is replaced by it."""
     import hashlib
 
     from warehouse import loads, storage
@@ -504,23 +514,36 @@ def files_restore(
     settings = settings_or_exit(config)
     assert settings.landing is not None
     target = storage.join(settings.landing, name)
-    sha, archive = _ledger_change(settings, lambda con: loads.restore_file(con, name))
     held = storage.read_bytes(target) if storage.exists(target) else None
+    held_sha = None if held is None else hashlib.sha256(held).hexdigest()
+
+    def restore(con: Any) -> tuple[loads.Restored, str | None]:
+        restored = loads.restore_file(con, name, sha)
+        status = con.execute("select status from files where sha256 = ?", [held_sha]).fetchall()
+        return restored, status[0][0] if status else None
+
+    restored, held_status = _ledger_change(settings, restore)
+    archive = restored.archive_path
     where = "the landing folder holds it; the next `refranges run` loads it again"
-    if held is not None and hashlib.sha256(held).hexdigest() != sha:
+    if held_sha is not None and held_sha != restored.sha256 and held_status not in ("retracted", "replaced"):
         where = (
             f"{target} holds another version now, which the next run reads instead; to load the restored one "
             f"too, copy {archive} into a folder of its own in the landing folder"
         )
-    elif held is None:
+    elif held_sha != restored.sha256:
         if archive is None or not storage.exists(archive):
             fail(
-                f"{name} ({sha[:12]}) is restored, but neither the landing folder nor the archive holds it: "
-                "put the export back at its place in the landing folder"
+                f"{name} ({restored.sha256[:12]}) is restored, but the archive does not hold it: put the export "
+                "back at its place in the landing folder"
             )
         storage.write_bytes(target, storage.read_bytes(archive))
-        where = f"its archived copy is back at {target}; the next `refranges run` loads it again"
-    console.print(f"restored {name} ({sha[:12]}): {where}.")
+        stale = (
+            ""
+            if held_sha is None
+            else f" (in place of the {held_status} version {held_sha[:12]}, which the archive keeps)"
+        )
+        where = f"its archived copy is back at {target}{stale}; the next `refranges run` loads it again"
+    console.print(f"restored {name} ({restored.sha256[:12]}, {restored.was} before): {where}.")
 
 
 @releases_app.command("list")

@@ -152,7 +152,8 @@ def skipped_as_known(name: str, sha: str, known: loads.Known | None) -> FileOutc
     elif known.status == "replaced":
         reason = (
             f"an earlier version of {known.name}, replaced by a newer file of that name (same content): it stays "
-            "out of use"
+            f"out of use. To go back to it, `refranges files retract {known.name}` the loaded version, then "
+            f"`refranges files restore {known.name} --sha {sha[:12]}`"
         )
     else:
         reason = f"already in the ledger as {known.name}, {known.status} (same content)"

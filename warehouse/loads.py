@@ -584,26 +584,72 @@ def _take_out_of_use(
     )
 
 
-def restore_file(con: duckdb.DuckDBPyConnection, file_name: str) -> tuple[str, str | None]:
-    """Undo :func:`retract_file` for the last retracted file named ``file_name``: its ledger row is removed,
-    so that the next run reads its content again and loads it as new (rows, samples and held rows from the
-    file itself). Returns its sha256 and archive path (the caller puts the archived copy back where the run
-    reads it). Raises LookupError when no retracted file has that name, or when another version of the name
-    is loaded (restoring would replace it)."""
+#: The shortest content-hash prefix `files restore --sha` takes (as `files list` shows 12 characters).
+MIN_SHA_PREFIX = 6
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A version :func:`restore_file` took back: its sha256 and archive path, and the status it had."""
+
+    sha256: str
+    archive_path: str | None
+    was: str
+
+
+def restore_file(con: duckdb.DuckDBPyConnection, file_name: str, sha_prefix: str | None = None) -> Restored:
+    """Take a version of ``file_name`` back into use: its ledger row is removed, so that the next run reads
+    its content again and loads it as new (rows, samples and held rows from the file itself). Without
+    ``sha_prefix``, the last retracted version (undoing :func:`retract_file`); with it, the retracted or
+    replaced version whose sha256 begins so (going back to an earlier export, after retracting the one that
+    replaced it). The caller puts the archived copy back where the run reads it. Raises LookupError when
+    another version of the name is loaded (restoring would replace it), and when no version, or more than
+    one, matches."""
     if loaded_versions(con, file_name):
-        msg = f"a version of {file_name} is loaded: restoring the retracted one would replace it"
+        msg = (
+            f"a version of {file_name} is loaded: restoring another would replace it; "
+            f"`refranges files retract {file_name}` it first"
+        )
         raise LookupError(msg)
-    rows = con.execute(
-        "select sha256, archive_path from files where file_name = ? and status = 'retracted' "
-        "order by ingested_at desc limit 1",
-        [file_name],
-    ).fetchall()
+    if sha_prefix is not None:
+        prefix = sha_prefix.strip().lower()
+        if len(prefix) < MIN_SHA_PREFIX or not re.fullmatch(r"[0-9a-f]+", prefix):
+            msg = (
+                f"--sha takes at least {MIN_SHA_PREFIX} hexadecimal characters of the content hash, not {sha_prefix!r}"
+            )
+            raise LookupError(msg)
+        query = (
+            "select sha256, archive_path, status from files where file_name = ? and status in ('retracted', "
+            "'replaced') and starts_with(sha256, ?) order by ingested_at desc"
+        )
+        rows = con.execute(query, [file_name, prefix]).fetchall()
+        if len(rows) > 1:
+            raise LookupError(f"{len(rows)} versions of {file_name} begin with {prefix}: give more of the hash")
+    else:
+        query = (
+            "select sha256, archive_path, status from files where file_name = ? and status = 'retracted' "
+            "order by ingested_at desc limit 1"
+        )
+        rows = con.execute(query, [file_name]).fetchall()
     if not rows:
-        raise LookupError(f"no retracted file is named {file_name}")
-    sha, archive = rows[0]
+        earlier = con.execute(
+            "select sha256 from files where file_name = ? and status in ('retracted', 'replaced') "
+            "order by ingested_at desc",
+            [file_name],
+        ).fetchall()
+        what = (
+            f"no retracted or replaced version of {file_name} begins with {prefix}"
+            if sha_prefix
+            else (f"no retracted file is named {file_name}")
+        )
+        if earlier:
+            hashes = ", ".join(r[0][:12] for r in earlier)
+            what += f"; its versions out of use: {hashes} (`refranges files restore {file_name} --sha HASH`)"
+        raise LookupError(what)
+    sha, archive, was = rows[0]
     with _transaction(con):
         con.execute("delete from files where sha256 = ?", [sha])
-    return sha, archive
+    return Restored(sha, archive, was)
 
 
 LOADED_RAW = "raw_measurements r"  # the view lists the raw files of loaded files only

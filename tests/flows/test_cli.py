@@ -538,6 +538,65 @@ def test_ingest_takes_folders_and_refuses_two_files_of_one_name_outside_the_land
     assert "no file in the folder" in runner.invoke(app, ["ingest", "--config", str(cfg), str(empty)]).output
 
 
+def test_an_earlier_version_that_a_newer_one_replaced_is_taken_back_by_its_hash(
+    tmp_path: Path, prefect_backend
+) -> None:
+    """A lab's corrected export replaced the first one, then turned out wrong itself: there was no way back to
+    the first version (`files restore` took retracted files only, and the first export landed again was
+    skipped as known). Retract the newer one, then restore the earlier one by its hash (`--sha`)."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    landing = home / "landing"
+    (landing / "run1").mkdir(parents=True)
+    (landing / "manifest.csv").write_text(
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date,severity,illness_duration_years\n"
+        + "".join(f"S{i},SUBJ-{i},healthy,serum,F,40,2026-01-02,,\n" for i in range(4))
+    )
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    export = landing / "run1" / "a.csv"
+    first = header + "".join(f"S{i},IL-6,{1 + i},pg/mL,P1\n" for i in range(4))
+    export.write_text(first)
+    assert invoke("run", "--config", str(cfg)).exit_code == 0
+    export.write_text(header + "".join(f"S{i},IL-6,{10 + i},pg/mL,P1\n" for i in range(4)))  # the correction
+    assert invoke("run", "--config", str(cfg)).exit_code == 0
+
+    def ledger() -> dict[str, str]:
+        listed = json.loads(invoke("files", "list", "--format", "json", "--config", str(cfg)).stdout)
+        return {f["sha256"]: f["status"] for f in listed if f["file_name"] == "run1/a.csv"}
+
+    versions = ledger()
+    v1 = next(sha for sha, status in versions.items() if status == "replaced")
+    v2 = next(sha for sha, status in versions.items() if status == "loaded")
+    busy = invoke("files", "restore", "run1/a.csv", "--sha", v1[:12], "--config", str(cfg))
+    assert busy.exit_code == 1 and "a version of run1/a.csv is loaded" in " ".join(busy.output.split())
+    plain = invoke("files", "restore", "run1/a.csv", "--config", str(cfg))  # nothing retracted yet
+    out = " ".join(plain.output.split())
+    assert plain.exit_code == 1 and "a version of run1/a.csv is loaded" in out
+    assert (
+        invoke("files", "retract", "run1/a.csv", "--reason", "the correction was wrong", "--config", str(cfg)).exit_code
+        == 0
+    )
+    short = invoke("files", "restore", "run1/a.csv", "--sha", "abc", "--config", str(cfg))
+    assert short.exit_code == 1 and "at least 6 hexadecimal characters" in " ".join(short.output.split())
+    unknown = invoke("files", "restore", "run1/a.csv", "--sha", "000000", "--config", str(cfg))
+    out = " ".join(unknown.output.split())
+    assert unknown.exit_code == 1 and "no retracted or replaced version of run1/a.csv begins with 000000" in out
+    assert v1[:12] in out and v2[:12] in out  # the versions it could take back
+
+    back = invoke("files", "restore", "run1/a.csv", "--sha", v1[:12], "--config", str(cfg))
+    out = " ".join(back.output.split())
+    assert back.exit_code == 0, back.output
+    assert f"restored run1/a.csv ({v1[:12]}, replaced before)" in out
+    assert f"in place of the retracted version {v2[:12]}, which the archive keeps" in out
+    assert export.read_text() == first  # the landing folder holds the restored version again
+    again = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
+    assert [(f["name"], f["status"]) for f in again["files"] if f["status"] != "skipped"] == [("run1/a.csv", "loaded")]
+    assert ledger() == {v1: "loaded", v2: "retracted"}
+    values = invoke("sql", "select value from raw_measurements order by value", "--format", "csv", "--config", str(cfg))
+    assert values.stdout.split() == ["value", "1.0", "2.0", "3.0", "4.0"]
+
+
 def test_a_loaded_file_is_retracted_by_hand_then_restored_from_its_archived_copy(
     tmp_path: Path, prefect_backend
 ) -> None:

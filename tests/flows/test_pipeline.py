@@ -539,7 +539,9 @@ def test_a_skipped_file_says_what_became_of_its_content_before(tmp_path, prefect
     old = {f.name: f for f in run_pipeline(settings).files}["a.csv"]
     assert (old.status, old.earlier) == ("skipped", "replaced")
     assert old.reason == (
-        "an earlier version of a.csv, replaced by a newer file of that name (same content): it stays out of use"
+        "an earlier version of a.csv, replaced by a newer file of that name (same content): it stays out of use. "
+        f"To go back to it, `refranges files retract a.csv` the loaded version, then `refranges files restore a.csv "
+        f"--sha {old.sha256[:12]}`"
     )
     assert q(settings, "select value from raw_measurements where sample_id = 'S1'") == [(2.7,)]
 
