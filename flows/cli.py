@@ -262,7 +262,18 @@ def check_release_index(settings: Settings) -> None:
         fail(f"{exc}. The run did not start: nothing was changed", 1)
 
 
-def _run(settings: Settings, fmt: str = "table") -> int:
+def sql_hint(config: Path | None, home: Path | None = None) -> str:
+    """The `refranges sql` command line that reaches the warehouse a command ran on, for its summary: with
+    the ``--config`` it was given, and its ``--home`` (demo) as REFRANGES_HOME. The summary of `demo --home
+    DIR` said `refranges sql "select ..."`, which looked in ./data and answered "no warehouse"."""
+    import shlex
+
+    env = f"REFRANGES_HOME={shlex.quote(str(home.resolve()))} " if home is not None else ""
+    option = f" --config {shlex.quote(str(config.resolve()))}" if config is not None else ""
+    return f'{env}refranges sql{option} "select ..."'
+
+
+def _run(settings: Settings, fmt: str = "table", *, hint: str = 'refranges sql "select ..."') -> int:
     _check_format(fmt)
     try:
         check_landing(settings)  # before the server starts: a configuration error, not a failed run
@@ -280,7 +291,7 @@ def _run(settings: Settings, fmt: str = "table") -> int:
     if fmt == "json":
         typer.echo(json.dumps(summary.as_dict(), default=str, indent=1))
     else:
-        print_summary(summary, console)
+        print_summary(summary, console, sql_hint=hint)
     return 0
 
 
@@ -288,7 +299,7 @@ def _run(settings: Settings, fmt: str = "table") -> int:
 def run(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     """Run one pass of the pipeline over the landing folder."""
     settings = settings_or_exit(config)
-    raise typer.Exit(_run(settings, fmt))
+    raise typer.Exit(_run(settings, fmt, hint=sql_hint(config)))
 
 
 @app.command()
@@ -306,7 +317,7 @@ def demo(
     quiet_environment(settings)  # before anything imports Prefect
     assert settings.landing is not None
     copy_demo(_demo_files(platform, seed=seed), settings.landing)
-    raise typer.Exit(_run(settings, fmt))
+    raise typer.Exit(_run(settings, fmt, hint=sql_hint(config, home)))
 
 
 @app.command()

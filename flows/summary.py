@@ -17,7 +17,11 @@ DISCLAIMER = (
 )
 
 
-def print_summary(summary: RunSummary, console: Console | None = None) -> None:
+def print_summary(
+    summary: RunSummary, console: Console | None = None, *, sql_hint: str = 'refranges sql "select ..."'
+) -> None:
+    """The run summary as a table; ``sql_hint``: the `refranges sql` command line that reaches this run's
+    warehouse (flows.cli.sql_hint)."""
     console = console or Console(markup=False)
     new = summary.files_new
     skipped = [f for f in summary.files if f.status == "skipped"]
@@ -55,7 +59,7 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         table.add_row("release folder", "", summary.release_path)
     table.add_row("QC report", "", summary.report_path)
     table.add_row("warehouse", "", summary.warehouse)
-    table.add_row("open the warehouse", "", f'duckdb -readonly {summary.warehouse}   or   refranges sql "select ..."')
+    table.add_row("open the warehouse", "", f"duckdb -readonly {summary.warehouse}   or   {sql_hint}")
     console.print(table)
     if summary.status != "completed":
         console.print(

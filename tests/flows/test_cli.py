@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli import app, sql_hint
 
 runner = CliRunner()
 
@@ -79,6 +79,13 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     assert result.exit_code == 0, result.output
     for text in ("files ingested", "reference groups published", "release", "warehouse", "duckdb -readonly"):
         assert text in result.output
+    assert f'refranges sql --config {cfg.resolve()} "select ..."' in result.output  # reaches this warehouse
+    # what `demo --home DIR` tells (sql_hint): the home as REFRANGES_HOME reaches the same warehouse
+    hinted = sql_hint(None, home)
+    assert hinted == f'REFRANGES_HOME={home.resolve()} refranges sql "select ..."'
+    env = {"REFRANGES_HOME": str(home.resolve()), "REFRANGES_SUBJECT_KEY": "k"}
+    reached = invoke("sql", "select count(*) as n from files", "--format", "csv", env=env)
+    assert reached.exit_code == 0 and int(reached.output.splitlines()[1]) > 0, reached.output
     listed = json.loads(invoke("releases", "list", "--json", "--config", str(cfg)).output)
     version = listed[0]["version"]
     shown = json.loads(invoke("releases", "show", version, "--config", str(cfg)).output)
