@@ -285,6 +285,18 @@ def _quarantine_file(settings: Settings, path: storage.Location, reason: str, *,
     return target
 
 
+def _archive_quarantined(settings: Settings, path: storage.Location, sha: str) -> storage.Location | None:
+    """Archive the quarantine folder's copy of the file at ``path`` when it holds the content ``sha`` (a
+    version that a newer one supersedes, before :func:`_unquarantine` removes the copy: in move mode, or once
+    the lab has overwritten the landing file, it is the only copy). None when the folder holds no such copy."""
+    assert settings.quarantine is not None
+    copy = settings.quarantine / landing_name(path, settings)
+    if not copy.is_file():
+        return None
+    data = copy.read_bytes()
+    return _archive(settings, path, sha, data) if _sha256(data) == sha else None
+
+
 def _unquarantine(settings: Settings, path: storage.Location, sha: str) -> None:
     """Remove a loaded file's copy and reason from the quarantine folder, where an earlier run put them. A
     copy of other content (a later version of the same name, quarantined there) stays with its reason; the
@@ -620,6 +632,8 @@ def _load_parsed(
                 o.rows_loaded -= contradicted.height
                 o.rows_quarantined += contradicted.height
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=str(archive), run_id=run_id)
+        superseded = loads.quarantined_versions(con, o.name, besides=o.sha256)  # the lab's corrected export
+        kept = {sha: str(at) for sha in superseded if (at := _archive_quarantined(settings, path, sha)) is not None}
         o.replaced = loads.load_file(
             con,
             entry,
@@ -628,7 +642,10 @@ def _load_parsed(
             samples=samples,
             handling=parsed.frame("handling"),
             defer_view=True,  # re-pointed once when the run's files are loaded (_ingest)
+            archived=kept,
         )
+        for sha in superseded:  # its problems are fixed: its copy (archived) and reason leave quarantine/
+            _unquarantine(settings, parsed.path, sha)
         if o.sha256 in retried:  # quarantined whole before, loaded now: its copy and reason are stale
             _unquarantine(settings, parsed.path, o.sha256)
             logger.info("%s: quarantined whole under other settings or code before, loaded now", o.name)

@@ -446,6 +446,13 @@ def loaded_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: 
     return [r[0] for r in con.execute(query, [file_name, besides]).fetchall()]
 
 
+def quarantined_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: str = "") -> list[str]:
+    """The sha256 of the files named ``file_name`` (other than ``besides``) quarantined whole: versions that a
+    loaded file of the name supersedes (:func:`load_file`)."""
+    query = "select sha256 from files where file_name = ? and sha256 <> ? and status = 'quarantined'"
+    return [r[0] for r in con.execute(query, [file_name, besides]).fetchall()]
+
+
 def samples_listed_elsewhere(con: duckdb.DuckDBPyConnection, samples: pl.DataFrame, file_name: str) -> pl.DataFrame:
     """The loaded samples (schema.SAMPLE) of manifests other than ``file_name`` that share a sample id or a
     subject with ``samples``: what a new manifest must agree with (an earlier version of ``file_name`` is
@@ -473,6 +480,7 @@ def load_file(
     samples: pl.DataFrame | None = None,
     handling: pl.DataFrame | None = None,
     defer_view: bool = False,
+    archived: dict[str, str] | None = None,
 ) -> list[str]:
     """Load one file: its parsed rows go to the raw store (``raw/<sha256>.parquet`` beside the warehouse,
     see :func:`raw_dir`), its quarantine records, samples and ledger entry into the warehouse in one
@@ -486,7 +494,11 @@ def load_file(
     overwrites). A loaded file with the same name and different content
     is marked replaced: the ledger, the archive and its raw file keep its history, the view no longer
     shows its rows. A new version that is quarantined whole replaces nothing: the loaded version stays in
-    use. Returns the sha256 of files it replaced.
+    use. A loaded file also supersedes the versions of its name that were quarantined whole (the lab's
+    corrected export): they become ``replaced`` too, their reason kept after the replacement's, and their held
+    rows leave the ``quarantine`` view, which listed the fixed file's problems as if they were still open;
+    ``archived`` gives the archive path of such a version's bytes where the caller kept them (sha256 -> path).
+    Returns the sha256 of files it replaced.
 
     ``defer_view``: leave the view as it is; the caller re-points it once after a batch of loads
     (:func:`ensure_raw_store`). Re-pointing reads the footer of every listed file, so doing it per load costs
@@ -508,6 +520,16 @@ def load_file(
             replaced = loaded_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
             for old in replaced:
                 _take_out_of_use(con, old, "replaced", "a newer file with the same name replaced it", entry.sha256)
+            superseded = (
+                quarantined_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
+            )
+            for old in superseded:
+                held = con.execute("select reason from files where sha256 = ?", [old]).fetchall()[0][0]
+                why = f"a newer file with the same name was loaded in its place; it had been quarantined: {held}"
+                _take_out_of_use(con, old, "replaced", why, entry.sha256)
+                if archived and old in archived:
+                    con.execute("update files set archive_path = ? where sha256 = ?", [archived[old], old])
+            replaced += superseded
             if quarantine is not None:
                 _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
             if samples is not None and samples.height:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -557,6 +558,47 @@ def test_a_skipped_file_says_what_became_of_its_content_before(tmp_path, prefect
         ("a.csv", "skipped", "replaced"),
     ]
     assert outcomes[2].reason == "same content as d_new.csv, read earlier in this run"
+
+
+@pytest.mark.parametrize("landing_mode", ["keep", "move"])
+def test_a_corrected_export_supersedes_the_quarantined_version_of_its_name(
+    tmp_path, prefect_backend, landing_mode
+) -> None:
+    """A lab's export was quarantined whole, then the lab sent a corrected one under the same name, which
+    loaded: the quarantine folder kept the bad copy and its reason, and the `quarantine` view kept listing
+    its problems, as if they were still open. The loaded version now supersedes it: the ledger marks it
+    replaced (its reason kept), its held rows leave the view, and its copy leaves the quarantine folder for
+    the archive (in move mode, and once the lab overwrote the landing file, the only copy of its bytes)."""
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000, landing_mode=landing_mode)
+    settings.landing.mkdir(parents=True)
+    (settings.landing / "manifest.csv").write_text(
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date\n"
+        "S1,P1,healthy,serum,F,40,2026-01-02\nS2,P2,healthy,serum,M,50,2026-01-02\n"
+    )
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    bad = header + "S1,IL-6,n/a?,pg/mL,P1\nS2,IL-6,zz,pg/mL,P1\n"
+    (settings.landing / "a.csv").write_text(bad)
+    first = {f.name: f for f in run_pipeline(settings).files}
+    assert first["a.csv"].status == "quarantined" and (settings.quarantine / "a.csv").read_text() == bad
+    old = first["a.csv"].sha256
+    assert q(settings, f"select count(*) from quarantine where source_sha256 = '{old}'") == [(3,)]  # 2 rows, 1 file
+
+    (settings.landing / "a.csv").write_text(header + "S1,IL-6,1.5,pg/mL,P1\nS2,IL-6,2.5,pg/mL,P1\n")
+    second = {f.name: f for f in run_pipeline(settings).files}
+    new = second["a.csv"]
+    assert new.status == "loaded" and new.replaced == [old]
+    assert not (settings.quarantine / "a.csv").exists() and not (settings.quarantine / "a.csv.reason.txt").exists()
+    assert q(settings, "select count(*) from quarantine") == [(0,)]  # nothing open is left
+    ((status, replaced_by, reason, archive),) = q(
+        settings, f"select status, replaced_by, reason, archive_path from files where sha256 = '{old}'"
+    )
+    assert (status, replaced_by) == ("replaced", new.sha256)
+    assert reason.startswith("a newer file with the same name was loaded in its place; it had been quarantined: a.csv:")
+    assert Path(archive).read_text() == bad  # its bytes are kept
+    assert q(settings, "select value from raw_measurements order by value") == [(1.5,), (2.5,)]
+    assert q(settings, "select count(*) from files where rows_read <> rows_loaded + rows_quarantined") == [(0,)]
 
 
 def test_a_loaded_file_the_run_may_not_remove_from_the_landing_folder_is_reported_not_a_failed_run(
