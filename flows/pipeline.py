@@ -1105,6 +1105,11 @@ def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
     key = subject_key(settings)
     decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
+        for sha, name, by in loads.superseded_quarantines(con):  # left by refranges before it superseded them
+            where = storage.join(settings.landing, name) if settings.landing is not None else Path(name)
+            kept = _archive_quarantined(settings, where, sha)
+            loads.supersede_quarantined(con, sha, by, None if kept is None else str(kept))
+            _unquarantine(settings, where, sha)
         retried = loads.quarantined_under_other(con, decided_under)  # what held them back may have changed
         ledger = loads.known_files(con)  # what became of each content it knows: a skipped file is told by it
         known = set(ledger) - retried

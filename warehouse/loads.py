@@ -524,11 +524,7 @@ def load_file(
                 quarantined_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
             )
             for old in superseded:
-                held = con.execute("select reason from files where sha256 = ?", [old]).fetchall()[0][0]
-                why = f"a newer file with the same name was loaded in its place; it had been quarantined: {held}"
-                _take_out_of_use(con, old, "replaced", why, entry.sha256)
-                if archived and old in archived:
-                    con.execute("update files set archive_path = ? where sha256 = ?", [archived[old], old])
+                _supersede(con, old, entry.sha256, (archived or {}).get(old))
             replaced += superseded
             if quarantine is not None:
                 _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
@@ -592,6 +588,36 @@ def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) ->
             _take_out_of_use(con, sha, "retracted", reason)
         refresh_raw_view(con)
     return loaded[0]
+
+
+def _supersede(con: duckdb.DuckDBPyConnection, old: str, by: str, archive_path: str | None) -> None:
+    """The version ``old``, quarantined whole, is superseded by ``by``, a loaded file of its name: it becomes
+    ``replaced`` (its quarantine reason kept) and its held rows leave the warehouse; ``archive_path``: where
+    its bytes were archived, if they were. In the caller's transaction."""
+    held = con.execute("select reason from files where sha256 = ?", [old]).fetchall()[0][0]
+    why = f"a newer file with the same name was loaded in its place; it had been quarantined: {held}"
+    _take_out_of_use(con, old, "replaced", why, by)
+    if archive_path is not None:
+        con.execute("update files set archive_path = ? where sha256 = ?", [archive_path, old])
+
+
+def superseded_quarantines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """(sha256, file name, sha256 of the loaded version) of the files quarantined whole before a version of
+    the same name loaded, that a warehouse written before :func:`load_file` superseded them still lists as
+    quarantined (their problems fixed, yet in the ``quarantine`` view). A version quarantined after the
+    loaded one is a problem still open, and is not listed."""
+    rows = con.execute(
+        "select q.sha256, q.file_name, l.sha256 from files q join files l on q.file_name = l.file_name "
+        "where q.status = 'quarantined' and l.status = 'loaded' and q.ingested_at < l.ingested_at "
+        "order by q.file_name, q.ingested_at"
+    ).fetchall()
+    return [(q, name, by) for q, name, by in rows]
+
+
+def supersede_quarantined(con: duckdb.DuckDBPyConnection, old: str, by: str, archive_path: str | None = None) -> None:
+    """:func:`_supersede` in a transaction of its own (see :func:`superseded_quarantines`)."""
+    with _transaction(con):
+        _supersede(con, old, by, archive_path)
 
 
 def _take_out_of_use(
