@@ -36,6 +36,9 @@ class Settings:
     releases: Path | str | None = None  # default: <home>/releases; or an fsspec URL such as s3://bucket/releases
     warehouse: Path | None = None  # default: <home>/warehouse.duckdb
     landing_mode: str = "keep"  # keep | move
+    # a landing file changed less than this many seconds before a run looked is left for a later run: a copy
+    # still being written (a lab's sync tool, a network share) is never read half-way (0: read every file)
+    landing_min_age_seconds: float = 0.0
     min_n: int = 120  # non-parametric method (CLSI EP28-A3c)
     min_n_small: int = 40  # parametric / robust methods
     age_bands: list[float] = field(default_factory=lambda: [45.0])  # cut points in years for age partitions
@@ -407,6 +410,7 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "min_bridges": (lambda v: v >= 1, "at least 1"),
     "report_max_plots": (lambda v: v >= 0, "0 or more"),
     "writer_wait_seconds": (lambda v: v >= 0, "0 or more seconds"),
+    "landing_min_age_seconds": (lambda v: v >= 0, "0 or more seconds"),
 }
 #: CLSI EP28-A3c: the robust method (Horn-Pesce) is for groups of 20 or more
 MIN_N_SMALL_FLOOR = 20

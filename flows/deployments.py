@@ -22,7 +22,8 @@ def scheduled_ingest(config: str | None = None) -> State[Any]:
     settings = load_settings(Path(config) if config else None)
     assert settings.landing is not None
     check_landing(settings)
-    return on_runner(ingest_paths, settings)(settings, list_landing(settings.landing), return_state=True)
+    listed = list_landing(settings.landing)
+    return on_runner(ingest_paths, settings)(settings, listed, settle=True, return_state=True)
 
 
 @flow(name="refranges-scheduled-publish", log_prints=True)

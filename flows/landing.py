@@ -11,12 +11,22 @@ if TYPE_CHECKING:
     from flows.config import Settings
 
 IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
+#: Endings of files that a download or a copy is still writing (browsers, WinSCP, curl and many sync tools
+#: write under such a name and rename the file once it is complete): never an export yet.
+IN_PROGRESS_SUFFIXES = (".part", ".partial", ".crdownload", ".filepart", ".download", ".tmp")
 
 
 def ignored(relative: str) -> bool:
-    """System and editor files, and anything in a hidden folder (``.git/``, ``.Trash-1000/``), are not exports."""
+    """System and editor files, files still being downloaded or copied (IN_PROGRESS_SUFFIXES), and anything in
+    a hidden folder (``.git/``, ``.Trash-1000/``, rsync's temporary copies) are not exports."""
     parts = relative.split("/")
-    return parts[-1] in IGNORED_NAMES or parts[-1].startswith("~$") or any(p.startswith(".") for p in parts)
+    name = parts[-1]
+    return (
+        name in IGNORED_NAMES
+        or name.startswith("~$")
+        or name.lower().endswith(IN_PROGRESS_SUFFIXES)
+        or any(p.startswith(".") for p in parts)
+    )
 
 
 def landing_name(path: storage.Location, settings: Settings) -> str:

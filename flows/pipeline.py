@@ -124,6 +124,8 @@ class RunSummary:
     parts: dict[str, int] = field(default_factory=dict)  # tasks per partitioned stage (normalise, reference)
     landing_removed: list[str] = field(default_factory=list)  # move mode: landing files removed after the swap
     landing_kept: list[str] = field(default_factory=list)  # move mode: loaded files that could not be removed, why
+    # landing files changed too recently to be read (landing_min_age_seconds), with their age: left for a later run
+    landing_waiting: list[str] = field(default_factory=list)
 
     @property
     def files_new(self) -> list[FileOutcome]:
@@ -1098,10 +1100,42 @@ def _new_run(settings: Settings) -> RunSummary:
     return RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
 
 
-def _ingest(paths: list[Path], settings: Settings, summary: RunSummary) -> None:
+def settled(
+    paths: Sequence[storage.Location], settings: Settings, now_ns: int
+) -> tuple[list[storage.Location], list[str]]:
+    """The landing files a run reads now, and those it leaves for a later run (named, with their age): local
+    files whose content or metadata changed (the later of mtime and ctime; a copy keeps an old mtime but not
+    its ctime) less than ``landing_min_age_seconds`` before ``now_ns``, as a copy still being written would be.
+    Files on an object store appear whole, and are all read."""
+    if settings.landing_min_age_seconds <= 0:
+        return list(paths), []
+    ready, waiting = [], []
+    for path in paths:
+        stat = stat_of(path)
+        age = None if stat is None else (now_ns - max(stat[1], stat[2])) / 1e9
+        if age is not None and age < settings.landing_min_age_seconds:
+            waiting.append(f"{landing_name(path, settings)} (changed {max(age, 0.0):.0f} s before the run)")
+        else:
+            ready.append(path)
+    return ready, waiting
+
+
+def _ingest(
+    paths: Sequence[storage.Location], settings: Settings, summary: RunSummary, *, settle: bool = False
+) -> None:
     """Ingest files one by one (each atomic, each validated with GX where it is parsed), then rebuild the
-    derived tables."""
+    derived tables. ``settle``: ``paths`` are what the run found in the landing folder, and those changed too
+    recently are left for a later run (:func:`settled`); files named by hand are read as they are."""
     assert settings.warehouse is not None
+    if settle:
+        paths, summary.landing_waiting = settled(paths, settings, time.time_ns())
+        if summary.landing_waiting:
+            get_run_logger().info(
+                "%d landing files changed less than %s s ago, left for a later run: %s",
+                len(summary.landing_waiting),
+                f"{settings.landing_min_age_seconds:g}",
+                "; ".join(summary.landing_waiting),
+            )
     key = subject_key(settings)
     decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
@@ -1315,7 +1349,7 @@ def run_pipeline(settings: Settings) -> RunSummary:
     check_landing(settings)
     freeze_modules()  # before any task: later collections skip the modules' objects
     with _writing(settings) as (settings, summary):
-        _ingest(list_landing(settings.landing), settings, summary)
+        _ingest(list_landing(settings.landing), settings, summary, settle=True)
         started = time.perf_counter()
         release = build_and_publish(settings, summary.run_id)
         summary.stage_seconds["reference_and_publish"] = time.perf_counter() - started
@@ -1332,11 +1366,13 @@ def run_pipeline(settings: Settings) -> RunSummary:
 
 
 @flow(name="refranges-ingest", log_prints=True)
-def ingest_paths(settings: Settings, paths: list[Path]) -> RunSummary:
-    """Ingest the given files into the warehouse (no release is built), written as run_pipeline writes it."""
+def ingest_paths(settings: Settings, paths: list[Path], settle: bool = False) -> RunSummary:
+    """Ingest the given files into the warehouse (no release is built), written as run_pipeline writes it.
+    ``settle``: the paths are a listing of the landing folder (the scheduled ingest), and files changed too
+    recently are left for a later run (:func:`settled`)."""
     freeze_modules()
     with _writing(settings) as (settings, summary):
-        _ingest(paths, settings, summary)
+        _ingest(paths, settings, summary, settle=settle)
         summary.release_message = "ingest only: no release built"
         state = _finish(settings, summary)
     return state  # type: ignore[return-value]

@@ -49,6 +49,12 @@ def print_summary(
         str(summary.groups_published),
         f"{len(summary.groups_skipped)} groups below the minimum n" if summary.groups_skipped else "",
     )
+    if summary.landing_waiting:
+        waiting = (
+            "changed too recently to be read (landing_min_age_seconds), as a copy still being written would be; "
+            "a later run reads them: " + "; ".join(summary.landing_waiting)
+        )
+        table.add_row("landing files waiting", str(len(summary.landing_waiting)), waiting)
     if summary.landing_kept:
         kept = "loaded, but could not be removed (landing_mode = move); the next run skips them: " + "; ".join(
             summary.landing_kept

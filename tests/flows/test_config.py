@@ -64,6 +64,7 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) 
         ("control_cv_max = 0\n", "a CV above 0"),
         ("combat_min_batch = 1\n", "at least 2 samples"),
         ("report_max_plots = -1\n", "0 or more"),
+        ("landing_min_age_seconds = -1\n", "landing_min_age_seconds = -1.0 must be 0 or more seconds"),
         (
             "[platform_thresholds.olink]\nbelow_lod_share_max = 2\n",
             r"\[platform_thresholds.olink\] below_lod_share_max",

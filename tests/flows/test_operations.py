@@ -60,6 +60,7 @@ def small_home(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_serve_fires_a_schedule_on_a_local_server_and_stops_everything(tmp_path: Path) -> None:
     config = small_home(tmp_path)
+    config.write_text(config.read_text() + "landing_min_age_seconds = 1\n")  # as a served drop folder should
     spec = (ROOT / "prefect.yaml").read_text()
     spec = spec.replace('- cron: "7 * * * *"', "- interval: 5").replace(
         "entrypoint: flows/", f"entrypoint: {ROOT}/flows/"

@@ -633,6 +633,44 @@ def test_a_run_supersedes_the_fixed_quarantines_an_older_refranges_left(tmp_path
     assert q(settings, "select count(*) from quarantine where source_file = 'b.csv' and stage = 'file'") == [(1,)]
 
 
+def test_a_landing_file_still_being_written_is_left_for_a_later_run(tmp_path, prefect_backend) -> None:
+    """A lab's sync tool copying an export into the landing folder while a scheduled run lists it: the run read
+    the half-written file (a truncated last line quarantined, the rest loaded), and a release could carry it
+    until the complete copy replaced it. With ``landing_min_age_seconds``, a file changed more recently than
+    that waits for a later run; files a download or a copy is still writing under a temporary name
+    (``.part``, ``.crdownload``, ``.filepart`` ...) are never read."""
+    from flows.pipeline import run_pipeline
+    from flows.summary import summary_text
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000, landing_min_age_seconds=60)
+    (settings.landing / "run1").mkdir(parents=True)
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    (settings.landing / "run1" / "a.csv").write_text(header + "S1,IL-6,2.5,pg/mL,P1\nS2,IL-6,3.")  # mid-copy
+    (settings.landing / "b.csv.part").write_text(header + "S3,IL-6,1.5,pg/mL,P1\n")
+    (settings.landing / "c.csv.crdownload").write_text(header)
+    first = run_pipeline(settings)
+    assert first.files == [] and len(first.landing_waiting) == 1
+    assert first.landing_waiting[0].startswith("run1/a.csv (changed ") and first.status == "completed"
+    assert "landing files waiting" in summary_text(first, width=400) and "run1/a.csv" in summary_text(first, width=400)
+    assert q(settings, "select count(*) from files") == [(0,)]  # not read, not in the ledger
+
+    (settings.landing / "run1" / "a.csv").write_text(header + "S1,IL-6,2.5,pg/mL,P1\nS2,IL-6,3.5,pg/mL,P1\n")
+    time.sleep(1.1)  # the copy is complete, and has settled for the shorter age this run asks
+    second = run_pipeline(dataclasses.replace(settings, landing_min_age_seconds=1.0))
+    assert [(f.name, f.status, f.rows_loaded) for f in second.files] == [("run1/a.csv", "loaded", 2)]
+    assert second.landing_waiting == []
+    # a file named on the command line is read as it is: the person who named it knows it is complete
+    named = settings.landing / "d.csv"
+    named.write_text(header + "S4,IL-6,4.5,pg/mL,P1\n")
+    assert [f.status for f in pipeline_ingest(settings, [named]).files] == ["loaded"]
+
+
+def pipeline_ingest(settings, paths):
+    from flows.pipeline import ingest_paths
+
+    return ingest_paths(settings, paths)
+
+
 def test_a_loaded_file_the_run_may_not_remove_from_the_landing_folder_is_reported_not_a_failed_run(
     tmp_path, prefect_backend, monkeypatch
 ) -> None:
