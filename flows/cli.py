@@ -71,9 +71,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_or_exit(config: Path | None, home: Path | None = None) -> Settings:
+def settings_or_exit(config: Path | None, home: Path | None = None, **overrides: Any) -> Settings:
     try:
-        return load_settings(config, home=home)
+        return load_settings(config, home=home, **overrides)
     except ConfigError as exc:
         fail(str(exc), 2)
         raise  # unreachable
@@ -313,7 +313,8 @@ def demo(
     """Generate the demo data set into the landing folder and run the pipeline once."""
     from flows.landing import copy_demo
 
-    settings = settings_or_exit(config, home=home)
+    # the demo's files are whole when written: landing_min_age_seconds would only make them wait
+    settings = settings_or_exit(config, home=home, landing_min_age_seconds=0.0)
     quiet_environment(settings)  # before anything imports Prefect
     assert settings.landing is not None
     copy_demo(_demo_files(platform, seed=seed), settings.landing)

@@ -1100,42 +1100,29 @@ def _new_run(settings: Settings) -> RunSummary:
     return RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
 
 
-def settled(
-    paths: Sequence[storage.Location], settings: Settings, now_ns: int
-) -> tuple[list[storage.Location], list[str]]:
-    """The landing files a run reads now, and those it leaves for a later run (named, with their age): local
-    files whose content or metadata changed (the later of mtime and ctime; a copy keeps an old mtime but not
-    its ctime) less than ``landing_min_age_seconds`` before ``now_ns``, as a copy still being written would be.
-    Files on an object store appear whole, and are all read."""
+def too_recent(paths: Sequence[storage.Location], settings: Settings, now_ns: int) -> dict[int, float]:
+    """Index -> age in seconds of the local ``paths`` whose content or metadata changed (the later of mtime
+    and ctime; a copy keeps an old mtime but not its ctime) less than ``landing_min_age_seconds`` before
+    ``now_ns``, as a copy still being written would be. Files on an object store appear whole: never listed."""
     if settings.landing_min_age_seconds <= 0:
-        return list(paths), []
-    ready, waiting = [], []
-    for path in paths:
+        return {}
+    ages = {}
+    for k, path in enumerate(paths):
         stat = stat_of(path)
         age = None if stat is None else (now_ns - max(stat[1], stat[2])) / 1e9
         if age is not None and age < settings.landing_min_age_seconds:
-            waiting.append(f"{landing_name(path, settings)} (changed {max(age, 0.0):.0f} s before the run)")
-        else:
-            ready.append(path)
-    return ready, waiting
+            ages[k] = max(age, 0.0)
+    return ages
 
 
 def _ingest(
     paths: Sequence[storage.Location], settings: Settings, summary: RunSummary, *, settle: bool = False
 ) -> None:
     """Ingest files one by one (each atomic, each validated with GX where it is parsed), then rebuild the
-    derived tables. ``settle``: ``paths`` are what the run found in the landing folder, and those changed too
-    recently are left for a later run (:func:`settled`); files named by hand are read as they are."""
+    derived tables. ``settle``: ``paths`` are what the run found in the landing folder, and those it would read
+    that changed too recently are left for a later run (:func:`too_recent`); files named by hand are read as
+    they are."""
     assert settings.warehouse is not None
-    if settle:
-        paths, summary.landing_waiting = settled(paths, settings, time.time_ns())
-        if summary.landing_waiting:
-            get_run_logger().info(
-                "%d landing files changed less than %s s ago, left for a later run: %s",
-                len(summary.landing_waiting),
-                f"{settings.landing_min_age_seconds:g}",
-                "; ".join(summary.landing_waiting),
-            )
     key = subject_key(settings)
     decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
@@ -1156,6 +1143,26 @@ def _ingest(
     started = time.perf_counter()
     last_seen = [seen.get(os.path.abspath(p)) if not storage.is_url(p) else None for p in paths]
     ready = [found_unchanged(p, settings, known, was) for p, was in zip(paths, last_seen, strict=True)]
+    if settle:  # of the files the run would read, those changed too recently wait (known, unchanged ones do not)
+        unread = [k for k, r in enumerate(ready) if r is None]
+        recent = too_recent([paths[k] for k in unread], settings, time.time_ns())
+        late = {  # one a run read and that has not changed since (within the same clock tick) is not being written
+            unread[i]: age
+            for i, age in recent.items()
+            if (was := last_seen[unread[i]]) is None or was[0] != stat_of(paths[unread[i]])
+        }
+        if late:
+            summary.landing_waiting = [
+                f"{landing_name(paths[k], settings)} (changed {age:.0f} s before the run)" for k, age in late.items()
+            ]
+            paths = [p for k, p in enumerate(paths) if k not in late]
+            ready = [r for k, r in enumerate(ready) if k not in late]
+            get_run_logger().info(
+                "%d landing files changed less than %s s ago, left for a later run: %s",
+                len(late),
+                f"{settings.landing_min_age_seconds:g}",
+                "; ".join(summary.landing_waiting),
+            )
     to_parse = [k for k, r in enumerate(ready) if r is None]
     groups = [[to_parse[i] for i in group] for group in parse_groups([paths[k] for k in to_parse])]
     known_before = frozenset(known)  # what the parse tasks are given: the ledger's hashes as the run began
@@ -1369,7 +1376,7 @@ def run_pipeline(settings: Settings) -> RunSummary:
 def ingest_paths(settings: Settings, paths: list[Path], settle: bool = False) -> RunSummary:
     """Ingest the given files into the warehouse (no release is built), written as run_pipeline writes it.
     ``settle``: the paths are a listing of the landing folder (the scheduled ingest), and files changed too
-    recently are left for a later run (:func:`settled`)."""
+    recently are left for a later run (:func:`too_recent`)."""
     freeze_modules()
     with _writing(settings) as (settings, summary):
         _ingest(paths, settings, summary, settle=settle)

@@ -50,9 +50,11 @@ def print_summary(
         f"{len(summary.groups_skipped)} groups below the minimum n" if summary.groups_skipped else "",
     )
     if summary.landing_waiting:
+        named = summary.landing_waiting[:MAX_NAMED]
+        more = len(summary.landing_waiting) - len(named)
         waiting = (
             "changed too recently to be read (landing_min_age_seconds), as a copy still being written would be; "
-            "a later run reads them: " + "; ".join(summary.landing_waiting)
+            "a later run reads them: " + "; ".join(named) + (f" and {more} more" if more else "")
         )
         table.add_row("landing files waiting", str(len(summary.landing_waiting)), waiting)
     if summary.landing_kept:

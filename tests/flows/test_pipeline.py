@@ -659,6 +659,8 @@ def test_a_landing_file_still_being_written_is_left_for_a_later_run(tmp_path, pr
     second = run_pipeline(dataclasses.replace(settings, landing_min_age_seconds=1.0))
     assert [(f.name, f.status, f.rows_loaded) for f in second.files] == [("run1/a.csv", "loaded", 2)]
     assert second.landing_waiting == []
+    third = run_pipeline(settings)  # loaded a moment ago and unchanged since: skipped, never "waiting"
+    assert [(f.name, f.status) for f in third.files] == [("run1/a.csv", "skipped")] and third.landing_waiting == []
     # a file named on the command line is read as it is: the person who named it knows it is complete
     named = settings.landing / "d.csv"
     named.write_text(header + "S4,IL-6,4.5,pg/mL,P1\n")
