@@ -531,13 +531,16 @@ def files_restore(
 
     def restore(con: Any) -> tuple[loads.Restored, str | None]:
         restored = loads.restore_file(con, name, sha)
-        status = con.execute("select status from files where sha256 = ?", [held_sha]).fetchall()
-        return restored, status[0][0] if status else None
+        query = "select status, archive_path from files where sha256 = ?"
+        status = con.execute(query, [held_sha]).fetchall()
+        # the landing copy may give way only to a version out of use whose bytes the archive keeps
+        kept = bool(status) and status[0][0] in ("retracted", "replaced") and status[0][1] is not None
+        return restored, status[0][0] if kept and storage.exists(status[0][1]) else None
 
     restored, held_status = _ledger_change(settings, restore)
     archive = restored.archive_path
     where = "the landing folder holds it; the next `refranges run` loads it again"
-    if held_sha is not None and held_sha != restored.sha256 and held_status not in ("retracted", "replaced"):
+    if held_sha is not None and held_sha != restored.sha256 and held_status is None:
         where = (
             f"{target} holds another version now, which the next run reads instead; to load the restored one "
             f"too, copy {archive} into a folder of its own in the landing folder"
