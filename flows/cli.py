@@ -454,11 +454,7 @@ def files_list(
         fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
     with db.connect(settings.warehouse, read_only=True) as con:
         relation = loads.ledger_files(con, status)
-        if fmt == "csv":
-            _echo_csv(relation)
-            return
-        if fmt == "json":
-            _echo_json(relation)
+        if _echo_as(relation, fmt):
             return
         frame = relation.pl()
     if not frame.height:
@@ -932,6 +928,16 @@ SQL_TABLE_ROWS = 40
 CSV_BATCH_ROWS = 100_000
 
 
+def _echo_as(relation: Any, fmt: str) -> bool:
+    """Write a query result as ``fmt`` when it is csv or json (every row, in batches); False for a table,
+    which the caller draws."""
+    if fmt == "csv":
+        _echo_csv(relation)
+    elif fmt == "json":
+        _echo_json(relation)
+    return fmt in ("csv", "json")
+
+
 def _echo_csv(relation: Any) -> None:
     """A query result as spreadsheet-safe CSV on stdout, in batches of CSV_BATCH_ROWS (memory follows a
     batch, not the result); a result with no rows still gets its header."""
@@ -1005,11 +1011,7 @@ def sql(
     try:
         with connect_analyst(settings.warehouse, readable=[p for p in readable if p.is_dir()]) as con:
             relation = analyst_query(con, query)
-            if fmt == "csv":
-                _echo_csv(relation)
-                return
-            if fmt == "json":
-                _echo_json(relation)
+            if _echo_as(relation, fmt):
                 return
             # a table: one row past it says whether more follow, without counting them all
             frame = relation.limit(max_rows + 1).pl()
