@@ -41,6 +41,23 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert result.exit_code == 0 and "Usage" in result.output
 
 
+def test_demo_reads_its_own_files_at_once_and_says_how_to_reach_its_home(tmp_path: Path, monkeypatch) -> None:
+    """`demo` writes whole files and runs at once: a home's landing_min_age_seconds would only have made them
+    wait. Its summary names the sql command line that reaches a --home given to it."""
+    import flows.cli as cli
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text("landing_min_age_seconds = 120\n")
+    ran: list[tuple[object, str]] = []
+    monkeypatch.setattr(cli, "_run", lambda settings, fmt, hint: ran.append((settings, hint)) or 0)
+    home = tmp_path / "home"
+    assert invoke("demo", "--home", str(home), "--config", str(cfg)).exit_code == 0
+    ((settings, hint),) = ran
+    assert settings.landing_min_age_seconds == 0 and settings.home == home
+    assert hint == f'REFRANGES_HOME={home.resolve()} refranges sql --config {cfg.resolve()} "select ..."'
+    assert (home / "landing" / "manifest.csv").exists()
+
+
 def test_generate_writes_the_demo_files(tmp_path: Path) -> None:
     result = invoke("generate", "--out", str(tmp_path), "--healthy", "20", "--patients", "5", "--seed", "3")
     assert result.exit_code == 0
