@@ -527,6 +527,13 @@ def files_restore(
 
     def restore(con: Any) -> tuple[loads.Restored, str | None]:
         restored = loads.restore_file(con, name, sha)
+        archived = restored.archive_path is not None and storage.exists(restored.archive_path)
+        if held_sha != restored.sha256 and not archived:  # refused before the ledger changes (LookupError)
+            msg = (
+                f"neither the landing folder nor the archive holds {name} ({restored.sha256[:12]}): put that export "
+                f"back at {target}, then restore it again; nothing was changed"
+            )
+            raise LookupError(msg)
         query = "select status, archive_path from files where sha256 = ?"
         status = con.execute(query, [held_sha]).fetchall()
         # the landing copy may give way only to a version out of use whose bytes the archive keeps
@@ -542,11 +549,7 @@ def files_restore(
             f"too, copy {archive} into a folder of its own in the landing folder"
         )
     elif held_sha != restored.sha256:
-        if archive is None or not storage.exists(archive):
-            fail(
-                f"{name} ({restored.sha256[:12]}) is restored, but the archive does not hold it: put the export "
-                "back at its place in the landing folder"
-            )
+        assert archive is not None  # checked before the ledger changed
         storage.write_bytes(target, storage.read_bytes(archive))
         stale = (
             ""

@@ -562,6 +562,28 @@ def test_ingest_takes_folders_and_refuses_two_files_of_one_name_outside_the_land
     assert "no file in the folder" in runner.invoke(app, ["ingest", "--config", str(cfg), str(empty)]).output
 
 
+def test_restore_changes_nothing_when_no_copy_of_the_version_is_left(tmp_path: Path, prefect_backend) -> None:
+    """`files restore` removed the retraction first and only then found that neither the landing folder nor
+    the archive held the file: the ledger forgot it, and no run could load it. It now refuses first."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    (home / "landing").mkdir(parents=True)
+    export = home / "landing" / "a.csv"
+    export.write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,1.5,pg/mL,P1\n")
+    assert invoke("ingest", str(export), "--config", str(cfg)).exit_code == 0
+    assert invoke("files", "retract", "a.csv", "--reason", "wrong study", "--config", str(cfg)).exit_code == 0
+    (listed,) = json.loads(invoke("files", "list", "--format", "json", "--config", str(cfg)).stdout)
+    export.unlink()
+    Path(listed["archive_path"]).unlink()  # gone from the archive too (a disk restored from an old backup)
+    refused = invoke("files", "restore", "a.csv", "--config", str(cfg))
+    out = " ".join(refused.output.split())
+    assert refused.exit_code == 1 and "neither the landing folder nor the archive holds a.csv" in out, out
+    assert "nothing was changed" in out
+    (after,) = json.loads(invoke("files", "list", "--format", "json", "--config", str(cfg)).stdout)
+    assert after["status"] == "retracted"  # still known: the ledger did not forget it
+
+
 def test_an_earlier_version_that_a_newer_one_replaced_is_taken_back_by_its_hash(
     tmp_path: Path, prefect_backend
 ) -> None:
