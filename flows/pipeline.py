@@ -126,6 +126,8 @@ class RunSummary:
     landing_kept: list[str] = field(default_factory=list)  # move mode: loaded files that could not be removed, why
     # landing files changed too recently to be read (landing_min_age_seconds), with their age: left for a later run
     landing_waiting: list[str] = field(default_factory=list)
+    # keep mode: loaded files that left the landing folder since a run read them (their rows stay in use)
+    landing_gone: list[str] = field(default_factory=list)
 
     @property
     def files_new(self) -> list[FileOutcome]:
@@ -1100,6 +1102,21 @@ def _new_run(settings: Settings) -> RunSummary:
     return RunSummary(run_id=run_id, warehouse=str(settings.warehouse))
 
 
+def gone_from_landing(gone: list[tuple[str, str]], settings: Settings, con: Any, present: Set[str]) -> list[str]:
+    """The names of the files that left the landing folder since a run read them (``gone``: path, sha256)
+    whose content is still loaded and not at another place of the folder now (``present``: the contents this
+    run saw): removing an export by hand leaves its rows in use, which a person who removed it may not expect
+    (`refranges files retract` takes them out)."""
+    if not gone:
+        return []
+    loaded = {r[0] for r in con.execute("select sha256 from files where status = 'loaded'").fetchall()}
+    return [
+        landing_name(path, settings)
+        for path, sha in gone
+        if sha in loaded and sha not in present and _in_landing(path, settings)
+    ]
+
+
 def too_recent(paths: Sequence[storage.Location], settings: Settings, now_ns: int) -> dict[int, float]:
     """Index -> age in seconds of the local ``paths`` whose content or metadata changed (the later of mtime
     and ctime; a copy keeps an old mtime but not its ctime) less than ``landing_min_age_seconds`` before
@@ -1210,7 +1227,16 @@ def _ingest(
             if outcome.status != "skipped" and (stats := parsed.frame("file_stats")) is not None:
                 file_stats.append(stats)
         loads.ensure_raw_store(con)  # the view over the loaded files, once for all of them
-        loads.record_landing_seen(con, looked)
+        gone = loads.record_landing_seen(con, looked)
+        if settings.landing_mode == "keep":  # move mode removes what it loaded: nothing to tell
+            summary.landing_gone = gone_from_landing(gone, settings, con, {seen[1] for seen in looked.values()})
+            if summary.landing_gone:
+                get_run_logger().warning(
+                    "%d loaded files were removed from the landing folder; their rows stay in use (`refranges "
+                    "files retract NAME --reason TEXT` takes one out): %s",
+                    len(summary.landing_gone),
+                    ", ".join(summary.landing_gone),
+                )
     gx += groups_gx(groups, group_results, skipped_twice, paths, settings, known_before, key)
     if file_stats:  # the files suite over the run's new files at once (gx_checks)
         gx.append(gx_results(settings, [(pl.concat(file_stats, how="vertical"), "files")]))

@@ -57,6 +57,16 @@ def print_summary(
             "a later run reads them: " + "; ".join(named) + (f" and {more} more" if more else "")
         )
         table.add_row("landing files waiting", str(len(summary.landing_waiting)), waiting)
+    if summary.landing_gone:
+        named = summary.landing_gone[:MAX_NAMED]
+        more = len(summary.landing_gone) - len(named)
+        gone = (
+            "removed from the landing folder, but their rows stay in use: the warehouse keeps what it loaded; "
+            "`refranges files retract NAME --reason TEXT` takes a file out of use: "
+            + ", ".join(named)
+            + (f" and {more} more" if more else "")
+        )
+        table.add_row("loaded files gone from landing", str(len(summary.landing_gone)), gone)
     if summary.landing_kept:
         kept = "loaded, but could not be removed (landing_mode = move); the next run skips them: " + "; ".join(
             summary.landing_kept

@@ -92,22 +92,24 @@ def landing_seen(con: duckdb.DuckDBPyConnection) -> dict[str, Seen]:
     return {r[0]: ((r[1], r[2], r[3], r[4]), r[5], r[6]) for r in rows}
 
 
-def record_landing_seen(con: duckdb.DuckDBPyConnection, seen: dict[str, Seen]) -> None:
+def record_landing_seen(con: duckdb.DuckDBPyConnection, seen: dict[str, Seen]) -> list[tuple[str, str]]:
     """Keep what this run saw of the landing files it looked at (one transaction), and forget files that are
-    no longer there (removed by move mode or by hand)."""
+    no longer there (removed by move mode or by hand). Returns those forgotten: (path, sha256 last read)."""
     frame = pl.DataFrame(
         [(path, *stat, sha, at) for path, (stat, sha, at) in seen.items()],
         schema=["path", "size_bytes", "mtime_ns", "ctime_ns", "inode", "sha256", "seen_at_ns"],
         orient="row",
     )
     with _transaction(con):
-        gone = [r[0] for r in con.execute("select path from landing_seen").fetchall() if not os.path.lexists(r[0])]
+        remembered = con.execute("select path, sha256 from landing_seen").fetchall()
+        gone = [(path, sha) for path, sha in remembered if not os.path.lexists(path)]
         if gone:
-            con.execute("delete from landing_seen where list_contains(?, path)", [gone])
+            con.execute("delete from landing_seen where list_contains(?, path)", [[path for path, _ in gone]])
         if frame.height:
             con.register("__seen", frame.to_arrow())
             con.execute("insert or replace into landing_seen by name select * from __seen")
             con.unregister("__seen")
+    return gone
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

@@ -673,6 +673,30 @@ def pipeline_ingest(settings, paths):
     return ingest_paths(settings, paths)
 
 
+def test_a_loaded_file_removed_from_the_landing_folder_by_hand_is_told_once(tmp_path, prefect_backend) -> None:
+    """Removing an export from the landing folder (keep mode) left its rows in every later release without a
+    word: a person who removed it to take it out could not know. The run that finds it gone says so, once,
+    with the command that takes it out of use; a file only renamed or moved within the folder is not gone."""
+    from flows.pipeline import run_pipeline
+    from flows.summary import summary_text
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    (settings.landing / "run1").mkdir(parents=True)
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    (settings.landing / "a.csv").write_text(header + "S1,IL-6,2.5,pg/mL,P1\n")
+    (settings.landing / "run1" / "b.csv").write_text(header + "S2,IL-6,3.5,pg/mL,P1\n")
+    (settings.landing / "c.csv").write_text(header + "S3,IL-6,4.5,pg/mL,P1\n")
+    assert [f.status for f in run_pipeline(settings).files] == ["loaded"] * 3
+    (settings.landing / "run1" / "b.csv").unlink()
+    (settings.landing / "c.csv").rename(settings.landing / "run1" / "c_renamed.csv")
+    told = run_pipeline(settings)
+    assert told.landing_gone == ["run1/b.csv"]
+    text = " ".join(summary_text(told, width=400).split())
+    assert "loaded files gone from landing" in text and "`refranges files retract NAME --reason TEXT`" in text
+    assert q(settings, "select count(*) from raw_measurements where source_file = 'run1/b.csv'") == [(1,)]
+    assert run_pipeline(settings).landing_gone == []  # told once
+
+
 def test_a_loaded_file_the_run_may_not_remove_from_the_landing_folder_is_reported_not_a_failed_run(
     tmp_path, prefect_backend, monkeypatch
 ) -> None:
