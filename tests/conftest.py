@@ -41,11 +41,25 @@ def prefect_backend():
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
+    _private_ping_payloads()
     with (
         prefect_test_harness(server_startup_timeout=120),
         temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
         yield
+
+
+def _private_ping_payloads() -> None:
+    """Prefect's events client keeps a websocket to the test server, and its keep-alive pings draw their
+    payload from the global ``random`` (websockets, ``Connection.ping``) in Prefect's event-loop thread. A
+    ping while a Hypothesis strategy of another test ran changed the global state under it, and Hypothesis
+    blamed the strategy ("Do not use the `random` module inside strategies", HypothesisDeprecationWarning,
+    named after whichever strategy was running). The pings get a generator of their own."""
+    import random
+
+    import websockets.asyncio.connection as connection
+
+    connection.random = random.Random()  # only its getrandbits is used
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
