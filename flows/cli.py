@@ -977,6 +977,75 @@ def _echo_json(relation: Any) -> None:
     typer.echo("]")
 
 
+@app.command()
+def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
+    """The state of the warehouse at a glance, for the people who watch the scheduled runs: the last run (its
+    outcome, files, release), runs and files by status, the problems still open (files quarantined whole,
+    rows held back by check) and the latest release. Reads only; exit 1 when there is no warehouse yet."""
+    from collections import Counter
+
+    from rich.table import Table
+
+    from warehouse import db, loads
+
+    settings = settings_or_exit(config)
+    assert settings.warehouse is not None and settings.releases is not None
+    _check_format(fmt)
+    check_warehouse(settings, writing=False)
+    if not settings.warehouse.is_file():
+        fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
+    with db.connect(settings.warehouse, read_only=True) as con:
+        state = loads.warehouse_status(con)
+    index = release_index(settings.releases)
+    state["releases"] = {"count": len(index), "latest": index[-1] if index else None}
+    state["warehouse"] = str(settings.warehouse)
+    if fmt == "json":
+        typer.echo(json.dumps(state, default=str, indent=1))
+        return
+
+    def counts(by: Any) -> str:
+        return f"{sum(by.values())}: " + ", ".join(f"{n} {k}" for k, n in by.items()) if by else "none"
+
+    table = Table("what", "detail", title=f"refranges status of {settings.warehouse}", show_header=False)
+    last = state["last_run"]
+    if last is None:
+        table.add_row("last run", "none recorded")
+    else:
+        summary = last["summary"] or {}
+        took = (
+            f", took {(last['finished_at'] - last['started_at']).total_seconds():.1f} s" if last["finished_at"] else ""
+        )
+        outcome = Counter(f["status"] for f in summary.get("files", []))
+        files = ", ".join(f"{outcome[k]} {k}" for k in ("loaded", "quarantined", "skipped") if outcome[k]) or "no files"
+        extra = [
+            f"{len(summary[key])} {label}"
+            for key, label in (("landing_waiting", "waiting"), ("landing_gone", "gone from landing"))
+            if summary.get(key)
+        ]
+        table.add_row(
+            "last run",
+            f"{last['run_id']}: {last['status']}, started {last['started_at']:%Y-%m-%d %H:%M} UTC{took}; "
+            f"files {', '.join([files, *extra])}; release: {summary.get('release_message') or '-'}",
+        )
+    table.add_row("runs", counts(state["runs"]))
+    table.add_row("files", counts(state["files"]) + " (`refranges files list`)")
+    total, named = state["quarantined_files_total"], state["quarantined_files"]
+    whole = f"{total} quarantined whole" + (f": {', '.join(named)}" if named else "")
+    whole += f" and {total - len(named)} more" if total > len(named) else ""
+    held = state["held_by_check"]
+    rows = ", ".join(f"{k} {n}" for k, n in held.items()) if held else "none"
+    table.add_row("open problems", f"files {whole}; rows held back by check: {rows} (the `quarantine` view)")
+    latest = state["releases"]["latest"]
+    table.add_row(
+        "latest release",
+        f"{latest['version']}, created {latest['created_at']}, {latest['groups']} groups "
+        f"({state['releases']['count']} published; `refranges releases verify latest` checks its files)"
+        if latest
+        else "none published yet",
+    )
+    console.print(table)
+
+
 @app.command(context_settings={"ignore_unknown_options": True})  # a query may begin with a "--" comment
 def sql(
     query: Annotated[str, typer.Argument(help="A read-only SQL query over the warehouse views.")],

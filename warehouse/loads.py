@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import numpy as np
@@ -916,6 +916,42 @@ def insert_qc_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, *, 
         "qc_results",
         results.with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now()).alias("checked_at")),
     )
+
+
+def warehouse_status(con: duckdb.DuckDBPyConnection, *, named: int = 5) -> dict[str, Any]:
+    """What `refranges status` shows of a warehouse: its last recorded run (its summary as the run left it),
+    runs by status, files by status, the files quarantined whole (up to ``named`` names, the newest first)
+    and the rows held back by check (the ``quarantine`` view)."""
+    last = con.execute(
+        "select run_id, started_at, finished_at, status, summary_json from runs order by started_at desc limit 1"
+    ).fetchall()
+    last_run: dict[str, Any] | None = None
+    if last:
+        run_id, started, finished, status, summary = last[0]
+        last_run = {
+            "run_id": run_id,
+            "started_at": started,
+            "finished_at": finished,
+            "status": status,
+            "summary": json.loads(summary) if summary else None,
+        }
+    runs = dict(con.execute("select status, count(*) from runs group by all order by all").fetchall())
+    files = dict(con.execute("select status, count(*) from files group by all order by all").fetchall())
+    quarantined = [
+        r[0]
+        for r in con.execute(
+            "select file_name from files where status = 'quarantined' order by ingested_at desc, file_name"
+        ).fetchall()
+    ]
+    held = con.execute('select "check", count(*) from quarantine group by all order by 2 desc, 1').fetchall()
+    return {
+        "last_run": last_run,
+        "runs": runs,
+        "files": files,
+        "quarantined_files": quarantined[:named],
+        "quarantined_files_total": len(quarantined),
+        "held_by_check": dict(held),
+    }
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str) -> None:

@@ -30,6 +30,7 @@ def invoke(*args: str, env: dict[str, str] | None = None):
         ["releases", "verify"],
         ["serve"],
         ["score"],
+        ["status"],
         ["files"],
         ["files", "list"],
         ["files", "retract"],
@@ -83,6 +84,8 @@ def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
     assert sql.exit_code == 1 and "no warehouse" in sql.output
     files = invoke("files", "list", "--config", str(cfg))
     assert files.exit_code == 1 and "no warehouse" in files.output and "refranges run" in files.output
+    state = invoke("status", "--config", str(cfg))
+    assert state.exit_code == 1 and "no warehouse" in state.output
     assert invoke("generate", "--out", str(tmp_path), "--healthy", "0").exit_code == 1
 
 
@@ -118,6 +121,15 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     assert {f["status"] for f in summary["files"]} == {"skipped"} and set(summary["stage_seconds"]) >= {"ingest"}
     out = invoke("sql", "select count(*) as n from reference_intervals", "--format", "csv", "--config", str(cfg))
     assert out.exit_code == 0 and out.output.splitlines()[0] == "n" and int(out.output.splitlines()[1]) > 0
+    state = json.loads(invoke("status", "--format", "json", "--config", str(cfg)).stdout)
+    assert state["last_run"]["status"] == "completed" and state["releases"]["latest"]["version"] == version
+    assert state["runs"] == {"completed": 2} and state["files"]["loaded"] > 0 and state["quarantined_files"] == []
+    bad = tmp_path / "broken.csv"
+    bad.write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,n/a?,pg/mL,P1\n")
+    assert invoke("ingest", str(bad), "--config", str(cfg)).exit_code == 1  # held back whole: exit 1
+    shown_status = " ".join(invoke("status", "--config", str(cfg)).output.split())
+    assert "open problems │ files 1 quarantined whole: broken.csv" in shown_status, shown_status
+    assert f"latest release │ {version}" in shown_status and "value_is_number 1" in shown_status
     rejected = invoke("sql", "drop table files", "--config", str(cfg))
     assert rejected.exit_code == 1 and "read-only" in rejected.output.lower()
     copied = invoke("sql", f"copy (select 1) to '{tmp_path}/pwned.csv'", "--config", str(cfg))
