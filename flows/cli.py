@@ -434,9 +434,11 @@ def files_list(
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     config: ConfigOption = None,
 ) -> None:
-    """List the files the ledger knows, by name: status, layout, rows read, loaded and held back, when and by
-    which run, content hash and reason (why a file was quarantined, replaced or retracted). The names are
-    those `files retract` and `files restore` take."""
+    """List the files the ledger knows, by name.
+
+    Status, layout, rows read, loaded and held back, when and by which run, content hash and reason (why a
+    file was quarantined, replaced or retracted). The names are those `files retract` and `files restore`
+    take."""
     from collections import Counter
 
     from rich.table import Table
@@ -511,10 +513,12 @@ def files_restore(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Take a retracted file back into use (or, with --sha, an earlier version that a newer one replaced,
-    once the newer one is retracted): the next run reads it again and loads it as new. When the landing
-    folder holds no copy of it, its archived copy is put at its place; a copy there of a version that is out
-    of use (retracted or replaced, which the archive keeps) is replaced by it."""
+    """Take a retracted file, or with --sha an earlier version, back into use.
+
+    With --sha: a version that a newer one replaced, once the newer one is retracted. The next run reads it
+    again and loads it as new. When the landing folder holds no copy of it, its archived copy is put at its
+    place; a copy there of a version that is out of use (retracted or replaced, which the archive keeps) is
+    replaced by it."""
     import hashlib
 
     from warehouse import loads, storage
@@ -979,9 +983,11 @@ def _echo_json(relation: Any) -> None:
 
 @app.command()
 def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
-    """The state of the warehouse at a glance, for the people who watch the scheduled runs: the last run (its
-    outcome, files, release), runs and files by status, the problems still open (files quarantined whole,
-    rows held back by check) and the latest release. Reads only; exit 1 when there is no warehouse yet."""
+    """The warehouse at a glance: the last run, runs and files by status, open problems, the latest release.
+
+    For the people who watch the scheduled runs: the last run's outcome, files and release message, the
+    problems still open (files quarantined whole, rows held back by check). Reads only; exit 1 when there is
+    no warehouse yet."""
     from collections import Counter
 
     from rich.table import Table
