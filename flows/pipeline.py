@@ -378,7 +378,7 @@ class ParsedFile:
     outcome: FileOutcome
     frames: dict[str, str]  # rows | quarantine | samples | handling | gx | file_stats -> Parquet path
     unread: bool = False  # refused without reading it (a link out of the landing folder): nothing to copy
-    archive: storage.Location | None = None  # where the parse task archived the bytes it read (loaded files)
+    archive: storage.Location | None = None  # where the parse task archived the bytes it read (loaded, quarantined)
     seen: loads.Seen | None = None  # a local file's stat before it was read (or found unchanged), its sha256, when
 
     def frame(self, name: str) -> pl.DataFrame | None:
@@ -520,10 +520,13 @@ def _parse_one(path: storage.Location, settings: Settings, known: frozenset[str]
         "handling": plan.handling,
         "file_stats": plan.file_stats,
     }
-    # a file to load is archived here, from the bytes that were hashed and parsed: the run's own thread, which
-    # loads the files one by one, was the ingest's critical path with the copies in it (11.8 s of 33.7 s at
-    # 5,000 x 3,000); a copy whose load never happens is the same bytes under the same name the next time
-    archive = _archive(settings, path, plan.outcome.sha256, data) if plan.outcome.status == "loaded" else None
+    # a file to load or to quarantine is archived here, from the bytes that were hashed and parsed: the run's
+    # own thread, which loads the files one by one, was the ingest's critical path with the copies in it (11.8 s
+    # of 33.7 s at 5,000 x 3,000); a copy whose load never happens is the same bytes under the same name the
+    # next time. A quarantined file's copy in quarantine/ goes by its name, and a later version of that name
+    # replaced it: in move mode, which removes the landing file, the first version's bytes were lost.
+    keep = plan.outcome.status in ("loaded", "quarantined")
+    archive = _archive(settings, path, plan.outcome.sha256, data) if keep else None
     parsed = ParsedFile(
         path,
         len(data),
@@ -620,8 +623,9 @@ def _load_parsed(
         if earlier:  # a broken re-export never hides the good rows of the version before it
             o.reason = f"{o.reason}; the loaded version of {o.name} ({earlier[0][:12]}) stays in use"
         _quarantine_file(settings, path, o.reason or "", copy=not parsed.unread)
+        archived = None if parsed.archive is None else str(parsed.archive)
         entry = o.ledger_entry(
-            size_bytes=parsed.size_bytes, archive_path=None, run_id=run_id, decided_under=decided_under
+            size_bytes=parsed.size_bytes, archive_path=archived, run_id=run_id, decided_under=decided_under
         )
         loads.load_file(con, entry, quarantine=parsed.frame("quarantine"))
         logger.warning("quarantined file %s", o.named_reason)

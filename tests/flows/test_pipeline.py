@@ -584,6 +584,11 @@ def test_a_corrected_export_supersedes_the_quarantined_version_of_its_name(
     assert first["a.csv"].status == "quarantined" and (settings.quarantine / "a.csv").read_text() == bad
     old = first["a.csv"].sha256
     assert q(settings, f"select count(*) from quarantine where source_sha256 = '{old}'") == [(3,)]  # 2 rows, 1 file
+    # its bytes are archived when it is quarantined: the copy in quarantine/ goes by its name, and in move mode
+    # (which removes the landing file) a later bad version of the name overwrote the only copy of this one
+    (kept,) = q(settings, f"select archive_path from files where sha256 = '{old}'")[0]
+    assert Path(kept).read_text() == bad
+    assert (settings.landing / "a.csv").exists() == (landing_mode == "keep")
 
     (settings.landing / "a.csv").write_text(header + "S1,IL-6,1.5,pg/mL,P1\nS2,IL-6,2.5,pg/mL,P1\n")
     second = {f.name: f for f in run_pipeline(settings).files}
