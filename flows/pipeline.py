@@ -301,6 +301,21 @@ def _archive_quarantined(settings: Settings, path: storage.Location, sha: str) -
     return _archive(settings, path, sha, data) if _sha256(data) == sha else None
 
 
+def _supersede_fixed(settings: Settings, con: Any) -> list[tuple[str, str]]:
+    """Supersede every version quarantined whole before a version of its name loaded (a lab's corrected export;
+    loads.superseded_quarantines): ledger ``replaced``, its held rows out of the ``quarantine`` view, its copy
+    archived (files quarantined before refranges archived them) and removed from the quarantine folder with
+    its reason. Returns (superseded sha256, sha256 of the loaded version)."""
+    done = []
+    for sha, name, by in loads.superseded_quarantines(con):
+        where = storage.join(settings.landing, name) if settings.landing is not None else Path(name)
+        kept = _archive_quarantined(settings, where, sha)
+        loads.supersede_quarantined(con, sha, by, None if kept is None else str(kept))
+        _unquarantine(settings, where, sha)
+        done.append((sha, by))
+    return done
+
+
 def _unquarantine(settings: Settings, path: storage.Location, sha: str) -> None:
     """Remove a loaded file's copy and reason from the quarantine folder, where an earlier run put them. A
     copy of other content (a later version of the same name, quarantined there) stays with its reason; the
@@ -640,8 +655,6 @@ def _load_parsed(
                 o.rows_loaded -= contradicted.height
                 o.rows_quarantined += contradicted.height
         entry = o.ledger_entry(size_bytes=parsed.size_bytes, archive_path=str(archive), run_id=run_id)
-        superseded = loads.quarantined_versions(con, o.name, besides=o.sha256)  # the lab's corrected export
-        kept = {sha: str(at) for sha in superseded if (at := _archive_quarantined(settings, path, sha)) is not None}
         o.replaced = loads.load_file(
             con,
             entry,
@@ -650,10 +663,7 @@ def _load_parsed(
             samples=samples,
             handling=parsed.frame("handling"),
             defer_view=True,  # re-pointed once when the run's files are loaded (_ingest)
-            archived=kept,
         )
-        for sha in superseded:  # its problems are fixed: its copy (archived) and reason leave quarantine/
-            _unquarantine(settings, parsed.path, sha)
         if o.sha256 in retried:  # quarantined whole before, loaded now: its copy and reason are stale
             _unquarantine(settings, parsed.path, o.sha256)
             logger.info("%s: quarantined whole under other settings or code before, loaded now", o.name)
@@ -1147,11 +1157,6 @@ def _ingest(
     key = subject_key(settings)
     decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
-        for sha, name, by in loads.superseded_quarantines(con):  # left by refranges before it superseded them
-            where = storage.join(settings.landing, name) if settings.landing is not None else Path(name)
-            kept = _archive_quarantined(settings, where, sha)
-            loads.supersede_quarantined(con, sha, by, None if kept is None else str(kept))
-            _unquarantine(settings, where, sha)
         retried = loads.quarantined_under_other(con, decided_under)  # what held them back may have changed
         ledger = loads.known_files(con)  # what became of each content it knows: a skipped file is told by it
         known = set(ledger) - retried
@@ -1230,6 +1235,10 @@ def _ingest(
             report("files parsed and loaded", k + 1, len(paths))
             if outcome.status != "skipped" and (stats := parsed.frame("file_stats")) is not None:
                 file_stats.append(stats)
+        loaded_now = {o.sha256: o for o in summary.files if o.status == "loaded"}
+        for old, by in _supersede_fixed(settings, con):  # this run's corrected exports, and older runs' left over
+            if by in loaded_now:
+                loaded_now[by].replaced.append(old)
         loads.ensure_raw_store(con)  # the view over the loaded files, once for all of them
         gone = loads.record_landing_seen(con, looked)
         if settings.landing_mode == "keep":  # move mode removes what it loaded: nothing to tell

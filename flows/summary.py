@@ -50,21 +50,15 @@ def print_summary(
         f"{len(summary.groups_skipped)} groups below the minimum n" if summary.groups_skipped else "",
     )
     if summary.landing_waiting:
-        named = summary.landing_waiting[:MAX_NAMED]
-        more = len(summary.landing_waiting) - len(named)
         waiting = (
             "changed too recently to be read (landing_min_age_seconds), as a copy still being written would be; "
-            "a later run reads them: " + "; ".join(named) + (f" and {more} more" if more else "")
+            "a later run reads them: " + named_some(summary.landing_waiting, "; ")
         )
         table.add_row("landing files waiting", str(len(summary.landing_waiting)), waiting)
     if summary.landing_gone:
-        named = summary.landing_gone[:MAX_NAMED]
-        more = len(summary.landing_gone) - len(named)
         gone = (
             "removed from the landing folder, but their rows stay in use: the warehouse keeps what it loaded; "
-            "`refranges files retract NAME --reason TEXT` takes a file out of use: "
-            + ", ".join(named)
-            + (f" and {more} more" if more else "")
+            "`refranges files retract NAME --reason TEXT` takes a file out of use: " + named_some(summary.landing_gone)
         )
         table.add_row("loaded files gone from landing", str(len(summary.landing_gone)), gone)
     if summary.landing_kept:
@@ -100,6 +94,12 @@ EARLIER = {
 MAX_NAMED = 5
 
 
+def named_some(names: list[str], sep: str = ", ") -> str:
+    """The first MAX_NAMED of ``names``, then "and N more"."""
+    more = len(names) - MAX_NAMED
+    return sep.join(names[:MAX_NAMED]) + (f" and {more} more" if more > 0 else "")
+
+
 def skipped_detail(skipped: list[FileOutcome]) -> str:
     """What the skipped files' contents were before, by kind: "same content already ingested" for all of them
     hid a file quarantined under the same settings (never ingested), a retracted one, an old version."""
@@ -108,8 +108,7 @@ def skipped_detail(skipped: list[FileOutcome]) -> str:
     for kind, label in EARLIER.items():
         names = [f.name for f in skipped if f.earlier == kind]
         if names:
-            more = f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else ""
-            parts.append(f"{len(names)} {label}: {', '.join(names[:MAX_NAMED])}{more}")
+            parts.append(f"{len(names)} {label}: {named_some(names)}")
     return "; ".join(parts)
 
 

@@ -448,13 +448,6 @@ def loaded_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: 
     return [r[0] for r in con.execute(query, [file_name, besides]).fetchall()]
 
 
-def quarantined_versions(con: duckdb.DuckDBPyConnection, file_name: str, *, besides: str = "") -> list[str]:
-    """The sha256 of the files named ``file_name`` (other than ``besides``) quarantined whole: versions that a
-    loaded file of the name supersedes (:func:`load_file`)."""
-    query = "select sha256 from files where file_name = ? and sha256 <> ? and status = 'quarantined'"
-    return [r[0] for r in con.execute(query, [file_name, besides]).fetchall()]
-
-
 def samples_listed_elsewhere(con: duckdb.DuckDBPyConnection, samples: pl.DataFrame, file_name: str) -> pl.DataFrame:
     """The loaded samples (schema.SAMPLE) of manifests other than ``file_name`` that share a sample id or a
     subject with ``samples``: what a new manifest must agree with (an earlier version of ``file_name`` is
@@ -482,7 +475,6 @@ def load_file(
     samples: pl.DataFrame | None = None,
     handling: pl.DataFrame | None = None,
     defer_view: bool = False,
-    archived: dict[str, str] | None = None,
 ) -> list[str]:
     """Load one file: its parsed rows go to the raw store (``raw/<sha256>.parquet`` beside the warehouse,
     see :func:`raw_dir`), its quarantine records, samples and ledger entry into the warehouse in one
@@ -496,11 +488,8 @@ def load_file(
     overwrites). A loaded file with the same name and different content
     is marked replaced: the ledger, the archive and its raw file keep its history, the view no longer
     shows its rows. A new version that is quarantined whole replaces nothing: the loaded version stays in
-    use. A loaded file also supersedes the versions of its name that were quarantined whole (the lab's
-    corrected export): they become ``replaced`` too, their reason kept after the replacement's, and their held
-    rows leave the ``quarantine`` view, which listed the fixed file's problems as if they were still open;
-    ``archived`` gives the archive path of such a version's bytes where the caller kept them (sha256 -> path).
-    Returns the sha256 of files it replaced.
+    use. (Versions of the name quarantined whole before it loaded are superseded after the run's loads:
+    :func:`superseded_quarantines`.) Returns the sha256 of files it replaced.
 
     ``defer_view``: leave the view as it is; the caller re-points it once after a batch of loads
     (:func:`ensure_raw_store`). Re-pointing reads the footer of every listed file, so doing it per load costs
@@ -522,12 +511,6 @@ def load_file(
             replaced = loaded_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
             for old in replaced:
                 _take_out_of_use(con, old, "replaced", "a newer file with the same name replaced it", entry.sha256)
-            superseded = (
-                quarantined_versions(con, entry.file_name, besides=entry.sha256) if entry.status == "loaded" else []
-            )
-            for old in superseded:
-                _supersede(con, old, entry.sha256, (archived or {}).get(old))
-            replaced += superseded
             if quarantine is not None:
                 _insert(con, "quarantine_rows", schema.conform(quarantine, schema.QUARANTINE))
             if samples is not None and samples.height:
@@ -592,22 +575,11 @@ def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) ->
     return loaded[0]
 
 
-def _supersede(con: duckdb.DuckDBPyConnection, old: str, by: str, archive_path: str | None) -> None:
-    """The version ``old``, quarantined whole, is superseded by ``by``, a loaded file of its name: it becomes
-    ``replaced`` (its quarantine reason kept) and its held rows leave the warehouse; ``archive_path``: where
-    its bytes were archived, if they were. In the caller's transaction."""
-    held = con.execute("select reason from files where sha256 = ?", [old]).fetchall()[0][0]
-    why = f"a newer file with the same name was loaded in its place; it had been quarantined: {held}"
-    _take_out_of_use(con, old, "replaced", why, by)
-    if archive_path is not None:
-        con.execute("update files set archive_path = ? where sha256 = ?", [archive_path, old])
-
-
 def superseded_quarantines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
     """(sha256, file name, sha256 of the loaded version) of the files quarantined whole before a version of
-    the same name loaded, that a warehouse written before :func:`load_file` superseded them still lists as
-    quarantined (their problems fixed, yet in the ``quarantine`` view). A version quarantined after the
-    loaded one is a problem still open, and is not listed."""
+    the same name loaded (the lab's corrected export): their problems are fixed, yet the ``quarantine`` view
+    would list them as open (:func:`supersede_quarantined`). A version quarantined after the loaded one is a
+    problem still open, and is not listed."""
     rows = con.execute(
         "select q.sha256, q.file_name, l.sha256 from files q join files l on q.file_name = l.file_name "
         "where q.status = 'quarantined' and l.status = 'loaded' and q.ingested_at < l.ingested_at "
@@ -617,9 +589,15 @@ def superseded_quarantines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, st
 
 
 def supersede_quarantined(con: duckdb.DuckDBPyConnection, old: str, by: str, archive_path: str | None = None) -> None:
-    """:func:`_supersede` in a transaction of its own (see :func:`superseded_quarantines`)."""
+    """The version ``old``, quarantined whole, is superseded by ``by``, a loaded file of its name (see
+    :func:`superseded_quarantines`), in one transaction: it becomes ``replaced`` (its quarantine reason kept)
+    and its held rows leave the warehouse; ``archive_path``: where its bytes were archived, if they were."""
     with _transaction(con):
-        _supersede(con, old, by, archive_path)
+        held = con.execute("select reason from files where sha256 = ?", [old]).fetchall()[0][0]
+        why = f"a newer file with the same name was loaded in its place; it had been quarantined: {held}"
+        _take_out_of_use(con, old, "replaced", why, by)
+        if archive_path is not None:
+            con.execute("update files set archive_path = ? where sha256 = ?", [archive_path, old])
 
 
 def _take_out_of_use(

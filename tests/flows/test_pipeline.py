@@ -621,7 +621,7 @@ def test_a_run_supersedes_the_fixed_quarantines_an_older_refranges_left(tmp_path
     (settings.landing / "b.csv").write_text(header + "S2,IL-6,2.5,pg/mL,P1\n")
     first = {f.name: f.sha256 for f in run_pipeline(settings).files}
     with monkeypatch.context() as older:  # as refranges did before: the corrected a.csv supersedes nothing
-        older.setattr(loads, "quarantined_versions", lambda con, name, besides="": [])
+        older.setattr(loads, "superseded_quarantines", lambda con: [])
         (settings.landing / "a.csv").write_text(header + "S1,IL-6,1.5,pg/mL,P1\n")
         (settings.landing / "b.csv").write_text(header + "S2,IL-6,zz,pg/mL,P1\n")  # b's new version is bad
         run_pipeline(settings)
