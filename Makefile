@@ -27,10 +27,10 @@ demo: .venv/.synced ## generate demo data into ./data/landing and run the pipeli
 	$(RUN) refranges demo
 
 test: .venv/.synced ## run the whole test suite (what CI runs)
-	$(RUN) pytest
+	$(RUN) pytest -n auto --dist worksteal
 
 test-fast: .venv/.synced ## tests without the slow end-to-end runs
-	$(RUN) pytest -m "not slow"
+	$(RUN) pytest -n auto --dist worksteal -m "not slow"
 
 lint: .venv/.synced ## ruff + mypy
 	$(RUN) ruff check .

@@ -9,14 +9,21 @@ import shutil
 import tempfile
 from pathlib import Path
 
-if "PREFECT_HOME" not in os.environ:  # a private home, removed when the session ends (not left in /tmp)
-    _prefect_home = tempfile.mkdtemp(prefix="refranges-prefect-")
-    os.environ["PREFECT_HOME"] = _prefect_home
-    atexit.register(shutil.rmtree, _prefect_home, ignore_errors=True)
-if "REFRANGES_CACHE" not in os.environ:  # the machine's cache (a new home's Prefect database) for this session only
-    _cache = tempfile.mkdtemp(prefix="refranges-cache-")
-    os.environ["REFRANGES_CACHE"] = _cache
-    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+import pytest  # imports nothing that reads the environment below
+
+# A private Prefect home, and the machine's cache (a new home's Prefect database) for this session only, each
+# removed when the session ends (not left in /tmp). pytest-xdist's workers inherit the environment of the
+# process that started them: each makes folders of its own in place of the ones this file made there (not in
+# place of a folder the user named), so that two workers never build one cache at once.
+_OWNED = "REFRANGES_TESTS_OWN"
+_owned = set(os.environ.get(_OWNED, "").split())
+for _variable, _prefix in (("PREFECT_HOME", "refranges-prefect-"), ("REFRANGES_CACHE", "refranges-cache-")):
+    if _variable not in os.environ or (_variable in _owned and "PYTEST_XDIST_WORKER" in os.environ):
+        _folder = tempfile.mkdtemp(prefix=_prefix)
+        os.environ[_variable] = _folder
+        atexit.register(shutil.rmtree, _folder, ignore_errors=True)
+        _owned.add(_variable)
+os.environ[_OWNED] = " ".join(sorted(_owned))
 os.environ.update(
     DO_NOT_TRACK="1",
     GX_ANALYTICS_ENABLED="false",
@@ -27,8 +34,6 @@ os.environ.update(
     PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED="false",
     PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED="false",
 )
-
-import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_EXAMPLES = SHARED / "data" / "examples"
