@@ -71,6 +71,22 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def located(settings: Settings, key: str) -> str:
+    """The warehouse or release store (``key``) as a message about it missing names it: absolute, and, when
+    it is the one of a home given relative to the current folder (the default ./data), which folder that is
+    and how to choose another. Run from another folder than the one where `make demo` ran, the commands said
+    "no warehouse at data/warehouse.duckdb; run `refranges run` first", which would start a new home there."""
+    place = getattr(settings, key)
+    if not isinstance(place, Path):
+        return str(place)  # an object-store URL
+    shown = str(place.absolute())
+    default = settings.home / ("warehouse.duckdb" if key == "warehouse" else key)
+    if place != default or settings.home.is_absolute():
+        return shown
+    which = "the default home, ./data," if settings.home == Settings().home else f"the home {settings.home}"
+    return f"{shown} ({which} in the current folder; REFRANGES_HOME=DIR or --config FILE chooses another)"
+
+
 def settings_or_exit(config: Path | None, home: Path | None = None, **overrides: Any) -> Settings:
     try:
         return load_settings(config, home=home, **overrides)
@@ -415,9 +431,9 @@ def _ledger_change(settings: Settings, change: Callable[[Any], Any]) -> Any:
     """Change the ledger of an existing warehouse (:func:`_on_work_copy`). A LookupError of ``change`` ends
     the command with its one-line reason, the warehouse as it was."""
     assert settings.warehouse is not None
+    if not settings.warehouse.is_file():  # first: the check below takes the writer's lock, which makes the home
+        fail(f"no warehouse at {located(settings, 'warehouse')}: nothing is loaded yet")
     check_warehouse(settings)
-    if not settings.warehouse.is_file():
-        fail(f"no warehouse at {settings.warehouse}: nothing is loaded yet")
     with stopped_in_one_line():
         try:
             return _on_work_copy(settings, change)
@@ -453,7 +469,7 @@ def files_list(
         fail(f"--format must be table, csv or json, not {fmt!r}", 2)
     check_warehouse(settings, writing=False)
     if not settings.warehouse.is_file():
-        fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
+        fail(f"no warehouse at {located(settings, 'warehouse')}; run `refranges run` (or `make demo`) first")
     with db.connect(settings.warehouse, read_only=True) as con:
         relation = loads.ledger_files(con, status)
         if _echo_as(relation, fmt):
@@ -579,7 +595,7 @@ def releases_list(
         typer.echo(json.dumps(items, indent=2))
         return
     if not items:
-        console.print(f"no releases under {settings.releases}")
+        console.print(f"no releases under {located(settings, 'releases')}")
         return
     table = Table("version", "created_at", "groups", "input_fingerprint")
     for item in items:
@@ -597,14 +613,15 @@ def release_index(releases: str | Path) -> list[dict[str, Any]]:
         fail(str(exc))
 
 
-def release_version(releases: str | Path, version: str) -> str:
+def release_version(settings: Settings, version: str) -> str:
     """``version`` as written, or the newest published release for 'latest' (as `score --release` takes
     it); exits with a one-line reason when nothing is published yet."""
     if version != "latest":
         return version
-    index = release_index(releases)
+    assert settings.releases is not None
+    index = release_index(settings.releases)
     if not index:
-        fail(f"no releases under {releases} yet; `refranges run` publishes one")
+        fail(f"no releases yet under {located(settings, 'releases')}; `refranges run` publishes one")
     return str(index[-1]["version"])
 
 
@@ -613,15 +630,23 @@ def releases_show(
     version: Annotated[str, typer.Argument(help="Version, or 'latest'.")], config: ConfigOption = None
 ) -> None:
     """Print the manifest of one release."""
-    from warehouse.releases import ReleaseError, read_manifest
-
     settings = settings_or_exit(config)
+    typer.echo(json.dumps(manifest_of(settings, release_version(settings, version)), indent=2))
+
+
+def manifest_of(settings: Settings, version: str) -> dict[str, Any]:
+    """The manifest of release ``version``, or exit with a one-line reason (no such release, where the store
+    is; or a manifest that cannot be read)."""
+    from warehouse.releases import ReleaseError, ReleaseNotFound, read_manifest
+
     assert settings.releases is not None
     try:
-        manifest = read_manifest(settings.releases, release_version(settings.releases, version))
+        return read_manifest(settings.releases, version)
+    except ReleaseNotFound:
+        where = located(settings, "releases")
+        fail(f"no release {version} under {where}; `refranges releases list` shows the published ones")
     except ReleaseError as exc:
         fail(str(exc))
-    typer.echo(json.dumps(manifest, indent=2))
 
 
 @releases_app.command("diff")
@@ -633,16 +658,12 @@ def releases_diff(
     """Groups added or removed, and limits that moved by more than their CI, between two releases."""
 
     from transforms.diff import diff_intervals
-    from warehouse.releases import ReleaseError, read_manifest, read_table
+    from warehouse.releases import read_table
 
     settings = settings_or_exit(config)
     assert settings.releases is not None
-    old, new = release_version(settings.releases, old), release_version(settings.releases, new)
-    try:
-        read_manifest(settings.releases, old)
-        read_manifest(settings.releases, new)
-    except ReleaseError as exc:
-        fail(str(exc))
+    old, new = release_version(settings, old), release_version(settings, new)
+    manifest_of(settings, old), manifest_of(settings, new)
     tables = [read_table(settings.releases, v, "reference_intervals") for v in (old, new)]
     typer.echo(json.dumps(diff_intervals(*tables), indent=2, default=str))
 
@@ -653,18 +674,22 @@ def releases_verify(
     config: ConfigOption = None,
 ) -> None:
     """Recompute every checksum of a release; exit 1 on any mismatch."""
-    from warehouse.releases import ReleaseError, verify
+    from warehouse.releases import ReleaseError, ReleaseNotFound, verify
 
     settings = settings_or_exit(config)
     assert settings.releases is not None
     if version:
-        versions = [release_version(settings.releases, version)]
+        versions = [release_version(settings, version)]
     else:
         versions = [i["version"] for i in release_index(settings.releases)]
+        if not versions:  # exit 1: a store with nothing to verify is most often the wrong folder
+            fail(f"no releases under {located(settings, 'releases')}; nothing to verify")
     bad = 0
     for v in versions:
         try:
             problems = verify(settings.releases, v)
+        except ReleaseNotFound:
+            problems = [f"no such release under {located(settings, 'releases')}"]
         except ReleaseError as exc:  # its manifest cannot be read: a damaged release, and the others are checked
             problems = [str(exc)]
         if problems:
@@ -716,7 +741,7 @@ def score(
 
     from transforms.retest import Person, PersonError
     from transforms.score import DISCLAIMER
-    from warehouse.client import ReleaseIntegrityError, ScoreError, load_release
+    from warehouse.client import ReleaseIntegrityError, ReleaseNotFoundError, ScoreError, load_release
     from warehouse.client import score as score_exports
     from warehouse.lookups import read_analyte_dictionary
 
@@ -740,6 +765,12 @@ def score(
     dictionary, dictionary_sha256 = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     try:
         tables = load_release(settings.releases, release)
+    except ReleaseNotFoundError:
+        where = located(settings, "releases")
+        if release == "latest":
+            fail(f"no releases yet under {where}; `refranges run` publishes one")
+        fail(f"no release {release} under {where}; `refranges releases list` shows the published ones")
+    try:
         scored = score_exports(
             exports,
             tables,
@@ -999,7 +1030,7 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     _check_format(fmt)
     check_warehouse(settings, writing=False)
     if not settings.warehouse.is_file():
-        fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
+        fail(f"no warehouse at {located(settings, 'warehouse')}; run `refranges run` (or `make demo`) first")
     with db.connect(settings.warehouse, read_only=True) as con:
         state = loads.warehouse_status(con)
     index = release_index(settings.releases)
@@ -1079,7 +1110,7 @@ def sql(
     settings = settings_or_exit(config)
     assert settings.warehouse is not None
     if not settings.warehouse.exists():
-        fail(f"no warehouse at {settings.warehouse}; run `refranges run` (or `make demo`) first")
+        fail(f"no warehouse at {located(settings, 'warehouse')}; run `refranges run` (or `make demo`) first")
     readable = [settings.warehouse.parent / RAW_DIR, settings.warehouse.parent / NORMALISED_DIR]
     if settings.releases is not None and not storage.is_url(settings.releases):  # an object store: not readable
         readable.append(Path(settings.releases))

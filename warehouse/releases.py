@@ -54,6 +54,10 @@ class ReleaseError(RuntimeError):
     """A release cannot be published or does not verify."""
 
 
+class ReleaseNotFound(ReleaseError):
+    """The store holds no release of that version."""
+
+
 def _read_json(fs: AbstractFileSystem, path: str) -> dict[str, Any]:
     """A release store's JSON file (the index, a manifest) as a dict. ReleaseError names the file when it is
     not a JSON object: a damaged or hand-edited file stopped `releases show` and `verify` with a traceback."""
@@ -90,7 +94,7 @@ def read_manifest(root: Root, version: str) -> dict[str, Any]:
     path = f"{base}/{version}/{MANIFEST}"
     if not fs.exists(path):
         msg = f"release {version} not found under {root} (run `refranges releases list`)"
-        raise ReleaseError(msg)
+        raise ReleaseNotFound(msg)
     return _read_json(fs, path)
 
 

@@ -77,7 +77,8 @@ def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
     cfg.write_text(f'home = "{tmp_path / "home"}"\n')
     assert "no releases" in invoke("releases", "list", "--config", str(cfg)).output
     shown = invoke("releases", "show", "2020.01.01-1", "--config", str(cfg))
-    assert shown.exit_code == 1 and "not found" in shown.output
+    assert shown.exit_code == 1 and "no release 2020.01.01-1 under" in shown.output and "releases list" in shown.output
+    assert "current folder" not in shown.output  # a home given as a full path needs no word on where it is
     latest = invoke("releases", "show", "latest", "--config", str(cfg))
     assert latest.exit_code == 1 and "no releases" in latest.output and "refranges run" in latest.output
     sql = invoke("sql", "select 1", "--config", str(cfg))
@@ -87,6 +88,41 @@ def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
     state = invoke("status", "--config", str(cfg))
     assert state.exit_code == 1 and "no warehouse" in state.output
     assert invoke("generate", "--out", str(tmp_path), "--healthy", "0").exit_code == 1
+
+
+def test_a_command_run_outside_any_home_says_which_folder_it_looked_in(tmp_path: Path, monkeypatch) -> None:
+    """Started from another folder than the one where `make demo` ran (no refranges.toml, no REFRANGES_HOME),
+    the commands said "no warehouse at data/warehouse.duckdb; run `refranges run` first": a run there would
+    start a new, empty home. They now give the full path, say it is the default home in the current folder,
+    and how to choose another."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REFRANGES_HOME", raising=False)
+    hint = "(the default home, ./data, in the current folder; REFRANGES_HOME=DIR or --config FILE chooses another)"
+    home = tmp_path.resolve() / "data"
+
+    def said(*args: str) -> str:
+        result = invoke(*args)
+        assert result.exit_code == 1, args
+        return " ".join(result.output.split())  # the console wraps long lines
+
+    retract = ["files", "retract", "a.csv", "--reason", "wrong plate"]
+    for command in (["status"], ["sql", "select 1"], ["files", "list"], retract, ["files", "restore", "a.csv"]):
+        assert f"no warehouse at {home / 'warehouse.duckdb'} {hint}" in said(*command)
+    assert f"no releases yet under {home / 'releases'} {hint}; `refranges run` publishes one" in said(
+        "releases", "show", "latest"
+    )
+    assert f"no release 2020.01.01-1 under {home / 'releases'} {hint}" in said("releases", "show", "2020.01.01-1")
+    assert f"no releases under {home / 'releases'} {hint}; nothing to verify" in said("releases", "verify")
+    export = tmp_path / "olink.csv"
+    export.write_text("SampleID;Assay;NPX\n")
+    assert f"no releases yet under {home / 'releases'} {hint}" in said("score", str(export), "--sample", "S1")
+    assert f"no release 1999 under {home / 'releases'} {hint}" in said(
+        "score", str(export), "--sample", "S1", "--release", "1999"
+    )
+    assert not home.exists()  # nothing made a home (retract took the writer's lock first, which made one)
+    monkeypatch.setenv("REFRANGES_HOME", str(tmp_path / "elsewhere"))
+    elsewhere = tmp_path / "elsewhere" / "warehouse.duckdb"
+    assert said("status") == f"error: no warehouse at {elsewhere}; run `refranges run` (or `make demo`) first"
 
 
 @pytest.mark.slow
