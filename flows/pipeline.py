@@ -301,6 +301,24 @@ def _archive_quarantined(settings: Settings, path: storage.Location, sha: str) -
     return _archive(settings, path, sha, data) if _sha256(data) == sha else None
 
 
+def _archive_left_quarantines(settings: Settings, con: Any) -> int:
+    """Archive the quarantine folder's copies of files quarantined whole that no archive holds (quarantined
+    before refranges archived such files), before this run's quarantined files overwrite a copy of the same
+    name: that copy was their only one. Returns how many were archived; a copy whose content is another
+    version's, or no copy, leaves the ledger as it is."""
+    assert settings.quarantine is not None
+    archived = 0
+    for sha, name in loads.unarchived_quarantines(con):
+        if not (settings.quarantine / name).is_file():
+            continue
+        where = storage.join(settings.landing, name) if settings.landing is not None else Path(name)
+        kept = _archive_quarantined(settings, where, sha)
+        if kept is not None:
+            loads.set_archive_path(con, sha, str(kept))
+            archived += 1
+    return archived
+
+
 def _supersede_fixed(settings: Settings, con: Any) -> list[tuple[str, str]]:
     """Supersede every version quarantined whole before a version of its name loaded (a lab's corrected export;
     loads.superseded_quarantines): ledger ``replaced``, its held rows out of the ``quarantine`` view, its copy
@@ -1157,6 +1175,8 @@ def _ingest(
     key = subject_key(settings)
     decided_under = decision_fingerprint(settings)
     with _connect(settings) as con:
+        if archived := _archive_left_quarantines(settings, con):
+            get_run_logger().info("archived %d files an older refranges quarantined without archiving them", archived)
         retried = loads.quarantined_under_other(con, decided_under)  # what held them back may have changed
         ledger = loads.known_files(con)  # what became of each content it knows: a skipped file is told by it
         known = set(ledger) - retried

@@ -588,6 +588,25 @@ def superseded_quarantines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, st
     return [(q, name, by) for q, name, by in rows]
 
 
+def unarchived_quarantines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(sha256, file name) of the files quarantined whole whose bytes no archive holds: those refranges
+    quarantined before it archived quarantined files (and files never read, such as a link out of the landing
+    folder). Their one copy is the quarantine folder's, which the next quarantined version of the name
+    overwrites: only the latest quarantined version of each name is listed (the folder holds no other)."""
+    rows = con.execute(
+        "select f.sha256, f.file_name from files f where f.status = 'quarantined' and f.archive_path is null "
+        "and not exists (select 1 from files g where g.file_name = f.file_name and g.status = 'quarantined' "
+        "and g.ingested_at > f.ingested_at) order by f.file_name"
+    ).fetchall()
+    return [(sha, name) for sha, name in rows]
+
+
+def set_archive_path(con: duckdb.DuckDBPyConnection, sha256: str, archive_path: str) -> None:
+    """Record where the bytes of the file ``sha256`` were archived."""
+    with _transaction(con):
+        con.execute("update files set archive_path = ? where sha256 = ?", [archive_path, sha256])
+
+
 def supersede_quarantined(con: duckdb.DuckDBPyConnection, old: str, by: str, archive_path: str | None = None) -> None:
     """The version ``old``, quarantined whole, is superseded by ``by``, a loaded file of its name (see
     :func:`superseded_quarantines`), in one transaction: it becomes ``replaced`` (its quarantine reason kept)

@@ -638,6 +638,38 @@ def test_a_run_supersedes_the_fixed_quarantines_an_older_refranges_left(tmp_path
     assert q(settings, "select count(*) from quarantine where source_file = 'b.csv' and stage = 'file'") == [(1,)]
 
 
+def test_a_file_an_older_refranges_quarantined_without_archiving_is_archived_before_a_new_version_overwrites_its_copy(
+    tmp_path, prefect_backend
+) -> None:
+    """Before quarantined files were archived, a file quarantined whole kept one copy: quarantine/<name>, which
+    the next quarantined version of the name overwrote. A run first archives such copies (when their content
+    is the ledger's version), so the older version's bytes survive the newer one's quarantine."""
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    first_bad = header + "S1,IL-6,n/a?,pg/mL,P1\n"
+    (settings.landing / "a.csv").write_text(first_bad)
+    (settings.landing / "b.csv").write_text(header + "S2,IL-6,2.5,pg/mL,P1\n")
+    (first,) = [f.sha256 for f in run_pipeline(settings).files if f.name == "a.csv"]
+    (kept,) = q(settings, f"select archive_path from files where sha256 = '{first}'")[0]
+    Path(kept).chmod(0o644)
+    Path(kept).unlink()  # as an older refranges left it: no archived copy, no path in the ledger
+    con = duckdb.connect(str(settings.warehouse))
+    con.execute("update files set archive_path = null where sha256 = ?", [first])
+    con.close()
+    (settings.landing / "a.csv").write_text(header + "S1,IL-6,still wrong,pg/mL,P1\n")
+    summary = run_pipeline(settings)
+    (second,) = [f.sha256 for f in summary.files if f.name == "a.csv" and f.status == "quarantined"]
+    rows = q(settings, "select sha256, archive_path from files where file_name = 'a.csv' order by ingested_at")
+    assert [sha for sha, _ in rows] == [first, second] and all(path for _, path in rows)
+    assert Path(rows[0][1]).read_text() == first_bad  # the first version's bytes, which its copy alone held
+    assert (settings.quarantine / "a.csv").read_text().endswith("still wrong,pg/mL,P1\n")
+    run_pipeline(settings)  # nothing left to archive: the ledger is as it was
+    assert q(settings, "select sha256, archive_path from files where file_name = 'a.csv' order by ingested_at") == rows
+
+
 def test_a_landing_file_still_being_written_is_left_for_a_later_run(tmp_path, prefect_backend) -> None:
     """A lab's sync tool copying an export into the landing folder while a scheduled run lists it: the run read
     the half-written file (a truncated last line quarantined, the rest loaded), and a release could carry it
