@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -174,7 +175,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@functools.cache
 def code_version() -> str:
+    """``git describe`` of the checkout this process imported refranges from, or the installed version: once
+    per process (it was run three times a run), and so the code that runs even when the checkout changes
+    under a long-lived process such as `refranges serve`."""
     here = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(
