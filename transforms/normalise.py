@@ -220,6 +220,31 @@ def convert_units(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return good.drop("__factor", "__kind", "__why", "__f"), held
 
 
+def _folded_id(column: pl.Expr) -> pl.Expr:
+    """A sample id without its leading zeros and letter case: what a spreadsheet that read it as a number,
+    or a hand retyping it, may have left of it."""
+    return column.cast(pl.String).str.strip_chars_start("0").str.to_lowercase()
+
+
+def _listed_alike(unknown: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+    """``unknown`` rows with ``__alike``: the one manifest id that differs from the row's sample id only by
+    leading zeros or letter case (an export saved from a spreadsheet turns 0100042 into 100042), else null.
+    Named in the reason only, never linked: two such ids may be two people."""
+    if unknown.height == 0:
+        return unknown.with_columns(pl.lit(None, pl.String).alias("__alike"))
+    listed = (
+        samples.select(pl.col("sample_id").cast(pl.String).alias("__alike"))
+        .unique()
+        .with_columns(_folded_id(pl.col("__alike")).alias("__folded"))
+        .filter(pl.col("__folded").is_unique())  # alike to two listed ids: neither is named
+    )
+    return (
+        unknown.with_columns(_folded_id(pl.col("sample_id")).alias("__folded"))
+        .join(listed, on="__folded", how="left", maintain_order="left")
+        .drop("__folded")
+    )
+
+
 def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep study rows whose sample a manifest knows; controls, calibrators and blanks pass unlinked.
 
@@ -230,11 +255,22 @@ def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFram
     other = rows.filter(~pl.col("sample_type").is_in(MEASURED_TYPES))
     known = samples.select("sample_id", "cohort", "matrix", pl.col("sex").alias("__sex"), pl.col("age").alias("__age"))
     joined = study.join(known, on="sample_id", how="left")
-    unknown = joined.filter(pl.col("cohort").is_null())
+    unknown = _listed_alike(joined.filter(pl.col("cohort").is_null()), samples)
     reason = (
         pl.lit("sample ")
-        + pl.col("sample_id")
-        + pl.lit(" is in no manifest; send a manifest that lists it (the rows load on the next run)")
+        + pl.col("sample_id").cast(pl.String)
+        + (
+            pl.when(pl.col("__alike").is_not_null())
+            .then(
+                pl.lit(" is in no manifest, but a manifest lists ")
+                + pl.col("__alike")
+                + pl.lit(
+                    " (leading zeros or letter case lost, as a spreadsheet can do?); correct the id in the export or"
+                    " the manifest (the rows load on the next run)"
+                )
+            )
+            .otherwise(pl.lit(" is in no manifest; send a manifest that lists it (the rows load on the next run)"))
+        )
     )
     held = held_rows(unknown, stage="link", check="sample_in_manifest", reason=reason)
     linked = pl.concat(

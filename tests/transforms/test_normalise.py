@@ -16,6 +16,7 @@ from transforms.normalise import (
     dictionary_lookup,
     fold_name,
     groups_of,
+    link_samples,
     resolve_analytes,
     to_log,
     unit_factor,
@@ -296,6 +297,43 @@ def test_groups_of_gives_what_the_group_by_gives_with_or_without_a_copy(rows: li
     want = list(frame.group_by(keys, maintain_order=True))
     assert [k for k, _ in got] == [k for k, _ in want]
     assert all(g.equals(w) for (_, g), (_, w) in zip(got, want, strict=True))
+
+
+def test_an_unknown_sample_that_a_manifest_lists_with_its_leading_zeros_is_named_in_the_reason() -> None:
+    """An export saved from a spreadsheet loses the leading zeros of numeric-looking ids (0100042 becomes
+    100042), and a retyped id its letter case: its rows wait for a manifest that never comes. The reason
+    names the manifest's id that differs only so; the rows are never linked to it by guess."""
+    rows = raw(
+        sample_id=["100042", "s-7", "0100042", "X9", "12", "CAL1"],
+        sample_type=["sample", "sample", "sample", "sample", "sample", "calibrator"],
+        analyte_raw=["IL-6"] * 6,
+        value=[1.0] * 6,
+        unit_raw=["pg/mL"] * 6,
+    )
+    samples = pl.DataFrame(
+        {
+            "sample_id": ["0100042", "S-7", "012", "0012", "Z1"],
+            "cohort": ["healthy"] * 5,
+            "matrix": ["serum"] * 5,
+            "sex": ["F"] * 5,
+            "age": [40.0] * 5,
+        }
+    )
+    linked, held = link_samples(rows, samples)
+    assert sorted(linked.filter(pl.col("sample_type") == "sample")["sample_id"].to_list()) == ["0100042"]
+    reasons = dict(zip(held["sample_id"].to_list(), held["reason"].to_list(), strict=True))
+    assert reasons["100042"] == (
+        "f.csv: line 2: sample 100042 is in no manifest, but a manifest lists 0100042 (leading zeros or letter "
+        "case lost, as a spreadsheet can do?); correct the id in the export or the manifest (the rows load on "
+        "the next run)"
+    )
+    assert "but a manifest lists S-7 " in reasons["s-7"]
+    # alike to no listed id, or to two (012 and 0012): the plain reason, naming none
+    for alone in ("X9", "12"):
+        assert reasons[alone].endswith(
+            f"sample {alone} is in no manifest; send a manifest that lists it (the rows load on the next run)"
+        )
+    assert held["line_number"].to_list() == [2, 3, 5, 6]  # in the rows' order
 
 
 def test_an_empty_frame_normalises_to_an_empty_table(lookup: pl.DataFrame) -> None:
