@@ -737,6 +737,7 @@ def normalise_part(
     raw_files: list[str],
     keys: pl.DataFrame,
     samples: str,
+    held_samples: str,
     lookup: pl.DataFrame,
     settings: Settings,
     out: str,
@@ -748,7 +749,7 @@ def normalise_part(
     (any worker of the task runner); returns the paths of normalised (as the normalised store keeps them,
     with ``run_id``), held, anchors and gx."""
     rows = loads.read_raw_part(raw_files, keys)  # in (source_sha256, line_number) order: the files are in sha order
-    prepared, held = prepare_measurements(rows, pl.read_parquet(samples), lookup)
+    prepared, held = prepare_measurements(rows, pl.read_parquet(samples), lookup, pl.read_parquet(held_samples))
     del rows
     stats = plate_statistics(prepared)
     per_platform = [(p, stats.filter(pl.col("platform") == p)) for p in stats["platform"].unique().sort().to_list()]
@@ -791,13 +792,19 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
     """Rebuild the normalised measurements from every loaded raw row and every manifest, in parts by analyte
     (``partition_rows``) on the task runner, and swap them into the warehouse in one transaction (the parts'
     files become the normalised store's generation ``run_id``: loads.replace_derived). When the
-    inputs (loaded files, settings, dictionary, code) are those the tables were last built from, they are
-    left as they are (0 parts): a run that found nothing new costs no normalisation."""
+    inputs (loaded files and manifests quarantined whole, settings, dictionary, code) are those the tables were
+    last built from, they are left as they are (0 parts): a run that found nothing new costs no normalisation."""
     assert settings.warehouse is not None
     dictionary, dictionary_sha = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     lookup = dictionary_lookup(dictionary)
     with _connect(settings) as con:
-        files = [r[0] for r in con.sql("select sha256 from files where status = 'loaded'").fetchall()]
+        # the loaded files, and the manifests quarantined whole: the rows of their samples say why they wait
+        files = [
+            r[0]
+            for r in con.sql(
+                "select sha256 from files where status = 'loaded' or (status = 'quarantined' and layout = 'manifest')"
+            ).fetchall()
+        ]
         fingerprint = input_fingerprint(settings, files, f"{dictionary_sha}:{code_version()}")
         if loads.derived_fingerprint(con, "normalise") == fingerprint:
             return (*_normalised_counts(con), 0)
@@ -806,6 +813,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
         plan = plan_normalise(loads.raw_names(con), lookup, settings.methods, max_rows=settings.partition_rows)
         raw_files = loads.loaded_raw_files(con)
         loads.read_samples(con).write_parquet(scratch / "samples.parquet")
+        loads.held_manifest_samples(con).write_parquet(scratch / "held_samples.parquet")
     # each part reads its rows from the raw store itself (loads.read_raw_part): no serial copy of every raw
     # row into part files first (DuckDB's export was 8 s and 14 core-seconds of a 5,000 x 3,000 run)
     parts = plan.partition_by("part", as_dict=True, maintain_order=True, include_key=False)
@@ -816,6 +824,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
         unmapped(raw_files),
         keys,
         unmapped(str(scratch / "samples.parquet")),
+        unmapped(str(scratch / "held_samples.parquet")),
         unmapped(lookup),
         unmapped(settings),
         [str(scratch / f"part-{k}") for k in range(len(keys))],

@@ -245,32 +245,49 @@ def _listed_alike(unknown: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def link_samples(rows: pl.DataFrame, samples: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def link_samples(
+    rows: pl.DataFrame, samples: pl.DataFrame, held_samples: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep study rows whose sample a manifest knows; controls, calibrators and blanks pass unlinked.
 
     Rows of unknown samples are held back ('link' stage); they load as soon as a manifest names them,
-    because linking is recomputed from the raw rows on every run.
+    because linking is recomputed from the raw rows on every run. ``held_samples`` (sample_id, reason): the
+    samples whose manifest row is itself held back, whose rows say so and why (they said "is in no manifest;
+    send a manifest that lists it" while the manifest listed it with, say, a date to correct).
     """
     study = rows.filter(pl.col("sample_type").is_in(MEASURED_TYPES))
     other = rows.filter(~pl.col("sample_type").is_in(MEASURED_TYPES))
     known = samples.select("sample_id", "cohort", "matrix", pl.col("sex").alias("__sex"), pl.col("age").alias("__age"))
     joined = study.join(known, on="sample_id", how="left")
     unknown = _listed_alike(joined.filter(pl.col("cohort").is_null()), samples)
+    held_as = (
+        held_samples.select(pl.col("sample_id").cast(pl.String), pl.col("reason").alias("__held"))
+        if held_samples is not None and held_samples.height
+        else pl.DataFrame(schema={"sample_id": pl.String, "__held": pl.String})
+    ).unique("sample_id", keep="first", maintain_order=True)
+    unknown = unknown.join(held_as, on="sample_id", how="left", maintain_order="left")
+    listed_alike = (
+        pl.lit(" is in no manifest, but a manifest lists ")
+        + pl.col("__alike")
+        + pl.lit(
+            " (leading zeros or letter case lost, as a spreadsheet can do?); correct the id in the export or the"
+            " manifest (the rows load on the next run)"
+        )
+    )
+    held_there = (
+        pl.lit(" is in a manifest, but its row there is held back (")
+        + pl.col("__held")
+        + pl.lit("); correct that row (the rows load on the next run)")
+    )
+    listed_nowhere = pl.lit(" is in no manifest; send a manifest that lists it (the rows load on the next run)")
     reason = (
         pl.lit("sample ")
         + pl.col("sample_id").cast(pl.String)
-        + (
-            pl.when(pl.col("__alike").is_not_null())
-            .then(
-                pl.lit(" is in no manifest, but a manifest lists ")
-                + pl.col("__alike")
-                + pl.lit(
-                    " (leading zeros or letter case lost, as a spreadsheet can do?); correct the id in the export or"
-                    " the manifest (the rows load on the next run)"
-                )
-            )
-            .otherwise(pl.lit(" is in no manifest; send a manifest that lists it (the rows load on the next run)"))
-        )
+        + pl.when(pl.col("__held").is_not_null())
+        .then(held_there)
+        .when(pl.col("__alike").is_not_null())
+        .then(listed_alike)
+        .otherwise(listed_nowhere)
     )
     held = held_rows(unknown, stage="link", check="sample_in_manifest", reason=reason)
     linked = pl.concat(
@@ -548,12 +565,13 @@ def assign_batch(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def prepare_measurements(
-    rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame
+    rows: pl.DataFrame, samples: pl.DataFrame, lookup: pl.DataFrame, held_samples: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Identity, units and linkage; returns the log-scale frame (controls included) and what was held back."""
+    """Identity, units and linkage; returns the log-scale frame (controls included) and what was held back
+    (``held_samples``: see :func:`link_samples`)."""
     named, q1 = resolve_analytes(rows, lookup)
     converted, q2 = convert_units(named)
-    linked, q3 = link_samples(converted, samples)
+    linked, q3 = link_samples(converted, samples, held_samples)
     return to_log(assign_batch(linked)), pl.concat([q1, q2, q3], how="vertical")
 
 

@@ -848,6 +848,15 @@ def study_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
 
 
+def held_manifest_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """(sample_id, reason) of the samples whose row in a manifest is held back (a date to write as ISO, a
+    sex another manifest contradicts), one reason each: their measurements are not "in no manifest"."""
+    return con.sql(
+        "select q.sample_id, min(q.reason) as reason from quarantine q join files f on f.sha256 = q.source_sha256 "
+        "where f.layout = 'manifest' and q.sample_id is not null group by q.sample_id order by q.sample_id"
+    ).pl()
+
+
 def read_samples(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     return schema.conform(con.sql("select * from samples").pl(), schema.SAMPLE)
 

@@ -211,10 +211,25 @@ def test_unknown_samples_wait_in_quarantine_until_a_manifest_names_them(first_ru
     run_pipeline(settings)
     held = q(settings, "select reason from quarantine where sample_id = 'LATE-1'")
     assert len(held) == 2 and "is in no manifest" in held[0][0]
-    manifest = (
-        "sample_id,subject_id,cohort,matrix,sex,age,collection_date\nLATE-1,SUBJ-X,patient,serum,F,40,2026-05-01\n"
-    )
-    (settings.landing / "late_manifest.csv").write_text(manifest)
+    header = "sample_id,subject_id,cohort,matrix,sex,age,collection_date\n"
+    (settings.landing / "late_manifest.csv").write_text(header + "LATE-1,SUBJ-X,patient,serum,F,40,01/05/2026\n")
+    run_pipeline(settings)  # the manifest lists it, but its row is held back: the export's rows say so
+    held = q(settings, "select reason from quarantine where sample_id = 'LATE-1' and stage = 'link' order by 1")
+    assert held == [
+        (
+            "late_export.csv: line 2: sample LATE-1 is in a manifest, but its row there is held back "
+            "(late_manifest.csv: line 2: collection_date '01/05/2026' is not an ISO date (YYYY-MM-DD); write it as "
+            "YYYY-MM-DD (a date such as 01/05/2026 is 1 May in some countries and 5 January in others, so it is "
+            "never guessed)); correct that row (the rows load on the next run)",
+        ),
+        (
+            "late_export.csv: line 3: sample LATE-1 is in a manifest, but its row there is held back "
+            "(late_manifest.csv: line 2: collection_date '01/05/2026' is not an ISO date (YYYY-MM-DD); write it as "
+            "YYYY-MM-DD (a date such as 01/05/2026 is 1 May in some countries and 5 January in others, so it is "
+            "never guessed)); correct that row (the rows load on the next run)",
+        ),
+    ]
+    (settings.landing / "late_manifest.csv").write_text(header + "LATE-1,SUBJ-X,patient,serum,F,40,2026-05-01\n")
     run_pipeline(settings)
     assert q(settings, "select count(*) from quarantine where sample_id = 'LATE-1'") == [(0,)]
     assert q(settings, "select count(*) from measurements where sample_id = 'LATE-1' and platform = 'tidy'") == [(2,)]

@@ -334,6 +334,16 @@ def test_an_unknown_sample_that_a_manifest_lists_with_its_leading_zeros_is_named
             f"sample {alone} is in no manifest; send a manifest that lists it (the rows load on the next run)"
         )
     assert held["line_number"].to_list() == [2, 3, 5, 6]  # in the rows' order
+    # a sample whose own manifest row is held back is told that, before any likeness
+    why = pl.DataFrame(
+        {"sample_id": ["100042"], "reason": ["m.csv: line 9: collection_date '1/2/26' is not an ISO date"]}
+    )
+    _, held = link_samples(rows, samples, why)
+    assert held["reason"][0] == (
+        "f.csv: line 2: sample 100042 is in a manifest, but its row there is held back (m.csv: line 9: "
+        "collection_date '1/2/26' is not an ISO date); correct that row (the rows load on the next run)"
+    )
+    assert held["reason"][1:].to_list() == list(reasons.values())[1:]
 
 
 def test_an_empty_frame_normalises_to_an_empty_table(lookup: pl.DataFrame) -> None:
