@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 
 import polars as pl
@@ -226,23 +226,25 @@ def _folded_id(column: pl.Expr) -> pl.Expr:
     return column.cast(pl.String).str.strip_chars_start("0").str.to_lowercase()
 
 
+def ids_alike(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
+    """For each of ``ids`` not in ``among``, the one id of ``among`` that differs from it only by leading
+    zeros or letter case (:func:`_folded_id`), where there is exactly one."""
+    frame = pl.DataFrame({"among": list(dict.fromkeys(among))}, schema={"among": pl.String})
+    listed = frame.with_columns(_folded_id(pl.col("among")).alias("folded")).filter(pl.col("folded").is_unique())
+    asked = pl.DataFrame({"id": [i for i in dict.fromkeys(ids) if i not in set(among)]}, schema={"id": pl.String})
+    pairs = asked.with_columns(_folded_id(pl.col("id")).alias("folded")).join(listed, on="folded", how="inner")
+    return dict(zip(pairs["id"].to_list(), pairs["among"].to_list(), strict=True))
+
+
 def _listed_alike(unknown: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     """``unknown`` rows with ``__alike``: the one manifest id that differs from the row's sample id only by
     leading zeros or letter case (an export saved from a spreadsheet turns 0100042 into 100042), else null.
     Named in the reason only, never linked: two such ids may be two people."""
-    if unknown.height == 0:
-        return unknown.with_columns(pl.lit(None, pl.String).alias("__alike"))
-    listed = (
-        samples.select(pl.col("sample_id").cast(pl.String).alias("__alike"))
-        .unique()
-        .with_columns(_folded_id(pl.col("__alike")).alias("__folded"))
-        .filter(pl.col("__folded").is_unique())  # alike to two listed ids: neither is named
+    ids = unknown.get_column("sample_id").cast(pl.String)
+    alike = (
+        ids_alike(ids.unique().to_list(), samples.get_column("sample_id").cast(pl.String).to_list()) if len(ids) else {}
     )
-    return (
-        unknown.with_columns(_folded_id(pl.col("sample_id")).alias("__folded"))
-        .join(listed, on="__folded", how="left", maintain_order="left")
-        .drop("__folded")
-    )
+    return unknown.with_columns(ids.replace_strict(alike, default=None, return_dtype=pl.String).alias("__alike"))
 
 
 def link_samples(

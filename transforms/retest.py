@@ -26,6 +26,7 @@ from transforms.normalise import (
     combine_replicates,
     correct_plates_frozen,
     held_rows,
+    ids_alike,
 )
 
 #: batch_method of values read from the generic tidy format: someone has already normalised them.
@@ -91,8 +92,17 @@ def _check_named(sample_ids: Sequence[str], found: pl.DataFrame, held: pl.DataFr
     if why is not None and why.height:
         msg = f"sample {', '.join(missing)} has no row that can be scored: {why['reason'][0]}"
     else:
-        msg = f"sample {', '.join(missing)} is in none of the exports; check --sample"
+        msg = f"sample {', '.join(missing)} is in none of the exports; check --sample" + _alike_note(
+            missing, found["sample_id"].to_list(), "the exports hold"
+        )
     raise PersonError(msg)
+
+
+def _alike_note(ids: Sequence[str], among: Sequence[str], where: str) -> str:
+    """ " (the exports hold 0100042 ...)": the ids of ``among`` that differ from ``ids`` only by leading zeros
+    or letter case, as a spreadsheet leaves an id (:func:`transforms.normalise.ids_alike`); else nothing."""
+    alike = ids_alike(ids, among)
+    return f" ({where} {', '.join(alike[i] for i in ids if i in alike)})" if alike else ""
 
 
 def person_samples(
@@ -141,6 +151,7 @@ def person_samples(
             unlisted = sorted(set(sample_ids) & set(found["sample_id"]) - set(out["sample_id"]))
             if unlisted:
                 msg = f"the manifest does not list sample {', '.join(unlisted)}; check --sample or the manifest"
+                msg += _alike_note(unlisted, listed["sample_id"].to_list(), "it lists")
                 raise PersonError(msg)
             _check_named(sample_ids, found, held)
             out = out.filter(pl.col("sample_id").is_in(list(sample_ids)))

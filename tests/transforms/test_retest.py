@@ -67,8 +67,16 @@ def test_with_a_manifest_of_the_whole_study_the_named_samples_are_scored_not_the
     )
     with pytest.raises(PersonError, match="sample NOPE is in none of the exports"):
         person_samples(rows, manifest=everyone, sample_ids=["RT011-2", "NOPE"])
-    with pytest.raises(PersonError, match=f"the manifest does not list sample {others[0]}"):
+    with pytest.raises(
+        PersonError, match=f"the manifest does not list sample {others[0]}; check --sample or the manifest$"
+    ):
         person_samples(rows, manifest=everyone, sample_ids=[others[0]])
+    retyped = everyone.head(1).with_columns(
+        pl.lit(others[0].lower()).alias("sample_id"), pl.lit("X").alias("subject_id")
+    )
+    relisted = pl.concat([everyone, retyped])
+    with pytest.raises(PersonError, match=f"does not list sample {others[0]}; .* \\(it lists {others[0].lower()}\\)$"):
+        person_samples(rows, manifest=relisted, sample_ids=[others[0]])
 
 
 def test_without_a_manifest_the_person_is_named_by_sample_or_is_the_only_sample_of_each_export() -> None:
@@ -86,6 +94,13 @@ def test_without_a_manifest_the_person_is_named_by_sample_or_is_the_only_sample_
         person_samples(crowded)
     assert person_samples(crowded, sample_ids=["RT011-2"])["sample_id"].to_list() == ["RT011-2"]
     with pytest.raises(PersonError, match="sample NOPE is in none of the exports"):
+        person_samples(crowded, sample_ids=["NOPE"])
+    # an id retyped in another case, or with its leading zeros gone, is named beside the refusal (never taken)
+    with pytest.raises(
+        PersonError, match=r"sample rt011-2 is in none of the exports; check --sample \(the exports hold RT011-2\)$"
+    ):
+        person_samples(crowded, sample_ids=["rt011-2"])
+    with pytest.raises(PersonError, match=r"sample NOPE is in none of the exports; check --sample$"):
         person_samples(crowded, sample_ids=["NOPE"])
 
 
