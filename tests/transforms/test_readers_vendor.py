@@ -141,8 +141,27 @@ def test_manifest_from_excel_with_bad_rows() -> None:
     ]
     reasons = r.quarantine.sort("line_number")["reason"].to_list()
     assert reasons == [
-        "manifest.xlsx: line 4: cohort 'control' is not one of healthy, patient",
-        "manifest.xlsx: line 5: sex 'x' is not F/M (female/male)",
+        "manifest.xlsx: line 4: cohort 'control' is not one of healthy, patient; write healthy for a person of the "
+        "reference group (a healthy control) or patient (other groups are not compared here)",
+        "manifest.xlsx: line 5: sex 'x' is not F/M (female/male); write F or M (a code such as 1/2 is never guessed)",
+    ]
+
+
+def test_a_manifest_value_held_back_is_quoted_as_written_with_what_to_write() -> None:
+    """The reasons quoted the lower-cased value ('hc' for HC) and did not say what to write instead."""
+    text = (
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date\n"
+        "A1,s1,HC,serum,F,40,2026-01-02\nA2,s2,healthy,EDTA Plasma,F,41,2026-01-02\n"
+        "A3,s3,Healthy,Serum,2,42,2026-01-02\n"
+    )
+    r = read_file(text.encode(), source="m.csv", sha256="x")
+    assert r.samples.height == 0
+    assert r.quarantine.sort("line_number")["reason"].to_list() == [
+        "m.csv: line 2: cohort 'HC' is not one of healthy, patient; write healthy for a person of the reference "
+        "group (a healthy control) or patient (other groups are not compared here)",
+        "m.csv: line 3: matrix 'EDTA Plasma' is not one of serum, plasma; write serum or plasma (the two are never "
+        "pooled in one reference)",
+        "m.csv: line 4: sex '2' is not F/M (female/male); write F or M (a code such as 1/2 is never guessed)",
     ]
 
 

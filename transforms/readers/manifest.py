@@ -41,6 +41,8 @@ def read_manifest(
         text_col(table, "matrix").str.to_lowercase().alias("matrix"),
         text_col(table, "sex").str.to_lowercase().replace_strict(SEX, default=None).alias("sex"),
         text_col(table, "sex").alias("__sex_text"),
+        text_col(table, "cohort").alias("__cohort_text"),
+        text_col(table, "matrix").alias("__matrix_text"),
         text_col(table, "age").alias("__age_text"),
         text_col(table, "illness_duration_years").alias("__dur_text"),
         iso_date(text_col(table, "collection_date")).alias("collection_date"),
@@ -62,17 +64,29 @@ def read_manifest(
         (
             "cohort_known",
             ~pl.col("cohort").is_in(COHORTS),
-            pl.lit("cohort '") + pl.col("cohort").fill_null("") + pl.lit(f"' is not one of {', '.join(COHORTS)}"),
+            pl.lit("cohort '")
+            + pl.col("__cohort_text").fill_null("")
+            + pl.lit(
+                f"' is not one of {', '.join(COHORTS)}; write healthy for a person of the reference group (a healthy"
+                " control) or patient (other groups are not compared here)"
+            ),
         ),
         (
             "matrix_known",
             ~pl.col("matrix").is_in(MATRICES),
-            pl.lit("matrix '") + pl.col("matrix").fill_null("") + pl.lit(f"' is not one of {', '.join(MATRICES)}"),
+            pl.lit("matrix '")
+            + pl.col("__matrix_text").fill_null("")
+            + pl.lit(
+                f"' is not one of {', '.join(MATRICES)}; write serum or plasma (the two are never pooled in one"
+                " reference)"
+            ),
         ),
         (
             "sex_known",
             pl.col("sex").is_null(),
-            pl.lit("sex '") + pl.col("__sex_text").fill_null("") + pl.lit("' is not F/M (female/male)"),
+            pl.lit("sex '")
+            + pl.col("__sex_text").fill_null("")
+            + pl.lit("' is not F/M (female/male); write F or M (a code such as 1/2 is never guessed)"),
         ),
         (
             "age_plausible",
