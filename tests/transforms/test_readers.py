@@ -124,6 +124,48 @@ def test_bad_rows_are_held_alone_with_file_line_and_reason() -> None:
     assert r.rows_read == 5
 
 
+@pytest.mark.parametrize("kind", ["csv", "xlsx", "parquet"])
+def test_a_header_close_to_the_tidy_format_is_refused_with_the_renames_it_needs(kind: str) -> None:
+    """A LIMS export with Sample ID, Analyte, Result, Unit, Plate was refused as "no known export layout"
+    (see docs): the reason now says which columns to rename or add. Common names are never read in place
+    of the documented ones."""
+    frame = pl.DataFrame(
+        {"Sample ID": ["S1"], "Analyte": ["IL-6"], "Result": ["2.5"], "Unit": ["pg/mL"], "Plate": ["P1"]}
+    )
+    buf = io.BytesIO()
+    {"csv": frame.write_csv, "xlsx": frame.write_excel, "parquet": frame.write_parquet}[kind](buf)
+    where = "sheet Sheet1: " if kind == "xlsx" else ""
+    with pytest.raises(UnreadableFileError) as refused:
+        read_file(buf.getvalue(), source=f"lims.{kind}", sha256="x")
+    assert str(refused.value) == (
+        f"lims.{kind}: {where}no known export layout; its header (Sample ID, Analyte, Result, Unit, Plate) is close "
+        "to the generic tidy format (columns sample_id, analyte, value, unit, plate_id): rename Result to value, "
+        "Plate to plate_id (docs/input-formats.md)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "advice"),
+    [
+        ("sample_id;analyte;value", "add unit, plate_id"),
+        (
+            "Sample,Analyte,Concentration,Units,Run",
+            "rename Sample to sample_id, Concentration to value, Units to unit; add plate_id",
+        ),
+        ("sample_id,Result,Concentration,unit,plate_id", "add analyte, value"),  # two candidates for value: neither
+    ],
+)
+def test_the_tidy_hint_names_renames_and_missing_columns(header: str, advice: str) -> None:
+    with pytest.raises(UnreadableFileError, match=f": {advice} \\(docs/input-formats.md\\)$"):
+        read_file(f"{header}\nS1,IL-6,2.5\n".encode(), source="f.csv", sha256="x")
+
+
+@pytest.mark.parametrize("header", ["foo,bar,baz", "Sample,Assay,Well,Signal", "analyte"])
+def test_a_header_unlike_the_tidy_format_gets_the_general_reason(header: str) -> None:
+    with pytest.raises(UnreadableFileError, match="no known export layout in the first 200 lines"):
+        read_file(f"{header}\n1,2,3,4\n".encode(), source="f.csv", sha256="x")
+
+
 def test_tidy_limits_set_censoring_flags() -> None:
     data = (
         b"sample_id,analyte,value,unit,plate_id,lod,uloq,sample_type\n"

@@ -21,13 +21,15 @@ from transforms.text import (
     split_fields,
 )
 
+#: The required columns of the generic tidy format, in the documented order.
+TIDY_COLUMNS = ("sample_id", "analyte", "value", "unit", "plate_id")
 #: Header fields (lower case) that identify a layout; the first layout whose fields are all present wins.
 SIGNATURES: list[tuple[str, set[str]]] = [
     ("manifest", {"sample_id", "subject_id", "cohort"}),
     ("olink_explore", olink_explore.SIGNATURE),  # before Target 48 / 96, whose fields it shares
     ("olink", {"sampleid", "assay", "npx"}),
     ("msd", {"sample", "assay", "well", "calc. concentration"}),
-    ("tidy", {"sample_id", "analyte", "value", "unit", "plate_id"}),
+    ("tidy", set(TIDY_COLUMNS)),
     ("bioplex", {"type", "well", "obs conc"}),
 ]
 HEADER_SCAN_LINES = 200
@@ -61,6 +63,45 @@ def _layout_of(fields: list[str]) -> str | None:
         if required <= (folded if name in HAND_MADE else low):
             return name
     return None
+
+
+#: What people call the columns of the generic tidy format in their own files: named in the hint of a file
+#: refused for its header (:func:`near_miss`), never read in their place (a "Result" may be a verdict).
+TIDY_NAMES_SEEN = {
+    "sample": "sample_id",
+    "sample_name": "sample_id",
+    "result": "value",
+    "concentration": "value",
+    "conc": "value",
+    "units": "unit",
+    "plate": "plate_id",
+    "plate_name": "plate_id",
+    "plate_number": "plate_id",
+}
+
+
+def near_miss(fields: list[str]) -> str | None:
+    """What a header that no layout takes lacks of the generic tidy format, when it has at least two of its
+    columns (as written or as people commonly name them): "... rename Result to value, Plate to plate_id",
+    or the columns still missing. None for a header unlike it."""
+    required = set(TIDY_COLUMNS)
+    named = {fold_header(f): f.strip().strip('"').strip() for f in fields if f.strip().strip('"').strip()}
+    present = required & set(named)
+    renames = {
+        written: TIDY_NAMES_SEEN[folded]
+        for folded, written in named.items()
+        if folded in TIDY_NAMES_SEEN and TIDY_NAMES_SEEN[folded] not in present
+    }
+    renames = {w: c for w, c in renames.items() if list(renames.values()).count(c) == 1}  # one candidate each
+    if len(present) + len(renames) < 2 or not present:
+        return None
+    missing = [c for c in TIDY_COLUMNS if c not in present and c not in renames.values()]
+    advice = [f"rename {', '.join(f'{w} to {c}' for w, c in renames.items())}"] if renames else []
+    advice += [f"add {', '.join(missing)}"] if missing else []
+    return (
+        f"its header ({', '.join(named.values())}) is close to the generic tidy format (columns "
+        f"{', '.join(TIDY_COLUMNS)}): {'; '.join(advice)}"
+    )
 
 
 def detect_layout(lines: list[str]) -> tuple[str, int] | None:
@@ -212,6 +253,10 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
         found = _excel_table(sheet)
         if found is not None:
             return found
+    for name, sheet in sheets.items():  # a sheet whose first row is close to the tidy format: say how
+        first = next((r for r in sheet.head(HEADER_SCAN_LINES).iter_rows() if any(r)), ())
+        if (hint := near_miss([str(v) for v in first if v])) is not None:
+            raise UnreadableFileError(f"{source}: sheet {name}: no known export layout; {hint} (docs/input-formats.md)")
     msg = f"{source}: no sheet of this workbook has a known header (sheets: {', '.join(sheets)})"
     raise UnreadableFileError(msg)
 
@@ -295,6 +340,10 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
             )
             raise UnreadableFileError(msg)
         if found is None:
+            first = next((line for line in lines[:HEADER_SCAN_LINES] if line.strip()), "")
+            hint = near_miss(split_fields(first, sniff_separator(first)))
+            if hint is not None:
+                raise UnreadableFileError(f"{source}: no known export layout; {hint} (docs/input-formats.md)")
             msg = (
                 f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected a manifest, "
                 "Olink NPX, MSD Discovery Workbench, Luminex xPONENT, Bio-Plex or generic tidy header; "
@@ -312,6 +361,8 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         msg = f"{source}: Bio-Plex workbook; export the report as CSV (File > Export) and send that"
         raise UnreadableFileError(msg)
     if layout is None:
+        if (hint := near_miss(table.frame.columns)) is not None:
+            raise UnreadableFileError(f"{source}: no known export layout; {hint} (docs/input-formats.md)")
         msg = f"{source}: columns {table.frame.columns[:8]} match no known layout; see docs/input-formats.md"
         raise UnreadableFileError(msg)
     common = {"source": source, "sha256": sha256}
