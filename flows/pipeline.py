@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -401,7 +402,10 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
     if gate.failed.height:  # file-level failure: the whole file is held back, with its row reasons kept
         share = o.rows_quarantined / o.rows_read if o.rows_read else 0.0
         o.status = "quarantined"
-        o.reason = f"{name}: {gate.failed['why'][0]} ({o.rows_quarantined} of {o.rows_read} rows unusable, {share:.0%})"
+        o.reason = (
+            f"{name}: {gate.failed['why'][0]} ({o.rows_quarantined} of {o.rows_read} rows unusable, {share:.0%}"
+            f"{commonest_reason(plan.quarantine, name)})"
+        )
         o.rows_loaded, o.rows_quarantined = 0, o.rows_read
         plan.rows, plan.samples, plan.checked, plan.handling = None, None, None, None
     return plan
@@ -1492,6 +1496,17 @@ def dry_run(paths: list[Path], settings: Settings) -> tuple[list[FileOutcome], p
         if plan.quarantine is not None and plan.quarantine.height:
             held.append(held_by_check(plan.quarantine, plan.outcome.name))
     return outcomes, pl.concat(held) if held else held_by_check(schema.empty(schema.QUARANTINE), "")
+
+
+def commonest_reason(quarantine: pl.DataFrame | None, name: str) -> str:
+    """ "; 150 of them: no matrix (...)": how many rows the commonest check held back and its first reason
+    without the file and line, for the reason of a file quarantined whole (it said only "150 of 150 rows
+    unusable", and the rows' reasons were a query away); nothing when no row was held."""
+    if quarantine is None or quarantine.height == 0:
+        return ""
+    top = held_by_check(quarantine, name).sort("rows", descending=True, maintain_order=True).row(0, named=True)
+    said = re.sub(rf"^{re.escape(name)}: (line \d+: )?", "", str(top["example"]))
+    return f"; {top['rows']} of them: {said}"
 
 
 def held_by_check(quarantine: pl.DataFrame, name: str) -> pl.DataFrame:

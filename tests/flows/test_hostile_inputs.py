@@ -48,7 +48,24 @@ CORPUS: dict[str, tuple[bytes, str, str | None]] = {  # name: (bytes, expected s
     "name with spaces and \u00fcnicode.csv": (HEAD + b"S1,IL-6,2.5,pg/mL,P1\n", "loaded", None),
     "-leading-dash.csv": (HEAD + b"S1,IL-6,2.5,pg/mL,P1\n", "loaded", None),
     "new\nline.csv": (HEAD + b"S1,IL-6,2.5,pg/mL,P1\n", "loaded", None),
+    # a manifest without a matrix column loaded its rows with no matrix, and the run died on the warehouse's
+    # NOT NULL constraint with a traceback; an empty cohort cell the same
+    "manifest_without_matrix.csv": (
+        b"sample_id,subject_id,cohort,sex,age\nS1,P1,healthy,F,40\nS2,P2,patient,M,41\n",
+        "quarantined",
+        "(2 of 2 rows unusable, 100%; 2 of them: no matrix (an empty cell, or no matrix column); write serum or",
+    ),
+    "manifest_with_an_empty_cohort.csv": (
+        b"sample_id,subject_id,cohort,matrix,sex,age\n"
+        + b"".join(b"S%d,P%d,healthy,serum,F,40\n" % (i, i) for i in range(20))
+        + b"S99,P99,,serum,F,40\n",
+        "loaded",
+        None,
+    ),
 }
+
+#: The columns of a manifest row that the warehouse's samples table declares NOT NULL.
+SAMPLE_NOT_NULL = ["sample_id", "subject_key", "cohort", "matrix", "sex", "source_file", "source_sha256", "line_number"]
 
 
 @pytest.mark.parametrize("name", list(CORPUS))
@@ -59,6 +76,13 @@ def test_every_hostile_input_ends_with_a_reason_and_a_balanced_ledger(name: str,
     o = plan.outcome
     assert o.rows_read == o.rows_loaded + o.rows_quarantined  # no row lost
     assert o.status == status, o.reason
+    if plan.samples is not None:  # what loads must fit the table: a null there failed the run, not the row
+        assert plan.samples.select(SAMPLE_NOT_NULL).null_count().sum_horizontal().item() == 0
+    if name == "manifest_with_an_empty_cohort.csv":
+        assert plan.quarantine["reason"].to_list() == [
+            f"{name}: line 22: no cohort (an empty cell, or no cohort column); write healthy for a person of the "
+            "reference group (a healthy control) or patient (other groups are not compared here)"
+        ]
     if status == "quarantined":
         assert o.reason and o.reason.startswith(f"{name}: "), o.reason  # the reason names the file
         assert words is None or words in o.reason, o.reason

@@ -20,6 +20,17 @@ SEX = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M"}
 SEVERITY_LABELS = ["mild", "moderate", "severe", "very severe"]
 
 
+def _not_one_of(name: str, allowed: list[str]) -> pl.Expr:
+    """The start of a reason for a ``name`` cell that is not one of ``allowed``: the value as written, or
+    that there is none (an empty cell, or a manifest without the column, which failed its load with a
+    database error before it was held back)."""
+    return (
+        pl.when(pl.col(f"__{name}_text").is_null())
+        .then(pl.lit(f"no {name} (an empty cell, or no {name} column)"))
+        .otherwise(pl.lit(f"{name} '") + pl.col(f"__{name}_text") + pl.lit(f"' is not one of {', '.join(allowed)}"))
+    )
+
+
 def read_manifest(
     table: Table, *, source: str, sha256: str, today: date | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -63,23 +74,18 @@ def read_manifest(
         ),
         (
             "cohort_known",
-            ~pl.col("cohort").is_in(COHORTS),
-            pl.lit("cohort '")
-            + pl.col("__cohort_text").fill_null("")
+            ~pl.col("cohort").is_in(COHORTS).fill_null(False),  # an empty cell or no column: held, not loaded
+            _not_one_of("cohort", COHORTS)
             + pl.lit(
-                f"' is not one of {', '.join(COHORTS)}; write healthy for a person of the reference group (a healthy"
-                " control) or patient (other groups are not compared here)"
+                "; write healthy for a person of the reference group (a healthy control) or patient (other groups "
+                "are not compared here)"
             ),
         ),
         (
             "matrix_known",
-            ~pl.col("matrix").is_in(MATRICES),
-            pl.lit("matrix '")
-            + pl.col("__matrix_text").fill_null("")
-            + pl.lit(
-                f"' is not one of {', '.join(MATRICES)}; write serum or plasma (the two are never pooled in one"
-                " reference)"
-            ),
+            ~pl.col("matrix").is_in(MATRICES).fill_null(False),
+            _not_one_of("matrix", MATRICES)
+            + pl.lit("; write serum or plasma (the two are never pooled in one reference)"),
         ),
         (
             "sex_known",
