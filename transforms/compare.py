@@ -372,7 +372,10 @@ def _varies(v: np.ndarray, unit: np.ndarray, size: int) -> np.ndarray:
 
 def _runs(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
     """Where a run of equal values starts in ``values`` sorted within each segment (``!=``: equal
-    infinities stay together, each NaN is a run of its own, as in :func:`shift_test`)."""
+    infinities stay together, each NaN is a run of its own, as in :func:`shift_test`); none in no values (a
+    study whose manifests record no severity crashed the severity trends on the run before an empty one)."""
+    if values.size == 0:
+        return np.empty(0, dtype=np.int64)
     return np.flatnonzero(np.r_[True, (values[1:] != values[:-1]) | (segment[1:] != segment[:-1])])
 
 

@@ -443,8 +443,11 @@ def test_the_comparisons_as_arrays_equal_the_per_comparison_functions(
         patients = patients.with_columns(
             pl.when(pl.Series(rng.random(patients.height) < 0.05)).then(None).otherwise("log_value").alias("log_value")
         )
-    if rng.random() < 0.5:  # one severity for everyone: the trend's design does not vary
+    design = rng.random()
+    if design < 0.4:  # one severity for everyone: the trend's design does not vary
         patients = patients.with_columns(pl.col("severity").fill_null(40.0).clip(40.0, 40.0))
+    elif design < 0.6:  # no severity recorded at all (a manifest without the column): it crashed the trends
+        patients = patients.with_columns(pl.lit(None, pl.Float64).alias("severity"))
     intervals = pl.DataFrame([dict(zip(GROUP_KEYS, g, strict=True)) for g in groups]).with_columns(
         sex=pl.lit("all"),
         age_min=pl.lit(None, pl.Float64),
