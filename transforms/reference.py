@@ -120,6 +120,9 @@ class ReferenceInterval:
     ci_level: float
     lod: float | None
     lower_limit_censored: bool
+    # the upper limit or the median lies below the LOD too (a marker mostly below it): reported as the LOD, a bound
+    upper_limit_censored: bool = False
+    median_censored: bool = False
     excluded_index: list[int] = field(default_factory=list)
 
 
@@ -352,8 +355,8 @@ def reference_interval(
         return None if np.isinf(v) else float(v)
 
     lower, lower_cens = _value(low, lod)
-    upper, _ = _value(high, lod)
-    median, _ = _value(med, lod)
+    upper, upper_cens = _value(high, lod)
+    median, median_cens = _value(med, lod)
     return ReferenceInterval(
         n=n,
         n_below_lod=int(cens[keep].sum()),
@@ -370,6 +373,8 @@ def reference_interval(
         ci_level=ci_level,
         lod=lod,
         lower_limit_censored=lower_cens,
+        upper_limit_censored=upper_cens,
+        median_censored=median_cens,
         excluded_index=np.flatnonzero(excluded).tolist(),
     )
 
@@ -557,8 +562,8 @@ def _nonparametric_many(
     high = _type6_many(x2, start2, n2, np.float64(p_high))
     r = np.stack([*_ci_ranks_many(n2, p_low, ci_level), *_ci_ranks_many(n2, p_high, ci_level)], axis=1)
     lower, lower_cens = _limit_values(low, lod)
-    upper, _ = _limit_values(high, lod)
-    median, _ = _limit_values(med, lod)
+    upper, upper_cens = _limit_values(high, lod)
+    median, median_cens = _limit_values(med, lod)
     out = {
         "n": n2,
         "n_below_lod": group_count(cens),  # censored values are never excluded
@@ -572,6 +577,8 @@ def _nonparametric_many(
         "median": median,
         "lod": lod,
         "lower_limit_censored": lower_cens,
+        "upper_limit_censored": upper_cens,
+        "median_censored": median_cens,
         "published": n2 >= min_n,
     }
     # quantile grid: p kept where at least k order statistics lie on each side of rank p(n + 1)

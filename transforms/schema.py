@@ -136,6 +136,8 @@ REFERENCE_INTERVAL: dict[str, pl.DataType] = {
     "ci_level": pl.Float64(),
     "lod": pl.Float64(),
     "lower_limit_censored": pl.Boolean(),
+    "upper_limit_censored": pl.Boolean(),
+    "median_censored": pl.Boolean(),
 }
 
 #: The reference limits of a group and their confidence intervals, in the order reports show them.

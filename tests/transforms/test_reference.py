@@ -97,6 +97,14 @@ def test_censored_values_rank_lowest_and_a_censored_limit_is_reported_as_the_lod
     few[:] = False
     few[:2] = True
     assert not reference_interval(x, censored=few, lod=0.3, outliers=None).lower_limit_censored
+    assert not (ri.upper_limit_censored or ri.median_censored)
+    # a marker nearly all below its LOD: the median and the upper limit are the LOD too, and say so (they were
+    # published as if measured, an interval of 0.3 to 0.3)
+    most = np.zeros(200, dtype=bool)
+    most[:196] = True
+    mostly = reference_interval(x, censored=most, lod=0.3, outliers=None)
+    assert (mostly.lower_limit, mostly.median, mostly.upper_limit) == (0.3, 0.3, 0.3)
+    assert mostly.lower_limit_censored and mostly.median_censored and mostly.upper_limit_censored
 
 
 def test_tukey_fences_on_the_log_scale_exclude_planted_outliers_only() -> None:
@@ -267,7 +275,7 @@ def messy_groups(seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for a in range(40):
-        n = int(rng.choice([30, 60, 130, 300, 700]))
+        n = int(rng.choice([30, 60, 130, 300, 700])) if a != 21 else 300
         unit = "NPX" if a % 3 == 0 else "pg/mL"
         sex = rng.choice(np.array(["F", "M", None], dtype=object), n, p=[0.48, 0.48, 0.04])
         age = np.where(rng.random(n) < 0.05, np.nan, rng.uniform(18, 80, n))
@@ -276,6 +284,8 @@ def messy_groups(seed: int) -> pl.DataFrame:
         lv[rng.random(n) < 0.02] += 4
         val = lv if unit == "NPX" else np.exp(lv)
         plate_lod = rng.choice([0.5, 0.8, 1.2], n) if a % 2 else np.full(n, np.nan)
+        if a == 21:  # a marker nearly all below its LOD, as many cytokines are in healthy people
+            plate_lod = np.full(n, 9.0)
         cens = np.where(~np.isnan(plate_lod) & (val < plate_lod), "below_lod", None)
         if a % 4 == 1:
             cens = np.where(val > np.quantile(val, 0.99), "above_uloq", cens)
@@ -319,6 +329,7 @@ def test_the_vectorised_build_gives_what_reference_interval_gives_group_by_group
     build = build_reference(frame, age_bands=bands, k_privacy=k)
     assert build.intervals.height >= 40 and (build.intervals["sex"] != "all").any()
     assert build.intervals["age_min"].is_not_null().any() and (build.intervals["n_below_lod"] > 0).any()
+    assert build.intervals["upper_limit_censored"].any() and build.intervals["median_censored"].any()
 
     def rows_of(g: dict) -> pl.DataFrame:
         cond = schema.same_group(g, schema.MARKER_KEYS)
@@ -335,7 +346,14 @@ def test_the_vectorised_build_gives_what_reference_interval_gives_group_by_group
         values, cens, logv, lod = _group_arrays(group)
         method = "nonparametric" if group.height >= 120 else "auto"
         ri = reference_interval(values, censored=cens, lod=lod, log_scale=logv, method=method)
-        for field_name in ("n", "n_below_lod", "n_outliers_excluded", "lower_limit_censored"):
+        for field_name in (
+            "n",
+            "n_below_lod",
+            "n_outliers_excluded",
+            "lower_limit_censored",
+            "upper_limit_censored",
+            "median_censored",
+        ):
             assert g[field_name] == getattr(ri, field_name), (g["analyte"], field_name)
         if method == "nonparametric":
             assert g["method"] == "nonparametric"
