@@ -229,9 +229,10 @@ def _folded_id(column: pl.Expr) -> pl.Expr:
 def ids_alike(ids: Sequence[str], among: Sequence[str]) -> dict[str, str]:
     """For each of ``ids`` not in ``among``, the one id of ``among`` that differs from it only by leading
     zeros or letter case (:func:`_folded_id`), where there is exactly one."""
-    frame = pl.DataFrame({"among": list(dict.fromkeys(among))}, schema={"among": pl.String})
+    listed_ids = dict.fromkeys(among)
+    frame = pl.DataFrame({"among": list(listed_ids)}, schema={"among": pl.String})
     listed = frame.with_columns(_folded_id(pl.col("among")).alias("folded")).filter(pl.col("folded").is_unique())
-    asked = pl.DataFrame({"id": [i for i in dict.fromkeys(ids) if i not in set(among)]}, schema={"id": pl.String})
+    asked = pl.DataFrame({"id": [i for i in dict.fromkeys(ids) if i not in listed_ids]}, schema={"id": pl.String})
     pairs = asked.with_columns(_folded_id(pl.col("id")).alias("folded")).join(listed, on="folded", how="inner")
     return dict(zip(pairs["id"].to_list(), pairs["among"].to_list(), strict=True))
 

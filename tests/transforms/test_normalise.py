@@ -16,6 +16,7 @@ from transforms.normalise import (
     dictionary_lookup,
     fold_name,
     groups_of,
+    ids_alike,
     link_samples,
     resolve_analytes,
     to_log,
@@ -344,6 +345,26 @@ def test_an_unknown_sample_that_a_manifest_lists_with_its_leading_zeros_is_named
         "collection_date '1/2/26' is not an ISO date); correct that row (the rows load on the next run)"
     )
     assert held["reason"][1:].to_list() == list(reasons.values())[1:]
+
+
+@given(
+    st.lists(st.text("0aAbB1-", max_size=4), max_size=8),
+    st.lists(st.text("0aAbB1-", max_size=4), max_size=8),
+)
+def test_ids_alike_names_the_one_listed_id_that_differs_only_by_leading_zeros_or_case(
+    ids: list[str], among: list[str]
+) -> None:
+    """Oracle: a plain reimplementation of the rule on Python strings."""
+
+    def fold(i: str) -> str:
+        return i.lstrip("0").lower()
+
+    expected = {}
+    for i in ids:
+        candidates = {a for a in among if fold(a) == fold(i)}
+        if i not in among and len(candidates) == 1:
+            expected[i] = candidates.pop()
+    assert ids_alike(ids, among) == expected
 
 
 def test_an_empty_frame_normalises_to_an_empty_table(lookup: pl.DataFrame) -> None:
