@@ -8,6 +8,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -628,6 +629,18 @@ def test_a_corrected_export_supersedes_the_quarantined_version_of_its_name(
     assert q(settings, "select count(*) from files where rows_read <> rows_loaded + rows_quarantined") == [(0,)]
 
 
+def _a_bad_and_b_good(tmp_path: Path) -> tuple[Any, str, str]:
+    """A home whose landing folder holds a.csv, quarantined whole by its one unusable row, and b.csv, good:
+    its settings, the tidy header and a.csv's text."""
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
+    settings.landing.mkdir(parents=True)
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    bad = header + "S1,IL-6,n/a?,pg/mL,P1\n"
+    (settings.landing / "a.csv").write_text(bad)
+    (settings.landing / "b.csv").write_text(header + "S2,IL-6,2.5,pg/mL,P1\n")
+    return settings, header, bad
+
+
 def test_a_run_supersedes_the_fixed_quarantines_an_older_refranges_left(tmp_path, prefect_backend, monkeypatch) -> None:
     """A warehouse written before loaded files superseded the quarantined versions of their name still
     lists them as quarantined (and the folder keeps their copies): the next run supersedes those quarantined
@@ -635,12 +648,7 @@ def test_a_run_supersedes_the_fixed_quarantines_an_older_refranges_left(tmp_path
     from flows.pipeline import run_pipeline
     from warehouse import loads
 
-    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
-    settings.landing.mkdir(parents=True)
-    header = "sample_id,analyte,value,unit,plate_id\n"
-    bad = header + "S1,IL-6,n/a?,pg/mL,P1\n"
-    (settings.landing / "a.csv").write_text(bad)
-    (settings.landing / "b.csv").write_text(header + "S2,IL-6,2.5,pg/mL,P1\n")
+    settings, header, bad = _a_bad_and_b_good(tmp_path)
     first = {f.name: f.sha256 for f in run_pipeline(settings).files}
     with monkeypatch.context() as older:  # as refranges did before: the corrected a.csv supersedes nothing
         older.setattr(loads, "superseded_quarantines", lambda con: [])
@@ -668,12 +676,7 @@ def test_a_file_an_older_refranges_quarantined_without_archiving_is_archived_bef
     is the ledger's version), so the older version's bytes survive the newer one's quarantine."""
     from flows.pipeline import run_pipeline
 
-    settings = load_settings(env={}, home=tmp_path, subject_key="k", min_n=1000)
-    settings.landing.mkdir(parents=True)
-    header = "sample_id,analyte,value,unit,plate_id\n"
-    first_bad = header + "S1,IL-6,n/a?,pg/mL,P1\n"
-    (settings.landing / "a.csv").write_text(first_bad)
-    (settings.landing / "b.csv").write_text(header + "S2,IL-6,2.5,pg/mL,P1\n")
+    settings, header, first_bad = _a_bad_and_b_good(tmp_path)
     (first,) = [f.sha256 for f in run_pipeline(settings).files if f.name == "a.csv"]
     (kept,) = q(settings, f"select archive_path from files where sha256 = '{first}'")[0]
     Path(kept).chmod(0o644)
