@@ -547,8 +547,10 @@ def test_a_european_manifest_reads_decimal_commas_and_an_unreadable_duration_is_
     read = read_file(plain.encode(), source="m.csv", sha256="x")
     assert read.samples["sample_id"].to_list() == ["S2"]
     assert read.quarantine["reason"].to_list() == [
-        "m.csv: line 2: illness_duration_years 'about 3' is not a number of years in 0-120",
-        "m.csv: line 4: illness_duration_years '-1' is not a number of years in 0-120",
+        "m.csv: line 2: illness_duration_years 'about 3' is not a number of years in 0-120; write one, such as 2.5, "
+        "or leave the cell empty",
+        "m.csv: line 4: illness_duration_years '-1' is not a number of years in 0-120; write one, such as 2.5, or "
+        "leave the cell empty",
     ]
 
 

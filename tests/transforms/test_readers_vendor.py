@@ -152,7 +152,8 @@ def test_a_manifest_value_held_back_is_quoted_as_written_with_what_to_write() ->
     text = (
         "sample_id,subject_id,cohort,matrix,sex,age,collection_date\n"
         "A1,s1,HC,serum,F,40,2026-01-02\nA2,s2,healthy,EDTA Plasma,F,41,2026-01-02\n"
-        "A3,s3,Healthy,Serum,2,42,2026-01-02\n"
+        "A3,s3,Healthy,Serum,2,42,2026-01-02\nA4,s4,healthy,serum,F,40 years,2026-01-02\n"
+        "A5,s5,healthy,serum,F,,2026-01-02\n"
     )
     r = read_file(text.encode(), source="m.csv", sha256="x")
     assert r.samples.height == 0
@@ -162,6 +163,10 @@ def test_a_manifest_value_held_back_is_quoted_as_written_with_what_to_write() ->
         "m.csv: line 3: matrix 'EDTA Plasma' is not one of serum, plasma; write serum or plasma (the two are never "
         "pooled in one reference)",
         "m.csv: line 4: sex '2' is not F/M (female/male); write F or M (a code such as 1/2 is never guessed)",
+        "m.csv: line 5: age '40 years' is not a number of years in 0-120; write the age in years as a number, such "
+        "as 41 or 41.5",
+        "m.csv: line 6: no age (an empty cell, or no age column); write the age in years as a number, such as 41 or "
+        "41.5",
     ]
 
 

@@ -97,7 +97,10 @@ def read_manifest(
         (
             "age_plausible",
             pl.col("age").is_null() | (pl.col("age") < 0) | (pl.col("age") > 120),
-            pl.lit("age '") + pl.col("__age_text").fill_null("") + pl.lit("' is not a number of years in 0-120"),
+            pl.when(pl.col("__age_text").is_null())
+            .then(pl.lit("no age (an empty cell, or no age column)"))
+            .otherwise(pl.lit("age '") + pl.col("__age_text") + pl.lit("' is not a number of years in 0-120"))
+            + pl.lit("; write the age in years as a number, such as 41 or 41.5"),
         ),
         iso_date_check("collection_date", "__date_text"),
         (
@@ -114,7 +117,7 @@ def read_manifest(
             | (pl.col("severity") > 100),
             pl.lit("severity '")
             + pl.col("__sev_text").fill_null("")
-            + pl.lit(f"' is neither 0-100 nor one of {', '.join(SEVERITY_LABELS)}"),
+            + pl.lit(f"' is neither 0-100 nor one of {', '.join(SEVERITY_LABELS)}; write one, or leave the cell empty"),
         ),
         (
             "illness_duration_valid",  # was loaded as no duration, without a word
@@ -123,7 +126,7 @@ def read_manifest(
             | (pl.col("illness_duration_years") > 120),
             pl.lit("illness_duration_years '")
             + pl.col("__dur_text").fill_null("")
-            + pl.lit("' is not a number of years in 0-120"),
+            + pl.lit("' is not a number of years in 0-120; write one, such as 2.5, or leave the cell empty"),
         ),
     ]
     held: list[pl.DataFrame] = []
