@@ -147,6 +147,47 @@ def test_manifest_from_excel_with_bad_rows() -> None:
     ]
 
 
+def test_a_workbook_with_tables_on_two_sheets_is_refused_not_read_in_part() -> None:
+    """A study workbook with the manifest on one sheet and the results on another: the first sheet with a
+    known header was read and the other dropped without a word. One table per file is read; a workbook
+    with more is refused, naming each. A workbook with one table and other sheets (a chart) reads as before."""
+    import xlsxwriter
+
+    manifest = pl.DataFrame(
+        {
+            "sample_id": ["S1"],
+            "subject_id": ["P1"],
+            "cohort": ["healthy"],
+            "matrix": ["serum"],
+            "sex": ["F"],
+            "age": [40],
+        }
+    )
+    results = pl.DataFrame(
+        {"sample_id": ["S1"], "analyte": ["IL-6"], "value": [1.5], "unit": ["pg/mL"], "plate_id": ["P1"]}
+    )
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    manifest.write_excel(book, worksheet="who")
+    book.add_worksheet("notes").write(0, 0, "plates run on 2 June")
+    results.write_excel(book, worksheet="results")
+    book.close()
+    with pytest.raises(UnreadableFileError) as refused:
+        read_file(buf.getvalue(), source="study.xlsx", sha256="x")
+    assert str(refused.value) == (
+        "study.xlsx: this workbook holds 2 tables (a sample manifest on sheet who, a generic tidy table on sheet "
+        "results), and a file is read as one table; save each sheet as a file of its own (CSV or .xlsx) in the "
+        "landing folder"
+    )
+    one = io.BytesIO()
+    book = xlsxwriter.Workbook(one)
+    book.add_worksheet("notes").write(0, 0, "plates run on 2 June")
+    results.write_excel(book, worksheet="results")
+    book.close()
+    read = read_file(one.getvalue(), source="results.xlsx", sha256="x")
+    assert read.layout == "tidy" and read.rows.height == 1
+
+
 def test_a_manifest_value_held_back_is_quoted_as_written_with_what_to_write() -> None:
     """The reasons quoted the lower-cased value ('hc' for HC) and did not say what to write instead."""
     text = (

@@ -21,6 +21,15 @@ from transforms.text import (
     split_fields,
 )
 
+#: Layouts as messages name them.
+LAYOUT_NAMES = {
+    "manifest": "a sample manifest",
+    "olink": "an Olink NPX table",
+    "olink_explore": "an Olink Explore NPX table",
+    "msd": "an MSD plate",
+    "tidy": "a generic tidy table",
+    "bioplex": "a Bio-Plex report",
+}
 #: The required columns of the generic tidy format, in the documented order.
 TIDY_COLUMNS = ("sample_id", "analyte", "value", "unit", "plate_id")
 #: Header fields (lower case) that identify a layout; the first layout whose fields are all present wins.
@@ -249,10 +258,16 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
     except Exception as exc:
         msg = f"{source}: Excel workbook cannot be read ({exc}); save it again as .xlsx or CSV"
         raise UnreadableFileError(msg) from exc
-    for sheet in sheets.values():
-        found = _excel_table(sheet)
-        if found is not None:
-            return found
+    tables = {name: found for name, sheet in sheets.items() if (found := _excel_table(sheet)) is not None}
+    if len(tables) > 1:  # reading the first alone dropped the others without a word
+        named = ", ".join(f"{LAYOUT_NAMES.get(t[2], t[2])} on sheet {name}" for name, t in tables.items())
+        msg = (
+            f"{source}: this workbook holds {len(tables)} tables ({named}), and a file is read as one table; save "
+            "each sheet as a file of its own (CSV or .xlsx) in the landing folder"
+        )
+        raise UnreadableFileError(msg)
+    if tables:
+        return next(iter(tables.values()))
     for name, sheet in sheets.items():  # a sheet whose first row is close to the tidy format: say how
         first = next((r for r in sheet.head(HEADER_SCAN_LINES).iter_rows() if any(r)), ())
         if (hint := near_miss([str(v) for v in first if v])) is not None:
