@@ -87,6 +87,14 @@ def located(settings: Settings, key: str) -> str:
     return f"{shown} ({which} in the current folder; REFRANGES_HOME=DIR or --config FILE chooses another)"
 
 
+def no_release(settings: Settings, version: str) -> str:
+    """Why release ``version`` ('latest': any) cannot be had from the store, and what to do."""
+    where = located(settings, "releases")
+    if version == "latest":
+        return f"no releases yet under {where}; `refranges run` publishes one"
+    return f"no release {version} under {where}; `refranges releases list` shows the published ones"
+
+
 def settings_or_exit(config: Path | None, home: Path | None = None, **overrides: Any) -> Settings:
     try:
         return load_settings(config, home=home, **overrides)
@@ -621,7 +629,7 @@ def release_version(settings: Settings, version: str) -> str:
     assert settings.releases is not None
     index = release_index(settings.releases)
     if not index:
-        fail(f"no releases yet under {located(settings, 'releases')}; `refranges run` publishes one")
+        fail(no_release(settings, "latest"))
     return str(index[-1]["version"])
 
 
@@ -643,8 +651,7 @@ def manifest_of(settings: Settings, version: str) -> dict[str, Any]:
     try:
         return read_manifest(settings.releases, version)
     except ReleaseNotFound:
-        where = located(settings, "releases")
-        fail(f"no release {version} under {where}; `refranges releases list` shows the published ones")
+        fail(no_release(settings, version))
     except ReleaseError as exc:
         fail(str(exc))
 
@@ -663,7 +670,8 @@ def releases_diff(
     settings = settings_or_exit(config)
     assert settings.releases is not None
     old, new = release_version(settings, old), release_version(settings, new)
-    manifest_of(settings, old), manifest_of(settings, new)
+    manifest_of(settings, old)  # each exists and reads, or the command ends with why
+    manifest_of(settings, new)
     tables = [read_table(settings.releases, v, "reference_intervals") for v in (old, new)]
     typer.echo(json.dumps(diff_intervals(*tables), indent=2, default=str))
 
@@ -766,10 +774,7 @@ def score(
     try:
         tables = load_release(settings.releases, release)
     except ReleaseNotFoundError:
-        where = located(settings, "releases")
-        if release == "latest":
-            fail(f"no releases yet under {where}; `refranges run` publishes one")
-        fail(f"no release {release} under {where}; `refranges releases list` shows the published ones")
+        fail(no_release(settings, release))
     try:
         scored = score_exports(
             exports,
