@@ -47,7 +47,7 @@ def print_summary(
     table.add_row(
         "reference groups published",
         str(summary.groups_published),
-        f"{len(summary.groups_skipped)} groups below the minimum n" if summary.groups_skipped else "",
+        groups_skipped_detail(summary.groups_skipped),
     )
     if summary.landing_waiting:
         waiting = (
@@ -92,6 +92,15 @@ EARLIER = {
 #: Skipped files named one by one in the summary, per kind, before "and N more" (each file's reason is in the
 #: run's log, its JSON summary and `refranges ingest`'s table).
 MAX_NAMED = 5
+
+
+def groups_skipped_detail(skipped: list[str]) -> str:
+    """ "20 groups below the minimum n; 2 with one value repeated: IL10 tidy serum: ...": every skipped group
+    was told as below the minimum n, also one whose values were all one number (named, to check the export)."""
+    constant = [g for g in skipped if "every value is" in g]
+    parts = [f"{len(skipped) - len(constant)} groups below the minimum n"] if len(skipped) > len(constant) else []
+    parts += [f"{len(constant)} with one value repeated: {named_some(constant, '; ')}"] if constant else []
+    return "; ".join(parts)
 
 
 def named_some(names: list[str], sep: str = ", ") -> str:

@@ -232,8 +232,19 @@ def robust_limits(t: np.ndarray, *, coverage: float = 0.95) -> tuple[float, floa
     return centre - half, centre + half, centre
 
 
+class NoInterval(ValueError):
+    """The values of a group cannot give a reference interval (too few, censored for a small-sample method,
+    one value repeated): the group is listed among those skipped, with this reason."""
+
+
 def choose_transform(x: np.ndarray) -> tuple[str, float | None]:
     """Box-Cox lambda by maximum likelihood for positive values (0 = log); ('identity', None) otherwise."""
+    if x.size and np.ptp(x) == 0:
+        msg = (
+            f"every value is {x[0]:g}: a small-sample method needs values that vary (a constant is a fill value or "
+            "a reporting floor, or what the outlier rule left; check the export)"
+        )
+        raise NoInterval(msg)
     if np.all(x > 0):
         _, lam = stats.boxcox(x)
         return "boxcox", float(lam)
@@ -313,7 +324,7 @@ def reference_interval(
     (Horn and Pesce, bootstrap CIs) or ``auto``: non-parametric for n >= 120; for 20 <= n < 120 parametric
     when the Box-Cox-transformed values pass Shapiro-Wilk (p >= 0.05), robust otherwise. Censored values
     (below LOD) rank below every value in the non-parametric method; the small-sample methods need
-    uncensored values and raise ValueError otherwise. ``outliers``: ``tukey`` (fences on ``log_scale``,
+    uncensored values and raise NoInterval (a ValueError) otherwise. ``outliers``: ``tukey`` (fences on ``log_scale``,
     default log of values), ``dixon`` (D/R > 1/3 at either end, repeated) or None.
     """
     if method not in {"nonparametric", "parametric", "robust", "auto"}:
@@ -336,10 +347,10 @@ def reference_interval(
     if small:
         if cens[keep].any():
             msg = "parametric and robust limits need uncensored values; this group has values below the LOD"
-            raise ValueError(msg)
+            raise NoInterval(msg)
         if n_kept < SMALL_MIN_N:
             msg = f"n = {n_kept} is below {SMALL_MIN_N}: no reference interval can be estimated"
-            raise ValueError(msg)
+            raise NoInterval(msg)
         return _small_sample_interval(x[keep], coverage=coverage, ci_level=ci_level, method=method, excluded=excluded)
     ranked = np.sort(np.where(cens, -np.inf, x)[keep])
     n = ranked.size
@@ -823,16 +834,20 @@ def build_reference(
             )
             skipped.append(meta | {"n": n, "why": why})
             return False
-        ri = reference_interval(
-            values,
-            censored=cens,
-            lod=group_lod,
-            coverage=coverage,
-            ci_level=ci_level,
-            log_scale=logv,
-            outliers=outliers,
-            method="nonparametric" if n >= min_n else "auto",
-        )
+        try:
+            ri = reference_interval(
+                values,
+                censored=cens,
+                lod=group_lod,
+                coverage=coverage,
+                ci_level=ci_level,
+                log_scale=logv,
+                outliers=outliers,
+                method="nonparametric" if n >= min_n else "auto",
+            )
+        except NoInterval as exc:  # what the data cannot give (a constant small group): listed, never fatal
+            skipped.append(meta | {"n": n, "why": f"n = {n}: {exc}"})
+            return False
         floor = min_n if ri.method == "nonparametric" else min_n_small
         if ri.n < floor:
             skipped.append(meta | {"n": ri.n, "why": f"n = {ri.n} after outlier exclusion < minimum {floor}"})

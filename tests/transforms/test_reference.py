@@ -518,3 +518,48 @@ def test_groups_are_the_key_tuples_whichever_keys_vary(varying: list[str]) -> No
         got.sort(schema.MARKER_KEYS, nulls_last=False).to_dicts()
         == want.with_columns(pl.col("len").cast(pl.Int64)).to_dicts()
     )
+
+
+def test_a_small_group_whose_values_are_one_number_is_skipped_with_its_reason_not_fatal() -> None:
+    """A group of 50 with one value repeated (a fill value, a reporting floor), or of 75 whose few other values
+    the outlier rule excluded, made Box-Cox raise "Data must not be constant", and the whole release failed.
+    Such groups are now skipped with a reason."""
+    from transforms.reference import build_reference
+
+    rng = np.random.default_rng(11)
+
+    def group(analyte: str, values: np.ndarray) -> pl.DataFrame:
+        n = values.size
+        return pl.DataFrame(
+            {
+                "sample_id": [f"S{i}" for i in range(n)],
+                "analyte": analyte,
+                "uniprot": "X",
+                "platform": "msd",
+                "panel": "MSD",
+                "matrix": "serum",
+                "unit": "pg/mL",
+                "value": values,
+                "log_value": np.log(values),
+                "sex": rng.choice(["F", "M"], n).tolist(),
+                "age": rng.uniform(20, 70, n),
+                "censoring": None,
+                "limit_value": None,
+                "lod": None,
+            },
+            schema_overrides={"censoring": pl.String, "limit_value": pl.Float64, "lod": pl.Float64},
+        )
+
+    ties = np.r_[np.full(70, 0.5), np.full(5, 0.7)]  # the 0.7s lie outside Tukey's fences of a zero IQR
+    frame = pl.concat(
+        [
+            group("CONST", np.full(50, 2.0)),
+            group("TIES", ties),
+            group("FINE", np.exp(rng.normal(0, 0.5, 60))),
+        ]
+    )
+    build = build_reference(frame)
+    assert build.intervals.filter(pl.col("sex") == "all")["analyte"].to_list() == ["FINE"]
+    why = dict(zip(build.skipped["analyte"], build.skipped["why"], strict=True))
+    assert why["CONST"].startswith("n = 50: every value is 2: a small-sample method needs values that vary")
+    assert why["TIES"].startswith("n = 75: every value is 0.5: ")
