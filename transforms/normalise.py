@@ -699,13 +699,16 @@ def correct_combat(
                 )
             )
         delta = fixed.select("sample_id", "analyte", (pl.col("corrected") - pl.col("__est")).alias("__delta"))
-        pieces.append(part.join(delta, on=["sample_id", "analyte"], how="left"))
+        method = (  # one batch: ComBat has nothing to correct (it was labelled as if it had corrected)
+            "plate_control+combat" if per_sample["batch"].n_unique() > 1 else "plate_control; one batch: no ComBat"
+        )
+        pieces.append(part.join(delta, on=["sample_id", "analyte"], how="left").with_columns(__method=pl.lit(method)))
     if not pieces:
         return base
     corrected = (
         _shift_all(pl.concat(pieces), -pl.col("__delta").fill_null(0.0))
-        .with_columns(pl.lit("plate_control+combat").alias("batch_method"))
-        .drop("__est", "__delta")
+        .with_columns(pl.col("__method").alias("batch_method"))
+        .drop("__est", "__delta", "__method")
     )
     rest = base.join(
         corrected.select("sample_id", "analyte", "batch", "plate_id").unique(),

@@ -146,3 +146,17 @@ def test_the_combat_fit_a_release_keeps_brings_one_of_its_own_plates_back_to_wha
     assert both.height > 200 and both["batch_method"].str.contains(r"\+combat \(frozen").all()
     gap = (both["log_value"] - both["run"]).abs().max()
     assert gap < 0.01  # 0.0023 on this plate
+
+
+def test_combat_on_a_single_batch_says_it_corrected_nothing(demo_frames) -> None:
+    """One batch (every study sample on one plate, or in one run): ComBat has nothing to correct, and the
+    values are those of the plate-control step; batch_method said plate_control+combat all the same."""
+    raw, _ = demo_frames
+    msd = raw.filter(pl.col("platform") == "msd")
+    one = msd.filter(pl.col("plate_id") == msd["plate_id"].unique().sort()[0]).with_columns(pl.lit("B1").alias("batch"))
+    combat = correct_batches(one, {"msd": "combat"})
+    studied = combat.filter(pl.col("sample_type") == "sample")
+    assert studied.height > 0 and studied["batch_method"].unique().to_list() == ["plate_control; one batch: no ComBat"]
+    key = ["sample_id", "analyte", "well"]
+    plain = correct_batches(one).filter(pl.col("sample_type") == "sample").sort(key)
+    assert studied.sort(key)["log_value"].to_list() == plain["log_value"].to_list()
