@@ -48,8 +48,8 @@ def _plot(group: dict[str, object], grid: pl.DataFrame, cohorts: pl.DataFrame) -
     """The group's plot as inline SVG (text, drawn by the browser: no image library, no outside request):
     the healthy quantile curve (value against percentile), the reference limits, their confidence intervals
     shaded, and each patient cohort's median percentile as a dot on the curve."""
-    values = [float(v) for v in grid["value"].to_list()] if grid.height else []
-    ps = [float(p) * 100 for p in grid["p"].to_list()] if grid.height else []
+    pairs = [(float(p) * 100, float(v)) for p, v in zip(grid["p"], grid["value"], strict=True) if v is not None]
+    ps, values = [p for p, _ in pairs], [v for _, v in pairs]  # a null grid value is no point to draw
     marks = [
         float(str(group[k]))
         for side in ("lower", "upper")

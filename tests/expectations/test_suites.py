@@ -75,6 +75,22 @@ BREAKERS = {
 }
 
 
+def test_a_concentration_of_zero_is_held_by_both_engines_and_an_npx_of_zero_is_not() -> None:
+    """0 pg/mL passed the raw suite (min 0 inclusive), its log was -inf, and publishing the release failed on
+    the quantile grid it made. A concentration must be above 0; NPX, a log2 scale, may be 0 or below."""
+    suite = load_suite("raw_measurements")
+    zero = good_rows().with_columns(
+        pl.when(pl.col("line_number") == 3).then(0.0).otherwise(pl.col("value")).alias("value")
+    )
+    held = quarantine_rows(prepare_raw(zero), suite)
+    assert held.quarantine["line_number"].to_list() == [3]
+    assert "concentration_value '0.0': a concentration must be above 0" in held.quarantine["reason"][0]
+    gx = validate_with_gx(prepare_raw(zero), suite)
+    assert gx["unexpected_count"].to_list() == held.results["unexpected_count"].to_list()
+    npx = zero.with_columns(pl.lit("NPX").alias("unit_raw"))
+    assert quarantine_rows(prepare_raw(npx), suite).quarantine.height == 0
+
+
 @pytest.mark.parametrize("breaker", BREAKERS)
 def test_each_expectation_fails_on_a_breaking_frame_and_passes_on_a_good_one(breaker: str) -> None:
     suite = load_suite("raw_measurements")

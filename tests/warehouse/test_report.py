@@ -79,6 +79,12 @@ def test_a_group_without_a_grid_or_with_one_value_still_gets_a_plot() -> None:
     empty, one = pl.DataFrame({"p": [], "value": []}), pl.DataFrame({"p": [0.5], "value": [2.0]})
     for group, grid in ((GROUP, empty), (flat, one)):
         ET.fromstring(_plot(group, grid, pl.DataFrame()))
+    # a grid with a value missing (a release of a marker with measured zeros had one) is drawn without it: the
+    # publish step failed on it with "float() argument must be ... not 'NoneType'"
+    gap = _grid().with_columns(pl.when(pl.col("p") == 0.01).then(None).otherwise(pl.col("value")).alias("value"))
+    drawn = ET.fromstring(_plot(GROUP, gap, pl.DataFrame()))
+    curve = next(e for e in drawn.iter() if e.tag.endswith("polyline"))
+    assert len(curve.get("points", "").split()) == 98
 
 
 @given(
