@@ -307,18 +307,19 @@ def _archive_quarantined(settings: Settings, path: storage.Location, sha: str) -
     return _archive(settings, path, sha, data) if _sha256(data) == sha else None
 
 
+def _at_landing(settings: Settings, name: str) -> storage.Location:
+    """The place in the landing folder of a file the ledger knows by ``name`` (its landing name)."""
+    return storage.join(settings.landing, name) if settings.landing is not None else Path(name)
+
+
 def _archive_left_quarantines(settings: Settings, con: Any) -> int:
     """Archive the quarantine folder's copies of files quarantined whole that no archive holds (quarantined
     before refranges archived such files), before this run's quarantined files overwrite a copy of the same
     name: that copy was their only one. Returns how many were archived; a copy whose content is another
     version's, or no copy, leaves the ledger as it is."""
-    assert settings.quarantine is not None
     archived = 0
     for sha, name in loads.unarchived_quarantines(con):
-        if not (settings.quarantine / name).is_file():
-            continue
-        where = storage.join(settings.landing, name) if settings.landing is not None else Path(name)
-        kept = _archive_quarantined(settings, where, sha)
+        kept = _archive_quarantined(settings, _at_landing(settings, name), sha)
         if kept is not None:
             loads.set_archive_path(con, sha, str(kept))
             archived += 1
@@ -332,7 +333,7 @@ def _supersede_fixed(settings: Settings, con: Any) -> list[tuple[str, str]]:
     its reason. Returns (superseded sha256, sha256 of the loaded version)."""
     done = []
     for sha, name, by in loads.superseded_quarantines(con):
-        where = storage.join(settings.landing, name) if settings.landing is not None else Path(name)
+        where = _at_landing(settings, name)
         kept = _archive_quarantined(settings, where, sha)
         loads.supersede_quarantined(con, sha, by, None if kept is None else str(kept))
         _unquarantine(settings, where, sha)

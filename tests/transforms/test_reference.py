@@ -211,6 +211,33 @@ def test_dixon_rule_removes_an_isolated_extreme_only() -> None:
     assert not dixon_outliers(np.linspace(1, 2, 20)).any()
 
 
+def _msd_group(
+    analyte: str, values: np.ndarray, sex: np.ndarray, age: np.ndarray, log: np.ndarray | None = None
+) -> pl.DataFrame:
+    """Healthy rows of one MSD serum marker in pg/mL, measured (nothing censored), as build_reference takes them
+    (``log``: the log values when known exactly, else the log of ``values``)."""
+    n = values.size
+    return pl.DataFrame(
+        {
+            "sample_id": [f"S{i}" for i in range(n)],
+            "analyte": analyte,
+            "uniprot": "X",
+            "platform": "msd",
+            "panel": "MSD",
+            "matrix": "serum",
+            "unit": "pg/mL",
+            "value": values,
+            "log_value": np.log(values) if log is None else log,
+            "sex": sex,
+            "age": age,
+            "censoring": None,
+            "limit_value": None,
+            "lod": None,
+        },
+        schema_overrides={"censoring": pl.String, "limit_value": pl.Float64, "lod": pl.Float64},
+    )
+
+
 def test_sex_and_age_partitions_follow_harris_boyd() -> None:
     from transforms.reference import build_reference, harris_boyd
 
@@ -219,29 +246,7 @@ def test_sex_and_age_partitions_follow_harris_boyd() -> None:
     sex = np.where(np.arange(n) % 2 == 0, "F", "M")
     age = rng.uniform(20, 70, n)
     logs = {"DIFF": rng.normal(0, 0.5, n) + np.where(sex == "M", 0.6, 0.0), "SAME": rng.normal(0, 0.5, n)}
-    frames = []
-    for analyte, lv in logs.items():
-        frames.append(
-            pl.DataFrame(
-                {
-                    "sample_id": [f"S{i}" for i in range(n)],
-                    "analyte": analyte,
-                    "uniprot": "X",
-                    "platform": "msd",
-                    "panel": "MSD",
-                    "matrix": "serum",
-                    "unit": "pg/mL",
-                    "value": np.exp(lv),
-                    "log_value": lv,
-                    "sex": sex,
-                    "age": age,
-                    "censoring": None,
-                    "limit_value": None,
-                    "lod": None,
-                },
-                schema_overrides={"censoring": pl.String, "limit_value": pl.Float64, "lod": pl.Float64},
-            )
-        )
+    frames = [_msd_group(analyte, np.exp(lv), sex, age, lv) for analyte, lv in logs.items()]
     build = build_reference(pl.concat(frames), age_bands=[45.0])
     groups = {(r["analyte"], r["sex"], r["age_min"], r["age_max"]) for r in build.intervals.iter_rows(named=True)}
     assert ("DIFF", "F", None, None) in groups and ("DIFF", "M", None, None) in groups
@@ -529,26 +534,7 @@ def test_a_small_group_whose_values_are_one_number_is_skipped_with_its_reason_no
     rng = np.random.default_rng(11)
 
     def group(analyte: str, values: np.ndarray) -> pl.DataFrame:
-        n = values.size
-        return pl.DataFrame(
-            {
-                "sample_id": [f"S{i}" for i in range(n)],
-                "analyte": analyte,
-                "uniprot": "X",
-                "platform": "msd",
-                "panel": "MSD",
-                "matrix": "serum",
-                "unit": "pg/mL",
-                "value": values,
-                "log_value": np.log(values),
-                "sex": rng.choice(["F", "M"], n).tolist(),
-                "age": rng.uniform(20, 70, n),
-                "censoring": None,
-                "limit_value": None,
-                "lod": None,
-            },
-            schema_overrides={"censoring": pl.String, "limit_value": pl.Float64, "lod": pl.Float64},
-        )
+        return _msd_group(analyte, values, rng.choice(["F", "M"], values.size), rng.uniform(20, 70, values.size))
 
     ties = np.r_[np.full(70, 0.5), np.full(5, 0.7)]  # the 0.7s lie outside Tukey's fences of a zero IQR
     frame = pl.concat(

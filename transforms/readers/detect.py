@@ -113,6 +113,13 @@ def near_miss(fields: list[str]) -> str | None:
     )
 
 
+def refuse_near_miss(fields: list[str], where: str) -> None:
+    """Refuse (UnreadableFileError) a header close to the generic tidy format, saying what to change
+    (:func:`near_miss`); nothing for another header, which the caller refuses in its own words."""
+    if (hint := near_miss(fields)) is not None:
+        raise UnreadableFileError(f"{where}: no known export layout; {hint} (docs/input-formats.md)")
+
+
 def detect_layout(lines: list[str]) -> tuple[str, int] | None:
     """The layout and header line index of a text export, or None when no reader knows it."""
     for i, line in enumerate(lines[:HEADER_SCAN_LINES]):
@@ -270,8 +277,7 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
         return next(iter(tables.values()))
     for name, sheet in sheets.items():  # a sheet whose first row is close to the tidy format: say how
         first = next((r for r in sheet.head(HEADER_SCAN_LINES).iter_rows() if any(r)), ())
-        if (hint := near_miss([str(v) for v in first if v])) is not None:
-            raise UnreadableFileError(f"{source}: sheet {name}: no known export layout; {hint} (docs/input-formats.md)")
+        refuse_near_miss([str(v) for v in first if v], f"{source}: sheet {name}")
     msg = f"{source}: no sheet of this workbook has a known header (sheets: {', '.join(sheets)})"
     raise UnreadableFileError(msg)
 
@@ -356,9 +362,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
             raise UnreadableFileError(msg)
         if found is None:
             first = next((line for line in lines[:HEADER_SCAN_LINES] if line.strip()), "")
-            hint = near_miss(split_fields(first, sniff_separator(first)))
-            if hint is not None:
-                raise UnreadableFileError(f"{source}: no known export layout; {hint} (docs/input-formats.md)")
+            refuse_near_miss(split_fields(first, sniff_separator(first)), source)
             msg = (
                 f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected a manifest, "
                 "Olink NPX, MSD Discovery Workbench, Luminex xPONENT, Bio-Plex or generic tidy header; "
@@ -376,8 +380,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         msg = f"{source}: Bio-Plex workbook; export the report as CSV (File > Export) and send that"
         raise UnreadableFileError(msg)
     if layout is None:
-        if (hint := near_miss(table.frame.columns)) is not None:
-            raise UnreadableFileError(f"{source}: no known export layout; {hint} (docs/input-formats.md)")
+        refuse_near_miss(table.frame.columns, source)
         msg = f"{source}: columns {table.frame.columns[:8]} match no known layout; see docs/input-formats.md"
         raise UnreadableFileError(msg)
     common = {"source": source, "sha256": sha256}
