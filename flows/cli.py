@@ -141,8 +141,8 @@ def generate(
         bool,
         typer.Option(
             "--retest",
-            help="Instead: one person's retest exports (two visits on new Olink and MSD plates, the second with "
-            "a plate shift) and their manifest, for `refranges score`.",
+            help="Instead: one person's retest exports (two visits on new plates of the --platform, the second "
+            "with a plate shift) and their manifest, for `refranges score` against a release of that demo.",
         ),
     ] = False,
 ) -> None:
@@ -151,10 +151,8 @@ def generate(
     from flows.landing import copy_demo
 
     if retest:
-        from transforms.demo import generate_retest
-
-        paths = copy_demo(generate_retest(seed=seed).files, out)
-        console.print(f"wrote {len(paths)} retest files to {out}; score them with: refranges score {out}/*.csv")
+        paths = copy_demo(_demo_files(platform, retest=True, seed=seed), out)
+        console.print(f"wrote {len(paths)} retest files to {out}; score them with: refranges score {out}")
         return
     if healthy < 1 or patients < 0:
         fail("--healthy must be >= 1 and --patients >= 0")
@@ -162,15 +160,19 @@ def generate(
     console.print(f"wrote {len(paths)} files to {out}")
 
 
-def _demo_files(platform: str, **options: int) -> dict[str, bytes]:
-    """The files of a demo data set of ``platform`` (mixed | explore-ht); exits with a reason for another."""
-    from transforms.demo import DemoData, generate_demo
-    from transforms.demo_explore import generate_explore
+def _demo_files(platform: str, *, retest: bool = False, **options: int) -> dict[str, bytes]:
+    """The files of a demo data set of ``platform`` (mixed | explore-ht), or of one person's retests on it;
+    exits with a reason for another platform."""
+    from transforms.demo import DemoData, generate_demo, generate_retest
+    from transforms.demo_explore import generate_explore, generate_explore_retest
 
-    makers: dict[str, Callable[..., DemoData]] = {"mixed": generate_demo, "explore-ht": generate_explore}
+    makers: dict[str, tuple[Callable[..., DemoData], Callable[..., DemoData]]] = {
+        "mixed": (generate_demo, generate_retest),
+        "explore-ht": (generate_explore, generate_explore_retest),
+    }
     if platform not in makers:
         fail(f"--platform must be one of {', '.join(makers)}, not {platform!r}")
-    return makers[platform](**options).files
+    return makers[platform][retest](**options).files
 
 
 FormatOption = Annotated[

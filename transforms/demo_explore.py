@@ -62,11 +62,11 @@ def _assays(n_assays: int | None) -> list[tuple[str, str, str, float, float, flo
 def generate_explore(
     *, seed: int = 2026, n_healthy: int = 400, n_patients: int = 200, n_assays: int | None = None
 ) -> DemoData:
-    """Build the Explore HT demo data set: ``manifest.csv`` and ``explore_ht_npx.parquet``.
+    """Build the Explore HT demo data set: ``explore_ht_manifest.csv`` and ``explore_ht_npx.parquet``.
 
     >>> d = generate_explore(seed=1, n_healthy=20, n_patients=5)
     >>> sorted(d.files)
-    ['explore_ht_npx.parquet', 'manifest.csv']
+    ['explore_ht_manifest.csv', 'explore_ht_npx.parquet']
     """
     rng = np.random.default_rng(seed)
     n = n_healthy + n_patients
@@ -102,29 +102,17 @@ def generate_explore(
                 rng, p, sample_ids[p * PLATE_STUDY : (p + 1) * PLATE_STUDY], assays, patient, severity, p * PLATE_STUDY
             )
         )
-    table = pl.concat(frames, how="vertical")
-    table = table.with_columns(
-        pl.when(pl.col("AssayType") != "assay")
-        .then(pl.lit("NA"))
-        .when(pl.col("SampleID") == fail_sample)
+    table = _with_vendor_qc(
+        pl.concat(frames, how="vertical"),
+        sample=pl.when(pl.col("SampleID") == fail_sample)
         .then(pl.lit("FAIL"))
         .when(pl.col("SampleID") == warn_sample)
         .then(pl.lit("WARN"))
-        .otherwise(pl.lit("PASS"))
-        .alias("SampleQC"),
-        pl.when(pl.col("AssayType") != "assay")
-        .then(pl.lit("NA"))
-        .when((pl.col("OlinkID") == warn_assay) & (pl.col("PlateID") == "HT_PLATE_1"))
+        .otherwise(pl.lit("PASS")),
+        assay=pl.when((pl.col("OlinkID") == warn_assay) & (pl.col("PlateID") == "HT_PLATE_1"))
         .then(pl.lit("WARN"))
-        .otherwise(pl.lit("PASS"))
-        .alias("AssayQC"),
+        .otherwise(pl.lit("PASS")),
     )
-    import pyarrow.parquet as pq
-
-    arrow = table.to_arrow()
-    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **{k: v for k, v in METADATA.items()}})
-    buffer = io.BytesIO()
-    pq.write_table(arrow, buffer, compression="zstd")
     truth: dict[str, object] = {
         "fail_sample": fail_sample,
         "warn_sample": warn_sample,
@@ -137,7 +125,7 @@ def generate_explore(
     return DemoData(
         # a name of its own: the mixed demo's manifest.csv in the same landing folder is another study's (the same
         # name replaced it, and the mixed demo's samples left the warehouse)
-        files={"explore_ht_manifest.csv": manifest.write_csv().encode(), "explore_ht_npx.parquet": buffer.getvalue()},
+        files={"explore_ht_manifest.csv": manifest.write_csv().encode(), "explore_ht_npx.parquet": _npx_file(table)},
         truth=truth,
     )
 
@@ -150,13 +138,19 @@ def _plate(
     patient: np.ndarray,
     severity: np.ndarray,
     offset: int,
+    *,
+    name: str | None = None,
+    scores: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """One plate: every well x every assay of every block, internal controls included (vectorised)."""
-    plate_id = f"HT_PLATE_{p + 1}"
+    """One plate: every well x every assay of every block, internal controls included (vectorised).
+    ``name``: the plate's id (its controls are named after it; default ``HT_PLATE_<p + 1>``); ``scores``: the
+    study samples' levels per assay in between-person SDs (default: drawn, patients shifted by severity)."""
+    plate_id = name or f"HT_PLATE_{p + 1}"
+    suffix = name or f"P{p + 1}"
     k = len(ids)
-    sample_ids = ids + [f"SC_{i + 1}_P{p + 1}" for i in range(N_SAMPLE_CONTROLS)]
-    sample_ids += [f"PC_{i + 1}_P{p + 1}" for i in range(N_PLATE_CONTROLS)]
-    sample_ids += [f"NC_{i + 1}_P{p + 1}" for i in range(N_NEGATIVE_CONTROLS)]
+    sample_ids = ids + [f"SC_{i + 1}_{suffix}" for i in range(N_SAMPLE_CONTROLS)]
+    sample_ids += [f"PC_{i + 1}_{suffix}" for i in range(N_PLATE_CONTROLS)]
+    sample_ids += [f"NC_{i + 1}_{suffix}" for i in range(N_NEGATIVE_CONTROLS)]
     types = (
         ["SAMPLE"] * k
         + ["SAMPLE_CONTROL"] * N_SAMPLE_CONTROLS
@@ -169,9 +163,11 @@ def _plate(
     sd = np.array([x[4] for x in assays])
     background = np.array([x[5] for x in assays])
     effect = rng.normal(0, 0.2, size=a)  # the plate's effect on every assay (plate-control normalisation removes it)
-    sev = np.nan_to_num(severity[offset : offset + k]) / 100.0
-    shift = np.where(patient[offset : offset + k], 0.9 * sev, 0.0)
-    study = centre + sd * (rng.standard_normal((k, a)) + shift[:, None] * (np.arange(a) < 3))
+    if scores is None:
+        sev = np.nan_to_num(severity[offset : offset + k]) / 100.0
+        shift = np.where(patient[offset : offset + k], 0.9 * sev, 0.0)
+        scores = rng.standard_normal((k, a)) + shift[:, None] * (np.arange(a) < 3)
+    study = centre + sd * scores
     sc = np.repeat((centre + 0.3)[None, :], N_SAMPLE_CONTROLS, axis=0)
     pc = np.repeat((centre + 1.0)[None, :], N_PLATE_CONTROLS, axis=0)
     nc = background + rng.normal(0, 0.35, size=(N_NEGATIVE_CONTROLS, a))
@@ -244,3 +240,87 @@ def _plate(
     )
     out = out.join(osi, on="SampleID", how="left", maintain_order="left")
     return out.with_columns(pl.lit(METADATA["ExploreVersion"]).alias("ExploreVersion"))
+
+
+def _with_vendor_qc(table: pl.DataFrame, *, sample: pl.Expr, assay: pl.Expr) -> pl.DataFrame:
+    """Olink's SampleQC and AssayQC columns: ``NA`` on internal control assays, else the flags given."""
+    internal = pl.col("AssayType") != "assay"
+    return table.with_columns(
+        pl.when(internal).then(pl.lit("NA")).otherwise(sample).alias("SampleQC"),
+        pl.when(internal).then(pl.lit("NA")).otherwise(assay).alias("AssayQC"),
+    )
+
+
+def _npx_file(table: pl.DataFrame) -> bytes:
+    """The NPX Parquet file's bytes, with Olink's key-value metadata (zstd, as Olink's software writes it)."""
+    import pyarrow.parquet as pq
+
+    arrow = table.to_arrow()
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), **METADATA})
+    buffer = io.BytesIO()
+    pq.write_table(arrow, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def generate_explore_retest(
+    *,
+    seed: int = 11,
+    plate_shifts: tuple[float, ...] = (0.0, 0.7),
+    true_change: float = 0.0,
+    n_others: int = 6,
+    start: date = date(2026, 9, 7),
+) -> DemoData:
+    """One person's retests on Olink Explore HT, for ``refranges score`` against a release built from the
+    Explore HT demo: per visit an NPX Parquet file of a new plate (named ``HT_RETEST_<seed>_<visit>``, its
+    sample, plate and negative controls named after it) holding the person's sample and ``n_others`` other
+    people's, plus ``explore_ht_retest_manifest.csv`` listing the person's samples. Deterministic for a seed.
+
+    Planted truth: visit ``v``'s plate reads every assay ``plate_shifts[v]`` NPX high in every well, controls
+    included (a plate effect that the release's frozen plate-control anchors see and remove); from the second
+    visit on the person's own level is ``true_change`` NPX higher (a real change, not seen by the controls).
+    The person is otherwise the same at every visit.
+
+    >>> sorted(generate_explore_retest(seed=1).files)
+    ['explore_ht_retest_manifest.csv', 'explore_ht_retest_visit1.parquet', 'explore_ht_retest_visit2.parquet']
+    """
+    rng = np.random.default_rng(seed)
+    assays = _assays(None)
+    sd = np.array([x[4] for x in assays])
+    level = 0.5 * rng.standard_normal(len(assays))  # the person, in between-person SDs: near the middle
+    subject, files = "RETEST-PERSON-1", {}
+    samples = [f"RTHT{seed:03d}-{v + 1}" for v in range(len(plate_shifts))]
+    dates = [start + timedelta(days=91 * v) for v in range(len(plate_shifts))]
+    none = np.zeros(n_others + 1, dtype=bool)
+    for v, shift in enumerate(plate_shifts):
+        person = level + (true_change / sd if v > 0 else 0.0)
+        scores = np.vstack([person, rng.standard_normal((n_others, len(assays)))])
+        ids = [samples[v]] + [f"RTHT{seed:03d}-OTHER-{v + 1}-{k + 1}" for k in range(n_others)]
+        plate = _plate(
+            rng, v, ids, assays, none, np.full(n_others + 1, np.nan), 0, name=f"HT_RETEST_{seed}_{v + 1}", scores=scores
+        )
+        plate = plate.with_columns(pl.col("NPX") + shift, pl.col("PCNormalizedNPX") + shift)
+        files[f"explore_ht_retest_visit{v + 1}.parquet"] = _npx_file(
+            _with_vendor_qc(plate, sample=pl.lit("PASS"), assay=pl.lit("PASS"))
+        )
+    manifest = pl.DataFrame(
+        {
+            "sample_id": samples,
+            "subject_id": [subject] * len(samples),
+            "cohort": ["patient"] * len(samples),
+            "matrix": ["serum"] * len(samples),
+            "sex": ["F"] * len(samples),
+            "age": [41.0 + 0.25 * v for v in range(len(samples))],
+            "collection_date": [d.isoformat() for d in dates],
+        }
+    )
+    files["explore_ht_retest_manifest.csv"] = manifest.write_csv().encode()
+    truth: dict[str, object] = {
+        "subject_id": subject,
+        "samples": samples,
+        "dates": dates,
+        "plate_shifts": list(plate_shifts),
+        "true_change": true_change,
+        # a study sample's NPX is its level less the plate controls' (which read 1 NPX above an average person)
+        "level_npx": dict(zip([a[1] for a in OLINK_ASSAYS], (level * sd - 1.0).tolist(), strict=True)),
+    }
+    return DemoData(files=files, truth=truth)

@@ -67,6 +67,29 @@ def test_generate_writes_the_demo_files(tmp_path: Path) -> None:
     assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 1 + 25 + 2  # 2 of 20 healthy return
 
 
+def test_generate_retest_writes_the_retests_of_the_platform_asked_for(tmp_path: Path) -> None:
+    """`--retest --platform explore-ht` wrote the Target 96 and MSD retests, which an Explore HT release cannot
+    place: it now writes Explore HT NPX Parquet files, and the hint scores the folder (a `*.csv` glob missed
+    them)."""
+    mixed, explore = tmp_path / "mixed", tmp_path / "explore"
+    assert invoke("generate", "--out", str(mixed), "--retest").exit_code == 0
+    assert sorted(p.name for p in mixed.iterdir()) == [
+        "msd_vplex_retest_visit1.csv",
+        "msd_vplex_retest_visit2.csv",
+        "olink_npx_retest_visit1.csv",
+        "olink_npx_retest_visit2.csv",
+        "retest_manifest.csv",
+    ]
+    result = invoke("generate", "--out", str(explore), "--retest", "--platform", "explore-ht")
+    assert result.exit_code == 0 and f"refranges score {explore}" in " ".join(result.output.split())
+    assert sorted(p.name for p in explore.iterdir()) == [
+        "explore_ht_retest_manifest.csv",
+        "explore_ht_retest_visit1.parquet",
+        "explore_ht_retest_visit2.parquet",
+    ]
+    assert invoke("generate", "--out", str(tmp_path / "x"), "--retest", "--platform", "reveal").exit_code == 1
+
+
 def test_errors_exit_non_zero_with_one_line_reason(tmp_path: Path) -> None:
     cfg = tmp_path / "refranges.toml"
     cfg.write_text('home = "x"\nno_such_key = 1\n')

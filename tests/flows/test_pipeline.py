@@ -397,6 +397,22 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
     again = dict(scored.results.select("analyte", "value").iter_rows())
     assert max(abs(again[a] - v) for a, v in measured) < 0.15  # the person lands where the cohort run put them
 
+    # the retests `refranges generate --retest --platform explore-ht` writes: a new plate per visit, the second
+    # read 0.7 NPX high, then the same person 1.2 NPX higher on every assay (a real change)
+    from transforms.demo_explore import generate_explore_retest
+
+    for change in (0.0, 1.2):
+        person_retest = generate_explore_retest(plate_shifts=(0.0, 0.7), true_change=change)
+        placed = score(person_retest.files, load_release(settings.releases)).results
+        assert placed.height == 2 * 20 and (placed["status"] == "placed").all()
+        assert placed["batch_method"].str.starts_with("plate_control (frozen to release").all()
+        first, second = (placed.filter(pl.col("sample_id") == s) for s in person_retest.truth["samples"])
+        shifts = second["plate_shift"] - first["plate_shift"]
+        assert ((shifts - 0.7).abs() < 0.35).all()  # each plate's noise is on its controls too
+        assert ((second["change_log"] - change).abs() < 0.6).all() and abs(second["change_log"].mean() - change) < 0.15
+        planted = person_retest.truth["level_npx"]  # the person's NPX per marker, where the first visit lands
+        assert max(abs(v - planted[a]) for a, v in first.select("analyte", "value").iter_rows()) < 0.35
+
 
 # Figures whose last digits depend on the processor, whatever the code: a parametric group's Box-Cox lambda
 # is scipy's maximum-likelihood search (brent, tolerance 1.5e-8) over a sum whose SIMD rounding differs
