@@ -37,6 +37,7 @@ GROUP_FIELDS = [
     "method",
     *schema.LIMITS,
     "lower_limit_censored",
+    "upper_limit_censored",  # null for a release published before the column existed
 ]
 
 #: One row per result placed (or not) against a release.
@@ -168,16 +169,25 @@ def score_person(
             exact = float(np.interp(value, v, p)) * 100
             percentile = f"{exact:.0f}"
         lower = None if group["lower_limit_censored"] else group["lower_limit"]
+        # the upper limit itself below the LOD: nearly every healthy person's value is below it, and the limit
+        # published is the LOD, so a value below the LOD is where they are, and a measured one is above them
+        under = bool(group.get("upper_limit_censored"))
         if value is None or r.get("censoring") in ("below_lod", "below_lloq"):
-            position = "below the LOD" + (" (interval starts below the LOD)" if lower is None else "")
+            position = "below the LOD" + (
+                ", as is the whole reference interval"
+                if under
+                else " (interval starts below the LOD)"
+                if lower is None
+                else ""
+            )
         elif r.get("censoring") == "above_uloq":
             position = "above the upper limit of quantification" + (
                 "" if group["upper_limit"] is None else ", above the reference interval"
             )
         elif lower is not None and value < lower:
             position = "below the reference interval"
-        elif value > group["upper_limit"]:
-            position = "above the reference interval"
+        elif value > group["upper_limit"] or (under and value >= group["upper_limit"]):
+            position = "above the reference interval" + (", which lies below the LOD" if under else "")
         else:
             position = "inside the reference interval"
         rows.append(
@@ -185,7 +195,7 @@ def score_person(
             | {
                 "status": "placed",
                 "reference_group": _group_label(group),
-                **{k: group[k] for k in GROUP_FIELDS},
+                **{k: group.get(k) for k in GROUP_FIELDS},
                 "percentile": percentile,
                 "percentile_value": exact,
                 "position": position,

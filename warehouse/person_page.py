@@ -99,6 +99,7 @@ def _strip(visits: list[dict[str, Any]], grid: pl.DataFrame) -> str:
     if ok(median):
         xm = x(float(str(median)))
         parts.append(f"<line x1='{xm:.1f}' x2='{xm:.1f}' y1='{TOP}' y2='{TOP + BAND_H}' stroke='#1f4e79'/>")
+    below_lod = " (below the limit of detection: the limit shown is the LOD)"
     for side in ("lower", "upper"):
         limit, a, b = last.get(f"{side}_limit"), last.get(f"{side}_ci_low"), last.get(f"{side}_ci_high")
         if side == "lower" and last.get("lower_limit_censored"):
@@ -113,7 +114,8 @@ def _strip(visits: list[dict[str, Any]], grid: pl.DataFrame) -> str:
             xl = x(float(str(limit)))
             parts.append(
                 f"<line x1='{xl:.1f}' x2='{xl:.1f}' y1='{TOP - 4}' y2='{TOP + BAND_H + 4}' stroke='#e76f51' "
-                f"stroke-width='1.6'><title>{side} reference limit {float(str(limit)):.4g} {_e(unit)}</title></line>"
+                f"stroke-width='1.6'><title>{side} reference limit {float(str(limit)):.4g} {_e(unit)}"
+                f"{below_lod if side == 'upper' and last.get('upper_limit_censored') else ''}</title></line>"
             )
     # the RCV band around the previous result, on the latest row
     if len(visits) >= 2 and last.get("rcv_log") is not None and ok(visits[-2].get("value")):

@@ -91,3 +91,43 @@ def test_retests_are_compared_with_the_reference_change_value() -> None:
     )
     text = " ".join(str(v) for r in out.to_dicts() for v in r.values()).lower()
     assert "abnormal" not in text and "diagnos" not in text and "significant" not in text
+
+
+def test_a_marker_whose_whole_interval_is_below_the_lod_says_so() -> None:
+    """A marker nearly every healthy person has below its LOD publishes the LOD as its limits, with
+    lower_limit_censored and upper_limit_censored. A result below the LOD is where healthy people are, and a
+    measured one, even at the LOD itself, is above the interval: the position says both, and the JSON
+    carries the flag. A release published before the flag existed (no column) still scores."""
+    under = {**group("IL4", 0.1, (0.1, 0.1)), "upper_limit": 0.1, "upper_ci_low": 0.1, "upper_ci_high": 0.1}
+    under |= {"median": 0.1, "lod": 0.1, "lower_limit_censored": True, "upper_limit_censored": True}
+    intervals = frame([under, {**group("IL6", 1.0, (0.8, 1.2)), "upper_limit_censored": False}])
+    quantiles = pl.concat([grid("IL4"), grid("IL6")])
+    results = pl.DataFrame(
+        {
+            "analyte": ["IL4", "IL4", "IL4", "IL6"],
+            "platform": ["msd"] * 4,
+            "panel": ["MSD"] * 4,
+            "unit": ["pg/mL"] * 4,
+            "value": [None, 0.1, 0.35, 0.5],
+            "censoring": ["below_lod", None, None, "below_lod"],
+            "limit_value": [0.1, None, None, 0.5],
+        }
+    )
+    rows = score_person(results, intervals, quantiles, matrix="serum").to_dicts()
+    assert [r["position"] for r in rows] == [
+        "below the LOD, as is the whole reference interval",
+        "above the reference interval, which lies below the LOD",
+        "above the reference interval, which lies below the LOD",
+        "below the LOD",
+    ]
+    assert [r["upper_limit_censored"] for r in rows] == [True, True, True, False]
+    before = intervals.drop("upper_limit_censored")  # a release published before the column existed
+    assert [r["position"] for r in score_person(results, before, quantiles, matrix="serum").to_dicts()][:2] == [
+        "below the LOD (interval starts below the LOD)",
+        "inside the reference interval",
+    ]
+    from warehouse.person_page import _strip
+
+    strip = _strip([rows[2]], grid("IL4").sort("p"))  # the page's strip names the upper limit as the LOD
+    assert "upper reference limit 0.1 pg/mL (below the limit of detection: the limit shown is the LOD)" in strip
+    assert "below the limit of detection" not in _strip([rows[3]], grid("IL6").sort("p")).split("upper reference")[1]
