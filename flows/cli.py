@@ -221,6 +221,13 @@ def prefect_server(settings: Settings) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
 
 
+def one_line_error(exc: Exception) -> str:
+    """DuckDB's message on one line, with its hint ('Did you mean "reference_intervals"?', the candidate
+    columns) and without the query echo and caret lines, which mean nothing once joined."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"})
+
+
 @contextlib.contextmanager
 def stopped_in_one_line() -> Iterator[None]:
     """A command that writes the warehouse, stopped by it or by the file system: its one-line reason and exit
@@ -1135,7 +1142,7 @@ def sql(
     except RefusedQueryError as exc:
         fail(f"refused: {exc}")
     except duckdb.Error as exc:
-        fail(f"query failed: {str(exc).splitlines()[0]}")
+        fail(f"query failed: {one_line_error(exc)}")
     table = Table(*frame.columns)
     for row in frame.iter_rows():
         table.add_row(*["" if v is None else display_text(v) for v in row])  # csv and json: every digit

@@ -576,6 +576,23 @@ def test_sql_takes_a_query_that_begins_with_a_comment(tmp_path: Path) -> None:
     assert typo.exit_code != 0 and "--fromat" in typo.output  # a mistyped option is still named
 
 
+def test_a_failed_query_keeps_duckdbs_hint_on_its_one_line(tmp_path: Path) -> None:
+    """A mistyped table or column name: DuckDB says which name was meant, on its second line, and the one-line
+    reason kept only the first ("Table with name reference_interval does not exist!")."""
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    table = invoke("sql", "select * from reference_interval", "--config", str(cfg))
+    assert table.exit_code == 1 and 'Did you mean "reference_intervals"?' in table.output, table.output
+    column = invoke("sql", "select analite from reference_intervals", "--config", str(cfg))
+    assert column.exit_code == 1 and '"analyte"' in column.output and "Candidate bindings" in column.output
+    typo = invoke("sql", "selec 1", "--config", str(cfg))
+    assert typo.exit_code == 1 and 'syntax error at or near "selec"' in typo.output and "^" not in typo.output
+    assert len(typo.output.strip().splitlines()) == 1 and "LINE 1" not in typo.output
+
+
 def test_a_configured_landing_folder_that_does_not_exist_is_refused_not_created(tmp_path: Path) -> None:
     """A mistyped landing path, or a share that is not mounted: the run stops with the path and what to do,
     before any server starts, and creates nothing there (it used to create the folder empty and report
