@@ -120,6 +120,23 @@ def refuse_near_miss(fields: list[str], where: str) -> None:
         raise UnreadableFileError(f"{where}: no known export layout; {hint} (docs/input-formats.md)")
 
 
+#: The row labels down the first column of Olink's wide NPX layout (NPX Manager, NPX Signature's wide export)
+OLINK_WIDE_LABELS = {"assay", "olinkid"}
+
+
+def refuse_olink_wide(first_cells: list[str], where: str) -> None:
+    """Refuse (UnreadableFileError) an Olink NPX file in the wide layout, one column per assay under rows
+    labelled Panel, Assay, Uniprot ID and OlinkID, with what to export instead; nothing for another file."""
+    if {fold_header(c) for c in first_cells} >= OLINK_WIDE_LABELS:
+        msg = (
+            f"{where}: an Olink NPX file in the wide layout (one column per assay, under rows labelled Assay and "
+            "OlinkID, as NPX Manager and the wide export of NPX Signature write it), which is not read; export "
+            "the NPX data in Olink's long format (one row per sample and assay, with SampleID, OlinkID, UniProt, "
+            "Assay, PlateID, QC_Warning, LOD and NPX columns) and drop that file instead (docs/input-formats.md)"
+        )
+        raise UnreadableFileError(msg)
+
+
 def detect_layout(lines: list[str]) -> tuple[str, int] | None:
     """The layout and header line index of a text export, or None when no reader knows it."""
     for i, line in enumerate(lines[:HEADER_SCAN_LINES]):
@@ -278,6 +295,9 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
     for name, sheet in sheets.items():  # a sheet whose first row is close to the tidy format: say how
         first = next((r for r in sheet.head(HEADER_SCAN_LINES).iter_rows() if any(r)), ())
         refuse_near_miss([str(v) for v in first if v], f"{source}: sheet {name}")
+        refuse_olink_wide(
+            [str(r[0] or "") for r in sheet.head(HEADER_SCAN_LINES).iter_rows()], f"{source}: sheet {name}"
+        )
     msg = f"{source}: no sheet of this workbook has a known header (sheets: {', '.join(sheets)})"
     raise UnreadableFileError(msg)
 
@@ -363,6 +383,8 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         if found is None:
             first = next((line for line in lines[:HEADER_SCAN_LINES] if line.strip()), "")
             refuse_near_miss(split_fields(first, sniff_separator(first)), source)
+            head = [line for line in lines[:HEADER_SCAN_LINES] if line.strip()]
+            refuse_olink_wide([split_fields(line, sniff_separator(line))[0] for line in head], source)
             msg = (
                 f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected a manifest, "
                 "Olink NPX, MSD Discovery Workbench, Luminex xPONENT, Bio-Plex or generic tidy header; "
