@@ -1048,7 +1048,10 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     with db.connect(settings.warehouse, read_only=True) as con:
         state = loads.warehouse_status(con)
     index = release_index(settings.releases)
-    state["releases"] = {"count": len(index), "latest": index[-1] if index else None}
+    from warehouse.releases import missing_registered
+
+    missing = missing_registered(settings.releases, [tuple(r) for r in state.pop("registered_releases")])
+    state["releases"] = {"count": len(index), "latest": index[-1] if index else None, "missing_from_store": missing}
     state["warehouse"] = str(settings.warehouse)
     if fmt == "json":
         typer.echo(json.dumps(state, default=str, indent=1))
@@ -1087,12 +1090,22 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     rows = ", ".join(f"{k} {n}" for k, n in held.items()) if held else "none"
     table.add_row("open problems", f"files {whole}; rows held back by check: {rows} (the `quarantine` view)")
     latest = state["releases"]["latest"]
+    lost = state["releases"]["missing_from_store"]
     table.add_row(
         "latest release",
-        f"{latest['version']}, created {latest['created_at']}, {latest['groups']} groups "
-        f"({state['releases']['count']} published; `refranges releases verify latest` checks its files)"
-        if latest
-        else "none published yet",
+        (
+            f"{latest['version']}, created {latest['created_at']}, {latest['groups']} groups "
+            f"({state['releases']['count']} published; `refranges releases verify latest` checks its files)"
+            if latest
+            else "none published yet"
+        )
+        + (
+            f"; the release store {settings.releases} no longer lists {len(lost)} release(s) that the warehouse "
+            f"registered there ({', '.join(lost[-3:])}): moved or emptied, or a share that is not mounted; runs "
+            "publish nothing until it is back"
+            if lost
+            else ""
+        ),
     )
     console.print(table)
 

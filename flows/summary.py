@@ -74,9 +74,17 @@ def print_summary(
     table.add_row("open the warehouse", "", f"duckdb -readonly {summary.warehouse}   or   {sql_hint}")
     console.print(table)
     if summary.status != "completed":
+        where = [
+            *(
+                ["the quarantine folder and the `quarantine` view"]
+                if any(f.status == "quarantined" for f in summary.files)
+                else []
+            ),
+            *(["the release line above"] if summary.release_blocked or summary.release_damaged else []),
+        ]
         console.print(
             Text.assemble(
-                (f"run status: {summary.status}", "yellow"), " (see the quarantine folder and the `quarantine` view)"
+                (f"run status: {summary.status}", "yellow"), f" (see {' and '.join(where) or 'the table above'})"
             )
         )
     console.print(Text(DISCLAIMER, style="dim"))

@@ -950,7 +950,9 @@ def warehouse_status(con: duckdb.DuckDBPyConnection, *, named: int = 5) -> dict[
         ).fetchall()
     ]
     held = con.execute('select "check", count(*) from quarantine group by all order by 2 desc, 1').fetchall()
+    registered = con.execute("select version, path from releases order by created_at").fetchall()
     return {
+        "registered_releases": [list(r) for r in registered],  # (version, path), oldest first
         "last_run": last_run,
         "runs": runs,
         "files": files,

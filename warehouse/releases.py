@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -104,15 +105,26 @@ def read_table(root: Root, version: str, name: str) -> pl.DataFrame:
     return pl.read_parquet(io.BytesIO(fs.cat_file(f"{base}/{version}/{name}.parquet")))
 
 
-def next_version(root: Root, created_at: datetime) -> str:
-    """``YYYY.MM.DD-N``: the N-th release of that day (names of failed uploads count as taken)."""
+def next_version(root: Root, created_at: datetime, taken: Iterable[str] = ()) -> str:
+    """``YYYY.MM.DD-N``: the N-th release of that day (names of failed uploads count as taken, and so do the
+    versions in ``taken``: those the warehouse registered, so that a version never names two releases)."""
     day = created_at.strftime("%Y.%m.%d")
     fs, base = store(root)
-    taken = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)} if fs.exists(base) else set()
+    taken = set(taken) | (
+        {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)} if fs.exists(base) else set()
+    )
     n = 1
     while f"{day}-{n}" in taken:
         n += 1
     return f"{day}-{n}"
+
+
+def missing_registered(root: Root, registered: Iterable[tuple[str, str]]) -> list[str]:
+    """The versions of ``registered`` (version, path, as the warehouse's ``releases`` table keeps them) that
+    were published into this store, at ``<root>/<version>``, and that its index no longer lists: the store
+    was moved, emptied or replaced, or it is a share that is not mounted."""
+    listed = {r["version"] for r in read_index(root)}
+    return [v for v, path in registered if storage.relative_name(path, root) == v and v not in listed]
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -149,9 +161,11 @@ def publish(
     input_fingerprint: str,
     code_version: str,
     report_max_plots: int | None = None,
+    taken: Iterable[str] = (),
 ) -> Published:
     """Write a new immutable release; returns its version and manifest. The report draws at most
-    ``report_max_plots`` plots (default: warehouse.report.MAX_PLOTS)."""
+    ``report_max_plots`` plots (default: warehouse.report.MAX_PLOTS); ``taken``: versions never to use (the
+    warehouse's, which may include releases of another store)."""
     fs, base = store(root)
     local = isinstance(fs, LocalFileSystem)
     fs.makedirs(base, exist_ok=True)
@@ -162,7 +176,7 @@ def publish(
 
         old = read_table(root, previous["version"], "reference_intervals")
         changes = diff_intervals(old, tables["reference_intervals"])
-    version = next_version(root, created_at)
+    version = next_version(root, created_at, taken)
     final = f"{base}/{version}"
     if fs.exists(final):
         msg = f"release {version} already exists; releases are never overwritten"

@@ -1348,3 +1348,42 @@ def test_a_run_with_nothing_new_reports_a_latest_release_whose_files_no_longer_m
     restored = run_pipeline(settings)
     assert restored.status == "completed" and not restored.release_damaged
     assert restored.release_message == f"inputs unchanged since release {first.release_version}: nothing published"
+
+
+def test_a_release_store_that_lost_what_the_warehouse_registered_gets_no_new_release(tmp_path, prefect_backend) -> None:
+    """The release folder moved, emptied, or a share not mounted under its mount point: a run found an empty
+    store and published there again, under the same version as the release it lost, and the warehouse's
+    record of that version was replaced by the new one. Now nothing is built or published into such a store,
+    the run ends with problems saying what to do, and `status` says so; a new store (another folder) gets a
+    version the warehouse never used."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k")
+    copy_demo(generate_demo(seed=9, n_healthy=150, n_patients=20).files, settings.landing)
+    first = run_pipeline(settings)
+    assert first.release_version is not None
+    recorded = q(settings, "select version, created_at, path from releases")
+    shutil.move(settings.releases, tmp_path / "moved")
+    lost = run_pipeline(settings)
+    assert lost.release_version is None and lost.release_damaged and lost.status == "completed_with_problems"
+    assert f"no longer lists 1 release(s) that the warehouse registered there ({first.release_version})" in (
+        lost.release_message
+    )
+    assert not settings.releases.exists()  # nothing written under the missing store
+    assert q(settings, "select version, created_at, path from releases") == recorded
+    status = CliRunner().invoke(app, ["status", "--format", "json"], env={"REFRANGES_HOME": str(tmp_path)})
+    assert json.loads(status.stdout)["releases"]["missing_from_store"] == [first.release_version]
+
+    elsewhere = load_settings(env={}, home=tmp_path, subject_key="k", releases=tmp_path / "new-store")
+    fresh = run_pipeline(elsewhere)  # a new store on purpose: a version of its own
+    assert fresh.release_version not in (None, first.release_version)
+    assert {v for (v,) in q(settings, "select version from releases")} == {first.release_version, fresh.release_version}
+
+    shutil.move(tmp_path / "moved", settings.releases)  # the share is back
+    back = run_pipeline(settings)
+    assert back.status == "completed" and back.release_message.startswith("inputs unchanged since release")
