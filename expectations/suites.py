@@ -88,9 +88,27 @@ def suite_names(directory: Path = SUITE_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.json"))
 
 
+def unit_read(units: list[str]) -> pl.Expr:
+    """``unit_raw`` as the raw suite checks it: in its lab spelling (``PG/ML`` and ``pg per mL`` as ``pg/mL``,
+    ``µg/l`` as ``ug/L``, ``PM`` as ``pM``, as transforms.normalise reads units whatever their case) and
+    ``NPX`` in any case as ``NPX``; any other unit as written, so that a held row names it. ``units``: the
+    distinct units of the frame (a few; each is looked up once)."""
+    from transforms.normalise import LOG_SCALE_UNITS, lab_spelling
+
+    read = {u: u.strip().upper() if u.strip().upper() in LOG_SCALE_UNITS else lab_spelling(u) or u for u in units}
+    col = pl.col("unit_raw")  # compared as it is: a dictionary-coded column (Explore HT) is never spelled out
+    out: pl.Expr = pl.lit(None, pl.String)
+    for u, shown in read.items():  # a when-chain: a few comparisons, cheap on a dictionary-coded column
+        out = pl.when(col == u).then(pl.lit(shown)).otherwise(out)
+    return out
+
+
 def prepare_raw(frame: pl.DataFrame) -> pl.DataFrame:
-    """Derived columns the raw suite checks: the value split by scale (concentration vs NPX)."""
-    is_npx = pl.col("unit_raw") == "NPX"
+    """Derived columns the raw suite checks: the unit as read (:func:`unit_read`) and the value split by scale
+    (concentration vs NPX)."""
+    units = frame.get_column("unit_raw").unique().drop_nulls().cast(pl.String).to_list()
+    frame = frame.with_columns(unit_read(units).alias("unit_read"))
+    is_npx = pl.col("unit_read") == "NPX"
     below = pl.col("censoring").is_in(["below_lod", "below_lloq"]) & (pl.col("value") > pl.col("limit_value"))
     above = (pl.col("censoring") == "above_uloq") & (pl.col("value") < pl.col("limit_value"))
     return frame.with_columns(

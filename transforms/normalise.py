@@ -127,7 +127,7 @@ def _fold_unit(unit: str) -> str:
     return re.sub(r"\s+", "", re.sub(r"\s+per\s+", "/", text))
 
 
-def _lab_spelling(unit: str) -> str | None:
+def lab_spelling(unit: str) -> str | None:
     """The spelling pint reads as a lab means ``unit`` (``PG/ML`` -> ``pg/mL``, ``PM`` -> ``pM``), or None."""
     m = LAB_CONCENTRATION.fullmatch(_fold_unit(unit))
     if m is None:
@@ -149,7 +149,7 @@ def unit_factor(unit: str) -> tuple[float | None, str]:
     import pint
 
     ureg = _registry()
-    lab = _lab_spelling(text)
+    lab = lab_spelling(text)
     try:
         q = ureg.Quantity(1.0, lab or text.replace("µ", "u").replace("μ", "u"))
     except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError, ValueError):

@@ -331,11 +331,11 @@ def test_a_row_held_for_its_value_names_the_value_to_correct() -> None:
     from expectations.suites import prepare_raw
     from transforms.readers import read_file
 
-    export = b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,2.5,PG/ML,P1\nS2,IL-6,-2.5,pg/mL,P1\nS3,IL-6,55,NPX,P1\n"
+    export = b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,2.5,IU/mL,P1\nS2,IL-6,-2.5,pg/mL,P1\nS3,IL-6,55,NPX,P1\n"
     rows = prepare_raw(read_file(export, source="v.csv", sha256="x").rows)
     reasons = quarantine_rows(rows, load_suite("raw_measurements")).quarantine["reason"].to_list()
     assert [r.split(": ")[:3] for r in reasons] == [
-        ["v.csv", "line 2", "unit_raw 'PG/ML'"],
+        ["v.csv", "line 2", "unit_read 'IU/mL'"],
         ["v.csv", "line 3", "concentration_value '-2.5'"],
         ["v.csv", "line 4", "npx_value '55.0'"],
     ]

@@ -55,7 +55,7 @@ BREAKERS = {
     "not_null(plate_id)": lambda f: f.with_columns(
         pl.when(pl.col("line_number") == 3).then(None).otherwise(pl.col("plate_id")).alias("plate_id")
     ),
-    "in_set(unit_raw)": lambda f: f.with_columns(
+    "in_set(unit_read)": lambda f: f.with_columns(
         pl.when(pl.col("line_number") == 3).then(pl.lit("mg/dL")).otherwise(pl.col("unit_raw")).alias("unit_raw")
     ),
     "between(concentration_value)": lambda f: f.with_columns(
@@ -89,6 +89,28 @@ def test_a_concentration_of_zero_is_held_by_both_engines_and_an_npx_of_zero_is_n
     assert gx["unexpected_count"].to_list() == held.results["unexpected_count"].to_list()
     npx = zero.with_columns(pl.lit("NPX").alias("unit_raw"))
     assert quarantine_rows(prepare_raw(npx), suite).quarantine.height == 0
+
+
+def test_units_are_checked_in_their_lab_spelling_whatever_their_case() -> None:
+    """Normalisation reads PG/ML, Pg/mL, pM and "pg per mL" (a LIMS's spellings) as lab units, but the raw
+    suite compared the unit as written with a list, so those rows were held at ingest with "only known
+    concentration units" and never reached it. The suite now checks the lab spelling; a unit it does not know
+    (IU/mL, mg/dL, %) is still held, named as written, by both engines."""
+    from transforms.normalise import unit_factor
+
+    written = ["PG/ML", "Pg/mL", "pg per mL", " pg/mL ", "pM", "µg/l", "NG/ML", "npx", "IU/mL", "mg/dL", "%"]
+    rows = good_rows(len(written)).with_columns(pl.Series("unit_raw", written))
+    suite = load_suite("raw_measurements")
+    held = quarantine_rows(prepare_raw(rows), suite)
+    assert sorted(held.quarantine["line_number"].to_list()) == [10, 11, 12]
+    assert [r.split(": ")[2] for r in held.quarantine.sort("line_number")["reason"]] == [
+        "unit_read 'IU/mL'",
+        "unit_read 'mg/dL'",
+        "unit_read '%'",
+    ]
+    assert all(unit_factor(u)[0] is not None for u in written[:8])  # each accepted unit converts
+    gx = validate_with_gx(prepare_raw(rows), suite)
+    assert gx["unexpected_count"].to_list() == held.results["unexpected_count"].to_list()
 
 
 @pytest.mark.parametrize("breaker", BREAKERS)

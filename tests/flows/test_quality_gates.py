@@ -73,7 +73,7 @@ def test_wrong_units_are_quarantined_row_by_row_with_the_suite_why(run) -> None:
         "select line_number, \"check\", reason from quarantine where source_file = 'lab7_tidy.csv' order by 1"
     ).fetchall()
     assert [r[0] for r in rows] == [2, 3]
-    assert all(r[1] == "raw_measurements.expect_column_values_to_be_in_set(unit_raw)" for r in rows)
+    assert all(r[1] == "raw_measurements.expect_column_values_to_be_in_set(unit_read)" for r in rows)
     assert "only known concentration units" in rows[0][2]
     loaded = con.execute("select rows_read, rows_loaded, rows_quarantined from files where file_name = 'lab7_tidy.csv'")
     assert loaded.fetchall() == [(10, 8, 2)]
