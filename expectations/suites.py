@@ -93,9 +93,10 @@ def unit_read(units: list[str]) -> pl.Expr:
     ``µg/l`` as ``ug/L``, ``PM`` as ``pM``, as transforms.normalise reads units whatever their case) and
     ``NPX`` in any case as ``NPX``; any other unit as written, so that a held row names it. ``units``: the
     distinct units of the frame (a few; each is looked up once)."""
-    from transforms.normalise import LOG_SCALE_UNITS, lab_spelling
+    from transforms.normalise import INTENSITY_UNITS, LOG_SCALE_UNITS, lab_spelling
 
-    read = {u: u.strip().upper() if u.strip().upper() in LOG_SCALE_UNITS else lab_spelling(u) or u for u in units}
+    kept = LOG_SCALE_UNITS | INTENSITY_UNITS  # NPX and MFI: any case
+    read = {u: u.strip().upper() if u.strip().upper() in kept else lab_spelling(u) or u for u in units}
     col = pl.col("unit_raw")  # compared as it is: a dictionary-coded column (Explore HT) is never spelled out
     out: pl.Expr = pl.lit(None, pl.String)
     for u, shown in read.items():  # a when-chain: a few comparisons, cheap on a dictionary-coded column
@@ -105,14 +106,16 @@ def unit_read(units: list[str]) -> pl.Expr:
 
 def prepare_raw(frame: pl.DataFrame) -> pl.DataFrame:
     """Derived columns the raw suite checks: the unit as read (:func:`unit_read`) and the value split by scale
-    (concentration vs NPX)."""
+    (concentration, NPX, MFI)."""
     units = frame.get_column("unit_raw").unique().drop_nulls().cast(pl.String).to_list()
     frame = frame.with_columns(unit_read(units).alias("unit_read"))
     is_npx = pl.col("unit_read") == "NPX"
+    is_mfi = pl.col("unit_read") == "MFI"
     below = pl.col("censoring").is_in(["below_lod", "below_lloq"]) & (pl.col("value") > pl.col("limit_value"))
     above = (pl.col("censoring") == "above_uloq") & (pl.col("value") < pl.col("limit_value"))
     return frame.with_columns(
-        pl.when(is_npx).then(None).otherwise(pl.col("value")).alias("concentration_value"),
+        pl.when(is_npx | is_mfi).then(None).otherwise(pl.col("value")).alias("concentration_value"),
+        pl.when(is_mfi).then(pl.col("value")).otherwise(None).alias("mfi_value"),
         pl.when(is_npx).then(pl.col("value")).otherwise(None).alias("npx_value"),
         (below | above).fill_null(False).cast(pl.Int8).alias("censoring_conflict"),
     )

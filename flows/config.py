@@ -50,6 +50,8 @@ class Settings:
     rcv_probability: float = 0.95  # two-sided probability of the reference change value
     quantile_k: int = 5
     msd_unit: str = "pg/mL"
+    # a Luminex export without concentrations is read from this MFI section ("Median" or "Net MFI"); "": refused
+    luminex_mfi_section: str = ""
     # cohort comparisons also give the shift adjusted for these sample-handling fields (sample_handling table)
     comparison_covariates: list[str] = field(default_factory=list)
     hold_vendor_warnings: bool = False  # hold back rows Olink flagged WARN (SampleQC, AssayQC) instead of loading them
@@ -126,6 +128,7 @@ class Settings:
             "ci_level": self.ci_level,
             "quantile_k": self.quantile_k,
             "msd_unit": self.msd_unit,
+            "luminex_mfi_section": self.luminex_mfi_section,
             "hold_vendor_warnings": self.hold_vendor_warnings,
             "comparison_covariates": self.comparison_covariates,
             "method": "auto: nonparametric for n >= min_n, parametric (Box-Cox) or robust (Horn-Pesce) below",
@@ -321,6 +324,9 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
         raise ConfigError(msg)
     if settings.outlier_rule not in {"tukey", "dixon"}:
         msg = f"outlier_rule must be 'tukey' or 'dixon', not {settings.outlier_rule!r}"
+        raise ConfigError(msg)
+    if settings.luminex_mfi_section not in {"", "Median", "Net MFI"}:
+        msg = f"luminex_mfi_section must be 'Median', 'Net MFI' or empty, not {settings.luminex_mfi_section!r}"
         raise ConfigError(msg)
     if settings.runner not in {"local", "dask"}:
         msg = f"runner must be 'local' or 'dask', not {settings.runner!r}"

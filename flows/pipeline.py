@@ -376,7 +376,11 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
     if sha in known:
         return FilePlan(FileOutcome.already_ingested(name, sha))
     try:
-        options = {"msd_unit": settings.msd_unit, "hold_vendor_warnings": settings.hold_vendor_warnings}
+        options = {
+            "msd_unit": settings.msd_unit,
+            "hold_vendor_warnings": settings.hold_vendor_warnings,
+            "luminex_mfi_section": settings.luminex_mfi_section,
+        }
         result = read_file(data, source=name, sha256=sha, options=options)
     except UnreadableFileError as exc:
         return FilePlan(FileOutcome(name, sha, "quarantined", reason=str(exc)))

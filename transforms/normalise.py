@@ -24,6 +24,9 @@ from transforms.batches import ConfoundedError, bridge_shifts, combat
 
 CANONICAL_UNIT = "pg/mL"
 LOG_SCALE_UNITS = {"NPX"}  # already log2 relative: never converted, never pooled with concentrations
+#: Signal intensities (Luminex MFI, read when an export has no concentrations): never converted, never pooled with
+#: concentrations, on the log scale like them (transforms.readers.luminex, setting luminex_mfi_section)
+INTENSITY_UNITS = {"MFI"}
 GREEK = {"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "κ": "kappa", "µ": "u", "μ": "u"}
 MEASURED_TYPES = ["sample", "bridge"]  # sample types that belong to a person in a manifest
 
@@ -139,13 +142,16 @@ def lab_spelling(unit: str) -> str | None:
 
 def unit_factor(unit: str) -> tuple[float | None, str]:
     """How to reach pg/mL from ``unit``: (factor, kind) with kind 'mass', 'molar' (factor in pg/mL per
-    pmol/L ... per kDa) or 'log' for NPX; (None, why) when the unit is unknown or not a concentration.
+    pmol/L ... per kDa), 'log' for NPX or 'intensity' for MFI (both kept as they are); (None, why) when the unit
+    is unknown or not a concentration.
 
     A lab spelling (LAB_CONCENTRATION) is read whatever its case; any other unit as pint reads it, and held
     unless it comes to a plausible concentration (PLAUSIBLE_FACTOR)."""
     text = unit.strip()
     if text.upper() in LOG_SCALE_UNITS:
         return 1.0, "log"
+    if text.upper() in INTENSITY_UNITS:
+        return 1.0, "intensity"
     import pint
 
     ureg = _registry()
@@ -192,8 +198,8 @@ def convert_units(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     joined = joined.with_columns(to_canonical.alias("__f"))
     bad = joined.filter(pl.col("__f").is_null())
     good = joined.filter(pl.col("__f").is_not_null()).with_columns(
-        pl.when(pl.col("__kind") == "log")
-        .then(pl.col("unit_raw").str.to_uppercase())
+        pl.when(pl.col("__kind").is_in(["log", "intensity"]))
+        .then(pl.col("unit_raw").str.strip_chars().str.to_uppercase())
         .otherwise(pl.lit(CANONICAL_UNIT))
         .alias("unit"),
         (pl.col("value") * pl.col("__f")).alias("value"),

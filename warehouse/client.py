@@ -203,6 +203,7 @@ def score(
     options = {
         "msd_unit": params.get("msd_unit", "pg/mL"),
         "hold_vendor_warnings": params.get("hold_vendor_warnings", False),
+        "luminex_mfi_section": params.get("luminex_mfi_section", ""),
     }
     rows, held, manifests, as_given, files = [], [], [], [], []
     for name, data in exports.items():

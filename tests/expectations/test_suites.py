@@ -61,6 +61,10 @@ BREAKERS = {
     "between(concentration_value)": lambda f: f.with_columns(
         pl.when(pl.col("line_number") == 3).then(-1.0).otherwise(pl.col("value")).alias("value")
     ),
+    "between(mfi_value)": lambda f: f.with_columns(
+        pl.lit("MFI").alias("unit_raw"),
+        pl.when(pl.col("line_number") == 3).then(-4.0).otherwise(pl.col("value")).alias("value"),
+    ),
     "between(npx_value)": lambda f: f.with_columns(
         pl.lit("NPX").alias("unit_raw"),
         pl.when(pl.col("line_number") == 3).then(99.0).otherwise(pl.col("value")).alias("value"),
@@ -98,17 +102,17 @@ def test_units_are_checked_in_their_lab_spelling_whatever_their_case() -> None:
     (IU/mL, mg/dL, %) is still held, named as written, by both engines."""
     from transforms.normalise import unit_factor
 
-    written = ["PG/ML", "Pg/mL", "pg per mL", " pg/mL ", "pM", "µg/l", "NG/ML", "npx", "IU/mL", "mg/dL", "%"]
+    written = ["PG/ML", "Pg/mL", "pg per mL", " pg/mL ", "pM", "µg/l", "NG/ML", "npx", "mfi", "IU/mL", "mg/dL", "%"]
     rows = good_rows(len(written)).with_columns(pl.Series("unit_raw", written))
     suite = load_suite("raw_measurements")
     held = quarantine_rows(prepare_raw(rows), suite)
-    assert sorted(held.quarantine["line_number"].to_list()) == [10, 11, 12]
+    assert sorted(held.quarantine["line_number"].to_list()) == [11, 12, 13]
     assert [r.split(": ")[2] for r in held.quarantine.sort("line_number")["reason"]] == [
         "unit_read 'IU/mL'",
         "unit_read 'mg/dL'",
         "unit_read '%'",
     ]
-    assert all(unit_factor(u)[0] is not None for u in written[:8])  # each accepted unit converts
+    assert all(unit_factor(u)[0] is not None for u in written[:9])  # each accepted unit converts
     gx = validate_with_gx(prepare_raw(rows), suite)
     assert gx["unexpected_count"].to_list() == held.results["unexpected_count"].to_list()
 

@@ -1350,6 +1350,88 @@ def test_a_run_with_nothing_new_reports_a_latest_release_whose_files_no_longer_m
     assert restored.release_message == f"inputs unchanged since release {first.release_version}: nothing published"
 
 
+def _luminex_mfi_study(n_healthy: int, n_patients: int, seed: int = 4) -> dict[str, bytes]:
+    """A manifest and one xPONENT export of one plate with MFI sections only (Median, Net MFI; no standard
+    curve), two plate controls among the study samples."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = [f"LX{i:04d}" for i in range(n_healthy + n_patients)]
+    cohort = ["healthy"] * n_healthy + ["patient"] * n_patients
+    wells = [f"{r}{c}" for c in range(1, 13) for r in "ABCDEFGH"]
+    names = ["Control1", "Control2", *ids]
+    assays = {"IL-6 (19)": 4.0, "TNF-a (36)": 4.6, "IL-10 (27)": 3.5}  # log MFI centres
+    median = {a: np.exp(c + 0.4 * rng.standard_normal(len(names))) for a, c in assays.items()}
+    head = [
+        '"Program","xPONENT","","FlexMAP 3D"',
+        '"Batch","MFI_PLATE_1"',
+        '"ProtocolName","Human Cytokine 3-plex"',
+        '"BatchStartTime","2026-09-14 10:12"',
+        "",
+        '"Results"',
+        "",
+    ]
+
+    def section(name: str, values: dict[str, object]) -> list[str]:
+        rows = [
+            f'"{k + 1}(1,{wells[k]})","{sample}",' + ",".join(f'"{values[a][k]:.1f}"' for a in assays) + ',"800"'
+            for k, sample in enumerate(names)
+        ]
+        header = '"Location","Sample",' + ",".join(f'"{a}"' for a in assays) + ',"Total Events"'
+        return [f'"DataType:","{name}"', header, *rows, ""]
+
+    net = {a: v - 25.0 for a, v in median.items()}  # background subtracted: the lowest wells go below 0
+    export = "\n".join(head + section("Median", median) + section("Net MFI", net)) + "\n"
+    manifest = pl.DataFrame(
+        {
+            "sample_id": ids,
+            "subject_id": [f"P-{i}" for i in ids],
+            "cohort": cohort,
+            "matrix": ["serum"] * len(ids),
+            "sex": ["F", "M"] * (len(ids) // 2) + ["F"] * (len(ids) % 2),
+            "age": [30 + i % 30 for i in range(len(ids))],
+            "collection_date": ["2026-09-01"] * len(ids),
+        }
+    )
+    return {"luminex_mfi_plate1.csv": export.encode(), "manifest.csv": manifest.write_csv().encode()}
+
+
+def test_a_luminex_study_without_concentrations_publishes_reference_groups_in_mfi(tmp_path, prefect_backend) -> None:
+    """A Luminex study exported without its standard-curve analysis is refused whole, the reason naming the
+    setting; once `luminex_mfi_section` names the section, the next run reads the file again and publishes
+    reference groups in MFI, apart from any concentration (never pooled with pg/mL)."""
+    from flows.pipeline import run_pipeline
+
+    copy_demo(_luminex_mfi_study(70, 10), (tmp_path / "landing"))
+    plain = load_settings(env={}, home=tmp_path, subject_key="k")
+    refused = run_pipeline(plain)
+    (export,) = [f for f in refused.files if f.name == "luminex_mfi_plate1.csv"]
+    assert export.status == "quarantined" and "set luminex_mfi_section" in export.reason
+    settings = load_settings(env={}, home=tmp_path, subject_key="k", luminex_mfi_section="Median")
+    summary = run_pipeline(settings)
+    (export,) = [f for f in summary.files if f.name == "luminex_mfi_plate1.csv"]
+    assert export.status == "loaded" and export.rows_quarantined == 0, export
+    assert summary.release_version is not None and summary.groups_published == 3
+    groups = q(
+        settings, "select analyte, platform, unit, n + n_outliers_excluded from reference_intervals order by analyte"
+    )
+    assert groups == [
+        ("IL10", "luminex", "MFI", 70),
+        ("IL6", "luminex", "MFI", 70),
+        ("TNF", "luminex", "MFI", 70),
+    ]
+    logs = q(settings, "select count(*) from measurements where unit = 'MFI' and abs(log_value - ln(value)) > 1e-9")
+    assert logs == [(0,)]  # on the log scale, as concentrations are
+
+    net = load_settings(env={}, home=tmp_path / "net", subject_key="k", luminex_mfi_section="Net MFI")
+    copy_demo(_luminex_mfi_study(70, 10), net.landing)
+    held = run_pipeline(net)
+    (export,) = [f for f in held.files if f.name == "luminex_mfi_plate1.csv"]
+    reasons = q(net, "select distinct \"check\" from quarantine where source_file = 'luminex_mfi_plate1.csv'")
+    assert reasons == [("raw_measurements.expect_column_values_to_be_between(mfi_value)",)]
+    assert export.status == "loaded" and export.rows_quarantined > 0  # the wells at or below the background
+
+
 def test_a_release_store_that_lost_what_the_warehouse_registered_gets_no_new_release(tmp_path, prefect_backend) -> None:
     """The release folder moved, emptied, or a share not mounted under its mount point: a run found an empty
     store and published there again, under the same version as the release it lost, and the warehouse's

@@ -54,6 +54,32 @@ def test_luminex_xponent_result_section(golden) -> None:
     )
 
 
+def test_a_luminex_file_without_concentrations_is_read_as_mfi_only_when_the_setting_names_a_section() -> None:
+    """Many cytokine studies on Luminex analyse MFI, as most healthy values fall below the standard curve. A
+    file with MFI sections only is refused (no concentrations), saying which setting reads it; with
+    luminex_mfi_section it is read from that section in the unit MFI, with a note on what MFI can be compared
+    with; a section the file lacks is named."""
+    import re
+
+    text = (DATA / "luminex_xponent_result.csv").read_text()
+    data = re.sub(r'"DataType:","Result"\n.*?\n\n', "", text, flags=re.S).encode()  # the Median section is left
+    with pytest.raises(UnreadableFileError, match="or set luminex_mfi_section to read its Median or Net MFI"):
+        read_file(data, source="m.csv", sha256="x")
+    r = read_file(data, source="m.csv", sha256="x", options={"luminex_mfi_section": "Median"})
+    assert r.layout == "luminex" and r.rows_read == 4 * 4 and r.quarantine.height == 0
+    assert r.rows["unit_raw"].unique().to_list() == ["MFI"]
+    assert r.rows["unit_note"].unique().to_list() == [
+        "MFI from the Median section, no standard curve (setting luminex_mfi_section): comparable within one kit "
+        "lot and instrument only"
+    ]
+    cell = r.rows.filter((pl.col("sample_id") == "0100002") & (pl.col("analyte_raw") == "IFN-g"))
+    assert cell["value"].to_list() == [140.0]  # the Median section's cell, as written
+    with pytest.raises(UnreadableFileError, match="setting luminex_mfi_section is 'Net MFI', and the file has no"):
+        read_file(data, source="m.csv", sha256="x", options={"luminex_mfi_section": "Net MFI"})
+    full = read_file(text.encode(), source="r.csv", sha256="x", options={"luminex_mfi_section": "Median"})
+    assert "MFI" not in full.rows["unit_raw"].to_list()  # concentrations, when the file has them, come first
+
+
 @pytest.mark.parametrize(
     ("stamp", "day"),
     [

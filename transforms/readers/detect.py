@@ -371,7 +371,8 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         text = decode(data, source=source)
         lines = text.split("\n")
         if any(line.lstrip('"').startswith("DataType:") for line in lines[: HEADER_SCAN_LINES * 5]):
-            rows, bad = luminex.read_xponent(lines, source=source, sha256=sha256)
+            mfi = str(opts.get("luminex_mfi_section") or "")
+            rows, bad = luminex.read_xponent(lines, source=source, sha256=sha256, mfi_section=mfi)
             return ReadResult("luminex", rows, bad)
         found = detect_layout(lines)
         if found is None and any(line.startswith("==========Data") for line in lines[:HEADER_SCAN_LINES]):

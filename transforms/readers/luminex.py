@@ -3,7 +3,8 @@
 xPONENT: a header block of key/value lines, then ``DataType:`` sections, each a table
 ``Location, Sample, <analyte>..., Total Events``. Concentrations come only from the ``Result`` section (or
 ``Avg Result`` when Result is absent), with units from the ``Units`` section. A file with MFI sections only
-cannot give concentrations and is refused as a whole. One canonical row per (well, analyte) cell, so the
+cannot give concentrations and is refused as a whole, unless the setting luminex_mfi_section names the MFI
+section to read (unit ``MFI``). One canonical row per (well, analyte) cell, so the
 ledger counts cells.
 
 Bio-Plex: per analyte a table ``Type, Well, Description, FI, FI - Bkgd, Exp Conc, Obs Conc, ...`` under a
@@ -20,6 +21,9 @@ from transforms.readers.common import finish, instrument_date, value_checks
 from transforms.text import UnreadableFileError, read_table, sniff_separator, split_fields, with_numbers
 
 CONCENTRATION_SECTIONS = ("Result", "Avg Result")
+#: The MFI sections a file without concentrations may be read from, as the setting luminex_mfi_section names them
+MFI_SECTIONS = ("Median", "Net MFI")
+MFI_UNIT = "MFI"
 LOCATION = r"^(\d+)\((\d+),([A-Z]+\d+)\)$"
 BIOPLEX_UNIT_NOTE = "Bio-Plex report carries no unit; assumed the kit's reporting unit"
 
@@ -58,7 +62,12 @@ def _sections(lines: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
-def read_xponent(lines: list[str], *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_xponent(
+    lines: list[str], *, source: str, sha256: str, mfi_section: str = ""
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The cells of the Result section (or Avg Result), in the units of the Units section. ``mfi_section``
+    (setting luminex_mfi_section: ``Median`` or ``Net MFI``): a file without concentrations is read from that
+    MFI section instead, in the unit ``MFI``; without it such a file is refused, saying what to do."""
     meta: dict[str, str] = {}
     for line in lines[:200]:
         fields = _fields(line)
@@ -68,19 +77,28 @@ def read_xponent(lines: list[str], *, source: str, sha256: str) -> tuple[pl.Data
             break
     sections = _sections(lines)
     found = next((s for s in CONCENTRATION_SECTIONS if s in sections), None)
-    if found is None:
+    mfi = found is None and mfi_section in sections
+    if found is None and not mfi:
         msg = (
             f"{source}: Luminex export has MFI sections only ({', '.join(sections) or 'none'}), no Result section "
             "with concentrations; run the protocol's standard-curve analysis and export again"
+            + (
+                f" (setting luminex_mfi_section is {mfi_section!r}, and the file has no such section)"
+                if mfi_section
+                else ", or set luminex_mfi_section to read its Median or Net MFI intensities (docs/input-formats.md)"
+            )
         )
         raise UnreadableFileError(msg)
+    if mfi:
+        found = mfi_section
     units: dict[str, str] = {}
-    if "Units" in sections:
+    if "Units" in sections and not mfi:
         h, e = sections["Units"]
         block = [_fields(line) for line in lines[h:e]]
         names = next((r[1:] for r in block if r and r[0].rstrip(":") == "Analyte"), [])
         unit_row = next((r[1:] for r in block if r and r[0].rstrip(":") == "Units"), [])
         units = {n: u for n, u in zip(names, unit_row, strict=False) if n}
+    assert found is not None
     header, end = sections[found]
     table = read_table(lines, header_index=header, end_index=end, source=source)
     frame = table.frame.with_columns(pl.Series("line_number", table.line_numbers, dtype=pl.Int64))
@@ -102,8 +120,18 @@ def read_xponent(lines: list[str], *, source: str, sha256: str) -> tuple[pl.Data
         pl.lit(meta.get("ProtocolName") or "Luminex").alias("panel"),
         pl.lit(run_date, pl.Date).alias("run_date"),
         pl.col("analyte_raw").str.replace(r"\s*\(\d+\)$", "").alias("analyte_raw"),
-        pl.col("analyte_raw").replace_strict(units, default=None, return_dtype=pl.String).alias("unit_raw"),
+        (
+            pl.lit(MFI_UNIT)
+            if mfi
+            else pl.col("analyte_raw").replace_strict(units, default=None, return_dtype=pl.String)
+        ).alias("unit_raw"),
     ).with_columns(_sample_type(pl.col("sample_id").fill_null("")).alias("sample_type"))
+    if mfi:
+        note = (
+            f"MFI from the {found} section, no standard curve (setting luminex_mfi_section): comparable within one "
+            "kit lot and instrument only"
+        )
+        long = long.with_columns(pl.lit(note).alias("unit_note"))
     label = pl.col("analyte_raw").fill_null("?")
     checks = value_checks(label)
     checks.append(
