@@ -21,9 +21,7 @@ from transforms.readers.common import finish, instrument_date, value_checks
 from transforms.text import UnreadableFileError, read_table, sniff_separator, split_fields, with_numbers
 
 CONCENTRATION_SECTIONS = ("Result", "Avg Result")
-#: The MFI sections a file without concentrations may be read from, as the setting luminex_mfi_section names them
-MFI_SECTIONS = ("Median", "Net MFI")
-MFI_UNIT = "MFI"
+MFI_UNIT = "MFI"  # the unit of a file read from an MFI section (setting luminex_mfi_section)
 LOCATION = r"^(\d+)\((\d+),([A-Z]+\d+)\)$"
 BIOPLEX_UNIT_NOTE = "Bio-Plex report carries no unit; assumed the kit's reporting unit"
 
@@ -77,7 +75,7 @@ def read_xponent(
             break
     sections = _sections(lines)
     found = next((s for s in CONCENTRATION_SECTIONS if s in sections), None)
-    mfi = found is None and mfi_section in sections
+    mfi = found is None and bool(mfi_section) and mfi_section in sections
     if found is None and not mfi:
         msg = (
             f"{source}: Luminex export has MFI sections only ({', '.join(sections) or 'none'}), no Result section "
