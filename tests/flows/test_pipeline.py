@@ -159,7 +159,7 @@ def test_the_ledger_balances_and_the_warehouse_holds_the_rows(first_run) -> None
         ("normalised_measurements", 4, True),
         ("plates[msd]", 8, True),
         ("plates[olink]", 8, True),
-        ("raw_measurements", 8, True),
+        ("raw_measurements", 9, True),
         ("release", 8, True),
     ]
     assert q(settings, "select distinct engine from qc_results") == [("great_expectations",)]
