@@ -25,6 +25,8 @@ $(CURDIR)/.tools/uv-venv/bin/uv:
 
 demo: .venv/.synced ## generate demo data into ./data/landing and run the pipeline once
 	$(RUN) refranges demo
+	@echo 'The command is .venv/bin/refranges here (or run `source .venv/bin/activate` once, then refranges ...):'
+	@echo '  .venv/bin/refranges status    .venv/bin/refranges releases list    .venv/bin/refranges --help'
 
 test: .venv/.synced ## run the whole test suite (what CI runs)
 	$(RUN) pytest -n auto --dist worksteal
