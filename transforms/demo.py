@@ -402,6 +402,15 @@ def generate_retest(
             files[f"msd_vplex_retest_visit{v + 1}.csv"] = _msd_plate(
                 rng, plate, ids, study, dict.fromkeys(level, shift)
             )
+    files["retest_manifest.csv"], truth = retest_person(subject, samples, dates, plate_shifts, true_change)
+    return DemoData(files=files, truth=truth | {"level_sd": level})
+
+
+def retest_person(
+    subject: str, samples: list[str], dates: list[date], plate_shifts: tuple[float, ...], true_change: float
+) -> tuple[bytes, dict[str, object]]:
+    """The manifest of one person's retest samples (a woman of 41, a patient, serum; a quarter of a year
+    older at each visit) and the planted truth common to the retest generators."""
     manifest = pl.DataFrame(
         {
             "sample_id": samples,
@@ -413,16 +422,14 @@ def generate_retest(
             "collection_date": [d.isoformat() for d in dates],
         }
     )
-    files["retest_manifest.csv"] = manifest.write_csv().encode()
     truth: dict[str, object] = {
         "subject_id": subject,
         "samples": samples,
         "dates": dates,
         "plate_shifts": list(plate_shifts),
         "true_change": true_change,
-        "level_sd": level,
     }
-    return DemoData(files=files, truth=truth)
+    return manifest.write_csv().encode(), truth
 
 
 def describe(demo: DemoData) -> str:

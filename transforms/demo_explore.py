@@ -24,7 +24,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from transforms.demo import OLINK_ASSAYS, DemoData
+from transforms.demo import OLINK_ASSAYS, DemoData, retest_person
 
 PLATE_STUDY = 88
 N_SAMPLE_CONTROLS, N_PLATE_CONTROLS, N_NEGATIVE_CONTROLS = 2, 3, 3
@@ -302,25 +302,7 @@ def generate_explore_retest(
         files[f"explore_ht_retest_visit{v + 1}.parquet"] = _npx_file(
             _with_vendor_qc(plate, sample=pl.lit("PASS"), assay=pl.lit("PASS"))
         )
-    manifest = pl.DataFrame(
-        {
-            "sample_id": samples,
-            "subject_id": [subject] * len(samples),
-            "cohort": ["patient"] * len(samples),
-            "matrix": ["serum"] * len(samples),
-            "sex": ["F"] * len(samples),
-            "age": [41.0 + 0.25 * v for v in range(len(samples))],
-            "collection_date": [d.isoformat() for d in dates],
-        }
-    )
-    files["explore_ht_retest_manifest.csv"] = manifest.write_csv().encode()
-    truth: dict[str, object] = {
-        "subject_id": subject,
-        "samples": samples,
-        "dates": dates,
-        "plate_shifts": list(plate_shifts),
-        "true_change": true_change,
-        # a study sample's NPX is its level less the plate controls' (which read 1 NPX above an average person)
-        "level_npx": dict(zip([a[1] for a in OLINK_ASSAYS], (level * sd - 1.0).tolist(), strict=True)),
-    }
+    files["explore_ht_retest_manifest.csv"], truth = retest_person(subject, samples, dates, plate_shifts, true_change)
+    # a study sample's NPX is its level less the plate controls' (which read 1 NPX above an average person)
+    truth["level_npx"] = dict(zip([a[1] for a in OLINK_ASSAYS], (level * sd - 1.0).tolist(), strict=True))
     return DemoData(files=files, truth=truth)
