@@ -120,11 +120,14 @@ def next_version(root: Root, created_at: datetime, taken: Iterable[str] = ()) ->
 
 
 def missing_registered(root: Root, registered: Iterable[tuple[str, str]]) -> list[str]:
-    """The versions of ``registered`` (version, path, as the warehouse's ``releases`` table keeps them) that
-    were published into this store, at ``<root>/<version>``, and that its index no longer lists: the store
-    was moved, emptied or replaced, or it is a share that is not mounted."""
+    """The versions of ``registered`` (version, path, oldest first, as the warehouse's ``releases`` table keeps
+    them) that were published into this store, at ``<root>/<version>``, and that its index no longer lists,
+    when the newest of them is among them: the store was moved, emptied or put back from an older backup, or
+    it is a share that is not mounted. Older releases taken out of the index by hand, with the newest still
+    listed, are no such sign: then nothing is returned."""
     listed = {r["version"] for r in read_index(root)}
-    return [v for v, path in registered if storage.relative_name(path, root) == v and v not in listed]
+    here = [v for v, path in registered if storage.relative_name(path, root) == v]
+    return [v for v in here if v not in listed] if here and here[-1] not in listed else []
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -270,6 +270,36 @@ def _tables() -> dict[str, pl.DataFrame]:
     }
 
 
+def test_a_store_that_lost_its_newest_registered_release_is_told_apart_from_one_pruned_by_hand(
+    tmp_path: Path,
+) -> None:
+    """missing_registered: the releases the warehouse registered in a store that its index no longer lists,
+    when the newest of them is missing (an emptied, moved or older store); releases of another store never
+    count, and older ones taken out of the index by hand, the newest listed, are no such sign."""
+    import json
+
+    root = tmp_path / "releases"
+    when = datetime(2026, 11, 25, 10, 0, 0)
+    common = {"tables": _tables(), "parameters": {}, "inputs": [], "code_version": "test"}
+    a, b = (releases.publish(root, created_at=when, input_fingerprint=f, **common) for f in ("fp1", "fp2"))  # type: ignore[arg-type]
+    registered = [(a.version, str(a.path)), ("2026.11.24-1", str(tmp_path / "old-store" / "2026.11.24-1"))]
+    registered.append((b.version, str(b.path)))
+    assert releases.missing_registered(root, registered) == []
+    index = json.loads((root / "index.json").read_text())
+    pruned = {**index, "releases": index["releases"][1:]}  # the older one taken out by hand
+    (root / "index.json").write_text(json.dumps(pruned))
+    assert releases.missing_registered(root, registered) == []
+    older = {**index, "releases": index["releases"][:1]}  # an older copy of the store: its newest is gone
+    (root / "index.json").write_text(json.dumps(older))
+    assert releases.missing_registered(root, registered) == [b.version]
+    root.rename(tmp_path / "moved")  # the folder moved, or a share not mounted: nothing at its place
+    assert releases.missing_registered(root, registered) == [a.version, b.version]
+    nxt = releases.publish(
+        tmp_path / "new", created_at=when, input_fingerprint="fp3", taken=[a.version, b.version], **common
+    )  # type: ignore[arg-type]
+    assert nxt.version == "2026.11.25-3"  # a new store never reuses a version the warehouse registered
+
+
 def test_releases_are_versioned_verified_immutable_and_indexed(tmp_path: Path) -> None:
     root = tmp_path / "releases"
     when = datetime(2026, 11, 25, 10, 0, 0)
