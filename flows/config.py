@@ -318,6 +318,10 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
         if value is not None:
             values[key] = _coerce(key, value, f"--{key}")
             sources[key] = f"--{key}"
+    if isinstance(values.get("luminex_mfi_section"), str):  # as xPONENT names its sections, whatever the case
+        spelled = {"median": "Median", "net mfi": "Net MFI"}
+        written = values["luminex_mfi_section"].strip()
+        values["luminex_mfi_section"] = spelled.get(written.lower(), written)
     settings = Settings(**values)
     if settings.landing_mode not in {"keep", "move"}:
         msg = f"landing_mode must be 'keep' or 'move', not {settings.landing_mode!r}"

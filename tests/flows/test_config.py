@@ -17,6 +17,12 @@ def test_precedence_defaults_file_environment(tmp_path: Path) -> None:
     assert s.min_n == 150 and s.control_cv_max == 0.3 and s.coverage == 0.95
 
 
+def test_the_luminex_mfi_section_is_read_as_xponent_names_it_whatever_the_case() -> None:
+    assert load_settings(None, env={"REFRANGES_LUMINEX_MFI_SECTION": "net mfi"}).luminex_mfi_section == "Net MFI"
+    assert load_settings(None, env={"REFRANGES_LUMINEX_MFI_SECTION": "MEDIAN "}).luminex_mfi_section == "Median"
+    assert load_settings(None, env={}).luminex_mfi_section == ""
+
+
 def test_platform_thresholds_override_only_their_platform(tmp_path: Path) -> None:
     cfg = tmp_path / "refranges.toml"
     cfg.write_text(
@@ -38,6 +44,7 @@ def test_platform_thresholds_override_only_their_platform(tmp_path: Path) -> Non
         ("nope = 1\n", "unknown key 'nope'"),
         ("home = \n", "not valid TOML"),
         ("duckdb_memory_limit = 'lots'\n", "duckdb_memory_limit"),
+        ("luminex_mfi_section = 'Mean'\n", "luminex_mfi_section must be 'Median', 'Net MFI' or empty"),
     ],
 )
 def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) -> None:
