@@ -1101,7 +1101,8 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
         )
         + (
             f"; the release store {settings.releases} no longer lists {len(lost)} release(s) that the warehouse "
-            f"registered there ({', '.join(lost[-3:])}): moved or emptied, or a share that is not mounted; runs "
+            f"registered there ({', '.join(lost[-3:])}): moved, emptied or put back from an older backup, or a share "
+            "that is not mounted; runs "
             "publish nothing until it is back"
             if lost
             else ""

@@ -1142,7 +1142,8 @@ def _store_lost(settings: Settings, missing: list[str]) -> dict[str, Any]:
     return {
         "version": None,
         "message": f"the release store {settings.releases} no longer lists {len(missing)} release(s) that the "
-        f"warehouse registered there ({shown}): it was moved or emptied, or it is a share that is not mounted. "
+        f"warehouse registered there ({shown}): it was moved, emptied or put back from an older backup, or it is a "
+        "share that is not mounted. "
         "Nothing was published: restore the store (from a backup, or mount the share), or point `releases` at "
         "where it is now; to start a new store, point `releases` at a new folder (its versions never reuse the "
         "warehouse's)",
