@@ -1076,10 +1076,11 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
             for key, label in (("landing_waiting", "waiting"), ("landing_gone", "gone from landing"))
             if summary.get(key)
         ]
+        report = f"; QC report {summary['report_path']}" if summary.get("report_path") else ""
         table.add_row(
             "last run",
             f"{last['run_id']}: {last['status']}, started {last['started_at']:%Y-%m-%d %H:%M} UTC{took}; "
-            f"files {', '.join([files, *extra])}; release: {summary.get('release_message') or '-'}",
+            f"files {', '.join([files, *extra])}; release: {summary.get('release_message') or '-'}{report}",
         )
     table.add_row("runs", counts(state["runs"]))
     table.add_row("files", counts(state["files"]) + " (`refranges files list`)")

@@ -189,6 +189,7 @@ def test_run_from_the_command_line_then_list_show_verify_and_query(tmp_path: Pat
     shown_status = " ".join(invoke("status", "--config", str(cfg)).output.split())
     assert "open problems │ files 1 quarantined whole: broken.csv" in shown_status, shown_status
     assert f"latest release │ {version}" in shown_status and "value_is_number 1" in shown_status
+    assert "; QC report " in shown_status and ".html" in shown_status  # the page of the last run, to open
     rejected = invoke("sql", "drop table files", "--config", str(cfg))
     assert rejected.exit_code == 1 and "read-only" in rejected.output.lower()
     copied = invoke("sql", f"copy (select 1) to '{tmp_path}/pwned.csv'", "--config", str(cfg))
