@@ -221,6 +221,18 @@ def prefect_server(settings: Settings) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
 
 
+def rcv_verdict(verdict: str) -> str:
+    """A change's verdict against the reference change value (``change_vs_rcv``), short for the score table:
+    why a change is not assessed too (no RCV in the release: too few healthy people with a second visit)."""
+    if verdict.startswith(("within", "larger")):
+        return "within RCV" if verdict.startswith("within") else "larger than RCV"
+    if verdict.startswith("no reference change value"):
+        return "no RCV in release"
+    if "censored" in verdict:
+        return "not assessed: censored"
+    return "not assessed" if verdict else ""
+
+
 def one_line_error(exc: Exception) -> str:
     """DuckDB's message on one line, with its hint ('Did you mean "reference_intervals"?', the candidate
     columns) and without the query echo and caret lines, which mean nothing once joined."""
@@ -902,14 +914,7 @@ def _score_tables(report: dict) -> None:
             title=f"{person['subject_id']} against release {report['release']}",
         )
         for r in person["results"]:
-            verdict = r["change_vs_rcv"] or ""
-            short = (
-                "within RCV"
-                if verdict.startswith("within")
-                else "larger than RCV"
-                if verdict.startswith("larger")
-                else ("not assessed" if verdict else "")
-            )
+            short = rcv_verdict(r["change_vs_rcv"] or "")
             table.add_row(
                 r["collection_date"] or "",
                 f"{r['analyte']} ({r['platform']})",

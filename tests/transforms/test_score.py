@@ -91,6 +91,17 @@ def test_retests_are_compared_with_the_reference_change_value() -> None:
     )
     text = " ".join(str(v) for r in out.to_dicts() for v in r.values()).lower()
     assert "abnormal" not in text and "diagnos" not in text and "significant" not in text
+    # the score table's short verdicts say why a change is not assessed (it said "not assessed" for every one)
+    from flows.cli import rcv_verdict
+
+    assert [rcv_verdict(by_date[k]["change_vs_rcv"] or "") for k in sorted(by_date)] == [
+        "",  # IL6 2026-01-01: the first visit
+        "within RCV",
+        "larger than RCV",
+        "not assessed: censored",
+        "",
+        "no RCV in release",  # TNF: too few healthy people seen twice in the release
+    ]
 
 
 def test_a_marker_whose_whole_interval_is_below_the_lod_says_so() -> None:
