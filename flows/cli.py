@@ -1052,10 +1052,11 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
         fail(f"no warehouse at {located(settings, 'warehouse')}; run `refranges run` (or `make demo`) first")
     with db.connect(settings.warehouse, read_only=True) as con:
         state = loads.warehouse_status(con)
+        registered = loads.registered_releases(con)
     index = release_index(settings.releases)
-    from warehouse.releases import missing_registered
+    from warehouse.releases import lost_store, missing_registered
 
-    missing = missing_registered(settings.releases, [tuple(r) for r in state.pop("registered_releases")])
+    missing = missing_registered(settings.releases, registered, index)
     state["releases"] = {"count": len(index), "latest": index[-1] if index else None, "missing_from_store": missing}
     state["warehouse"] = str(settings.warehouse)
     if fmt == "json":
@@ -1105,14 +1106,7 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
             if latest
             else "none published yet"
         )
-        + (
-            f"; the release store {settings.releases} no longer lists {len(lost)} release(s) that the warehouse "
-            f"registered there ({', '.join(lost[-3:])}): moved, emptied or put back from an older backup, or a share "
-            "that is not mounted; runs "
-            "publish nothing until it is back"
-            if lost
-            else ""
-        ),
+        + (f"; {lost_store(settings.releases, lost)}; runs publish nothing until it is back" if lost else ""),
     )
     console.print(table)
 

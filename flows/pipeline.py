@@ -1047,11 +1047,12 @@ def build_and_publish(settings: Settings, run_id: str) -> dict[str, Any]:
     with _connect(settings) as con:
         files = con.sql("select file_name, sha256 from files where status = 'loaded' order by file_name").fetchall()
         fingerprint = input_fingerprint(settings, [s for _, s in files], dictionary_sha)
-        registered = con.sql("select version, path from releases order by created_at").fetchall()
-        missing = releases.missing_registered(settings.releases, registered)
+        registered = loads.registered_releases(con)
+        index = releases.read_index(settings.releases)
+        missing = releases.missing_registered(settings.releases, registered, index)
         if missing:  # never publish into a store that lost what the warehouse says it holds
             return _store_lost(settings, missing)
-        last = releases.latest(settings.releases)
+        last = index[-1] if index else None
         unregistered = None  # the latest release, made from these inputs by a run killed before its swap
         if last is not None and last["input_fingerprint"] == fingerprint:
             if loads.release_recorded(con, last["version"]):
@@ -1137,16 +1138,14 @@ def _store_lost(settings: Settings, missing: list[str]) -> dict[str, Any]:
     """The release step's outcome when the release store's index lacks releases the warehouse registered in
     it: nothing is built or published (a new release there would start a second history, or land on the local
     disk under a share's mount point), and the run ends with problems, saying what to do."""
-    shown = ", ".join(missing[-3:]) + (f" and {len(missing) - 3} earlier" if len(missing) > 3 else "")
-    get_run_logger().warning("the release store %s lacks registered releases: %s", settings.releases, shown)
+    assert settings.releases is not None
+    lost = releases.lost_store(settings.releases, missing)
+    get_run_logger().warning("%s", lost)
     return {
         "version": None,
-        "message": f"the release store {settings.releases} no longer lists {len(missing)} release(s) that the "
-        f"warehouse registered there ({shown}): it was moved, emptied or put back from an older backup, or it is a "
-        "share that is not mounted. "
-        "Nothing was published: restore the store (from a backup, or mount the share), or point `releases` at "
-        "where it is now; to start a new store, point `releases` at a new folder (its versions never reuse the "
-        "warehouse's)",
+        "message": f"{lost}. Nothing was published: restore the store (from a backup, or mount the share), or "
+        "point `releases` at where it is now; to start a new store, point `releases` at a new folder (its "
+        "versions never reuse the warehouse's)",
         "damaged": True,
     }
 

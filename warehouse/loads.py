@@ -950,9 +950,7 @@ def warehouse_status(con: duckdb.DuckDBPyConnection, *, named: int = 5) -> dict[
         ).fetchall()
     ]
     held = con.execute('select "check", count(*) from quarantine group by all order by 2 desc, 1').fetchall()
-    registered = con.execute("select version, path from releases order by created_at").fetchall()
     return {
-        "registered_releases": [list(r) for r in registered],  # (version, path), oldest first
         "last_run": last_run,
         "runs": runs,
         "files": files,
@@ -971,6 +969,11 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, *, status: str, summ
         "update runs set finished_at = ?, status = ?, summary_json = ? where run_id = ?",
         [now(), status, json.dumps(summary, default=str), run_id],
     )
+
+
+def registered_releases(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(version, path) of every release the warehouse registered, oldest first."""
+    return [(v, path) for v, path in con.execute("select version, path from releases order by created_at").fetchall()]
 
 
 def release_recorded(con: duckdb.DuckDBPyConnection, version: str) -> bool:

@@ -119,15 +119,27 @@ def next_version(root: Root, created_at: datetime, taken: Iterable[str] = ()) ->
     return f"{day}-{n}"
 
 
-def missing_registered(root: Root, registered: Iterable[tuple[str, str]]) -> list[str]:
+def missing_registered(
+    root: Root, registered: Iterable[tuple[str, str]], index: list[dict[str, Any]] | None = None
+) -> list[str]:
     """The versions of ``registered`` (version, path, oldest first, as the warehouse's ``releases`` table keeps
-    them) that were published into this store, at ``<root>/<version>``, and that its index no longer lists,
-    when the newest of them is among them: the store was moved, emptied or put back from an older backup, or
-    it is a share that is not mounted. Older releases taken out of the index by hand, with the newest still
-    listed, are no such sign: then nothing is returned."""
-    listed = {r["version"] for r in read_index(root)}
+    them) that were published into this store, at ``<root>/<version>``, and that its index (``index``: as
+    read already, else read here) no longer lists, when the newest of them is among them: the store was moved,
+    emptied or put back from an older backup, or it is a share that is not mounted. Older releases taken out of
+    the index by hand, with the newest still listed, are no such sign: then nothing is returned."""
+    listed = {r["version"] for r in (read_index(root) if index is None else index)}
     here = [v for v, path in registered if storage.relative_name(path, root) == v]
     return [v for v in here if v not in listed] if here and here[-1] not in listed else []
+
+
+def lost_store(root: Root, missing: list[str]) -> str:
+    """What a store that lost releases (:func:`missing_registered`) is, for messages that go on to say what
+    to do."""
+    shown = ", ".join(missing[-3:]) + (f" and {len(missing) - 3} earlier" if len(missing) > 3 else "")
+    return (
+        f"the release store {root} no longer lists {len(missing)} release(s) that the warehouse registered there "
+        f"({shown}): it was moved, emptied or put back from an older backup, or it is a share that is not mounted"
+    )
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
