@@ -89,14 +89,13 @@ def suite_names(directory: Path = SUITE_DIR) -> list[str]:
 
 
 def unit_read(units: list[str]) -> pl.Expr:
-    """``unit_raw`` as the raw suite checks it: in its lab spelling (``PG/ML`` and ``pg per mL`` as ``pg/mL``,
-    ``µg/l`` as ``ug/L``, ``PM`` as ``pM``, as transforms.normalise reads units whatever their case) and
-    ``NPX`` in any case as ``NPX``; any other unit as written, so that a held row names it. ``units``: the
-    distinct units of the frame (a few; each is looked up once)."""
-    from transforms.normalise import INTENSITY_UNITS, LOG_SCALE_UNITS, lab_spelling
+    """``unit_raw`` as the raw suite checks it: as refranges spells it (transforms.normalise.standard_spelling:
+    ``PG/ML`` and ``pg per mL`` as ``pg/mL``, ``µg/l`` as ``ug/L``, ``npx`` as ``NPX``, ``mfi`` as ``MFI``), as
+    normalisation reads units whatever their case; any other unit as written, so that a held row names it.
+    ``units``: the distinct units of the frame (a few; each is looked up once)."""
+    from transforms.normalise import standard_spelling
 
-    kept = LOG_SCALE_UNITS | INTENSITY_UNITS  # NPX and MFI: any case
-    read = {u: u.strip().upper() if u.strip().upper() in kept else lab_spelling(u) or u for u in units}
+    read = {u: standard_spelling(u) or u for u in units}
     col = pl.col("unit_raw")  # compared as it is: a dictionary-coded column (Explore HT) is never spelled out
     out: pl.Expr = pl.lit(None, pl.String)
     for u, shown in read.items():  # a when-chain: a few comparisons, cheap on a dictionary-coded column

@@ -140,6 +140,13 @@ def lab_spelling(unit: str) -> str | None:
     return f"{m['prefix']}{m['base']}/{m['volume']}L"
 
 
+def standard_spelling(unit: str) -> str | None:
+    """``unit`` as refranges spells it: NPX and MFI in capitals, a lab concentration in its lab spelling
+    (:func:`lab_spelling`: ``PG/ML`` as ``pg/mL``); None for any other unit."""
+    text = unit.strip().upper()
+    return text if text in LOG_SCALE_UNITS | INTENSITY_UNITS else lab_spelling(unit)
+
+
 def unit_factor(unit: str) -> tuple[float | None, str]:
     """How to reach pg/mL from ``unit``: (factor, kind) with kind 'mass', 'molar' (factor in pg/mL per
     pmol/L ... per kDa), 'log' for NPX or 'intensity' for MFI (both kept as they are); (None, why) when the unit

@@ -137,6 +137,16 @@ def refuse_olink_wide(first_cells: list[str], where: str) -> None:
         raise UnreadableFileError(msg)
 
 
+def refuse_with_hint(rows: list[list[str]], where: str) -> None:
+    """Refuse (UnreadableFileError) a file no layout takes, when its first rows (``rows``: the cells of its
+    first lines, or of a sheet's first rows) say what to do: a header close to the generic tidy format
+    (:func:`refuse_near_miss`), or Olink's wide NPX layout (:func:`refuse_olink_wide`); nothing otherwise,
+    and the caller refuses the file in its own words."""
+    first = next((r for r in rows if any(c.strip() for c in r)), [])
+    refuse_near_miss(first, where)
+    refuse_olink_wide([r[0] if r else "" for r in rows], where)
+
+
 def detect_layout(lines: list[str]) -> tuple[str, int] | None:
     """The layout and header line index of a text export, or None when no reader knows it."""
     for i, line in enumerate(lines[:HEADER_SCAN_LINES]):
@@ -292,12 +302,9 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
         raise UnreadableFileError(msg)
     if tables:
         return next(iter(tables.values()))
-    for name, sheet in sheets.items():  # a sheet whose first row is close to the tidy format: say how
-        first = next((r for r in sheet.head(HEADER_SCAN_LINES).iter_rows() if any(r)), ())
-        refuse_near_miss([str(v) for v in first if v], f"{source}: sheet {name}")
-        refuse_olink_wide(
-            [str(r[0] or "") for r in sheet.head(HEADER_SCAN_LINES).iter_rows()], f"{source}: sheet {name}"
-        )
+    for name, sheet in sheets.items():  # a sheet whose first rows say what to do: say it
+        rows = [[str(v) if v else "" for v in r] for r in sheet.head(HEADER_SCAN_LINES).iter_rows()]
+        refuse_with_hint(rows, f"{source}: sheet {name}")
     msg = f"{source}: no sheet of this workbook has a known header (sheets: {', '.join(sheets)})"
     raise UnreadableFileError(msg)
 
@@ -382,10 +389,8 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
             )
             raise UnreadableFileError(msg)
         if found is None:
-            first = next((line for line in lines[:HEADER_SCAN_LINES] if line.strip()), "")
-            refuse_near_miss(split_fields(first, sniff_separator(first)), source)
             head = [line for line in lines[:HEADER_SCAN_LINES] if line.strip()]
-            refuse_olink_wide([split_fields(line, sniff_separator(line))[0] for line in head], source)
+            refuse_with_hint([split_fields(line, sniff_separator(line)) for line in head], source)
             msg = (
                 f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected a manifest, "
                 "Olink NPX, MSD Discovery Workbench, Luminex xPONENT, Bio-Plex or generic tidy header; "

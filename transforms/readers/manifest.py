@@ -20,15 +20,20 @@ SEX = {"f": "F", "female": "F", "w": "F", "m": "M", "male": "M"}
 SEVERITY_LABELS = ["mild", "moderate", "severe", "very severe"]
 
 
-def _not_one_of(name: str, allowed: list[str]) -> pl.Expr:
-    """The start of a reason for a ``name`` cell that is not one of ``allowed``: the value as written, or
-    that there is none (an empty cell, or a manifest without the column, which failed its load with a
+def _written(name: str, otherwise: str) -> pl.Expr:
+    """The start of a reason for a ``name`` cell that cannot be used: the value as written with ``otherwise``,
+    or that there is none (an empty cell, or a manifest without the column, which failed its load with a
     database error before it was held back)."""
     return (
         pl.when(pl.col(f"__{name}_text").is_null())
         .then(pl.lit(f"no {name} (an empty cell, or no {name} column)"))
-        .otherwise(pl.lit(f"{name} '") + pl.col(f"__{name}_text") + pl.lit(f"' is not one of {', '.join(allowed)}"))
+        .otherwise(pl.lit(f"{name} '") + pl.col(f"__{name}_text") + pl.lit(f"' {otherwise}"))
     )
+
+
+def _not_one_of(name: str, allowed: list[str]) -> pl.Expr:
+    """The start of a reason for a ``name`` cell that is not one of ``allowed`` (:func:`_written`)."""
+    return _written(name, f"is not one of {', '.join(allowed)}")
 
 
 def read_manifest(
@@ -97,9 +102,7 @@ def read_manifest(
         (
             "age_plausible",
             pl.col("age").is_null() | (pl.col("age") < 0) | (pl.col("age") > 120),
-            pl.when(pl.col("__age_text").is_null())
-            .then(pl.lit("no age (an empty cell, or no age column)"))
-            .otherwise(pl.lit("age '") + pl.col("__age_text") + pl.lit("' is not a number of years in 0-120"))
+            _written("age", "is not a number of years in 0-120")
             + pl.lit("; write the age in years as a number, such as 41 or 41.5"),
         ),
         iso_date_check("collection_date", "__date_text"),
