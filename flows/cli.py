@@ -1132,7 +1132,7 @@ def sql(
 
     from expectations.runner import display_text
     from warehouse import storage
-    from warehouse.db import RefusedQueryError, analyst_query, connect_analyst
+    from warehouse.db import RefusedQueryError, analyst_query, connect_analyst, printable
     from warehouse.loads import NORMALISED_DIR, RAW_DIR
 
     settings = settings_or_exit(config)
@@ -1147,7 +1147,7 @@ def sql(
     more = False
     try:
         with connect_analyst(settings.warehouse, readable=[p for p in readable if p.is_dir()]) as con:
-            relation = analyst_query(con, query)
+            relation = printable(analyst_query(con, query), fmt)
             if _echo_as(relation, fmt):
                 return
             # a table: one row past it says whether more follow, without counting them all

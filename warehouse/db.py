@@ -134,6 +134,73 @@ def analyst_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPy
     return relation
 
 
+#: DuckDB types that polars cannot take from Arrow, or takes losing part of the value (a time's zone offset):
+#: an analyst's query gets them as DuckDB's own text (``age(...)``, ``max(t) - min(t)``: '1 day 02:00:00')
+AS_TEXT_TYPES = frozenset({"interval", "blob", "bit", "bignum", "varint", "union", "time with time zone"})
+
+#: DuckDB types that hold other values: a CSV cell gets them as JSON text (``list(analyte)``, ``histogram(sex)``)
+NESTED_TYPES = frozenset({"list", "array", "struct", "map", "union"})
+
+
+def _type_ids(kind: duckdb.sqltypes.DuckDBPyType) -> set[str]:
+    """The ids of a DuckDB type and of every type inside it (a list's child, a struct's fields, a map's key and
+    value)."""
+    ids = {kind.id}
+    if kind.id in NESTED_TYPES:
+        for _, child in kind.children:
+            if isinstance(child, duckdb.sqltypes.DuckDBPyType):  # an array's size is a number
+                ids |= _type_ids(child)
+    return ids
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique, as DuckDB's own ``.pl()`` does: a name already taken (in any case, as DuckDB
+    compares names) gets ``_1``, ``_2`` ... A join's ``select *`` repeats its key columns.
+
+    >>> unique_names(["analyte", "n", "analyte", "N", "analyte_1"])
+    ['analyte', 'n', 'analyte_1', 'N_1', 'analyte_1_1']
+    """
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, k = name, 0
+        while candidate.lower() in taken:
+            k += 1
+            candidate = f"{name}_{k}"
+        taken.add(candidate.lower())
+        unique.append(candidate)
+    return unique
+
+
+def printable(relation: duckdb.DuckDBPyRelation, fmt: str) -> duckdb.DuckDBPyRelation:
+    """``relation`` as the output ``fmt`` (table, csv or json) can hold it, through polars: column names made
+    unique (:func:`unique_names`), and each column that ``fmt`` cannot hold turned into text by DuckDB, the
+    others untouched: an interval, a blob or a union anywhere in a column as DuckDB's text, or, when nested,
+    as JSON text; for CSV every nested column (a list, struct or map) as JSON text; for JSON a map as JSON
+    text (JSON's keys are text, a map's need not be).
+
+    >>> con = duckdb.connect()
+    >>> printable(con.sql("select 1 as n, interval 90 minute as i, [2, 3] as l, 4 as N"), "csv").fetchall()
+    [(1, '01:30:00', '[2,3]', 4)]
+    """
+    names = unique_names(relation.columns)
+    wanted: list[str] = []
+    for position, (name, kind) in enumerate(zip(names, relation.types, strict=True), start=1):
+        ids = _type_ids(kind)
+        nested = kind.id in NESTED_TYPES
+        text = bool(ids & AS_TEXT_TYPES) or (fmt == "csv" and nested) or (fmt == "json" and "map" in ids)
+        alias = '"' + name.replace('"', '""') + '"'
+        if not text:
+            wanted.append(f"#{position} AS {alias}")
+        elif nested and fmt != "table":
+            wanted.append(f"CAST(to_json(#{position}) AS VARCHAR) AS {alias}")
+        else:
+            wanted.append(f"CAST(#{position} AS VARCHAR) AS {alias}")
+    if names == relation.columns and all(w.startswith("#") for w in wanted):
+        return relation
+    return relation.project(", ".join(wanted))
+
+
 def open_work_copy(path: Path) -> Path:
     """Start a run on a private copy of the warehouse, so that analysts' read-only sessions on ``path``
     never block the run and never see a half-done one. Returns the copy's path (migrated)."""

@@ -563,6 +563,50 @@ def test_sql_json_gives_every_row_as_one_array_written_in_batches(tmp_path: Path
     assert none.exit_code == 0 and json.loads(none.stdout) == []
 
 
+def test_sql_gives_joins_lists_maps_and_intervals_in_every_format(tmp_path: Path) -> None:
+    """An analyst's everyday queries crashed with a polars traceback: a join's ``select *`` (its key columns
+    twice) as csv or json, ``list(...)`` or ``show all tables`` as csv, ``max(t) - min(t)`` (an interval) in
+    every format, ``histogram(...)`` (a map) as json. Repeated names get ``_1`` as the table always showed;
+    nested values are JSON text in a CSV cell; intervals and blobs are DuckDB's text."""
+    import csv
+    import io
+    import json
+
+    from warehouse import db
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path}"\n')
+    db.connect(tmp_path / "warehouse.duckdb").close()
+    join = "select * from (select 'IL6' as analyte, 1 as n) a, (select 'IL6' as analyte, 2 as N) b"
+    as_csv = invoke("sql", join, "--format", "csv", "--config", str(cfg))
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.stdout.splitlines() == ["analyte,n,analyte_1,N_1", "IL6,1,IL6,2"]
+    as_json = invoke("sql", join, "--format", "json", "--config", str(cfg))
+    assert json.loads(as_json.stdout) == [{"analyte": "IL6", "n": 1, "analyte_1": "IL6", "N_1": 2}]
+    table = invoke("sql", join, "--config", str(cfg), env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "analyte_1" in table.output and "N_1" in table.output
+
+    query = (
+        "select timestamp '2026-12-07 12:00' - timestamp '2026-12-06 10:30' as span, [1.5::double, 2.0] as l, "
+        "{'lower': 1, 'upper': [2, 3]} as s, histogram(x) as h, 'ab'::blob as b from (values ('F'), ('F'), ('M')) t(x)"
+    )
+    rows = list(csv.reader(io.StringIO(invoke("sql", query, "--format", "csv", "--config", str(cfg)).stdout)))
+    assert rows[0] == ["span", "l", "s", "h", "b"]
+    span, lst, struct, hist, blob = rows[1]
+    assert span == "1 day 01:30:00" and blob == "ab"
+    assert json.loads(lst) == [1.5, 2.0] and json.loads(struct) == {"lower": 1, "upper": [2, 3]}
+    assert json.loads(hist) == {"F": 2, "M": 1}
+    out = invoke("sql", query, "--format", "json", "--config", str(cfg))
+    assert out.exit_code == 0, out.output
+    [row] = json.loads(out.stdout)
+    assert row["span"] == "1 day 01:30:00" and row["l"] == [1.5, 2.0] and row["s"] == {"lower": 1, "upper": [2, 3]}
+    assert json.loads(row["h"]) == {"F": 2, "M": 1}  # a map's keys need not be text: its JSON as text
+    table = invoke("sql", query, "--config", str(cfg), env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "1 day 01:30:00" in table.output, table.output
+    shown = invoke("sql", "show all tables", "--format", "csv", "--config", str(cfg))
+    assert shown.exit_code == 0 and shown.stdout.startswith("database,schema,name,column_names"), shown.output
+
+
 def test_sql_takes_a_query_that_begins_with_a_comment(tmp_path: Path) -> None:
     """docs/warehouse.md's examples begin with a `--` comment line; pasted into `refranges sql` they were
     read as an unknown option ("No such option: -- median IL-6 ...")."""
