@@ -136,7 +136,7 @@ def analyst_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPy
 
 #: DuckDB types that polars cannot take from Arrow, or takes losing part of the value (a time's zone offset):
 #: an analyst's query gets them as DuckDB's own text (``age(...)``, ``max(t) - min(t)``: '1 day 02:00:00')
-AS_TEXT_TYPES = frozenset({"interval", "blob", "bit", "bignum", "varint", "union", "time with time zone"})
+AS_TEXT_TYPES = frozenset({"interval", "blob", "bit", "bignum", "varint", "union", "variant", "time with time zone"})
 
 #: DuckDB types that hold other values: a CSV cell gets them as JSON text (``list(analyte)``, ``histogram(sex)``)
 NESTED_TYPES = frozenset({"list", "array", "struct", "map", "union"})
@@ -145,7 +145,7 @@ NESTED_TYPES = frozenset({"list", "array", "struct", "map", "union"})
 def _type_ids(kind: duckdb.sqltypes.DuckDBPyType) -> set[str]:
     """The ids of a DuckDB type and of every type inside it (a list's child, a struct's fields, a map's key and
     value)."""
-    ids = {kind.id}
+    ids: set[str] = {str(kind.id)}
     if kind.id in NESTED_TYPES:
         for _, child in kind.children:
             if isinstance(child, duckdb.sqltypes.DuckDBPyType):  # an array's size is a number

@@ -588,12 +588,13 @@ def test_sql_gives_joins_lists_maps_and_intervals_in_every_format(tmp_path: Path
 
     query = (
         "select timestamp '2026-12-07 12:00' - timestamp '2026-12-06 10:30' as span, [1.5::double, 2.0] as l, "
-        "{'lower': 1, 'upper': [2, 3]} as s, histogram(x) as h, 'ab'::blob as b from (values ('F'), ('F'), ('M')) t(x)"
+        "{'lower': 1, 'upper': [2, 3]} as s, histogram(x) as h, 'ab'::blob as b, 7::variant as v "
+        "from (values ('F'), ('F'), ('M')) t(x)"
     )
     rows = list(csv.reader(io.StringIO(invoke("sql", query, "--format", "csv", "--config", str(cfg)).stdout)))
-    assert rows[0] == ["span", "l", "s", "h", "b"]
-    span, lst, struct, hist, blob = rows[1]
-    assert span == "1 day 01:30:00" and blob == "ab"
+    assert rows[0] == ["span", "l", "s", "h", "b", "v"]
+    span, lst, struct, hist, blob, variant = rows[1]
+    assert span == "1 day 01:30:00" and blob == "ab" and variant == "7"
     assert json.loads(lst) == [1.5, 2.0] and json.loads(struct) == {"lower": 1, "upper": [2, 3]}
     assert json.loads(hist) == {"F": 2, "M": 1}
     out = invoke("sql", query, "--format", "json", "--config", str(cfg))
