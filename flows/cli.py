@@ -531,8 +531,9 @@ def files_retract(
     reason: Annotated[str, typer.Option("--reason", help="Why it leaves (kept in the ledger).")],
     config: ConfigOption = None,
 ) -> None:
-    """Take a loaded file out of use: its rows leave the warehouse's views now and the next release. The
-    ledger, the archive and the raw store keep it; runs do not load its content again until `files restore`."""
+    """Take a loaded file out of use: its rows leave the raw views now, and the normalised measurements and the
+    next release at the next run. The ledger, the archive and the raw store keep it; runs do not load its
+    content again until `files restore`."""
     from warehouse import loads
 
     settings = settings_or_exit(config)
@@ -540,8 +541,9 @@ def files_retract(
         fail("--reason is empty: say why the file leaves (it is kept in the ledger)", 2)
     sha = _ledger_change(settings, lambda con: loads.retract_file(con, name, f"retracted by hand: {reason.strip()}"))
     console.print(
-        f"retracted {name} ({sha[:12]}): its rows are out of the warehouse's views; the next `refranges run` "
-        f"publishes a release without them. `refranges files restore {name}` takes it back."
+        f"retracted {name} ({sha[:12]}): its rows are out of raw_measurements now; `measurements` keeps them until "
+        "the next `refranges run` normalises without them (a plate's correction uses the other plates of its batch) "
+        f"and publishes a release without them. `refranges files restore {name}` takes it back."
     )
 
 
@@ -569,15 +571,15 @@ def files_restore(
     from warehouse import loads, storage
 
     settings = settings_or_exit(config)
-    assert settings.landing is not None
-    target = storage.join(settings.landing, name)
+    assert settings.landing is not None and settings.archive is not None
+    archive_root, target = settings.archive, storage.join(settings.landing, name)
     held = storage.read_bytes(target) if storage.exists(target) else None
     held_sha = None if held is None else hashlib.sha256(held).hexdigest()
 
-    def restore(con: Any) -> tuple[loads.Restored, str | None]:
+    def restore(con: Any) -> tuple[tuple[loads.Restored, storage.Location | None], str | None]:
         restored = loads.restore_file(con, name, sha)
-        archived = restored.archive_path is not None and storage.exists(restored.archive_path)
-        if held_sha != restored.sha256 and not archived:  # refused before the ledger changes (LookupError)
+        archived = storage.archived_copy(archive_root, restored.sha256, restored.archive_path)
+        if held_sha != restored.sha256 and archived is None:  # refused before the ledger changes (LookupError)
             msg = (
                 f"neither the landing folder nor the archive holds {name} ({restored.sha256[:12]}): put that export "
                 f"back at {target}, then restore it again; nothing was changed"
@@ -586,11 +588,13 @@ def files_restore(
         query = "select status, archive_path from files where sha256 = ?"
         status = con.execute(query, [held_sha]).fetchall()
         # the landing copy may give way only to a version out of use whose bytes the archive keeps
-        kept = bool(status) and status[0][0] in ("retracted", "replaced") and status[0][1] is not None
-        return restored, status[0][0] if kept and storage.exists(status[0][1]) else None
+        kept = bool(status) and status[0][0] in ("retracted", "replaced")
+        held_kept = (
+            kept and held_sha is not None and storage.archived_copy(archive_root, held_sha, status[0][1]) is not None
+        )
+        return (restored, archived), status[0][0] if held_kept else None
 
-    restored, held_status = _ledger_change(settings, restore)
-    archive = restored.archive_path
+    (restored, archive), held_status = _ledger_change(settings, restore)
     where = "the landing folder holds it; the next `refranges run` loads it again"
     if held_sha is not None and held_sha != restored.sha256 and held_status is None:
         where = (
@@ -1133,7 +1137,7 @@ def sql(
     from expectations.runner import display_text
     from warehouse import storage
     from warehouse.db import RefusedQueryError, analyst_query, connect_analyst, printable
-    from warehouse.loads import NORMALISED_DIR, RAW_DIR
+    from warehouse.loads import NORMALISED_DIR, RAW_DIR, point_views_here
 
     settings = settings_or_exit(config)
     assert settings.warehouse is not None
@@ -1147,6 +1151,7 @@ def sql(
     more = False
     try:
         with connect_analyst(settings.warehouse, readable=[p for p in readable if p.is_dir()]) as con:
+            point_views_here(con)  # a warehouse moved since its last run: its store views read the files here
             relation = printable(analyst_query(con, query), fmt)
             if _echo_as(relation, fmt):
                 return

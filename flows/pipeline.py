@@ -279,7 +279,7 @@ def _archive(settings: Settings, path: storage.Location, sha: str, data: bytes) 
     """Keep a file to load under its content hash (once; read-only on a local disk): ``data``, the bytes
     that were hashed and parsed."""
     assert settings.archive is not None
-    return storage.write_once(settings.archive, f"{sha[:2]}/{sha}{Path(storage.name_of(path)).suffix}", data)
+    return storage.write_once(settings.archive, storage.archive_name(sha, Path(storage.name_of(path)).suffix), data)
 
 
 def _quarantine_file(settings: Settings, path: storage.Location, reason: str, *, copy: bool = True) -> Path:

@@ -223,12 +223,18 @@ def _sql_text(value: str) -> str:
 
 
 def _define_parquet_view(
-    con: duckdb.DuckDBPyConnection, view: str, files: list[Path], columns: dict[str, pl.DataType]
+    con: duckdb.DuckDBPyConnection,
+    view: str,
+    files: list[Path],
+    columns: dict[str, pl.DataType],
+    *,
+    temp: bool = False,
 ) -> None:
     """(Re)define ``view`` as the rows of ``files`` (Parquet, read in this order) with ``columns`` typed as
     given; a file written before a column was added gives it typed nulls. No file: an empty view with the
     same columns. The definition's digest is kept as the view's comment, so an unchanged view costs no
-    catalog write (the case on most connections)."""
+    catalog write (the case on most connections). ``temp``: on a read-only connection, a view that differs
+    is defined as a temporary view of the connection instead, which the warehouse's own views then read."""
     names = ", ".join(f'"{c}"' for c in columns)
     typed = ", ".join(f'cast(null as {_SQL_TYPES[type(t)]}) as "{c}"' for c, t in columns.items())
     if files:
@@ -241,8 +247,14 @@ def _define_parquet_view(
         body = f"select {typed} where false"
     digest = hashlib.sha256(body.encode()).hexdigest()
     current = con.execute(
-        "select comment from duckdb_views() where schema_name = 'main' and view_name = ?", [view]
+        "select comment from duckdb_views() where database_name = current_database() and schema_name = 'main' "
+        "and view_name = ?",
+        [view],
     ).fetchone()
+    if temp:
+        if current is None or current[0] != digest:
+            con.execute(f"create or replace temp view {view} as {body}")
+        return
     if current is None or current[0] != digest:
         con.execute(f"create or replace view {view} as {body}")  # view names are ours, not data
         con.execute(f"comment on view {view} is '{digest}'")  # hex: safe to inline
@@ -300,6 +312,30 @@ def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     folder = raw_dir(con)
     names = [r[0] for r in con.execute(RAW_FILES).fetchall()]
     _define_parquet_view(con, "raw_measurements", [folder / n for n in names], schema.MEASUREMENT)
+
+
+def point_views_here(con: duckdb.DuckDBPyConnection) -> bool:
+    """On a read-only connection to a warehouse whose folder was moved (restored elsewhere from a backup, a
+    disk mounted at a new place) since a run last defined its views: the views over the raw and normalised
+    stores name the files where they were, and every query of them failed until the next run re-pointed
+    them. Defines the two as temporary views of this connection over the stores beside the warehouse now, so
+    that they and every view built on them read the files here. Returns whether it did (False: the views
+    point here, or the warehouse predates the stores)."""
+    kinds = dict(
+        con.execute(
+            "select table_name, table_type from information_schema.tables where table_catalog = current_database() "
+            "and table_schema = 'main' and table_name in ('raw_measurements', 'measurements_normalised')"
+        ).fetchall()
+    )
+    if kinds.get("raw_measurements") != "VIEW" or kinds.get("measurements_normalised") != "VIEW":
+        return False
+    temporary = "select count(*) from duckdb_views() where temporary"
+    before = con.execute(temporary).fetchall()[0][0]
+    folder = raw_dir(con)
+    raw = [folder / r[0] for r in con.execute(RAW_FILES).fetchall()]
+    _define_parquet_view(con, "raw_measurements", raw, schema.MEASUREMENT, temp=True)
+    _define_parquet_view(con, "measurements_normalised", normalised_files(con), NORMALISED_STORE, temp=True)
+    return bool(con.execute(temporary).fetchall()[0][0] > before)
 
 
 #: The ledger's loaded files that have a raw file: the view lists them in the order they were ingested.

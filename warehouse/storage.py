@@ -148,3 +148,26 @@ def write_parquet(frame: pl.DataFrame, path: Path | str, *, in_memory: bool = Fa
             raise
         code = int(found.group(1))
         raise OSError(code, os.strerror(code), str(path)) from exc
+
+
+def archive_name(sha: str, suffix: str) -> str:
+    """The place below the archive folder of the content ``sha`` of a file whose name ends in ``suffix``.
+
+    >>> archive_name("4b09a00d", ".csv")
+    '4b/4b09a00d.csv'
+    """
+    return f"{sha[:2]}/{sha}{suffix}"
+
+
+def archived_copy(archive: Location, sha: str, recorded: str | None) -> Location | None:
+    """Where the archive keeps the content ``sha`` that the ledger recorded as archived at ``recorded``: in the
+    configured ``archive`` folder under its content name first (the home, or the archive alone, may have moved
+    since: the ledger keeps the path of the day), else at the recorded path; None when neither holds it
+    (nothing was archived, or the archive lost it)."""
+    if recorded is None:
+        return None
+    here = join(archive, archive_name(sha, Path(name_of(recorded)).suffix))
+    for place in (here, recorded):
+        if exists(place):
+            return place
+    return None

@@ -718,6 +718,47 @@ def test_restore_changes_nothing_when_no_copy_of_the_version_is_left(tmp_path: P
     assert after["status"] == "retracted"  # still known: the ledger did not forget it
 
 
+def test_a_home_moved_elsewhere_is_queried_and_restored_from_before_any_run(tmp_path: Path, prefect_backend) -> None:
+    """A home restored from a backup at another path (a new disk, another server): the views over the raw and
+    normalised stores named the files at the old path, so every query of them failed ("file system operations
+    are disabled") until a run re-pointed them, and `files restore` looked for the archived copy only at the
+    path the ledger recorded ("neither the landing folder nor the archive holds ...")."""
+    import shutil
+
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    landing = home / "landing"
+    landing.mkdir(parents=True)
+    (landing / "manifest.csv").write_text(
+        "sample_id,subject_id,cohort,matrix,sex,age,collection_date,severity,illness_duration_years\n"
+        + "".join(f"S{i},SUBJ-{i},healthy,serum,F,40,2026-01-02,,\n" for i in range(6))
+    )
+    header = "sample_id,analyte,value,unit,plate_id\n"
+    (landing / "a.csv").write_text(header + "".join(f"S{i},IL-6,{1 + i},pg/mL,P1\n" for i in range(3)))
+    (landing / "b.csv").write_text(header + "".join(f"S{i},IL-6,{1 + i},pg/mL,P2\n" for i in range(3, 6)))
+    assert invoke("run", "--config", str(cfg)).exit_code == 0
+    assert invoke("files", "retract", "a.csv", "--reason", "wrong study", "--config", str(cfg)).exit_code == 0
+
+    moved = tmp_path / "restored-elsewhere"
+    shutil.move(home, moved)
+    cfg.write_text(f'home = "{moved}"\nsubject_key = "k"\n')
+    query = (
+        "select (select count(*) from raw_measurements) as raw, (select count(*) from measurements) as normalised, "
+        "(select count(*) from staging.measurements) as layered"
+    )
+    out = invoke("sql", query, "--format", "csv", "--config", str(cfg))
+    assert out.exit_code == 0 and out.stdout.splitlines() == ["raw,normalised,layered", "3,6,6"], out.output
+    (moved / "landing" / "a.csv").unlink()
+    back = invoke("files", "restore", "a.csv", "--config", str(cfg))
+    assert back.exit_code == 0 and "archived copy is back" in back.output, back.output
+    assert (moved / "landing" / "a.csv").read_text().startswith(header)
+    again = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
+    assert [f["name"] for f in again["files"] if f["status"] == "loaded"] == ["a.csv"]
+    out = invoke("sql", query, "--format", "csv", "--config", str(cfg))
+    assert out.stdout.splitlines() == ["raw,normalised,layered", "6,6,6"], out.output
+
+
 def test_an_earlier_version_that_a_newer_one_replaced_is_taken_back_by_its_hash(
     tmp_path: Path, prefect_backend
 ) -> None:
