@@ -192,6 +192,26 @@ URL_KEYS = ("landing", "archive", "releases")  # locations that may be object st
 THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "min_n_small", "quantile_k")
 
 
+def known_platforms() -> tuple[str, ...]:
+    """The platforms refranges' readers write (a vendor, or an Olink product); a generic tidy file may name
+    platforms of its own."""
+    from transforms.readers.olink_explore import PRODUCTS
+
+    return ("olink", "msd", "luminex", "bioplex", "tidy", *PRODUCTS.values())
+
+
+def _known_platform(platform: str, where: str) -> None:
+    """Refuse a platform name that is a near miss of one refranges knows (``olnk``): its setting would never
+    apply, without a word. Other names pass (a tidy file's own platforms)."""
+    known = known_platforms()
+    if platform in known:
+        return
+    close = difflib.get_close_matches(platform, known, n=1, cutoff=0.75)
+    if close:
+        msg = f"{where}: no platform {platform!r}; did you mean {close[0]!r}? (platforms: {', '.join(known)})"
+        raise ConfigError(msg)
+
+
 def _coerce(key: str, value: Any, source: str) -> Any:
     kind = KEYS[key].type
     if key == "age_bands":
@@ -214,9 +234,17 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     if key == "batch_methods":
         from transforms.normalise import BATCH_METHODS
 
-        if not isinstance(value, dict) or any(v not in BATCH_METHODS for v in value.values()):
-            msg = f"{source}: [batch_methods] maps platform = method, method one of {', '.join(BATCH_METHODS)}"
+        methods = ", ".join(BATCH_METHODS)
+        if not isinstance(value, dict):
+            msg = f'{source}: [batch_methods] maps platform = method, method one of {methods} (olink = "bridge")'
             raise ConfigError(msg)
+        for platform, method in value.items():
+            _known_platform(str(platform), f"{source}: [batch_methods] {platform}")
+            if method not in BATCH_METHODS:
+                close = difflib.get_close_matches(str(method), BATCH_METHODS, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                msg = f"{source}: [batch_methods] {platform} = {method!r} is not a method ({methods}){hint}"
+                raise ConfigError(msg)
         return {str(k): str(v) for k, v in value.items()}
     if key == "platform_thresholds":
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
@@ -224,6 +252,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             raise ConfigError(msg)
         out: dict[str, dict[str, float]] = {}
         for platform, table in value.items():
+            _known_platform(str(platform), f"{source}: [platform_thresholds.{platform}]")
             unknown = sorted(set(table) - set(DEFAULT_THRESHOLDS))
             if unknown:
                 msg = f"{source}: [platform_thresholds.{platform}] has unknown keys {unknown}"

@@ -45,6 +45,11 @@ def test_platform_thresholds_override_only_their_platform(tmp_path: Path) -> Non
         ("home = \n", "not valid TOML"),
         ("duckdb_memory_limit = 'lots'\n", "duckdb_memory_limit"),
         ("luminex_mfi_section = 'Mean'\n", "luminex_mfi_section must be 'Median', 'Net MFI' or empty"),
+        # a near miss of a platform or method: the setting would never apply, without a word
+        ("[batch_methods]\nolnk = 'bridge'\n", r"\[batch_methods\] olnk: no platform 'olnk'; did you mean 'olink'\?"),
+        ("[batch_methods]\nolink = 'brige'\n", r"olink = 'brige' is not a method .*; did you mean 'bridge'\?"),
+        ("[platform_thresholds.luminx]\ncontrol_cv_max = 0.3\n", r"no platform 'luminx'; did you mean 'luminex'\?"),
+        ("[platform_thresholds.olink_explore_H]\ncontrol_cv_max = 0.3\n", "did you mean 'olink_explore_ht'"),
     ],
 )
 def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) -> None:
@@ -52,6 +57,18 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) 
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_settings(cfg, env={})
+
+
+def test_a_tidy_files_own_platform_and_every_known_product_take_settings(tmp_path: Path) -> None:
+    """Only near misses of known platforms are refused: a generic tidy file may name platforms of its own."""
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(
+        "[batch_methods]\nmylab_elisa = 'combat'\nolink_explore_ht = 'bridge'\nmsd = 'none'\n"
+        "[platform_thresholds.olink_reveal]\ncontrol_cv_max = 0.3\n"
+    )
+    s = load_settings(cfg, env={})
+    assert s.batch_methods == {"mylab_elisa": "combat", "olink_explore_ht": "bridge", "msd": "none"}
+    assert s.thresholds("olink_reveal")["control_cv_max"] == 0.3
 
 
 @pytest.mark.parametrize(
