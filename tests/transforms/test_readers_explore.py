@@ -381,3 +381,70 @@ def test_parquet_metadata_of_the_demo_names_the_product() -> None:
     demo = generate_explore(seed=1, n_healthy=12, n_patients=2)
     meta = pq.read_schema(pa.BufferReader(demo.files["explore_ht_npx.parquet"])).metadata
     assert meta[b"Product"] == b"ExploreHT" and meta[b"DataFileType"] == b"NPX File"
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+def test_an_npx_file_in_olinks_zip_is_read_once_it_matches_its_checksum(ht) -> None:
+    """Olink's software delivers an NPX file in a zip, beside a checksum file (MD5_checksum.txt or
+    checksum_sha256.txt) and a README: such a zip was refused as "a zip archive ... not an export"."""
+    import hashlib
+
+    demo, bare = ht
+    npx = demo.files["explore_ht_npx.parquet"]
+    sha = _zipped(
+        {"explore_ht_npx.parquet": npx, "checksum_sha256.txt": hashlib.sha256(npx).hexdigest(), "README.txt": b"x"}
+    )
+    r = read(sha, "Q-00001_NPX.zip")
+    assert r.layout == "olink_explore" and r.info["product"] == "ExploreHT"
+    assert r.rows.drop("source_file").equals(bare.rows.drop("source_file"))
+    assert set(r.rows["source_file"]) == {"Q-00001_NPX.zip"}
+    csv = EXPLORE_3072.encode()
+    md5 = _zipped({"run1/explore3072_npx.csv": csv, "MD5_checksum.txt": f"{hashlib.md5(csv).hexdigest()}  npx.csv\n"})
+    assert (
+        read(md5, "delivery.zip")
+        .rows.drop("source_file")
+        .equals(read(csv, "explore3072_npx.csv").rows.drop("source_file"))
+    )
+
+    damaged = _zipped({"explore3072_npx.csv": csv + b"\n", "MD5_checksum.txt": hashlib.md5(csv).hexdigest()})
+    with pytest.raises(
+        UnreadableFileError, match=r"delivery.zip: its data file explore3072_npx.csv differs from the MD5"
+    ):
+        read(damaged, "delivery.zip")
+    two = _zipped({"a.csv": csv, "b.csv": csv, "MD5_checksum.txt": hashlib.md5(csv).hexdigest()})
+    with pytest.raises(
+        UnreadableFileError, match=r"should hold one data file beside MD5_checksum.txt.*holds 2 \(a.csv"
+    ):
+        read(two, "delivery.zip")
+    blank = _zipped({"explore3072_npx.csv": csv, "checksum_sha256.txt": b"to be filled in"})
+    with pytest.raises(UnreadableFileError, match="holds no SHA256 checksum"):
+        read(blank, "delivery.zip")
+    plain = _zipped({"explore3072_npx.csv": csv})  # any other zip: unpack it, as before
+    with pytest.raises(
+        UnreadableFileError, match=r"a zip archive of 1 file\(s\) \(explore3072_npx.csv\), not an export"
+    ):
+        read(plain, "delivery.zip")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=0, max_size=2_000), st.sampled_from(["MD5_checksum.txt", "checksum_sha256.txt"]))
+def test_olinks_zip_gives_back_exactly_the_bytes_its_checksum_names(content: bytes, checksum: str) -> None:
+    import hashlib
+
+    from transforms.readers.detect import olink_delivery
+
+    digest = hashlib.md5 if checksum.startswith("MD5") else hashlib.sha256
+    packed = _zipped({"data.csv": content, checksum: digest(content).hexdigest().upper()})
+    assert olink_delivery(packed, source="z.zip") == content
+    changed = _zipped({"data.csv": content + b"!", checksum: digest(content).hexdigest()})
+    with pytest.raises(UnreadableFileError, match="differs from the"):
+        olink_delivery(changed, source="z.zip")

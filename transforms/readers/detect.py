@@ -351,9 +351,101 @@ def refuse_non_exports(data: bytes, *, source: str) -> None:
             raise UnreadableFileError(f"{source}: {what}")
 
 
+#: The checksum file Olink's software writes into the zip it delivers an NPX file in, and its digest.
+OLINK_CHECKSUM_FILES = {"MD5_checksum.txt": "md5", "checksum_sha256.txt": "sha256"}
+#: Other members of such a zip that hold no data.
+OLINK_ZIP_NOTES = {"README.txt"}
+
+
+def olink_delivery(data: bytes, *, source: str) -> bytes | None:
+    r"""The data file inside a zip as Olink's software delivers an NPX file (the data file, a checksum file
+    ``MD5_checksum.txt`` or ``checksum_sha256.txt`` holding its digest, perhaps a ``README.txt``), after
+    checking it against that digest; None when ``data`` is no such zip (a workbook, any other zip). Raises
+    UnreadableFileError for such a zip whose data file differs from its checksum (a damaged download), that
+    holds several data files, or whose data file would unpack to an implausible size.
+
+    >>> import hashlib, zipfile
+    >>> npx = b"SampleID;Assay;NPX\nS1;IL6;1,5\n"
+    >>> packed = io.BytesIO()
+    >>> with zipfile.ZipFile(packed, "w") as z:
+    ...     z.writestr("Q-00001_NPX.csv", npx)
+    ...     z.writestr("MD5_checksum.txt", hashlib.md5(npx).hexdigest())
+    >>> olink_delivery(packed.getvalue(), source="delivery.zip") == npx
+    True
+    """
+    import hashlib
+    import re
+    import zipfile
+    import zlib
+    from pathlib import PurePosixPath
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError):
+        return None  # no zip directory to read: check_workbook_size names the damage
+    try:
+        with archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            named = {PurePosixPath(m.filename).name: m for m in members}
+            checksum = next((n for n in OLINK_CHECKSUM_FILES if n in named), None)
+            if checksum is None:
+                return None
+            payload = [
+                m for m in members if PurePosixPath(m.filename).name not in {*OLINK_CHECKSUM_FILES, *OLINK_ZIP_NOTES}
+            ]
+            if len(payload) != 1:
+                shown = ", ".join(m.filename for m in payload[:5]) or "none"
+                msg = (
+                    f"{source}: an Olink zip should hold one data file beside {checksum}, and this one holds "
+                    f"{len(payload)} ({shown}); unzip it into the landing folder, where its files are read one by one"
+                )
+                raise UnreadableFileError(msg)
+            member = payload[0]
+            if member.file_size > XLSX_MAX_EXPANDED or (
+                member.file_size > XLSX_RATIO_FROM and member.file_size > XLSX_MAX_RATIO * len(data)
+            ):
+                msg = (
+                    f"{source}: its data file {member.filename} would unpack to {member.file_size / 1e6:,.0f} MB, far "
+                    "beyond any export; it was not opened"
+                )
+                raise UnreadableFileError(msg)
+            digest = OLINK_CHECKSUM_FILES[checksum]
+            written = archive.read(named[checksum]).decode("utf-8", "replace")
+            content = archive.read(member)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        msg = f"{source}: a damaged zip ({exc}); download the delivery again"
+        raise UnreadableFileError(msg) from exc
+    width = 32 if digest == "md5" else 64
+    expected = re.search(rf"\b[0-9a-fA-F]{{{width}}}\b", written)
+    if expected is None:
+        msg = (
+            f"{source}: its {checksum} holds no {digest.upper()} checksum; the delivery cannot be checked, "
+            "download it again"
+        )
+        raise UnreadableFileError(msg)
+    if hashlib.new(digest, content).hexdigest() != expected.group(0).lower():
+        msg = (
+            f"{source}: its data file {member.filename} differs from the {digest.upper()} checksum Olink's software "
+            f"wrote beside it ({checksum}): the delivery is damaged or was changed; download it again"
+        )
+        raise UnreadableFileError(msg)
+    if content[:4] == b"PK\x03\x04" and olink_delivery(content, source=f"{source}: {member.filename}") is not None:
+        msg = (
+            f"{source}: an Olink zip inside an Olink zip ({member.filename}); unzip the outer one into the "
+            "landing folder"
+        )
+        raise UnreadableFileError(msg)
+    return content
+
+
 def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, object] | None = None) -> ReadResult:
-    """Read one export or manifest. Raises UnreadableFileError when the file cannot be read at all."""
+    """Read one export or manifest. Raises UnreadableFileError when the file cannot be read at all. An NPX file
+    in the zip Olink's software delivers it in is read from the zip, once it matches the checksum beside it
+    (:func:`olink_delivery`)."""
     refuse_non_exports(data, source=source)
+    if data[:4] == b"PK\x03\x04" and (unpacked := olink_delivery(data, source=source)) is not None:
+        data = unpacked
+        refuse_non_exports(data, source=source)
     opts = options or {}
     hold = bool(opts.get("hold_vendor_warnings", False))
     if data[:4] == b"PAR1":
