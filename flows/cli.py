@@ -148,16 +148,25 @@ def generate(
 ) -> None:
     """Write a demo data set (a manifest plus Olink and MSD exports, or an Olink Explore HT file) into the
     folder given by --out."""
-    from flows.landing import copy_demo
-
     if retest:
-        paths = copy_demo(_demo_files(platform, retest=True, seed=seed), out)
+        paths = _write_demo(_demo_files(platform, retest=True, seed=seed), out)
         console.print(f"wrote {len(paths)} retest files to {out}; score them with: refranges score {out}")
         return
     if healthy < 1 or patients < 0:
         fail("--healthy must be >= 1 and --patients >= 0")
-    paths = copy_demo(_demo_files(platform, seed=seed, n_healthy=healthy, n_patients=patients), out)
+    paths = _write_demo(_demo_files(platform, seed=seed, n_healthy=healthy, n_patients=patients), out)
     console.print(f"wrote {len(paths)} files to {out}")
+
+
+def _write_demo(files: dict[str, bytes], folder: Any) -> list[Any]:
+    """Write demo files into ``folder`` (flows.landing.copy_demo), or exit with a one-line reason when it
+    cannot be written (a read-only place, a file of that name, a full disk)."""
+    from flows.landing import copy_demo
+
+    try:
+        return copy_demo(files, folder)
+    except OSError as exc:
+        fail(f"cannot write the demo files into {folder}: {exc.strerror or exc}; choose a folder you can write to")
 
 
 def _demo_files(platform: str, *, retest: bool = False, **options: int) -> dict[str, bytes]:
@@ -356,13 +365,11 @@ def demo(
     fmt: FormatOption = "table",
 ) -> None:
     """Generate the demo data set into the landing folder and run the pipeline once."""
-    from flows.landing import copy_demo
-
     # the demo's files are whole when written: landing_min_age_seconds would only make them wait
     settings = settings_or_exit(config, home=home, landing_min_age_seconds=0.0)
     quiet_environment(settings)  # before anything imports Prefect
     assert settings.landing is not None
-    copy_demo(_demo_files(platform, seed=seed), settings.landing)
+    _write_demo(_demo_files(platform, seed=seed), settings.landing)
     raise typer.Exit(_run(settings, fmt, hint=sql_hint(config, home)))
 
 

@@ -67,6 +67,16 @@ def test_generate_writes_the_demo_files(tmp_path: Path) -> None:
     assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 1 + 25 + 2  # 2 of 20 healthy return
 
 
+def test_generate_into_a_place_it_cannot_write_says_so_in_one_line(tmp_path: Path) -> None:
+    """`generate --out` a file's name (or below it) ended in a FileExistsError traceback."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("a file, not a folder")
+    for out in (taken, taken / "demo"):
+        result = invoke("generate", "--out", str(out), "--retest")
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+        assert f"cannot write the demo files into {out}" in " ".join(result.output.split())
+
+
 def test_generate_retest_writes_the_retests_of_the_platform_asked_for(tmp_path: Path) -> None:
     """`--retest --platform explore-ht` wrote the Target 96 and MSD retests, which an Explore HT release cannot
     place: it now writes Explore HT NPX Parquet files, and the hint scores the folder (a `*.csv` glob missed
