@@ -255,12 +255,29 @@ def list_landing(landing: storage.Location) -> list[storage.Location]:
         found += [
             p
             for p in Path(landing).rglob("*")
-            if p.is_symlink()
-            and p.is_dir()
-            and not p.resolve().is_relative_to(root)
-            and not ignored(storage.relative_name(p, landing) or "")
+            if (p.is_symlink() and p.is_dir() and not p.resolve().is_relative_to(root)) or not_a_file(p) is not None
+            if not ignored(storage.relative_name(p, landing) or "")
         ]
     return sorted(found, key=str)
+
+
+def not_a_file(path: storage.Location) -> str | None:
+    """What a local landing entry that holds no file to read is, with what to do, or None: a symbolic link
+    whose target does not exist (on a share that is not mounted, moved or deleted) or a named pipe, socket or
+    device. Such an entry was passed over without a word, so an unmounted share's exports were never missed;
+    it is now quarantined by name, never read (a named pipe would keep the run waiting for a writer)."""
+    if storage.is_url(path):
+        return None
+    entry = Path(path)
+    if entry.is_symlink() and not entry.exists():
+        return (
+            f"a symbolic link to {os.readlink(entry)}, which does not exist (a share that is not mounted, an export "
+            "moved or deleted); mount the share, or copy the export itself into the landing folder"
+        )
+    if not entry.exists() or entry.is_file() or entry.is_dir():
+        return None
+    kind = "a named pipe" if entry.is_fifo() else "a socket" if entry.is_socket() else "a device"
+    return f"{kind}, not a file; drop exports as files"
 
 
 def _link_outside_landing(path: storage.Location, settings: Settings) -> Path | None:
@@ -541,15 +558,25 @@ def _parse_one(path: storage.Location, settings: Settings, known: frozenset[str]
     """Read, parse and check one file, archive it when it is to be loaded and write its frames under
     ``scratch``; its GX checks are returned for the group's validation."""
     name = landing_name(path, settings)
-    outside = _link_outside_landing(path, settings)
-    if outside is not None:  # never read: it may be any file of the machine
+    odd = not_a_file(path)
+    outside = None if odd is not None else _link_outside_landing(path, settings)
+    if odd is not None:  # nothing to read, or reading would wait for a writer
+        sha = _sha256(f"not a file\0{odd}".encode())
+        reason = f"{name}: {odd}; it was not read"
+    elif outside is not None:  # never read: it may be any file of the machine
         sha = _sha256(f"symlink\0{outside}".encode())
         what = "the exports in it" if outside.is_dir() else "the export itself"
         reason = (
             f"{name}: a symbolic link to {outside}, outside the landing folder; it was not read. Copy {what} "
             "into the landing folder"
         )
-        outcome = FileOutcome(name, sha, "quarantined", reason=reason)
+    if odd is not None or outside is not None:
+        # refused by an earlier run as it is now: the ledger's outcome, as for a known file (skipped_as_known)
+        outcome = (
+            FileOutcome.already_ingested(name, sha)
+            if sha in known
+            else FileOutcome(name, sha, "quarantined", reason=reason)
+        )
         return _Read(ParsedFile(path, 0, outcome, {}, unread=True), [])
     looked, stat = time.time_ns(), stat_of(path)  # before reading: a change while it is read shows next time
     data = read_input(path)
@@ -619,7 +646,11 @@ def groups_gx(
         if result is None or not skipped & set(group):
             out += [] if result is None else [result]
             continue
-        kept = [paths[k] for k in group if k not in skipped and _link_outside_landing(paths[k], settings) is None]
+        kept = [
+            paths[k]
+            for k in group
+            if k not in skipped and not_a_file(paths[k]) is None and _link_outside_landing(paths[k], settings) is None
+        ]
         read = []
         for path in kept:
             plan = plan_file(read_input(path), landing_name(path, settings), settings, set(known), key)

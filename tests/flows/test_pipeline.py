@@ -501,6 +501,45 @@ def test_a_symlink_in_the_landing_folder_to_a_file_outside_it_is_refused_unread(
     assert q(settings, "select status, rows_read from files where file_name = 'linked.csv'") == [("quarantined", 0)]
 
 
+def test_a_dangling_link_or_a_named_pipe_in_the_landing_folder_is_quarantined_by_name_never_read(
+    tmp_path, prefect_backend
+) -> None:
+    """Links to exports on a share that is not mounted (their targets gone) and named pipes were passed over
+    without a word: the run said nothing was new. A pipe read would have kept the run waiting for a writer.
+    Each is now quarantined unread, with what it is; a second run tells them as quarantined before, not as
+    "the same content as an earlier file of this run"; once the share is back, the link is refused as any link
+    out of the landing folder is."""
+    import os
+
+    from flows.pipeline import run_pipeline
+
+    settings = load_settings(env={}, home=tmp_path / "home", subject_key="k")
+    (settings.landing / "run1").mkdir(parents=True)
+    share = tmp_path / "share"  # not mounted: nothing there
+    (settings.landing / "run1" / "plate1.csv").symlink_to(share / "plate1.csv")
+    os.mkfifo(settings.landing / "pipe.csv")
+    (settings.landing / "real.csv").write_text("sample_id,analyte,value,unit,plate_id\nS2,IL-6,1.5,pg/mL,P1\n")
+    first = {f.name: f for f in run_pipeline(settings).files}
+    link, pipe = first["run1/plate1.csv"], first["pipe.csv"]
+    assert link.status == pipe.status == "quarantined" and link.rows_read == pipe.rows_read == 0
+    assert link.reason.startswith(f"run1/plate1.csv: a symbolic link to {share / 'plate1.csv'}, which does not exist")
+    assert pipe.reason == "pipe.csv: a named pipe, not a file; drop exports as files; it was not read"
+    assert first["real.csv"].status == "loaded"
+    assert (settings.quarantine / "run1" / "plate1.csv.reason.txt").is_file()
+
+    again = {f.name: f for f in run_pipeline(settings).files}
+    assert again["pipe.csv"].status == again["run1/plate1.csv"].status == "skipped"
+    assert again["pipe.csv"].earlier == "quarantined" and "earlier file of this run" not in again["pipe.csv"].reason
+
+    share.mkdir()  # the share is back
+    (share / "plate1.csv").write_text("sample_id,analyte,value,unit,plate_id\nS3,IL-6,2.5,pg/mL,P2\n")
+    (settings.landing / "pipe.csv").unlink()
+    back = {f.name: f for f in run_pipeline(settings).files}
+    # the link now leads to a file outside the landing folder: refused as such links are, with that reason
+    assert back["run1/plate1.csv"].status == "quarantined"
+    assert "outside the landing folder; it was not read" in back["run1/plate1.csv"].reason
+
+
 def test_exports_of_one_name_in_two_run_folders_are_two_files_and_a_new_version_replaces_only_its_own(
     tmp_path, prefect_backend
 ) -> None:
