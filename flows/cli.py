@@ -892,12 +892,15 @@ def _write_pages(scored: object, report: dict, tables: dict, out: Path | None) -
     from warehouse.person_page import render_person_page
 
     grid = pl.DataFrame(pl.from_arrow(tables["reference_quantiles"]))
+    intervals = tables["reference_intervals"]
+    shares = intervals.column("coverage").drop_null().to_pylist() if "coverage" in intervals.column_names else []
+    coverage = float(shares[0]) if shares else 0.95  # one setting per release
     people = report["people"]
     if len(people) > 1 and (out is None or out.suffix == ".html"):
         fail(f"{len(people)} people in the exports: give --out FOLDER for one page each")
     for person in people:
         mine = scored.results.filter(pl.col("subject_id") == person["subject_id"])  # type: ignore[attr-defined]
-        page = render_person_page(person, mine, report, grid)
+        page = render_person_page(person, mine, report, grid, coverage=coverage)
         if out is None:
             typer.echo(page, nl=False)
             continue

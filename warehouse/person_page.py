@@ -188,15 +188,76 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return ticks
 
 
+def outside_interval(position: str) -> bool:
+    """Whether a result's position (``transforms.score``) lies outside its reference interval: below or above
+    it, also when measured above the upper limit of quantification, or below the LOD where the interval's
+    lower limit is measured (a position of "below the LOD" alone)."""
+    return (
+        position in ("below the LOD",)
+        or position.startswith(("below the reference interval", "above the reference interval"))
+        or position.endswith("above the reference interval")
+    )
+
+
+def _at_a_glance(placed: list[tuple[str, dict[str, Any]]], coverage: float) -> str:
+    """The page's first section: which of the placed markers' latest results lie outside their interval and
+    which changes are larger than the reference change value, each linked to its row, beside how many results
+    outside an interval healthy people would have by construction. A panel of thousands of markers (Olink
+    Explore HT) made a page of thousands of rows in name order, with the few that differ anywhere in it."""
+    if not placed:
+        return ""
+
+    def links(items: list[tuple[str, dict[str, Any]]]) -> str:
+        return ", ".join(
+            f"<a href='#{anchor}'>{_e(r['analyte'])}</a> <small>({_e(r['platform'])}: {_e(r['shown'])})</small>"
+            for anchor, r in items
+        )
+
+    outside = [(a, r) for a, r in placed if outside_interval(str(r.get("position") or ""))]
+    expected = len(placed) * (1 - coverage)
+    changed = [(a, r) for a, r in placed if r.get("change") is not None]
+    assessed = [(a, r) for a, r in changed if str(r.get("change_vs_rcv") or "").startswith(("within", "larger"))]
+    larger = [(a, r) for a, r in assessed if str(r.get("change_vs_rcv")).startswith("larger")]
+    lines = [
+        f"<p>Latest results outside their healthy reference interval: <b>{len(outside)} of {len(placed)}</b> "
+        f"markers. Each interval holds {coverage * 100:.0f} % of healthy people, so a healthy person has about "
+        f"{expected:.1f} of {len(placed)} results outside by chance alone."
+        + (f"<br>{links(outside)}" if outside else "")
+        + "</p>"
+    ]
+    if assessed:
+        unassessed = len(changed) - len(assessed)
+        lines.append(
+            f"<p>Changes since the previous result larger than the reference change value: <b>{len(larger)} of "
+            f"{len(assessed)}</b>"
+            + (f" ({unassessed} more not assessed: see each marker)" if unassessed else "")
+            + "."
+            + (f"<br>{links(larger)}" if larger else "")
+            + "</p>"
+        )
+    elif changed:
+        lines.append(
+            f"<p>{len(changed)} markers have an earlier result; none of their changes could be set against a "
+            "reference change value (the release has none for them, or a value is censored): see each marker.</p>"
+        )
+    return "<h2>At a glance</h2>" + "".join(lines)
+
+
 def render_person_page(
-    person: dict[str, Any], results: pl.DataFrame, scored: dict[str, Any], grid: pl.DataFrame
+    person: dict[str, Any],
+    results: pl.DataFrame,
+    scored: dict[str, Any],
+    grid: pl.DataFrame,
+    *,
+    coverage: float = 0.95,
 ) -> str:
     """The HTML page of one person (``person`` and ``results`` as ``warehouse.client.Scored`` holds them;
     ``scored`` its ``to_json()`` for the release facts and what was not scored; ``grid`` the release's
-    reference_quantiles)."""
+    reference_quantiles; ``coverage`` the share of healthy people inside its intervals)."""
     rows = []
+    placed: list[tuple[str, dict[str, Any]]] = []  # (row anchor, latest result) of each placed marker
     order = results.sort("platform", "analyte", "collection_date", nulls_last=True)
-    for (analyte, platform), part in order.group_by(["analyte", "platform"], maintain_order=True):
+    for k, ((analyte, platform), part) in enumerate(order.group_by(["analyte", "platform"], maintain_order=True)):
         visits = part.to_dicts()
         last = visits[-1]
         if last["status"] != "placed":
@@ -205,6 +266,7 @@ def render_person_page(
                 f"{_e(last['shown'])} {_e(last['status'])}</td></tr>"
             )
             continue
+        placed.append((f"m{k}", last))
         keys = [k for k in schema.GROUP_KEYS if k != "uniprot"]  # a score row names its group without it
         mine = grid.filter(schema.same_group(last, keys)).sort("p")
         history = "".join(
@@ -215,7 +277,7 @@ def render_person_page(
         )
         verdict = last.get("change_vs_rcv") or ""
         rows.append(
-            f"<tr><th>{_e(analyte)}<small>{_e(platform)} · {_e(last['reference_group'])} · "
+            f"<tr id='m{k}'><th>{_e(analyte)}<small>{_e(platform)} · {_e(last['reference_group'])} · "
             f"n={_e(last['n'])}</small></th>"
             f"<td class='strip'>{_strip(visits, mine)}</td>"
             f"<td><b>{_e(last['shown'])}</b>, percentile {_e(last['percentile'])}, {_e(last['position'])}"
@@ -256,6 +318,7 @@ outside the healthy range is common in healthy people too (about 1 in 20 by cons
 release's scale with its frozen plate-control anchors before they were placed.</p>
 <ul>{samples}</ul>
 {"".join(f"<p class='note'><b>Note:</b> {_e(n)}</p>" for n in scored.get("notes", []))}
+{_at_a_glance(placed, coverage)}
 <p class="key">How to read a strip: <span style="background:#7aa6d2"></span>middle half of healthy people
 <span style="background:#b3cde6"></span>central 95 % <span style="background:#dbe7f3"></span>1st to 99th
 percentile <span style="background:#eef0f3;border:1px solid #aab"></span>below the limit of detection;

@@ -282,3 +282,54 @@ def test_a_missing_release_or_an_empty_store_says_what_to_do(tmp_path) -> None:
         load_release(tmp_path)
     with pytest.raises(ReleaseNotFoundError, match=r"no release 1999\.01\.01-1; `refranges releases list`"):
         load_release(tmp_path, "1999.01.01-1")
+
+
+def test_the_persons_page_opens_with_what_lies_outside_and_what_changed_beyond_the_rcv() -> None:
+    """A page of many markers listed them in name order, the few outside their interval or changed beyond the
+    reference change value anywhere among them (thousands on Olink Explore HT). It now opens with both, each
+    linked to its row, beside how many results outside an interval healthy people have by construction."""
+    import re
+
+    from warehouse.person_page import outside_interval, render_person_page
+
+    release = synthetic_release()
+    grid = pl.DataFrame(pl.from_arrow(release["reference_quantiles"]))
+    changed = score(generate_retest(plate_shifts=(0.0, 1.5), true_change=1.6).files, release)
+    report = changed.to_json()
+    (person,) = report["people"]
+    page = render_person_page(person, changed.results, report, grid, coverage=0.95)
+    glance = page[page.index("<h2>At a glance</h2>") : page.index("<table>")]
+    latest = _later(changed)
+    outside = [p for p in latest["position"] if outside_interval(p)]
+    assert f"<b>{len(outside)} of 30</b> markers" in glance and "about 1.5 of 30 results outside" in glance
+    assert "larger than the reference change value: <b>30 of 30</b>" in glance  # every planted change
+    for anchor in re.findall(r"href='#(m\d+)'", glance):  # each link leads to a row of the page
+        assert f"<tr id='{anchor}'>" in page
+    assert page.index("not a diagnosis") < page.index("<h2>At a glance</h2>")
+
+    same = score(generate_retest(plate_shifts=(0.0, 1.5), true_change=0.0).files, release)
+    quiet = render_person_page(same.to_json()["people"][0], same.results, same.to_json(), grid)
+    assert "larger than the reference change value: <b>0 of 30</b>." in quiet
+    no_rcv = {k: v for k, v in release.items() if k != "retest_variation"}
+    unassessed = score(generate_retest(plate_shifts=(0.0, 0.0), true_change=0.0).files, no_rcv)
+    page = render_person_page(unassessed.to_json()["people"][0], unassessed.results, unassessed.to_json(), grid)
+    assert "30 markers have an earlier result; none of their changes could be set against" in page
+
+
+def test_a_position_outside_the_interval_is_told_from_one_inside() -> None:
+    from warehouse.person_page import outside_interval
+
+    outside = [
+        "below the reference interval",
+        "above the reference interval",
+        "above the reference interval, which lies below the LOD",
+        "above the upper limit of quantification, above the reference interval",
+        "below the LOD",
+    ]
+    inside = [
+        "inside the reference interval",
+        "below the LOD (interval starts below the LOD)",
+        "below the LOD, as is the whole reference interval",
+        "above the upper limit of quantification",
+    ]
+    assert all(outside_interval(p) for p in outside) and not any(outside_interval(p) for p in inside)

@@ -377,7 +377,6 @@ def olink_delivery(data: bytes, *, source: str) -> bytes | None:
     import re
     import zipfile
     import zlib
-    from pathlib import PurePosixPath
 
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -386,12 +385,12 @@ def olink_delivery(data: bytes, *, source: str) -> bytes | None:
     try:
         with archive:
             members = [m for m in archive.infolist() if not m.is_dir()]
-            named = {PurePosixPath(m.filename).name: m for m in members}
+            named = {m.filename.rsplit("/", 1)[-1]: m for m in members}
             checksum = next((n for n in OLINK_CHECKSUM_FILES if n in named), None)
             if checksum is None:
                 return None
             payload = [
-                m for m in members if PurePosixPath(m.filename).name not in {*OLINK_CHECKSUM_FILES, *OLINK_ZIP_NOTES}
+                m for m in members if m.filename.rsplit("/", 1)[-1] not in {*OLINK_CHECKSUM_FILES, *OLINK_ZIP_NOTES}
             ]
             if len(payload) != 1:
                 shown = ", ".join(m.filename for m in payload[:5]) or "none"
