@@ -44,7 +44,7 @@ from transforms.normalise import (
 )
 from transforms.partitions import plan_normalise, plan_reference
 from transforms.privacy import pseudonymise_subjects
-from transforms.qc import file_statistics, plate_statistics, release_checks
+from transforms.qc import VENDOR_QC_CHECKS, file_statistics, plate_statistics, release_checks, vendor_held
 from transforms.readers import UnreadableFileError, read_file
 from transforms.readers.manifest import against_loaded
 from transforms.reference import GROUP_ORDER, ReferenceBuild, build_reference, combine_builds
@@ -419,14 +419,17 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
     if o.rows_read != o.rows_loaded + o.rows_quarantined:  # a reader bug, never bad input
         msg = f"ledger does not balance for {name}: {o.rows_read} != {o.rows_loaded} + {o.rows_quarantined}"
         raise AssertionError(msg)
-    plan.file_stats = file_statistics(o.rows_read, o.rows_quarantined).with_columns(pl.lit(name).alias("file"))
+    plan.file_stats = file_statistics(o.rows_read, o.rows_quarantined, vendor_held(plan.quarantine)).with_columns(
+        pl.lit(name).alias("file")
+    )
     gate = quarantine_rows(plan.file_stats, load_suite("files", thresholds=thresholds))
     if gate.failed.height:  # file-level failure: the whole file is held back, with its row reasons kept
-        share = o.rows_quarantined / o.rows_read if o.rows_read else 0.0
+        unusable = plan.quarantine.filter(~pl.col("check").is_in(VENDOR_QC_CHECKS))  # the vendor's QC aside
+        share = unusable.height / o.rows_read if o.rows_read else 0.0
         o.status = "quarantined"
         o.reason = (
-            f"{name}: {gate.failed['why'][0]} ({o.rows_quarantined} of {o.rows_read} rows unusable, {share:.0%}"
-            f"{commonest_reason(plan.quarantine, name)})"
+            f"{name}: {gate.failed['why'][0]} ({unusable.height} of {o.rows_read} rows unusable, {share:.0%}"
+            f"{commonest_reason(unusable, name)})"
         )
         o.rows_loaded, o.rows_quarantined = 0, o.rows_read
         plan.rows, plan.samples, plan.checked, plan.handling = None, None, None, None

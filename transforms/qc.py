@@ -10,10 +10,34 @@ from transforms.normalise import LOG_SCALE_UNITS, plate_control_shifts
 PLATE_KEYS = ["platform", "panel", "analyte", "plate_id"]
 
 
-def file_statistics(rows_read: int, rows_quarantined: int) -> pl.DataFrame:
-    """One row: the parse ledger of a file, for the `files` suite."""
-    share = rows_quarantined / rows_read if rows_read else 0.0
-    return pl.DataFrame({"rows_read": [rows_read], "rows_quarantined": [rows_quarantined], "bad_row_share": [share]})
+#: Row checks that carry the vendor's own QC verdict (Olink's SampleQC FAIL, a WARN held on request): rows
+#: read correctly and held back on purpose, never a sign of a damaged or misread export.
+VENDOR_QC_CHECKS = ("vendor_sample_qc", "vendor_qc_warning")
+
+
+def file_statistics(rows_read: int, rows_quarantined: int, vendor_held: int = 0) -> pl.DataFrame:
+    """One row: the parse ledger of a file, for the `files` suite. ``bad_row_share`` counts the rows that could
+    not be used, not the ``vendor_held`` of them that the vendor's QC failed (:data:`VENDOR_QC_CHECKS`): a
+    file whose Olink run failed QC on some plates was quarantined whole as "probably damaged or misread",
+    its good plates with it.
+
+    >>> file_statistics(100, 40, vendor_held=30).row(0)
+    (100, 40, 30, 0.1)
+    """
+    share = (rows_quarantined - vendor_held) / rows_read if rows_read else 0.0
+    return pl.DataFrame(
+        {
+            "rows_read": [rows_read],
+            "rows_quarantined": [rows_quarantined],
+            "rows_held_by_vendor_qc": [vendor_held],
+            "bad_row_share": [share],
+        }
+    )
+
+
+def vendor_held(quarantine: pl.DataFrame) -> int:
+    """How many of the quarantined rows ``quarantine`` holds carry the vendor's QC verdict."""
+    return quarantine.height and quarantine.filter(pl.col("check").is_in(VENDOR_QC_CHECKS)).height
 
 
 def plate_statistics(frame: pl.DataFrame, anchors: pl.DataFrame | None = None) -> pl.DataFrame:

@@ -180,7 +180,7 @@ def score(
     from expectations.suites import DEFAULT_THRESHOLDS, load_suite, prepare_raw
     from transforms import schema
     from transforms.normalise import MEASURED_TYPES, dictionary_lookup, hold_plates, prepare_measurements
-    from transforms.qc import file_statistics, plate_statistics
+    from transforms.qc import file_statistics, plate_statistics, vendor_held
     from transforms.readers import UnreadableFileError, read_file
     from transforms.retest import (
         AS_GIVEN_LAYOUTS,
@@ -221,14 +221,16 @@ def score(
             continue
         checked = quarantine_rows(prepare_raw(result.rows), load_suite("raw_measurements", thresholds=thresholds))
         bad = result.quarantine.height + checked.quarantine.height
+        vendor = vendor_held(result.quarantine)  # the vendor's QC verdicts: read right, held on purpose
         gate = quarantine_rows(
-            file_statistics(result.rows_read, bad).with_columns(pl.lit(name).alias("file")),
+            file_statistics(result.rows_read, bad, vendor).with_columns(pl.lit(name).alias("file")),
             load_suite("files", thresholds=thresholds),
         )
         held.append(checked.quarantine)
         if gate.failed.height:  # the pipeline would quarantine the whole file: nothing of it is scored
             why = (
-                f"{name}: {gate.failed['why'][0]} ({bad} of {result.rows_read} rows unusable); nothing of it is scored"
+                f"{name}: {gate.failed['why'][0]} ({bad - vendor} of {result.rows_read} rows unusable); nothing of it "
+                "is scored"
             )
             held.append(_file_problem(name, sha, "file_usable", why))
             files[-1]["problem"] = why

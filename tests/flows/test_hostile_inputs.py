@@ -100,3 +100,40 @@ def test_the_run_summary_names_each_quarantined_file_once(tmp_path: Path) -> Non
     text = summary_text(RunSummary("r1", files=outcomes), width=400)
     assert "run1/empty.csv: the file is empty" in text and text.count("run1/empty.csv") == 1, text
     assert "b.csv: held back by hand" in text and text.count("b.csv") == 1, text
+
+
+def test_an_olink_file_whose_qc_failed_on_most_plates_loads_its_good_plate(tmp_path: Path) -> None:
+    """Olink's SampleQC FAIL rows counted as unusable rows: a file whose run failed QC on two of its four
+    plates (35 % of its rows held) was quarantined whole as "probably damaged or in a layout variant we
+    misread", its good plates with it. The vendor's verdict is read right and held on purpose: it no longer
+    counts towards max_bad_row_share, while rows that cannot be used still do."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from transforms.demo_explore import generate_explore
+
+    demo = generate_explore(seed=3, n_healthy=300, n_patients=40)
+    table = pq.read_table(io.BytesIO(demo.files["explore_ht_npx.parquet"]))
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    failed = pl.col("PlateID").is_in(["HT_PLATE_2", "HT_PLATE_3"])
+
+    def written(rows: pl.DataFrame) -> bytes:
+        out = io.BytesIO()
+        pq.write_table(rows.to_arrow().replace_schema_metadata(table.schema.metadata), out)
+        return out.getvalue()
+
+    data = written(frame.with_columns(pl.when(failed).then(pl.lit("FAIL")).otherwise("SampleQC").alias("SampleQC")))
+    settings = load_settings(env={}, home=tmp_path, subject_key="k")
+    plan = plan_file(data, "npx.parquet", settings, set(), b"k")
+    o = plan.outcome
+    assert o.status == "loaded", o.reason
+    assert o.rows_quarantined / o.rows_read > settings.max_bad_row_share  # more than the share, all vendor QC
+    assert set(plan.quarantine["check"]) == {"vendor_sample_qc"}
+    assert plan.file_stats.select("rows_held_by_vendor_qc", "bad_row_share").row(0) == (o.rows_quarantined, 0.0)
+    assert {"HT_PLATE_1", "HT_PLATE_4"} <= set(plan.rows.filter(pl.col("sample_type") == "sample")["plate_id"])
+
+    # the same file with its NPX cells emptied on those plates instead: unusable rows, quarantined whole
+    blank = frame.with_columns(pl.when(failed).then(None).otherwise(pl.col("NPX")).alias("NPX"))
+    damaged = plan_file(written(blank), "npx.parquet", settings, set(), b"k").outcome
+    assert damaged.status == "quarantined" and "rows unusable" in (damaged.reason or ""), damaged.reason
