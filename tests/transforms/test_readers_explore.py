@@ -246,6 +246,29 @@ def test_target_96_files_still_read_as_before() -> None:
     assert r.layout == "olink" and r.rows["platform"].to_list() == ["olink"]
 
 
+def test_hold_vendor_warnings_holds_target_96_qc_and_assay_warnings_too() -> None:
+    """`hold_vendor_warnings = true` held Explore files' WARN rows only: a Target 96 file's QC_Warning and
+    Assay_Warning rows (most published cytokine panels) still loaded, flagged, whatever the setting said."""
+    body = (
+        "SampleID;PlateID;Assay;Panel;QC_Warning;Assay_Warning;LOD;NPX\n"
+        "S1;P1;IL6;Olink Target 96 Inflammation;Pass;Pass;0,5;3,2\n"
+        "S2;P1;IL6;Olink Target 96 Inflammation;Warning;Pass;0,5;3,4\n"
+        "S3;P1;IL6;Olink Target 96 Inflammation;Pass;Warning;0,5;3,6\n"
+    ).encode()
+    loaded = read(body, "target.csv")
+    assert loaded.rows.select("sample_id", "vendor_qc").rows() == [
+        ("S1", None), ("S2", "QC_Warning=Warning"), ("S3", "Assay_Warning=Warning"),
+    ]  # fmt: skip
+    held = read(body, "target.csv", hold_vendor_warnings=True)
+    assert held.rows["sample_id"].to_list() == ["S1"]
+    assert held.quarantine.select("check", "reason").rows() == [
+        ("vendor_qc_warning", "target.csv: line 3: sample S2 on plate P1, IL6: Olink flagged QC_Warning=Warning; "
+         "held back because hold_vendor_warnings is on"),
+        ("vendor_qc_warning", "target.csv: line 4: sample S3 on plate P1, IL6: Olink flagged Assay_Warning=Warning; "
+         "held back because hold_vendor_warnings is on"),
+    ]  # fmt: skip
+
+
 # ---- the negative-control LOD against a straightforward reimplementation of the published rule ------------
 
 

@@ -513,7 +513,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
             table.frame, table.line_numbers, metadata={}, separator=table.separator, hold_warnings=hold, **common
         )
     if layout == "olink":
-        rows, bad = olink.read_olink(table, **common)
+        rows, bad = olink.read_olink(table, hold_warnings=hold, **common)
     elif layout == "msd":
         rows, bad = msd.read_msd(table, preamble=preamble, default_unit=str(opts.get("msd_unit", "pg/mL")), **common)
     else:

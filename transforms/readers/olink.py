@@ -30,7 +30,12 @@ CONTROL_PATTERN = r"(?i)(control|ipc|^neg|negative)"
 CONTROL_TYPES = ["sample_control", "plate_control", "negative_control", "control"]
 
 
-def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_olink(
+    table: Table, *, source: str, sha256: str, hold_warnings: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read an Olink Target 48 / 96 long NPX table. ``QC_Warning`` and ``Assay_Warning`` cells that are not a
+    pass load as ``vendor_qc``, or, with ``hold_warnings`` (the setting ``hold_vendor_warnings``), are held
+    back (``vendor_qc_warning``) with the sample, plate and flag, as Explore files' WARN rows are."""
     frame = with_lines(table)
     npx_name = next(c for c in frame.columns if c.lower() == "npx")
     decimal_comma = uses_decimal_comma(frame[npx_name], table.separator)
@@ -80,7 +85,24 @@ def read_olink(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame,
         pl.col("vendor_qc").replace("", None),
     )
     label = pl.col("analyte_raw").fill_null("?")
-    return finish(frame, source=source, sha256=sha256, checks=value_checks(label))
+    checks = value_checks(label)
+    if hold_warnings:
+        checks.append(
+            (
+                "vendor_qc_warning",
+                pl.col("vendor_qc").is_not_null(),
+                pl.lit("sample ")
+                + pl.col("sample_id").fill_null("?")
+                + pl.lit(" on plate ")
+                + pl.col("plate_id").fill_null("?")
+                + pl.lit(", ")
+                + label
+                + pl.lit(": Olink flagged ")
+                + pl.col("vendor_qc")
+                + pl.lit("; held back because hold_vendor_warnings is on"),
+            )
+        )
+    return finish(frame, source=source, sha256=sha256, checks=checks)
 
 
 def plates_per_sample(frame: pl.DataFrame) -> pl.DataFrame:
