@@ -250,11 +250,11 @@ def test_hold_vendor_warnings_holds_target_96_qc_and_assay_warnings_too() -> Non
     """`hold_vendor_warnings = true` held Explore files' WARN rows only: a Target 96 file's QC_Warning and
     Assay_Warning rows (most published cytokine panels) still loaded, flagged, whatever the setting said."""
     body = (
-        "SampleID;PlateID;Assay;Panel;QC_Warning;Assay_Warning;LOD;NPX\n"
-        "S1;P1;IL6;Olink Target 96 Inflammation;Pass;Pass;0,5;3,2\n"
-        "S2;P1;IL6;Olink Target 96 Inflammation;Warning;Pass;0,5;3,4\n"
-        "S3;P1;IL6;Olink Target 96 Inflammation;Pass;Warning;0,5;3,6\n"
-    ).encode()
+        b"SampleID;PlateID;Assay;Panel;QC_Warning;Assay_Warning;LOD;NPX\n"
+        b"S1;P1;IL6;Olink Target 96 Inflammation;Pass;Pass;0,5;3,2\n"
+        b"S2;P1;IL6;Olink Target 96 Inflammation;Warning;Pass;0,5;3,4\n"
+        b"S3;P1;IL6;Olink Target 96 Inflammation;Pass;Warning;0,5;3,6\n"
+    )
     loaded = read(body, "target.csv")
     assert loaded.rows.select("sample_id", "vendor_qc").rows() == [
         ("S1", None), ("S2", "QC_Warning=Warning"), ("S3", "Assay_Warning=Warning"),
