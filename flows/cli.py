@@ -346,7 +346,9 @@ def _run(settings: Settings, fmt: str = "table", *, hint: str = 'refranges sql "
         typer.echo(json.dumps(summary.as_dict(), default=str, indent=1))
     else:
         print_summary(summary, console, sql_hint=hint)
-    return 0
+    # as `ingest` does for a quarantined file: a scheduler (cron, a CI job, systemd) sees a run that needs
+    # someone, which it took for a clean one (the release blocked, the store lost, an export quarantined)
+    return 1 if summary.status == "completed_with_problems" else 0
 
 
 @app.command()

@@ -706,6 +706,24 @@ def test_ingest_takes_folders_and_refuses_two_files_of_one_name_outside_the_land
     assert "no file in the folder" in runner.invoke(app, ["ingest", "--config", str(cfg), str(empty)]).output
 
 
+def test_a_run_that_completed_with_problems_exits_1_for_the_scheduler(tmp_path: Path, prefect_backend) -> None:
+    """`refranges run` exited 0 whatever it met, so cron or a CI job took a run with an export quarantined whole
+    (or the release blocked) for a clean one; `ingest` already exited 1 for a quarantined file."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    (home / "landing").mkdir(parents=True)
+    (home / "landing" / "a.csv").write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,1.5,pg/mL,P1\n")
+    clean = invoke("run", "--format", "json", "--config", str(cfg))
+    assert clean.exit_code == 0 and json.loads(clean.stdout)["status"] == "completed", clean.output
+    (home / "landing" / "b.csv").write_text("")
+    problems = invoke("run", "--format", "json", "--config", str(cfg))
+    assert problems.exit_code == 1 and isinstance(problems.exception, SystemExit)
+    assert json.loads(problems.stdout)["status"] == "completed_with_problems"  # the whole summary all the same
+    table = invoke("run", "--config", str(cfg))  # the quarantined file is known now: nothing new, a clean run
+    assert table.exit_code == 0, table.output
+
+
 def test_restore_changes_nothing_when_no_copy_of_the_version_is_left(tmp_path: Path, prefect_backend) -> None:
     """`files restore` removed the retraction first and only then found that neither the landing folder nor
     the archive held the file: the ledger forgot it, and no run could load it. It now refuses first."""
