@@ -302,6 +302,20 @@ def check_warehouse(settings: Settings, *, writing: bool = True) -> None:
                 pass
 
 
+def check_dictionary(settings: Settings) -> None:
+    """Exit 2 with one line when the lab's analyte dictionary (``analyte_dictionary_extra``) cannot be used:
+    missing, not in the layout, a bad cell. Every run reads it, and such a file stopped a run in a polars
+    traceback, or as "the run stopped: No such file or directory ... Free space or fix access there"."""
+    if settings.analyte_dictionary_extra is None:
+        return
+    from warehouse.lookups import DictionaryError, read_analyte_dictionary
+
+    try:
+        read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
+    except DictionaryError as exc:
+        fail(str(exc), 2)
+
+
 def check_release_index(settings: Settings) -> None:
     """Exit 1 with one line when the release store's index is damaged (not JSON, or no list of releases):
     a run reads it to decide whether to publish, and stopped with a traceback in a failed flow run. Checked
@@ -335,6 +349,7 @@ def _run(settings: Settings, fmt: str = "table", *, hint: str = 'refranges sql "
         fail(f"{exc.strerror} ({exc.filename})", 2)
     check_warehouse(settings)
     check_release_index(settings)
+    check_dictionary(settings)
     with prefect_server(settings):
         from flows.pipeline import on_runner, run_pipeline
         from flows.progress import progress_bars
@@ -408,6 +423,7 @@ def ingest(
         )
     quiet_environment(settings)
     check_warehouse(settings, writing=not dry_run)
+    check_dictionary(settings)
     summary: dict[str, object] = {"dry_run": dry_run}
     held = None
     if dry_run:
@@ -804,6 +820,7 @@ def score(
         dates = [Date.fromisoformat(d) for d in date or []]
     except ValueError as exc:
         fail(f"--date: {exc}; write dates as YYYY-MM-DD", code=2)
+    check_dictionary(settings)
     dictionary, dictionary_sha256 = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
     try:
         tables = load_release(settings.releases, release)

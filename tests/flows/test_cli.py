@@ -724,6 +724,36 @@ def test_a_run_that_completed_with_problems_exits_1_for_the_scheduler(tmp_path: 
     assert table.exit_code == 0, table.output
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "No such file or directory; give a CSV that exists"),
+        ("hgnc;uniprot\nX;Y\n", "no column hgnc, uniprot, label, mw_kda, aliases (it has hgnc;uniprot)"),
+        ("hgnc,uniprot,label,mw_kda,aliases\nFOO,,Foo,abc,foo\n", "mw_kda 'abc' of FOO is not a number"),
+        ("hgnc,uniprot,label,mw_kda,aliases\nIL6,P05231,IL-6,21,il6\n", "already in the curated dictionary: IL6"),
+        ("hgnc,uniprot,label,mw_kda,aliases\nFOO,,Foo,1,a\nFOO,,Foo,2,b\n", "FOO listed more than once"),
+        ("hgnc,uniprot,label,mw_kda,aliases\n,,Foo,1,a\n", "1 row(s) without an hgnc symbol"),
+    ],
+)
+def test_a_labs_analyte_dictionary_that_cannot_be_used_is_refused_before_the_run(
+    tmp_path: Path, content: str | None, said: str
+) -> None:
+    """A bad `analyte_dictionary_extra` stopped every run in a polars traceback ("could not parse `abc` as
+    dtype `f64`"), or a missing one as "the run stopped: No such file or directory ... Free space or fix access
+    there". Each is refused in one line naming the file, before any server starts (exit 2)."""
+    extra = tmp_path / "our_assays.csv"
+    if content is not None:
+        extra.write_text(content)
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path / "home"}"\nanalyte_dictionary_extra = "{extra}"\n')
+    for command in (["run"], ["ingest", str(cfg)]):
+        result = invoke(*command, "--config", str(cfg))
+        out = " ".join(result.output.split())
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), (result.output, result.exception)
+        assert f"{extra} (analyte_dictionary_extra): " in out and said in out, out
+    assert not (tmp_path / "home" / ".prefect").exists()  # refused before Prefect's server was started
+
+
 def test_restore_changes_nothing_when_no_copy_of_the_version_is_left(tmp_path: Path, prefect_backend) -> None:
     """`files restore` removed the retraction first and only then found that neither the landing folder nor
     the archive held the file: the ledger forgot it, and no run could load it. It now refuses first."""
