@@ -88,6 +88,20 @@ def suite_names(directory: Path = SUITE_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.json"))
 
 
+def raw_units(directory: Path = SUITE_DIR) -> list[str]:
+    """The units the raw suite lets through (``unit_read``'s value set), as refranges spells them.
+
+    >>> "pg/mL" in raw_units() and "IU/mL" not in raw_units()
+    True
+    """
+    suite = load_suite("raw_measurements", directory)
+    return next(
+        list(e.kwargs["value_set"])
+        for e in suite.expectations
+        if e.type == "expect_column_values_to_be_in_set" and e.kwargs.get("column") == "unit_read"
+    )
+
+
 def unit_read(units: list[str]) -> pl.Expr:
     """``unit_raw`` as the raw suite checks it: as refranges spells it (transforms.normalise.standard_spelling:
     ``PG/ML`` and ``pg per mL`` as ``pg/mL``, ``µg/l`` as ``ug/L``, ``npx`` as ``NPX``, ``mfi`` as ``MFI``), as

@@ -192,6 +192,21 @@ URL_KEYS = ("landing", "archive", "releases")  # locations that may be object st
 THRESHOLD_KEYS = (*DEFAULT_THRESHOLDS, "min_n", "min_n_small", "quantile_k")
 
 
+def _check_msd_unit(unit: str) -> None:
+    """Refuse an ``msd_unit`` the raw suite would hold in every MSD and Bio-Plex row (``banana``, ``IU/mL``,
+    ``NPX``): every such file was quarantined whole, run after run, for a unit no export had written."""
+    from expectations.suites import raw_units
+    from transforms.normalise import INTENSITY_UNITS, LOG_SCALE_UNITS, standard_spelling
+
+    concentrations = [u for u in raw_units() if u not in LOG_SCALE_UNITS | INTENSITY_UNITS]
+    if standard_spelling(unit) not in concentrations:
+        msg = (
+            f"msd_unit must be a concentration unit ({', '.join(concentrations)}, in any case), the unit of the MSD "
+            f"and Bio-Plex exports that carry none, not {unit!r}"
+        )
+        raise ConfigError(msg)
+
+
 def known_platforms() -> tuple[str, ...]:
     """The platforms refranges' readers write (a vendor, or an Olink product); a generic tidy file may name
     platforms of its own."""
@@ -361,6 +376,7 @@ def load_settings(config: Path | None = None, *, env: dict[str, str] | None = No
     if settings.luminex_mfi_section not in {"", "Median", "Net MFI"}:
         msg = f"luminex_mfi_section must be 'Median', 'Net MFI' or empty, not {settings.luminex_mfi_section!r}"
         raise ConfigError(msg)
+    _check_msd_unit(settings.msd_unit)
     if settings.runner not in {"local", "dask"}:
         msg = f"runner must be 'local' or 'dask', not {settings.runner!r}"
         raise ConfigError(msg)

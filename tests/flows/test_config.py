@@ -45,6 +45,9 @@ def test_platform_thresholds_override_only_their_platform(tmp_path: Path) -> Non
         ("home = \n", "not valid TOML"),
         ("duckdb_memory_limit = 'lots'\n", "duckdb_memory_limit"),
         ("luminex_mfi_section = 'Mean'\n", "luminex_mfi_section must be 'Median', 'Net MFI' or empty"),
+        # a unit the raw suite would hold in every MSD row: every MSD file quarantined, run after run
+        ("msd_unit = 'IU/mL'\n", r"msd_unit must be a concentration unit \(pg/mL, .*\), .* not 'IU/mL'"),
+        ("msd_unit = 'NPX'\n", "msd_unit must be a concentration unit"),
         # a near miss of a platform or method: the setting would never apply, without a word
         ("[batch_methods]\nolnk = 'bridge'\n", r"\[batch_methods\] olnk: no platform 'olnk'; did you mean 'olink'\?"),
         ("[batch_methods]\nolink = 'brige'\n", r"olink = 'brige' is not a method .*; did you mean 'bridge'\?"),
@@ -57,6 +60,11 @@ def test_bad_configuration_names_the_key(tmp_path: Path, text: str, match: str) 
     cfg.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_settings(cfg, env={})
+
+
+def test_msd_unit_is_read_in_any_case() -> None:
+    for unit in ("pg/ml", "NG/ML", "µg/L", "pmol/l"):
+        assert load_settings(None, env={"REFRANGES_MSD_UNIT": unit}).msd_unit == unit
 
 
 def test_a_tidy_files_own_platform_and_every_known_product_take_settings(tmp_path: Path) -> None:
