@@ -558,13 +558,34 @@ def files_retract(
 ) -> None:
     """Take a loaded file out of use: its rows leave the raw views now, and the normalised measurements and the
     next release at the next run. The ledger, the archive and the raw store keep it; runs do not load its
-    content again until `files restore`."""
-    from warehouse import loads
+    content again until `files restore`. A file quarantined whole that will not come back (a stray file, an
+    export the lab will not send again) is closed the same way: it leaves the open problems."""
+    from warehouse import loads, storage
 
     settings = settings_or_exit(config)
+    assert settings.archive is not None and settings.quarantine is not None
     if not reason.strip():
         fail("--reason is empty: say why the file leaves (it is kept in the ledger)", 2)
-    sha = _ledger_change(settings, lambda con: loads.retract_file(con, name, f"retracted by hand: {reason.strip()}"))
+
+    def retract(con: Any) -> tuple[loads.Retracted, str | None]:
+        done = loads.retract_file(con, name, f"retracted by hand: {reason.strip()}")
+        archived = con.execute("select archive_path from files where sha256 = ?", [done.sha256]).fetchall()
+        return done, archived[0][0] if archived else None
+
+    done, recorded = _ledger_change(settings, retract)
+    sha = done.sha256
+    if done.was == "quarantined":
+        kept = ""
+        if storage.archived_copy(settings.archive, sha, recorded) is not None:  # else the folder's copy is the one
+            for leftover in (settings.quarantine / name, settings.quarantine / f"{name}.reason.txt"):
+                leftover.unlink(missing_ok=True)
+        else:
+            kept = f" Its copy stays in {settings.quarantine}: the only one (quarantined before refranges archived)."
+        console.print(
+            f"retracted {name} ({sha[:12]}), quarantined whole before: it is no longer an open problem (`refranges "
+            f"status`, the quarantine view). `refranges files restore {name}` takes it back.{kept}"
+        )
+        return
     console.print(
         f"retracted {name} ({sha[:12]}): its rows are out of raw_measurements now; `measurements` keeps them until "
         "the next `refranges run` normalises without them (a plate's correction uses the other plates of its batch) "
@@ -1126,6 +1147,11 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     total, named = state["quarantined_files_total"], state["quarantined_files"]
     whole = f"{total} quarantined whole" + (f": {', '.join(named)}" if named else "")
     whole += f" and {total - len(named)} more" if total > len(named) else ""
+    whole += (
+        " (a corrected export of the name replaces one; `files retract NAME` closes one that will not come)"
+        if total
+        else ""
+    )
     held = state["held_by_check"]
     rows = ", ".join(f"{k} {n}" for k, n in held.items()) if held else "none"
     table.add_row("open problems", f"files {whole}; rows held back by check: {rows} (the `quarantine` view)")

@@ -590,25 +590,41 @@ def load_file(
     return replaced
 
 
-def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) -> str:
+@dataclass(frozen=True)
+class Retracted:
+    """What :func:`retract_file` took out: the sha256 of the version, and the status it had."""
+
+    sha256: str
+    was: str  # loaded | quarantined
+
+
+def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) -> Retracted:
     """Take the loaded file ``file_name`` out of use by hand (a delivery that was not this study's, a file
     that must leave every reference): as a replaced file, its held rows, samples and sample handling leave
     the warehouse and the view no longer shows its rows; the ledger (status ``retracted``, with ``reason``),
     the archive and its raw file keep it. Its content stays known, so no run loads it again until
-    :func:`restore_file`. The next run rebuilds normalisation and publishes a release without it. Returns its
-    sha256; raises LookupError when no loaded file has that name."""
+    :func:`restore_file`. The next run rebuilds normalisation and publishes a release without it.
+
+    A name with no loaded version but versions quarantined whole (a stray file, an export the lab will not
+    send again) has those closed the same way: they leave the open problems (the ``quarantine`` view,
+    ``refranges status``), which nothing else closed but a corrected export of the same name. Raises
+    LookupError when no loaded or quarantined file has that name."""
     loaded = loaded_versions(con, file_name)
+    was = "loaded"
+    if not loaded:
+        query = "select sha256 from files where file_name = ? and status = 'quarantined' order by ingested_at desc"
+        loaded, was = [r[0] for r in con.execute(query, [file_name]).fetchall()], "quarantined"
     if not loaded:
         msg = (
-            f"no loaded file is named {file_name}: a file goes by its path below the landing folder "
-            "(`refranges files list --status loaded` lists them)"
+            f"no loaded or quarantined file is named {file_name}: a file goes by its path below the landing "
+            "folder (`refranges files list --status loaded` or `--status quarantined` lists them)"
         )
         raise LookupError(msg)
     with _transaction(con):
         for sha in loaded:
             _take_out_of_use(con, sha, "retracted", reason)
         refresh_raw_view(con)
-    return loaded[0]
+    return Retracted(loaded[0], was)
 
 
 def superseded_quarantines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:

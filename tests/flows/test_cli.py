@@ -754,6 +754,45 @@ def test_a_labs_analyte_dictionary_that_cannot_be_used_is_refused_before_the_run
     assert not (tmp_path / "home" / ".prefect").exists()  # refused before Prefect's server was started
 
 
+def test_a_file_quarantined_whole_that_will_not_come_back_is_closed_by_retract(tmp_path: Path, prefect_backend) -> None:
+    """A stray file quarantined whole (a lab's notes dropped with the exports) stayed an open problem for ever:
+    `status` and the quarantine view listed it after it was deleted from the landing folder, and `files
+    retract` said "no loaded file is named notes.txt". Retract now closes it; restore takes it back."""
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    landing = home / "landing"
+    landing.mkdir(parents=True)
+    (landing / "a.csv").write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,1.5,pg/mL,P1\n")
+    (landing / "notes.txt").write_text("plate 3 was run twice, see the email\n")
+    assert invoke("run", "--config", str(cfg)).exit_code == 1  # completed with problems: notes.txt
+    quarantine = home / "quarantine"
+    assert (quarantine / "notes.txt.reason.txt").is_file()
+    (landing / "notes.txt").unlink()
+    before = json.loads(invoke("status", "--format", "json", "--config", str(cfg)).stdout)
+    assert before["quarantined_files"] == ["notes.txt"]  # deleting it closes nothing
+
+    done = invoke("files", "retract", "notes.txt", "--reason", "not an export", "--config", str(cfg))
+    said = " ".join(done.output.split())
+    assert done.exit_code == 0 and "quarantined whole before: it is no longer an open problem" in said, said
+    after = json.loads(invoke("status", "--format", "json", "--config", str(cfg)).stdout)
+    assert after["quarantined_files"] == [] and after["quarantined_files_total"] == 0
+    held = invoke("sql", "select count(*) from quarantine where source_file = 'notes.txt'", "--format", "csv",
+                  "--config", str(cfg))  # fmt: skip
+    assert held.stdout.split() == ["count_star()", "0"]
+    assert not (quarantine / "notes.txt").exists() and not (quarantine / "notes.txt.reason.txt").exists()
+    (listed,) = [f for f in json.loads(invoke("files", "list", "--format", "json", "--config", str(cfg)).stdout)
+                 if f["file_name"] == "notes.txt"]  # fmt: skip
+    assert listed["status"] == "retracted" and listed["reason"] == "retracted by hand: not an export"
+
+    back = invoke("files", "restore", "notes.txt", "--config", str(cfg))  # from the archive
+    assert back.exit_code == 0 and (landing / "notes.txt").read_text().startswith("plate 3"), back.output
+    again = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
+    assert [(f["name"], f["status"]) for f in again["files"] if f["name"] == "notes.txt"] == [
+        ("notes.txt", "quarantined")
+    ]
+
+
 def test_restore_changes_nothing_when_no_copy_of_the_version_is_left(tmp_path: Path, prefect_backend) -> None:
     """`files restore` removed the retraction first and only then found that neither the landing folder nor
     the archive held the file: the ledger forgot it, and no run could load it. It now refuses first."""
@@ -912,8 +951,9 @@ def test_a_loaded_file_is_retracted_by_hand_then_restored_from_its_archived_copy
     assert count("select count(*) from raw_measurements") == 3  # out of the views at once
     assert count("select count(*) from files where status = 'retracted' and reason like '%another study%'") == 1
     again = invoke("files", "retract", "run1/a.csv", "--reason", "twice", "--config", str(cfg))
-    assert again.exit_code == 1 and "no loaded file is named run1/a.csv" in " ".join(again.output.split())
-    assert "`refranges files list --status loaded` lists them" in " ".join(again.output.split())
+    said = " ".join(again.output.split())
+    assert again.exit_code == 1 and "no loaded or quarantined file is named run1/a.csv" in said
+    assert "`refranges files list --status loaded` or `--status quarantined` lists them" in said
     rerun = json.loads(invoke("run", "--format", "json", "--config", str(cfg)).stdout)
     assert {f["status"] for f in rerun["files"]} == {"skipped"}  # its content is known: not loaded again
     why = {f["name"]: (f["earlier"], f["reason"]) for f in rerun["files"]}
