@@ -576,11 +576,12 @@ def files_retract(
     sha = done.sha256
     if done.was == "quarantined":
         kept = ""
-        if storage.archived_copy(settings.archive, sha, recorded) is not None:  # else the folder's copy is the one
-            for leftover in (settings.quarantine / name, settings.quarantine / f"{name}.reason.txt"):
-                leftover.unlink(missing_ok=True)
-        else:
+        copy = settings.quarantine / name
+        if copy.is_file() and storage.archived_copy(settings.archive, sha, recorded) is None:
             kept = f" Its copy stays in {settings.quarantine}: the only one (quarantined before refranges archived)."
+        else:  # the archive keeps its bytes (or nothing was ever read: a link, a pipe)
+            for leftover in (copy, settings.quarantine / f"{name}.reason.txt"):
+                leftover.unlink(missing_ok=True)
         console.print(
             f"retracted {name} ({sha[:12]}), quarantined whole before: it is no longer an open problem (`refranges "
             f"status`, the quarantine view). `refranges files restore {name}` takes it back.{kept}"

@@ -564,7 +564,7 @@ def _parse_one(path: storage.Location, settings: Settings, known: frozenset[str]
     odd = not_a_file(path)
     outside = None if odd is not None else _link_outside_landing(path, settings)
     if odd is not None:  # nothing to read, or reading would wait for a writer
-        sha = _sha256(f"not a file\0{odd}".encode())
+        sha = _sha256(f"not a file\0{name}\0{odd}".encode())  # by name: two pipes are two problems
         reason = f"{name}: {odd}; it was not read"
     elif outside is not None:  # never read: it may be any file of the machine
         sha = _sha256(f"symlink\0{outside}".encode())

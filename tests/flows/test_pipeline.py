@@ -518,9 +518,11 @@ def test_a_dangling_link_or_a_named_pipe_in_the_landing_folder_is_quarantined_by
     share = tmp_path / "share"  # not mounted: nothing there
     (settings.landing / "run1" / "plate1.csv").symlink_to(share / "plate1.csv")
     os.mkfifo(settings.landing / "pipe.csv")
+    os.mkfifo(settings.landing / "run1" / "pipe.csv")  # a second pipe is a problem of its own
     (settings.landing / "real.csv").write_text("sample_id,analyte,value,unit,plate_id\nS2,IL-6,1.5,pg/mL,P1\n")
     first = {f.name: f for f in run_pipeline(settings).files}
     link, pipe = first["run1/plate1.csv"], first["pipe.csv"]
+    assert first["run1/pipe.csv"].status == "quarantined"
     assert link.status == pipe.status == "quarantined" and link.rows_read == pipe.rows_read == 0
     assert link.reason.startswith(f"run1/plate1.csv: a symbolic link to {share / 'plate1.csv'}, which does not exist")
     assert pipe.reason == "pipe.csv: a named pipe, not a file; drop exports as files; it was not read"
