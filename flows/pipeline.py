@@ -6,6 +6,7 @@ import errno
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -401,6 +402,17 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
         result = read_file(data, source=name, sha256=sha, options=options)
     except UnreadableFileError as exc:
         return FilePlan(FileOutcome(name, sha, "quarantined", reason=str(exc)))
+    except (MemoryError, OSError):
+        raise
+    except Exception as exc:  # a reader's failure on input it did not foresee: this file waits, the run goes on
+        logging.getLogger("refranges").exception("reading %s failed in refranges' reader", name)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        reason = (
+            f"{name}: refranges' reader failed on this file ({type(exc).__name__}: {first[:200]}), a refranges "
+            "defect for a file of a known layout: report it with the file (the archive keeps it). The other "
+            "files of the run are not held up"
+        )
+        return FilePlan(FileOutcome(name, sha, "quarantined", reason=reason))
     held = [result.quarantine]
     plan = FilePlan(FileOutcome(name, sha, "loaded", result.layout, result.rows_read, info=dict(result.info)))
     plan.assays, plan.handling = result.extras.get("assays"), result.extras.get("handling")

@@ -137,3 +137,33 @@ def test_an_olink_file_whose_qc_failed_on_most_plates_loads_its_good_plate(tmp_p
     blank = frame.with_columns(pl.when(failed).then(None).otherwise(pl.col("NPX")).alias("NPX"))
     damaged = plan_file(written(blank), "npx.parquet", settings, set(), b"k").outcome
     assert damaged.status == "quarantined" and "rows unusable" in (damaged.reason or ""), damaged.reason
+
+
+def test_a_reader_that_fails_on_a_file_quarantines_that_file_and_the_run_goes_on(tmp_path: Path, monkeypatch) -> None:
+    """A reader's failure on input it did not foresee (a polars error, a KeyError) stopped the whole run, and
+    every scheduled run after it, until someone removed the file: the file is quarantined with what failed
+    and what to do, and the other files load."""
+    import polars as pl
+
+    from flows import pipeline
+
+    settings = load_settings(env={}, home=tmp_path, subject_key="k")
+    original = pipeline.read_file
+
+    def failing(data: bytes, *, source: str, **kwargs: object):
+        if source == "odd.csv":
+            raise pl.exceptions.ComputeError("cannot cast categorical types to Float64\n\nmore lines")
+        return original(data, source=source, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_file", failing)
+    odd = plan_file(b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,1,pg/mL,P1\n", "odd.csv", settings, set(), b"k")
+    assert odd.outcome.status == "quarantined"
+    assert odd.outcome.reason.startswith(
+        "odd.csv: refranges' reader failed on this file (ComputeError: cannot cast categorical types to Float64), "
+        "a refranges defect"
+    )
+    fine = plan_file(b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,1,pg/mL,P1\n", "fine.csv", settings, set(), b"k")
+    assert fine.outcome.status == "loaded"
+    monkeypatch.setattr(pipeline, "read_file", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    with pytest.raises(MemoryError):  # not a file's fault: the run stops as before
+        plan_file(b"x", "big.csv", settings, set(), b"k")

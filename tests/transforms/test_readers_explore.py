@@ -471,3 +471,31 @@ def test_olinks_zip_gives_back_exactly_the_bytes_its_checksum_names(content: byt
     changed = _zipped({"data.csv": content + b"!", checksum: digest(content).hexdigest()})
     with pytest.raises(UnreadableFileError, match="differs from the"):
         olink_delivery(changed, source="z.zip")
+
+
+def test_a_parquet_file_with_numbers_as_text_or_an_all_empty_column_reads_as_the_typed_one(ht) -> None:
+    """Parquet files re-saved from R or a spreadsheet store NPX and counts as text ("NA" cells), and an unused
+    column as nulls only: NPX as text failed with "cannot cast categorical types to Float64" and an all-empty
+    SampleQC with "Series of type Null does not have eq operator", which stopped the run."""
+    demo, bare = ht
+    table = pq.read_table(io.BytesIO(demo.files["explore_ht_npx.parquet"]))
+
+    def written(changed: pa.Table) -> bytes:
+        out = io.BytesIO()
+        pq.write_table(changed.replace_schema_metadata(table.schema.metadata), out)
+        return out.getvalue()
+
+    def with_column(name: str, values: pa.Array) -> pa.Table:
+        return table.set_column(table.schema.get_field_index(name), name, values)
+
+    kept = ["sample_id", "analyte_raw", "value", "read_count", "ext_npx", "pc_normalized_npx"]
+    text = table
+    for name in ("NPX", "ExtNPX", "PCNormalizedNPX", "Count"):
+        cells = pl.Series(text[name].to_pylist()).cast(pl.String).fill_null("NA")
+        text = text.set_column(text.schema.get_field_index(name), name, cells.to_arrow())
+    as_text = read(written(text), "explore_ht_npx.parquet")
+    assert as_text.rows.select(kept).equals(bare.rows.select(kept))
+    assert as_text.quarantine.select("check", "line_number").equals(bare.quarantine.select("check", "line_number"))
+    empty = read(written(with_column("SampleQC", pa.nulls(table.num_rows))), "explore_ht_npx.parquet")
+    assert empty.quarantine.filter(pl.col("check") == "vendor_sample_qc").height == 0  # no verdict: none held
+    assert empty.rows.height == bare.rows.height + bare.quarantine.height

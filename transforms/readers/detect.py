@@ -216,7 +216,8 @@ def _explore_parquet(
 
     wanted = {c.lower() for c in olink_explore.COLUMNS}
     columns = [n for n in names if n.lower() in wanted]
-    text = [n for n in columns if n in text_columns]
+    numbers = {c.lower() for c in olink_explore.NUMBER_COLUMNS}
+    text = [n for n in columns if n in text_columns and n.lower() not in numbers]
     try:
         table = pq.read_table(io.BytesIO(data), columns=columns, read_dictionary=text)
         frame = pl.from_arrow(table, rechunk=True)
@@ -224,6 +225,8 @@ def _explore_parquet(
         msg = f"{kwargs['source']}: Parquet file cannot be read ({exc}); ask for a fresh export"
         raise UnreadableFileError(msg) from exc
     assert isinstance(frame, pl.DataFrame)
+    # a column of nothing but nulls (an all-empty SampleQC) has no type of its own: text, as in a CSV
+    frame = frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null)
     lines = pl.int_range(2, frame.height + 2, eager=True)  # spreadsheet-style row numbers, as for every table
     return _explore_result(frame, lines, metadata=metadata, **kwargs)
 

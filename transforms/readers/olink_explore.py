@@ -47,6 +47,9 @@ NPX_FILE_TYPES = {
 METADATA_KEYS = ("Product", "DataFileType", "FileVersion", "ExploreVersion", "ProjectName", "SampleMatrix")
 #: LOD columns in order of preference: Olink's own, then those OlinkAnalyze adds.
 LOD_COLUMNS = ("LOD", "NCLOD", "PlateLOD", "MaxLOD", "FixedLOD", "LODNPX", "PCNormalizedLOD")
+#: Columns that hold numbers: a Parquet file that stores one as text (re-saved from R or a spreadsheet, with
+#: "NA" cells) has it read as text and parsed by the CSV rules, never dictionary-coded.
+NUMBER_COLUMNS = ("NPX", "ExtNPX", "PCNormalizedNPX", "Count", *LOD_COLUMNS)
 #: Explore HT sample-handling (OSI) columns, kept per sample.
 HANDLING_COLUMNS = ("OSITimeToCentrifugation", "OSIPreparationTemperature", "OSISummary", "OSICategory")
 #: Every column the reader reads (any case); a Parquet file is read for these alone.
@@ -501,4 +504,4 @@ def _joined(frame: pl.DataFrame, name: str | None) -> str | None:
 #: The warehouse names of the sample-handling fields (table sample_handling), e.g. osi_time_to_centrifugation.
 HANDLING_FIELDS = [_snake(c) for c in HANDLING_COLUMNS]
 
-__all__ = ["COLUMNS", "PRODUCTS", "SIGNATURE", "ExploreRead", "product_of", "read_explore"]
+__all__ = ["COLUMNS", "NUMBER_COLUMNS", "PRODUCTS", "SIGNATURE", "ExploreRead", "product_of", "read_explore"]
