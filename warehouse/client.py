@@ -210,9 +210,17 @@ def score(
         sha = hashlib.sha256(data).hexdigest()
         try:
             result = read_file(data, source=name, sha256=sha, options=options)
-        except UnreadableFileError as exc:
-            held.append(_file_problem(name, sha, "readable", str(exc)))
-            files.append({"name": name, "sha256": sha, "layout": None, "rows_read": 0, "problem": str(exc)})
+        except (MemoryError, OSError):
+            raise
+        except Exception as exc:  # UnreadableFileError: the file's reason; anything else: a reader's failure
+            why = (
+                str(exc)
+                if isinstance(exc, UnreadableFileError)
+                else f"{name}: refranges' reader failed on this file ({type(exc).__name__}: "
+                f"{(str(exc).strip().splitlines() or [''])[0][:200]}), a refranges defect: report it with the file"
+            )
+            held.append(_file_problem(name, sha, "readable", why))
+            files.append({"name": name, "sha256": sha, "layout": None, "rows_read": 0, "problem": why})
             continue
         files.append({"name": name, "sha256": sha, "layout": result.layout, "rows_read": result.rows_read})
         held.append(result.quarantine)
