@@ -61,10 +61,14 @@ class Table:
 
 
 def split_fields(line: str, separator: str) -> list[str]:
-    """Fields of one line, honouring double quotes (used for header lines only)."""
+    """Fields of one line, honouring double quotes (used for header lines only); a line whose quote is never
+    closed (csv: "new-line character seen in unquoted field") is split at every separator, quotes dropped."""
     import csv
 
-    return next(csv.reader([line], delimiter=separator))
+    try:
+        return next(csv.reader([line], delimiter=separator))
+    except csv.Error:
+        return [cell.strip('"') for cell in line.split(separator)]
 
 
 def _column_names(header: str, sep: str, *, source: str, header_index: int) -> list[str]:
@@ -259,23 +263,32 @@ def _parse_body(
     they follow each other: the parser then counts them itself, in the same chunks as the cells (a Series
     in other chunks would make every later operation on the frame realign all of its columns). ``n_lines``
     is the number of lines, checked against the rows parsed, or None when no quote can join lines.
-    ``keep``: the indices of the columns to parse (None: all)."""
+    ``keep``: the indices of the columns to parse (None: all). A quote that opens a cell and is never closed
+    raises UnreadableFileError naming its line (polars said "invalid csv file" in a traceback)."""
     width = len(names)
-    raw = pl.read_csv(
-        payload,  # bytes: twice as fast as a StringIO
-        skip_lines=skip_lines,
-        has_header=False,
-        separator=sep,
-        # the header gives the width: a short first row must not cut the columns of every later row
-        schema={f"__c{i}": pl.String for i in range(width)},
-        missing_columns="insert",
-        extra_columns="ignore",
-        truncate_ragged_lines=True,
-        empty_string_is_null=False,
-        row_index_name="__line" if isinstance(numbers, int) else None,
-        row_index_offset=numbers if isinstance(numbers, int) else 0,
-        columns=keep,
-    )
+    try:
+        raw = pl.read_csv(
+            payload,  # bytes: twice as fast as a StringIO
+            skip_lines=skip_lines,
+            has_header=False,
+            separator=sep,
+            # the header gives the width: a short first row must not cut the columns of every later row
+            schema={f"__c{i}": pl.String for i in range(width)},
+            missing_columns="insert",
+            extra_columns="ignore",
+            truncate_ragged_lines=True,
+            empty_string_is_null=False,
+            row_index_name="__line" if isinstance(numbers, int) else None,
+            row_index_offset=numbers if isinstance(numbers, int) else 0,
+            columns=keep,
+        )
+    except pl.exceptions.ComputeError as exc:  # an unbalanced quote
+        where = _open_quote(payload, skip_lines, numbers)
+        msg = (
+            f'{source}: {where}a quote (") opens a cell that no quote closes; correct that cell (a quote inside '
+            "a cell is written twice) or export the file again"
+        )
+        raise UnreadableFileError(msg) from exc
     if isinstance(numbers, int):
         numbers = in_chunks_of(
             raw.drop_in_place("__line").cast(pl.Int64).alias("line_number"), raw.get_column(raw.columns[0])
@@ -288,6 +301,16 @@ def _parse_body(
         raise UnreadableFileError(msg)
     frame = raw.rename({f"__c{i}": name for i, name in enumerate(names) if f"__c{i}" in raw.columns})
     return Table(strip_cells(frame, payload, sep), numbers, sep, header_index + 1)
+
+
+def _open_quote(payload: bytes, skip_lines: int, numbers: pl.Series | int) -> str:
+    """ "line N: " for the first data line with an odd number of quotes (where an unclosed quote opens), or
+    nothing when none has one."""
+    for i, line in enumerate(payload.split(b"\n")[skip_lines:]):
+        if line.count(b'"') % 2:
+            number = numbers + i if isinstance(numbers, int) else numbers[i] if i < numbers.len() else None
+            return "" if number is None else f"line {number}: "
+    return ""
 
 
 def in_chunks_of(series: pl.Series, like: pl.Series) -> pl.Series:

@@ -103,9 +103,14 @@ def read_xponent(
     analytes = [c for c in frame.columns if c not in {"Location", "Sample", "Total Events", "line_number"}]
     batch = meta.get("Batch") or source
     run_date = instrument_date(meta.get("BatchStartTime") or meta.get("Date"))
-    long = frame.unpivot(
-        index=["Location", "Sample", "line_number"], on=analytes, variable_name="analyte_raw", value_name="value_text"
-    )
+    if "Sample" not in frame.columns:
+        msg = (
+            f"{source}: line {header + 1}: the {found} section's header has no Sample column "
+            f"({', '.join(frame.columns[:6])}); export the file again from xPONENT"
+        )
+        raise UnreadableFileError(msg)
+    index = [c for c in ("Location", "Sample", "line_number") if c in frame.columns]
+    long = frame.unpivot(index=index, on=analytes, variable_name="analyte_raw", value_name="value_text")
     if "Location" not in frame.columns:
         long = long.with_columns(pl.lit(None, pl.String).alias("Location"))
     loc = pl.col("Location").str.extract_groups(LOCATION)
