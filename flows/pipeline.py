@@ -404,7 +404,7 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
         return FilePlan(FileOutcome(name, sha, "quarantined", reason=str(exc)))
     except (MemoryError, OSError):
         raise
-    except Exception as exc:  # a reader's failure on input it did not foresee: this file waits, the run goes on
+    except (Exception, pl.exceptions.PanicException) as exc:  # a reader's failure on unforeseen input: the run goes on
         logging.getLogger("refranges").exception("reading %s failed in refranges' reader", name)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         reason = (

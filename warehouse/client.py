@@ -212,7 +212,7 @@ def score(
             result = read_file(data, source=name, sha256=sha, options=options)
         except (MemoryError, OSError):
             raise
-        except Exception as exc:  # UnreadableFileError: the file's reason; anything else: a reader's failure
+        except (Exception, pl.exceptions.PanicException) as exc:  # UnreadableFileError: the file's own reason
             why = (
                 str(exc)
                 if isinstance(exc, UnreadableFileError)

@@ -499,3 +499,39 @@ def test_a_parquet_file_with_numbers_as_text_or_an_all_empty_column_reads_as_the
     empty = read(written(with_column("SampleQC", pa.nulls(table.num_rows))), "explore_ht_npx.parquet")
     assert empty.quarantine.filter(pl.col("check") == "vendor_sample_qc").height == 0  # no verdict: none held
     assert empty.rows.height == bare.rows.height + bare.quarantine.height
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=5))
+def test_a_damaged_parquet_file_is_read_or_refused_never_a_crash(flips) -> None:
+    """Bytes of an Explore HT Parquet file changed (a damaged download): polars panicked ("assertion failed:
+    i < self.len()", a PanicException, which is no Exception and passed every handler) and the run stopped.
+    Found by fuzzing; the file is read, or refused with a reason."""
+    data = bytearray(_small_ht())
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    try:
+        r = read_file(bytes(data), source="ht.parquet", sha256="0" * 64)
+    except UnreadableFileError as exc:
+        assert str(exc).startswith("ht.parquet: ")
+        return
+    assert r.rows_read == r.rows.height + r.quarantine.height
+
+
+_SMALL_HT: list[bytes] = []
+
+
+def _small_ht() -> bytes:
+    if not _SMALL_HT:
+        _SMALL_HT.append(generate_explore(seed=3, n_healthy=40, n_patients=5).files["explore_ht_npx.parquet"])
+    return _SMALL_HT[0]
+
+
+def test_a_count_that_is_no_finite_number_is_no_count() -> None:
+    """A Count cell of "1e999" (inf) failed the whole file: "conversion from f64 to i64 failed"."""
+    frame = pl.from_arrow(pq.read_table(io.BytesIO(_small_ht())))
+    assert isinstance(frame, pl.DataFrame)
+    text = frame.head(400).with_columns(pl.col("Count").cast(pl.String)).with_row_index()
+    text = text.with_columns(pl.when(pl.col("index") == 30).then(pl.lit("1e999")).otherwise("Count").alias("Count"))
+    r = read(text.drop("index").write_csv(separator=";").encode(), "ht.csv")
+    assert r.rows.filter(pl.col("line_number") == 32)["read_count"].to_list() == [None]  # line 32: index 30

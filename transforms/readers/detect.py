@@ -190,7 +190,7 @@ def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, 
 
     try:
         found = pq.read_schema(io.BytesIO(data))
-    except Exception as exc:  # pyarrow raises several types for a damaged file
+    except (Exception, pl.exceptions.PanicException) as exc:  # several types for a damaged file; polars panics
         msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
         raise UnreadableFileError(msg) from exc
     meta = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (found.metadata or {}).items()}
@@ -201,7 +201,7 @@ def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, 
 def _read_parquet(data: bytes, *, source: str) -> pl.DataFrame:
     try:
         return pl.read_parquet(io.BytesIO(data))
-    except Exception as exc:  # pyarrow/polars raise several types for a damaged file
+    except (Exception, pl.exceptions.PanicException) as exc:  # several types for a damaged file; polars panics
         msg = f"{source}: Parquet file cannot be read ({exc}); ask for a fresh export"
         raise UnreadableFileError(msg) from exc
 
@@ -221,7 +221,7 @@ def _explore_parquet(
     try:
         table = pq.read_table(io.BytesIO(data), columns=columns, read_dictionary=text)
         frame = pl.from_arrow(table, rechunk=True)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
+    except (Exception, pl.exceptions.PanicException) as exc:  # several types for a damaged file; polars panics
         msg = f"{kwargs['source']}: Parquet file cannot be read ({exc}); ask for a fresh export"
         raise UnreadableFileError(msg) from exc
     assert isinstance(frame, pl.DataFrame)
@@ -292,7 +292,7 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
     check_workbook_size(data, source=source)
     try:
         sheets = pl.read_excel(io.BytesIO(data), sheet_id=0, has_header=False, infer_schema_length=0)
-    except Exception as exc:
+    except (Exception, pl.exceptions.PanicException) as exc:
         msg = f"{source}: Excel workbook cannot be read ({exc}); save it again as .xlsx or CSV"
         raise UnreadableFileError(msg) from exc
     tables = {name: found for name, sheet in sheets.items() if (found := _excel_table(sheet)) is not None}

@@ -180,7 +180,9 @@ def _count(frame: pl.DataFrame, name: str | None, *, decimal_comma: bool) -> pl.
     """Counts as Int64: an integer column as it is, other forms through :func:`_number` and rounding."""
     if name is not None and frame.schema[name].is_integer():
         return pl.col(name).cast(pl.Int64)
-    return _number(frame, name, decimal_comma=decimal_comma).round().cast(pl.Int64)
+    number = _number(frame, name, decimal_comma=decimal_comma)
+    # a count that is no finite number ("1e999") is no count: null, as an empty cell is
+    return pl.when(number.is_finite()).then(number.round()).cast(pl.Int64, strict=False)
 
 
 def _with_values(frame: pl.DataFrame, npx: str, *, decimal_comma: bool) -> pl.DataFrame:
