@@ -180,7 +180,9 @@ def start_run_server(log_dir: Path) -> LocalServer:
         "DO_NOT_TRACK": "1",
     }
     env.pop("PREFECT_API_URL", None)
-    command = [sys.executable, "-m", "flows.serve", "run-server", str(port)]
+    # -P: the folder the run was started from is not put before the installed packages (a folder there named
+    # flows/ or prefect/, a user's own Prefect project, was imported instead: "No module named flows.serve")
+    command = [sys.executable, "-P", "-m", "flows.serve", "run-server", str(port)]
     with open(log_path, "ab") as log:  # stdin: a pipe only this process holds, the server's lifeline
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env)
     return LocalServer(process, f"http://127.0.0.1:{port}/api", log_path, own_group=False)
@@ -199,7 +201,7 @@ def start_local_server(port: int, log_dir: Path, *, timeout: float = 120.0) -> L
     env.pop("PREFECT_API_URL", None)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-P", "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

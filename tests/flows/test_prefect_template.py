@@ -114,3 +114,24 @@ def test_the_first_run_on_a_machine_keeps_prefects_database_and_the_next_new_hom
         template = prefect_template(cache)
         assert template.is_file(), f"the {name} run kept no template: {sorted(os.listdir(cache))}"
         assert version_of(template) == version_of(home / ".prefect" / "prefect.db")
+
+
+def test_the_runs_server_starts_from_a_folder_that_holds_a_flows_or_prefect_package(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """`refranges run` started from a folder with a `flows/` (a user's own Prefect project, another checkout)
+    failed: "the local Prefect server stopped at start-up", its log "No module named flows.serve", as
+    `python -m` put that folder before the installed packages. The server is started with -P."""
+    from flows.serve import start_run_server
+
+    for package in ("flows", "prefect"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("raise ImportError('the wrong package')\n")
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home" / ".prefect"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    server = start_run_server(home)
+    try:
+        server.wait_until_healthy(120)
+    finally:
+        server.stop()
