@@ -1149,7 +1149,7 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     whole = f"{total} quarantined whole" + (f": {', '.join(named)}" if named else "")
     whole += f" and {total - len(named)} more" if total > len(named) else ""
     whole += (
-        " (a corrected export of the name replaces one; `files retract NAME` closes one that will not come)"
+        " (a corrected export of the same name replaces one; `files retract NAME` closes one that will not come back)"
         if total
         else ""
     )
