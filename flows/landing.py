@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,25 @@ def landing_name(path: storage.Location, settings: Settings) -> str:
     return below or storage.name_of(path)
 
 
+def not_a_file(path: storage.Location) -> str | None:
+    """What a local landing entry that holds no file to read is, with what to do, or None: a symbolic link
+    whose target does not exist (on a share that is not mounted, moved or deleted) or a named pipe, socket or
+    device. Such an entry was passed over without a word, so an unmounted share's exports were never missed;
+    it is now quarantined by name, never read (a named pipe would keep the run waiting for a writer)."""
+    if storage.is_url(path):
+        return None
+    entry = Path(path)
+    if entry.is_symlink() and not entry.exists():
+        return (
+            f"a symbolic link to {os.readlink(entry)}, which does not exist (a share that is not mounted, an export "
+            "moved or deleted); mount the share, or copy the export itself into the landing folder"
+        )
+    if not entry.exists() or entry.is_file() or entry.is_dir():
+        return None
+    kind = "a named pipe" if entry.is_fifo() else "a socket" if entry.is_socket() else "a device"
+    return f"{kind}, not a file; drop exports as files"
+
+
 def files_named(paths: list[Path]) -> list[Path]:
     """The files command-line arguments name: a file as it is, a folder as the files below it, read as the
     landing folder is (sorted; no hidden folders or system files), each file once however often it is named.
@@ -47,7 +67,11 @@ def files_named(paths: list[Path]) -> list[Path]:
         if path.is_file():
             found = [path]
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not ignored(p.relative_to(path).as_posix()))
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if (p.is_file() or not_a_file(p) is not None) and not ignored(p.relative_to(path).as_posix())
+            )  # a dangling link or a pipe too: the run names it as not read, never passes it over
             if not found:
                 raise FileNotFoundError(f"no file in the folder {path}")
         else:

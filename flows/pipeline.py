@@ -29,7 +29,7 @@ from expectations.report import render_report
 from expectations.runner import SuiteOutcome, merge_results, quarantine_rows, validate_with_gx
 from expectations.suites import load_suite, prepare_raw
 from flows.config import Settings, check_landing, subject_key, task_runner
-from flows.landing import ignored, landing_name
+from flows.landing import ignored, landing_name, not_a_file
 from flows.memory import collects_garbage, freeze_modules, gives_back_memory
 from flows.progress import report
 from transforms import schema
@@ -260,25 +260,6 @@ def list_landing(landing: storage.Location) -> list[storage.Location]:
             if not ignored(storage.relative_name(p, landing) or "")
         ]
     return sorted(found, key=str)
-
-
-def not_a_file(path: storage.Location) -> str | None:
-    """What a local landing entry that holds no file to read is, with what to do, or None: a symbolic link
-    whose target does not exist (on a share that is not mounted, moved or deleted) or a named pipe, socket or
-    device. Such an entry was passed over without a word, so an unmounted share's exports were never missed;
-    it is now quarantined by name, never read (a named pipe would keep the run waiting for a writer)."""
-    if storage.is_url(path):
-        return None
-    entry = Path(path)
-    if entry.is_symlink() and not entry.exists():
-        return (
-            f"a symbolic link to {os.readlink(entry)}, which does not exist (a share that is not mounted, an export "
-            "moved or deleted); mount the share, or copy the export itself into the landing folder"
-        )
-    if not entry.exists() or entry.is_file() or entry.is_dir():
-        return None
-    kind = "a named pipe" if entry.is_fifo() else "a socket" if entry.is_socket() else "a device"
-    return f"{kind}, not a file; drop exports as files"
 
 
 def _link_outside_landing(path: storage.Location, settings: Settings) -> Path | None:
@@ -1555,6 +1536,11 @@ def dry_run(paths: list[Path], settings: Settings) -> tuple[list[FileOutcome], p
     outcomes, held = [], []
     first: dict[str, str] = {}
     for path in paths:
+        odd = not_a_file(path)
+        if odd is not None:  # nothing to read (a dangling link), or reading would wait for a writer (a pipe)
+            name = landing_name(path, settings)
+            outcomes.append(FileOutcome(name, "", "quarantined", reason=f"{name}: {odd}; it was not read"))
+            continue
         plan = plan_file(path.read_bytes(), landing_name(path, settings), settings, known, b"dry-run")
         o = plan.outcome
         if o.status == "skipped":

@@ -793,6 +793,27 @@ def test_a_file_quarantined_whole_that_will_not_come_back_is_closed_by_retract(t
     ]
 
 
+def test_ingest_of_a_folder_names_its_pipes_and_dangling_links(tmp_path: Path) -> None:
+    """`ingest FOLDER` (and its dry run) passed over a named pipe or a link to a missing export in the folder
+    without a word, as runs over the landing folder did; a dry run that read a pipe would have waited for a
+    writer. Each is listed as quarantined, not read."""
+    import os
+
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{tmp_path / "home"}"\nsubject_key = "k"\n')
+    drop = tmp_path / "delivery"
+    drop.mkdir()
+    (drop / "a.csv").write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,1.5,pg/mL,P1\n")
+    os.mkfifo(drop / "pipe.csv")
+    (drop / "plate2.csv").symlink_to(tmp_path / "unmounted" / "plate2.csv")
+    result = invoke("ingest", "--dry-run", "--format", "json", str(drop), "--config", str(cfg))
+    assert result.exit_code == 1, result.output  # a file would be quarantined
+    files = {f["name"]: f for f in json.loads(result.stdout)["files"]}
+    assert files["a.csv"]["status"] == "loaded"
+    assert files["pipe.csv"]["reason"] == "pipe.csv: a named pipe, not a file; drop exports as files; it was not read"
+    assert files["plate2.csv"]["status"] == "quarantined" and "which does not exist" in files["plate2.csv"]["reason"]
+
+
 def test_restore_changes_nothing_when_no_copy_of_the_version_is_left(tmp_path: Path, prefect_backend) -> None:
     """`files restore` removed the retraction first and only then found that neither the landing folder nor
     the archive held the file: the ledger forgot it, and no run could load it. It now refuses first."""
