@@ -1086,6 +1086,21 @@ def _echo_json(relation: Any) -> None:
     typer.echo("]")
 
 
+def attempt_text(attempt: dict[str, Any]) -> str:
+    """A run that is writing the warehouse now, failed, or was killed (warehouse.loads.last_attempt), in words:
+    the warehouse keeps no trace of a run that did not complete, so `status` showed an older run as the last
+    one while the scheduled runs after it failed."""
+    started = str(attempt.get("started_at", "?")).replace("T", " ").replace("+00:00", " UTC")
+    run = f"{attempt.get('run_id', '?')}, started {started}"
+    if attempt.get("state") == "running":
+        return f"{run}: running now (process {attempt.get('pid')} on {attempt.get('host')})"
+    kept = "the warehouse is as the last completed run left it"
+    if attempt.get("state") == "killed":
+        return f"{run}: never finished (killed, or its machine stopped); {kept}"
+    why = f"{attempt.get('error', '')}: {attempt.get('message', '')}".strip(": ")
+    return f"{run}: failed ({why}); {kept}; its log is in Prefect (`prefect flow-run ls`, the UI)"
+
+
 @app.command()
 def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     """The warehouse at a glance: the last run, runs and files by status, open problems, the latest release.
@@ -1103,11 +1118,14 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
     assert settings.warehouse is not None and settings.releases is not None
     _check_format(fmt)
     check_warehouse(settings, writing=False)
+    attempt = loads.last_attempt(settings.warehouse)
     if not settings.warehouse.is_file():
-        fail(f"no warehouse at {located(settings, 'warehouse')}; run `refranges run` (or `make demo`) first")
+        first = f" ({attempt_text(attempt)})" if attempt else ""
+        fail(f"no warehouse at {located(settings, 'warehouse')}{first}; run `refranges run` (or `make demo`) first")
     with db.connect(settings.warehouse, read_only=True) as con:
         state = loads.warehouse_status(con)
         registered = loads.registered_releases(con)
+    state["last_attempt"] = attempt
     index = release_index(settings.releases)
     from warehouse.releases import lost_store, missing_registered
 
@@ -1143,6 +1161,8 @@ def status(config: ConfigOption = None, fmt: FormatOption = "table") -> None:
             f"{last['run_id']}: {last['status']}, started {last['started_at']:%Y-%m-%d %H:%M} UTC{took}; "
             f"files {', '.join([files, *extra])}; release: {summary.get('release_message') or '-'}{report}",
         )
+    if attempt:
+        table.add_row("last attempt", attempt_text(attempt))
     table.add_row("runs", counts(state["runs"]))
     table.add_row("files", counts(state["files"]) + " (`refranges files list`)")
     total, named = state["quarantined_files_total"], state["quarantined_files"]

@@ -1439,10 +1439,16 @@ def _writing(settings: Settings) -> Iterator[tuple[Settings, RunSummary]]:
             before = loads.normalised_generations(con)  # what analysts' open sessions may read
         summary = _new_run(on_copy)
         summary.warehouse = str(public)
-        yield on_copy, summary
-        with _connect(on_copy) as con:
-            now = loads.normalised_generations(con)
-        db.publish_work_copy(work, public)
+        loads.record_attempt(public, summary.run_id)  # `refranges status` tells a run that fails or is killed
+        try:
+            yield on_copy, summary
+            with _connect(on_copy) as con:
+                now = loads.normalised_generations(con)
+            db.publish_work_copy(work, public)
+        except BaseException as exc:
+            loads.record_attempt(public, summary.run_id, error=exc)
+            raise
+        loads.clear_attempt(public)
         loads.prune_normalised(public.parent, keep=before | now)
         summary.landing_kept = _remove_from_landing(summary.landing_removed)
         if summary.landing_kept:  # loaded all the same: the next run skips them by their hash

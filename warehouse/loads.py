@@ -976,6 +976,65 @@ def insert_qc_results(con: duckdb.DuckDBPyConnection, results: pl.DataFrame, *, 
     )
 
 
+def attempt_journal(warehouse: Path) -> Path:
+    """The file beside the warehouse that says what the run writing it now, or the last run that failed or was
+    killed, is doing or did (:func:`last_attempt`): a run works on a copy swapped in only when it completes, so
+    the warehouse itself keeps no trace of a run that did not."""
+    return warehouse.with_name(f".{warehouse.name}.last-attempt.json")
+
+
+def record_attempt(warehouse: Path, run_id: str, *, error: BaseException | None = None) -> None:
+    """Write the attempt journal of run ``run_id``: started (no ``error``) or failed with ``error``, atomically.
+    A completed run removes it (:func:`clear_attempt`)."""
+    import json
+    import socket
+
+    path = attempt_journal(warehouse)
+    entry: dict[str, Any] = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
+    if error is None:
+        entry |= {"state": "running", "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    else:
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8")) | {"state": "failed"}
+        except (OSError, ValueError):
+            entry |= {"state": "failed"}
+        text = " ".join(str(error).split())
+        entry |= {"failed_at": datetime.now(UTC).isoformat(timespec="seconds"), "error": type(error).__name__}
+        entry["message"] = text[:500]
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(entry) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:  # a full disk: the journal is a courtesy, never a reason to fail
+        tmp.unlink(missing_ok=True)
+
+
+def clear_attempt(warehouse: Path) -> None:
+    """The run completed: no attempt is pending or failed any more."""
+    attempt_journal(warehouse).unlink(missing_ok=True)
+
+
+def last_attempt(warehouse: Path) -> dict[str, Any] | None:
+    """The attempt journal (:func:`record_attempt`) as `refranges status` tells it: None when the last run
+    completed; else the run's id, start, state (``running``, ``failed``, or ``killed`` for a run whose
+    process on this machine is gone without a word) and, when it failed, the error."""
+    import json
+    import socket
+
+    try:
+        entry = json.loads(attempt_journal(warehouse).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if entry.get("state") == "running" and entry.get("host") == socket.gethostname():
+        try:
+            os.kill(int(entry.get("pid", 0)), 0)
+        except (ProcessLookupError, ValueError):
+            entry["state"] = "killed"
+        except PermissionError:
+            pass  # alive, another user's
+    return dict(entry)
+
+
 def warehouse_status(con: duckdb.DuckDBPyConnection, *, named: int = 5) -> dict[str, Any]:
     """What `refranges status` shows of a warehouse: its last recorded run (its summary as the run left it),
     runs by status, files by status, the files quarantined whole (up to ``named`` names, the newest first)

@@ -814,6 +814,56 @@ def test_ingest_of_a_folder_names_its_pipes_and_dangling_links(tmp_path: Path) -
     assert files["plate2.csv"]["status"] == "quarantined" and "which does not exist" in files["plate2.csv"]["reason"]
 
 
+def test_status_tells_a_run_that_failed_or_was_killed_after_the_last_completed_one(
+    tmp_path: Path, prefect_backend, monkeypatch
+) -> None:
+    """A run works on a copy of the warehouse and leaves no trace when it fails: `status` showed the last
+    completed run as the last run, night after night of failed scheduled runs. The attempt journal beside the
+    warehouse says which run failed and why, or that one never finished; a completed run clears it."""
+    import os
+    import subprocess
+
+    from flows import pipeline
+    from flows.config import load_settings
+    from warehouse import loads
+
+    home = tmp_path / "home"
+    cfg = tmp_path / "refranges.toml"
+    cfg.write_text(f'home = "{home}"\nsubject_key = "k"\n')
+    (home / "landing").mkdir(parents=True)
+    (home / "landing" / "a.csv").write_text("sample_id,analyte,value,unit,plate_id\nS1,IL-6,1.5,pg/mL,P1\n")
+    assert invoke("run", "--config", str(cfg)).exit_code == 0
+    settings = load_settings(cfg, env={})
+    journal = loads.attempt_journal(settings.warehouse)
+    assert not journal.exists()  # a completed run leaves none
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the reference stage failed\non two lines")
+
+    monkeypatch.setattr(pipeline, "build_and_publish", broken)
+    with pytest.raises(RuntimeError):
+        pipeline.run_pipeline(settings)
+    shown = json.loads(invoke("status", "--format", "json", "--config", str(cfg)).stdout)
+    failed = shown["last_attempt"]
+    assert failed["state"] == "failed" and failed["error"] == "RuntimeError"
+    assert failed["message"] == "the reference stage failed on two lines"
+    assert shown["last_run"]["run_id"] != failed["run_id"]  # the warehouse's last run is the completed one
+    table = " ".join(invoke("status", "--config", str(cfg), env={"COLUMNS": "300"}).output.split())
+    assert f"last attempt │ {failed['run_id']}" in table and "failed (RuntimeError: the reference stage" in table
+    assert "the warehouse is as the last completed run left it" in table
+
+    gone = subprocess.Popen(["true"])  # a process id that has ended
+    gone.wait()
+    journal.write_text(json.dumps({**failed, "state": "running", "pid": gone.pid, "host": os.uname().nodename}))
+    killed = " ".join(invoke("status", "--config", str(cfg), env={"COLUMNS": "300"}).output.split())
+    assert "never finished (killed, or its machine stopped)" in killed, killed
+
+    monkeypatch.undo()
+    assert invoke("run", "--config", str(cfg)).exit_code == 0
+    assert not journal.exists()
+    assert json.loads(invoke("status", "--format", "json", "--config", str(cfg)).stdout)["last_attempt"] is None
+
+
 def test_restore_changes_nothing_when_no_copy_of_the_version_is_left(tmp_path: Path, prefect_backend) -> None:
     """`files restore` removed the retraction first and only then found that neither the landing folder nor
     the archive held the file: the ledger forgot it, and no run could load it. It now refuses first."""
