@@ -567,17 +567,12 @@ def files_retract(
     if not reason.strip():
         fail("--reason is empty: say why the file leaves (it is kept in the ledger)", 2)
 
-    def retract(con: Any) -> tuple[loads.Retracted, str | None]:
-        done = loads.retract_file(con, name, f"retracted by hand: {reason.strip()}")
-        archived = con.execute("select archive_path from files where sha256 = ?", [done.sha256]).fetchall()
-        return done, archived[0][0] if archived else None
-
-    done, recorded = _ledger_change(settings, retract)
+    done = _ledger_change(settings, lambda con: loads.retract_file(con, name, f"retracted by hand: {reason.strip()}"))
     sha = done.sha256
     if done.was == "quarantined":
         kept = ""
         copy = settings.quarantine / name
-        if copy.is_file() and storage.archived_copy(settings.archive, sha, recorded) is None:
+        if copy.is_file() and storage.archived_copy(settings.archive, sha, done.archive_path) is None:
             kept = f" Its copy stays in {settings.quarantine}: the only one (quarantined before refranges archived)."
         else:  # the archive keeps its bytes (or nothing was ever read: a link, a pipe)
             for leftover in (copy, settings.quarantine / f"{name}.reason.txt"):
@@ -823,7 +818,7 @@ def score(
     from transforms.score import DISCLAIMER
     from warehouse.client import ReleaseIntegrityError, ReleaseNotFoundError, ScoreError, load_release
     from warehouse.client import score as score_exports
-    from warehouse.lookups import read_analyte_dictionary
+    from warehouse.lookups import DictionaryError, read_analyte_dictionary
 
     if fmt not in ("table", "csv", "json", "html"):
         fail(f"--format {fmt!r}: use table, csv, json or html", code=2)
@@ -842,8 +837,10 @@ def score(
         dates = [Date.fromisoformat(d) for d in date or []]
     except ValueError as exc:
         fail(f"--date: {exc}; write dates as YYYY-MM-DD", code=2)
-    check_dictionary(settings)
-    dictionary, dictionary_sha256 = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
+    try:
+        dictionary, dictionary_sha256 = read_analyte_dictionary(extra=settings.analyte_dictionary_extra)
+    except DictionaryError as exc:  # as check_dictionary refuses it, read once here
+        fail(str(exc), 2)
     try:
         tables = load_release(settings.releases, release)
     except ReleaseNotFoundError:

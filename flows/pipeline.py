@@ -46,7 +46,7 @@ from transforms.normalise import (
 from transforms.partitions import plan_normalise, plan_reference
 from transforms.privacy import pseudonymise_subjects
 from transforms.qc import VENDOR_QC_CHECKS, file_statistics, plate_statistics, release_checks, vendor_held
-from transforms.readers import UnreadableFileError, read_file
+from transforms.readers import ReaderFailure, UnreadableFileError, read_or_refuse
 from transforms.readers.manifest import against_loaded
 from transforms.reference import GROUP_ORDER, ReferenceBuild, build_reference, combine_builds
 from transforms.variation import first_visits, retest_variation
@@ -380,20 +380,13 @@ def plan_file(data: bytes, name: str, settings: Settings, known: set[str], key: 
             "hold_vendor_warnings": settings.hold_vendor_warnings,
             "luminex_mfi_section": settings.luminex_mfi_section,
         }
-        result = read_file(data, source=name, sha256=sha, options=options)
+        result = read_or_refuse(data, source=name, sha256=sha, options=options)
+    except ReaderFailure as exc:  # this file waits, the run goes on; the error goes to the log
+        logging.getLogger("refranges").error("reading %s failed in refranges' reader", name, exc_info=exc.__cause__)
+        reason = f"{exc} (the archive keeps it); the other files of the run are not held up"
+        return FilePlan(FileOutcome(name, sha, "quarantined", reason=reason))
     except UnreadableFileError as exc:
         return FilePlan(FileOutcome(name, sha, "quarantined", reason=str(exc)))
-    except (MemoryError, OSError):
-        raise
-    except (Exception, pl.exceptions.PanicException) as exc:  # a reader's failure on unforeseen input: the run goes on
-        logging.getLogger("refranges").exception("reading %s failed in refranges' reader", name)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        reason = (
-            f"{name}: refranges' reader failed on this file ({type(exc).__name__}: {first[:200]}), a refranges "
-            "defect for a file of a known layout: report it with the file (the archive keeps it). The other "
-            "files of the run are not held up"
-        )
-        return FilePlan(FileOutcome(name, sha, "quarantined", reason=reason))
     held = [result.quarantine]
     plan = FilePlan(FileOutcome(name, sha, "loaded", result.layout, result.rows_read, info=dict(result.info)))
     plan.assays, plan.handling = result.extras.get("assays"), result.extras.get("handling")

@@ -181,7 +181,7 @@ def score(
     from transforms import schema
     from transforms.normalise import MEASURED_TYPES, dictionary_lookup, hold_plates, prepare_measurements
     from transforms.qc import file_statistics, plate_statistics, vendor_held
-    from transforms.readers import UnreadableFileError, read_file
+    from transforms.readers import UnreadableFileError, read_or_refuse
     from transforms.retest import (
         AS_GIVEN_LAYOUTS,
         Person,
@@ -209,18 +209,10 @@ def score(
     for name, data in exports.items():
         sha = hashlib.sha256(data).hexdigest()
         try:
-            result = read_file(data, source=name, sha256=sha, options=options)
-        except (MemoryError, OSError):
-            raise
-        except (Exception, pl.exceptions.PanicException) as exc:  # UnreadableFileError: the file's own reason
-            why = (
-                str(exc)
-                if isinstance(exc, UnreadableFileError)
-                else f"{name}: refranges' reader failed on this file ({type(exc).__name__}: "
-                f"{(str(exc).strip().splitlines() or [''])[0][:200]}), a refranges defect: report it with the file"
-            )
-            held.append(_file_problem(name, sha, "readable", why))
-            files.append({"name": name, "sha256": sha, "layout": None, "rows_read": 0, "problem": why})
+            result = read_or_refuse(data, source=name, sha256=sha, options=options)
+        except UnreadableFileError as exc:  # the file's own reason, or a reader's failure (ReaderFailure)
+            held.append(_file_problem(name, sha, "readable", str(exc)))
+            files.append({"name": name, "sha256": sha, "layout": None, "rows_read": 0, "problem": str(exc)})
             continue
         files.append({"name": name, "sha256": sha, "layout": result.layout, "rows_read": result.rows_read})
         held.append(result.quarantine)

@@ -246,18 +246,18 @@ def _define_parquet_view(
     else:
         body = f"select {typed} where false"
     digest = hashlib.sha256(body.encode()).hexdigest()
-    current = con.execute(
+    comments = con.execute(  # every row fetched: a result left open blocks the connection's next query
         "select comment from duckdb_views() where database_name = current_database() and schema_name = 'main' "
         "and view_name = ?",
         [view],
-    ).fetchone()
-    if temp:
-        if current is None or current[0] != digest:
-            con.execute(f"create or replace temp view {view} as {body}")
+    ).fetchall()
+    if comments and comments[0][0] == digest:
         return
-    if current is None or current[0] != digest:
-        con.execute(f"create or replace view {view} as {body}")  # view names are ours, not data
-        con.execute(f"comment on view {view} is '{digest}'")  # hex: safe to inline
+    if temp:
+        con.execute(f"create or replace temp view {view} as {body}")
+        return
+    con.execute(f"create or replace view {view} as {body}")  # view names are ours, not data
+    con.execute(f"comment on view {view} is '{digest}'")  # hex: safe to inline
 
 
 class RawStoreDamagedError(RuntimeError):
@@ -306,21 +306,25 @@ def check_raw_store_of(path: Path) -> None:
         con.close()
 
 
+def raw_files(con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """The raw files of the loaded files the ledger lists, in the order they were ingested."""
+    folder = raw_dir(con)
+    return [folder / r[0] for r in con.execute(RAW_FILES).fetchall()]
+
+
 def refresh_raw_view(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)define ``raw_measurements`` as the raw files of the loaded files the ledger lists, in the order they
     were ingested. Runs inside the caller's transaction: the view changes with the ledger or not at all."""
-    folder = raw_dir(con)
-    names = [r[0] for r in con.execute(RAW_FILES).fetchall()]
-    _define_parquet_view(con, "raw_measurements", [folder / n for n in names], schema.MEASUREMENT)
+    _define_parquet_view(con, "raw_measurements", raw_files(con), schema.MEASUREMENT)
 
 
-def point_views_here(con: duckdb.DuckDBPyConnection) -> bool:
+def point_views_here(con: duckdb.DuckDBPyConnection) -> None:
     """On a read-only connection to a warehouse whose folder was moved (restored elsewhere from a backup, a
     disk mounted at a new place) since a run last defined its views: the views over the raw and normalised
     stores name the files where they were, and every query of them failed until the next run re-pointed
     them. Defines the two as temporary views of this connection over the stores beside the warehouse now, so
-    that they and every view built on them read the files here. Returns whether it did (False: the views
-    point here, or the warehouse predates the stores)."""
+    that they and every view built on them read the files here (nothing when they point here already, or the
+    warehouse predates the stores)."""
     kinds = dict(
         con.execute(
             "select table_name, table_type from information_schema.tables where table_catalog = current_database() "
@@ -328,14 +332,9 @@ def point_views_here(con: duckdb.DuckDBPyConnection) -> bool:
         ).fetchall()
     )
     if kinds.get("raw_measurements") != "VIEW" or kinds.get("measurements_normalised") != "VIEW":
-        return False
-    temporary = "select count(*) from duckdb_views() where temporary"
-    before = con.execute(temporary).fetchall()[0][0]
-    folder = raw_dir(con)
-    raw = [folder / r[0] for r in con.execute(RAW_FILES).fetchall()]
-    _define_parquet_view(con, "raw_measurements", raw, schema.MEASUREMENT, temp=True)
+        return
+    _define_parquet_view(con, "raw_measurements", raw_files(con), schema.MEASUREMENT, temp=True)
     _define_parquet_view(con, "measurements_normalised", normalised_files(con), NORMALISED_STORE, temp=True)
-    return bool(con.execute(temporary).fetchall()[0][0] > before)
 
 
 #: The ledger's loaded files that have a raw file: the view lists them in the order they were ingested.
@@ -596,6 +595,7 @@ class Retracted:
 
     sha256: str
     was: str  # loaded | quarantined
+    archive_path: str | None  # where it was archived, as the ledger recorded it
 
 
 def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) -> Retracted:
@@ -624,7 +624,8 @@ def retract_file(con: duckdb.DuckDBPyConnection, file_name: str, reason: str) ->
         for sha in loaded:
             _take_out_of_use(con, sha, "retracted", reason)
         refresh_raw_view(con)
-    return Retracted(loaded[0], was)
+    archived = con.execute("select archive_path from files where sha256 = ?", [loaded[0]]).fetchall()
+    return Retracted(loaded[0], was, archived[0][0])
 
 
 def superseded_quarantines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
@@ -986,7 +987,6 @@ def attempt_journal(warehouse: Path) -> Path:
 def record_attempt(warehouse: Path, run_id: str, *, error: BaseException | None = None) -> None:
     """Write the attempt journal of run ``run_id``: started (no ``error``) or failed with ``error``, atomically.
     A completed run removes it (:func:`clear_attempt`)."""
-    import json
     import socket
 
     path = attempt_journal(warehouse)
@@ -1018,7 +1018,6 @@ def last_attempt(warehouse: Path) -> dict[str, Any] | None:
     """The attempt journal (:func:`record_attempt`) as `refranges status` tells it: None when the last run
     completed; else the run's id, start, state (``running``, ``failed``, or ``killed`` for a run whose
     process on this machine is gone without a word) and, when it failed, the error."""
-    import json
     import socket
 
     try:

@@ -145,17 +145,17 @@ def test_a_reader_that_fails_on_a_file_quarantines_that_file_and_the_run_goes_on
     and what to do, and the other files load."""
     import polars as pl
 
-    from flows import pipeline
+    from transforms.readers import detect
 
     settings = load_settings(env={}, home=tmp_path, subject_key="k")
-    original = pipeline.read_file
+    original = detect.read_file
 
     def failing(data: bytes, *, source: str, **kwargs: object):
         if source == "odd.csv":
             raise pl.exceptions.ComputeError("cannot cast categorical types to Float64\n\nmore lines")
         return original(data, source=source, **kwargs)
 
-    monkeypatch.setattr(pipeline, "read_file", failing)
+    monkeypatch.setattr(detect, "read_file", failing)
     odd = plan_file(b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,1,pg/mL,P1\n", "odd.csv", settings, set(), b"k")
     assert odd.outcome.status == "quarantined"
     assert odd.outcome.reason.startswith(
@@ -164,6 +164,6 @@ def test_a_reader_that_fails_on_a_file_quarantines_that_file_and_the_run_goes_on
     )
     fine = plan_file(b"sample_id,analyte,value,unit,plate_id\nS1,IL-6,1,pg/mL,P1\n", "fine.csv", settings, set(), b"k")
     assert fine.outcome.status == "loaded"
-    monkeypatch.setattr(pipeline, "read_file", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    monkeypatch.setattr(detect, "read_file", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
     with pytest.raises(MemoryError):  # not a file's fault: the run stops as before
         plan_file(b"x", "big.csv", settings, set(), b"k")

@@ -338,18 +338,18 @@ def test_a_position_outside_the_interval_is_told_from_one_inside() -> None:
 def test_a_reader_failing_on_one_export_leaves_the_others_scored(monkeypatch) -> None:
     """As in a run: a reader's failure on one export (a polars error) stopped `score` with a traceback; that
     export is named as not scored, with the error, and the person's other exports are placed."""
-    import transforms.readers as readers
+    from transforms.readers import detect
 
     demo = generate_retest(plate_shifts=(0.0, 0.4))
     odd = next(name for name in demo.files if name.startswith("msd"))
-    original = readers.read_file
+    original = detect.read_file
 
     def failing(data: bytes, *, source: str, **kwargs: object):
         if source == odd:
             raise pl.exceptions.ComputeError("cannot cast categorical types to Float64")
         return original(data, source=source, **kwargs)
 
-    monkeypatch.setattr(readers, "read_file", failing)
+    monkeypatch.setattr(detect, "read_file", failing)
     scored = score(demo.files, synthetic_release())
     problem = scored.not_scored.filter(pl.col("source_file") == odd)["reason"].to_list()
     assert problem == [

@@ -6,7 +6,7 @@ back with a reason (``transforms.schema.QUARANTINE``) and, for manifests, the sa
 identity ``rows_read == rows.height + quarantine.height`` holds for every result.
 """
 
-from transforms.readers.detect import ReadResult, detect_layout, read_file
+from transforms.readers.detect import ReaderFailure, ReadResult, detect_layout, read_file, read_or_refuse
 from transforms.text import UnreadableFileError
 
-__all__ = ["ReadResult", "UnreadableFileError", "detect_layout", "read_file"]
+__all__ = ["ReadResult", "ReaderFailure", "UnreadableFileError", "detect_layout", "read_file", "read_or_refuse"]

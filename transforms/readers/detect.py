@@ -522,3 +522,25 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
     else:
         rows, bad = tidy.read_tidy(table, **common)
     return ReadResult(layout, rows, bad)
+
+
+class ReaderFailure(UnreadableFileError):
+    """A reader failed on input it did not foresee (an error inside refranges, not a reason of the file's own):
+    the file is refused all the same, so that one such file never stops a run or a scoring; ``__cause__`` holds
+    the error, for the log."""
+
+
+def read_or_refuse(data: bytes, *, source: str, sha256: str, options: dict[str, object] | None = None) -> ReadResult:
+    """:func:`read_file`, with any other failure of a reader than running out of memory or a file system error
+    raised as ReaderFailure: its error's name and first line, and "report it with the file"."""
+    try:
+        return read_file(data, source=source, sha256=sha256, options=options)
+    except (UnreadableFileError, MemoryError, OSError):
+        raise
+    except (Exception, pl.exceptions.PanicException) as exc:  # a polars panic is no Exception
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        msg = (
+            f"{source}: refranges' reader failed on this file ({type(exc).__name__}: {first}), a refranges defect: "
+            "report it with the file"
+        )
+        raise ReaderFailure(msg) from exc

@@ -87,22 +87,32 @@ def read_olink(
     label = pl.col("analyte_raw").fill_null("?")
     checks = value_checks(label)
     if hold_warnings:
-        checks.append(
-            (
-                "vendor_qc_warning",
-                pl.col("vendor_qc").is_not_null(),
-                pl.lit("sample ")
-                + pl.col("sample_id").fill_null("?")
-                + pl.lit(" on plate ")
-                + pl.col("plate_id").fill_null("?")
-                + pl.lit(", ")
-                + label
-                + pl.lit(": Olink flagged ")
-                + pl.col("vendor_qc")
-                + pl.lit("; held back because hold_vendor_warnings is on"),
-            )
-        )
+        checks.append(warning_held(pl.col("vendor_qc").is_not_null(), label))
     return finish(frame, source=source, sha256=sha256, checks=checks)
+
+
+def sample_on_plate() -> pl.Expr:
+    """ "sample S on plate P" of a held row, for its reason (text or dictionary-coded columns)."""
+    return (
+        pl.lit("sample ")
+        + pl.col("sample_id").cast(pl.String).fill_null("?")
+        + pl.lit(" on plate ")
+        + pl.col("plate_id").cast(pl.String).fill_null("?")
+    )
+
+
+def warning_held(flagged: pl.Expr, label: pl.Expr) -> tuple[str, pl.Expr, pl.Expr]:
+    """The row check that holds back the ``flagged`` rows Olink's software warned about (``vendor_qc``) when
+    the setting hold_vendor_warnings is on, for Target and Explore files alike."""
+    reason = (
+        sample_on_plate()
+        + pl.lit(", ")
+        + label
+        + pl.lit(": Olink flagged ")
+        + pl.col("vendor_qc")
+        + pl.lit("; held back because hold_vendor_warnings is on")
+    )
+    return "vendor_qc_warning", flagged, reason
 
 
 def plates_per_sample(frame: pl.DataFrame) -> pl.DataFrame:

@@ -25,7 +25,7 @@ import polars as pl
 
 from transforms import lod as nclod
 from transforms.readers.common import finish, value_checks
-from transforms.readers.olink import CONTROL_PATTERN, plates_per_sample
+from transforms.readers.olink import CONTROL_PATTERN, plates_per_sample, sample_on_plate, warning_held
 from transforms.text import UnreadableFileError, in_chunks_of, uses_decimal_comma, with_numbers
 
 #: Parquet metadata ``Product`` -> platform. A reference group never mixes products: the platform keeps them apart.
@@ -266,12 +266,7 @@ def read_explore(
 
     # reasons are built on the held rows only: casting there is cheap
     label = pl.col("analyte_raw").cast(pl.String).fill_null("?")
-    where = (
-        pl.lit("sample ")
-        + pl.col("sample_id").cast(pl.String).fill_null("?")
-        + pl.lit(" on plate ")
-        + pl.col("plate_id").cast(pl.String).fill_null("?")
-    )
+    where = sample_on_plate()
     checks: list[tuple[str, pl.Expr, pl.Expr]] = [
         (
             "vendor_sample_qc",
@@ -283,18 +278,7 @@ def read_explore(
         ),
     ]
     if hold_warnings:
-        checks.append(
-            (
-                "vendor_qc_warning",
-                ~pl.col("__internal") & pl.col("vendor_qc").is_not_null(),
-                where
-                + pl.lit(", ")
-                + label
-                + pl.lit(": Olink flagged ")
-                + pl.col("vendor_qc")
-                + pl.lit("; held back because hold_vendor_warnings is on"),
-            )
-        )
+        checks.append(warning_held(~pl.col("__internal") & pl.col("vendor_qc").is_not_null(), label))
     checks.append(
         (
             "sample_type_known",
