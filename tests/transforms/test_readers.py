@@ -282,6 +282,27 @@ def test_parquet_and_excel_variants_read_like_csv() -> None:
     assert r.layout == "tidy" and r.rows["value"].to_list() == [1.5, 2.5] and r.rows["line_number"].to_list() == [2, 3]
 
 
+def test_a_workbook_names_rows_by_their_spreadsheet_row_numbers_with_empty_rows_above_and_between() -> None:
+    """polars drops a sheet's leading and empty rows by default, so every line number after an empty row named
+    the wrong row (the bad value on row 6 was reported on line 4): a lab opening the workbook found another
+    row. Rows are now numbered as the spreadsheet numbers them."""
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    sheet = book.add_worksheet()
+    sheet.write_row(2, 1, ["Lab export, cytokines"])  # B3: two empty rows above, one empty column left of it
+    sheet.write_row(4, 1, ["sample_id", "analyte", "value", "unit", "plate_id"])
+    sheet.write_row(5, 1, ["S1", "IL-6", 1.5, "pg/mL", "P1"])
+    sheet.write_row(7, 1, ["S2", "IL-6", "abc", "pg/mL", "P1"])  # after an empty row 7
+    book.close()
+    r = read(buf.getvalue(), "lab.xlsx")
+    assert r.rows["line_number"].to_list() == [6]
+    assert r.quarantine["reason"].to_list() == [
+        "lab.xlsx: line 8: value 'abc' for IL-6 is not a number; correct the cell or re-export"
+    ]
+
+
 @pytest.mark.parametrize(
     ("data", "match"),
     [

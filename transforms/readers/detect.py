@@ -291,7 +291,16 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
         return _frame_table(frame), [], _layout_of(frame.columns)
     check_workbook_size(data, source=source)
     try:
-        sheets = pl.read_excel(io.BytesIO(data), sheet_id=0, has_header=False, infer_schema_length=0)
+        # every row from the sheet's first, empty ones too, so that row i is the spreadsheet's row i + 1 (by
+        # default leading and empty rows are dropped, and every later line number named the wrong row)
+        sheets = pl.read_excel(
+            io.BytesIO(data),
+            sheet_id=0,
+            has_header=False,
+            infer_schema_length=0,
+            drop_empty_rows=False,
+            read_options={"skip_rows": 0},
+        )
     except (Exception, pl.exceptions.PanicException) as exc:
         msg = f"{source}: Excel workbook cannot be read ({exc}); save it again as .xlsx or CSV"
         raise UnreadableFileError(msg) from exc
