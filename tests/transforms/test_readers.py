@@ -71,6 +71,22 @@ def test_olink_types_samples_by_their_plates_and_names() -> None:
     assert r.rows.height == len(lines)
 
 
+def test_olink_target_samples_in_two_panels_are_on_two_plates_without_being_bridges() -> None:
+    """Olink Target runs each panel on plates of its own: a sample measured in two panels names two plates.
+    Every sample of a two-panel project was typed a bridge; a bridge is a sample on two plates of one panel."""
+    header = "SampleID,Assay,Panel,PlateID,NPX,LOD\n"
+    lines = [
+        "S1,IL6,Inflammation,INF_1,3.1,0.5",
+        "S1,CRP,Cardiometabolic,CM_1,9.2,0.5",
+        "S2,IL6,Inflammation,INF_1,2.0,0.5",
+        "S2,IL6,Inflammation,INF_2,2.2,0.5",  # on both Inflammation plates: a bridge
+        "S2,CRP,Cardiometabolic,CM_1,8.1,0.5",
+    ]
+    r = read((header + "\n".join(lines) + "\n").encode(), "two_panels.csv")
+    types = dict(zip(r.rows["sample_id"], r.rows["sample_type"], strict=False))
+    assert types == {"S1": "sample", "S2": "bridge"}
+
+
 @pytest.mark.parametrize(
     ("qc", "assay", "expected"),
     [
@@ -164,46 +180,6 @@ def test_the_tidy_hint_names_renames_and_missing_columns(header: str, advice: st
 def test_a_header_unlike_the_tidy_format_gets_the_general_reason(header: str) -> None:
     with pytest.raises(UnreadableFileError, match="no known export layout in the first 200 lines"):
         read_file(f"{header}\n1,2,3,4\n".encode(), source="f.csv", sha256="x")
-
-
-#: An Olink Target 96 NPX file in the wide layout (NPX Manager; semicolons and decimal commas, as European
-#: installations write it): title rows, then rows labelled Panel, Assay, Uniprot ID and OlinkID above the samples,
-#: and LOD, missing frequency and normalisation rows below them
-NPX_MANAGER_WIDE = [
-    ["NPX data", "", "", "", ""],
-    ["Project", "ME-CFS pilot", "", "", ""],
-    ["", "", "", "", ""],
-    ["Panel", "Olink TARGET 96 Inflammation(v.3022)", "Olink TARGET 96 Inflammation(v.3022)", "", ""],
-    ["Assay", "IL8", "IL6", "QC Warning", "Plate ID"],
-    ["Uniprot ID", "P10145", "P05231", "", ""],
-    ["OlinkID", "OID00131", "OID00142", "", ""],
-    ["S001", "6,12", "3,40", "Pass", "Plate1"],
-    ["S002", "5,98", "2,91", "Pass", "Plate1"],
-    ["", "", "", "", ""],
-    ["LOD", "1,2", "0,8", "", ""],
-    ["Missing Data freq.", "0", "0", "", ""],
-    ["Normalization", "Intensity", "Intensity", "", ""],
-]
-
-
-@pytest.mark.parametrize("kind", ["csv", "xlsx"])
-def test_an_olink_file_in_the_wide_layout_is_refused_with_what_to_export_instead(kind: str) -> None:
-    """NPX Manager's wide NPX file (one column per assay) was refused as "no known export layout", which
-    leaves a lab without a next step: the reason names the layout and the long format to export instead."""
-    if kind == "csv":
-        data = "".join(";".join(row) + "\r\n" for row in NPX_MANAGER_WIDE).encode()
-    else:
-        buf = io.BytesIO()
-        pl.DataFrame(NPX_MANAGER_WIDE[1:], schema=NPX_MANAGER_WIDE[0], orient="row").write_excel(buf)
-        data = buf.getvalue()
-    with pytest.raises(UnreadableFileError) as refused:
-        read_file(data, source=f"npx_manager.{kind}", sha256="x")
-    reason = str(refused.value)
-    assert reason.startswith(f"npx_manager.{kind}: {'sheet Sheet1: ' if kind == 'xlsx' else ''}an Olink NPX file in")
-    assert "wide layout" in reason and "long format" in reason and "SampleID, OlinkID" in reason
-    header = "SampleID;OlinkID;UniProt;Assay;Panel;PlateID;QC_Warning;LOD;NPX\n"
-    long_format = header + "S001;OID00142;P05231;IL6;Inf;P1;Pass;0,8;3,4\n"
-    assert read_file(long_format.encode(), source="long.csv", sha256="x").layout == "olink"  # the long one reads
 
 
 def test_tidy_limits_set_censoring_flags() -> None:

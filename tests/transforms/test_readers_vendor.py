@@ -247,3 +247,195 @@ def test_real_msd_workbench_excel_and_methodical_mind_text() -> None:
     assert r.quarantine["reason"].str.contains("no value reported for TEST_ASSAY").all()
     with pytest.raises(UnreadableFileError, match="Methodical Mind signal export"):
         read_file((SHARED_EXAMPLES / "msd" / "methodical_test_1.txt").read_bytes(), source="mm.txt", sha256="x")
+
+
+# --- Olink Target 48 / 96 NPX files in the wide layout (NPX Manager, NPX Signature's wide export) ---------------
+
+WIDE_SHOWN = [*SHOWN, "lod", "vendor_qc"]
+
+
+def test_olink_npx_manager_wide_file_reads_as_one_row_per_sample_and_assay(golden) -> None:
+    """Two panels side by side, each with its own Plate ID and QC Warning column, the QC deviation columns, an
+    IPC on both plates, a negative control, a warning on one panel of one sample, a value below the LOD row's
+    limit, a NaN and an empty cell: as NPX Manager writes it on a European computer (';', decimal commas,
+    CRLF). It was refused whole with what to export instead."""
+    r = read_path("olink_npx_manager_wide.csv")
+    assert r.layout == "olink_wide"
+    golden("olink_npx_manager_wide", r.rows.select(WIDE_SHOWN))
+    assert r.rows_read == r.rows.height + r.quarantine.height == 8 * 5  # one row per cell: 8 sample rows x 5 assays
+    assert r.quarantine.sort("line_number")["reason"].to_list() == [
+        "olink_npx_manager_wide.csv: line 13: no value reported for TNF (cell 'NaN'); nothing to load",
+        "olink_npx_manager_wide.csv: line 14: no value reported for IL10 (cell ''); nothing to load",
+    ]
+    by_panel = r.rows.group_by("panel").agg(pl.col("plate_id").unique().sort()).sort("panel")
+    assert by_panel.rows() == [
+        ("Olink Target 96 Cardiometabolic(v.3603)", ["CM_Plate1", "CM_Plate2"]),
+        ("Olink Target 96 Inflammation(v.3022)", ["INF_Plate1", "INF_Plate2"]),
+    ]
+    warned = r.rows.filter(pl.col("vendor_qc").is_not_null())
+    assert set(warned["sample_id"]) == {"S003"} and set(warned["panel"]) == {"Olink Target 96 Inflammation(v.3022)"}
+    assert r.info == {
+        "olink_layout": "wide",
+        "product": "Target 96",
+        "data_file_type": "NPX File (wide)",
+        "software_version": "Olink NPX Manager 3.1.0.5",
+        "title": "NPX data / Olink NPX Manager 3.1.0.5",
+        "columns_not_read": [
+            "Olink Target 96 Inflammation(v.3022) QC Deviation from median Inc Ctrl 2",
+            "Olink Target 96 Inflammation(v.3022) QC Deviation from median Det Ctrl",
+        ],
+    }
+    held = read_file(
+        (DATA / "olink_npx_manager_wide.csv").read_bytes(),
+        source="w.csv",
+        sha256="x",
+        options={"hold_vendor_warnings": True},
+    )
+    assert held.quarantine.filter(pl.col("check") == "vendor_qc_warning")["reason"].to_list()[0] == (
+        "w.csv: line 10: sample S003 on plate INF_Plate1, IL6: Olink flagged QC_Warning=Warning; held back because "
+        "hold_vendor_warnings is on"
+    )
+
+
+def _wide_workbook(rows: list[list[str]]) -> bytes:
+    """The rows as NPX Manager's Excel export writes them: numbers as number cells, at the same rows."""
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf)
+    sheet = book.add_worksheet("NPX Data")
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            number = cell.replace(",", ".")
+            try:
+                sheet.write_number(i, j, float(number)) if cell and number != "NaN" else sheet.write_string(i, j, cell)
+            except ValueError:
+                sheet.write_string(i, j, cell)
+    book.close()
+    return buf.getvalue()
+
+
+def test_olink_npx_manager_wide_workbook_matches_the_csv() -> None:
+    text = (DATA / "olink_npx_manager_wide.csv").read_text()
+    rows = [line.split(";") for line in text.splitlines()]
+    from_csv = read_path("olink_npx_manager_wide.csv")
+    from_excel = read_file(_wide_workbook(rows), source="olink_npx_manager_wide.xlsx", sha256="x")
+    assert from_excel.layout == "olink_wide"
+    cols = [c for c in WIDE_SHOWN if c != "value_text"]  # '3,41' in the CSV, 3.41 in a number cell
+    assert from_excel.rows.select(cols).equals(from_csv.rows.select(cols))  # spreadsheet rows are the CSV's lines
+    assert from_excel.quarantine["line_number"].to_list() == from_csv.quarantine["line_number"].to_list()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda rows: [["Ct data"], *rows[1:]], r"holding Ct values \(before NPX normalisation\), which is not read"),
+        (lambda rows: [["Quantified data"], *rows[1:]], r"holding absolute quantification \(Quantified data\)"),
+        (lambda rows: [*rows[:7], ["Unit", "pg/mL"], *rows[7:]], r"absolute quantification"),
+        (lambda rows: [*rows[:5], [], *rows[5:]], r"whose Assay row \(line 5\) is not followed by its OlinkID row"),
+        (lambda rows: [*rows, ["LOD", "0,6", "1,2", "0,9", "2,2", "1,5"]], r"with a LOD row per plate \(line 20\)"),
+        (lambda rows: [*rows, ["Plate LOD", "0,6"]], r"with a Plate LOD row per plate"),
+        (lambda rows: [*rows, ["LLOQ", "0,6"]], r"absolute quantification"),
+        (lambda rows: [["OlinkID"] if r[0] == "OlinkID" else r for r in rows], "without assay columns"),
+    ],
+)
+def test_olink_wide_files_that_hold_no_npx_are_refused_with_what_to_export(change, match) -> None:
+    text = (DATA / "olink_npx_manager_wide.csv").read_text()
+    rows = change([line.split(";") for line in text.splitlines()])
+    data = "\n".join(";".join(r) for r in rows).encode()
+    with pytest.raises(UnreadableFileError, match=match) as refused:
+        read_file(data, source="w.csv", sha256="x")
+    assert str(refused.value).startswith("w.csv: ")
+
+
+def test_olink_wide_plate_columns_that_cannot_be_told_apart_are_refused() -> None:
+    """Two Plate ID columns without their panels named above them, for three panels: which is whose cannot
+    be known, so the file is refused rather than given another panel's plates."""
+    rows = [
+        ["NPX data"],
+        ["Panel", "A", "B", "C", "", ""],
+        ["Assay", "IL6", "TNF", "CRP", "Plate ID", "Plate ID"],
+        ["OlinkID", "OID1", "OID2", "OID3", "", ""],
+        ["S1", "1.0", "2.0", "3.0", "P1", "P2"],
+    ]
+    data = "\n".join(",".join(r) for r in rows).encode()
+    with pytest.raises(UnreadableFileError, match="2 Plate ID columns for 3 panels, whose panels cannot be told apart"):
+        read_file(data, source="w.csv", sha256="x")
+
+
+ASSAYS = [
+    ("IL6", "OID00482", "P05231"),
+    ("TNF", "OID00504", "P01375"),
+    ("IL10", "OID00513", "P22301"),
+    ("CRP", "OID00789", "P02741"),
+]
+
+
+@st.composite
+def npx_projects(draw):
+    """A random Olink NPX project: panels of assays, sample rows (controls among them) on plates, NPX cells
+    (numbers, NaN, empty, below the LOD), QC warnings per sample and panel, and an LOD per assay."""
+    n_panels = draw(st.integers(1, 2))
+    assays = draw(st.lists(st.sampled_from(ASSAYS), min_size=n_panels, max_size=4, unique=True))
+    panel = {a[0]: f"Olink Target 96 Panel{1 + i % n_panels}(v.30{i % n_panels})" for i, a in enumerate(assays)}
+    samples = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["S1", "S2", "S3", "S4", "IPC", "Negative Control"]),
+                st.sampled_from(["Plate1", "Plate2"]),
+                st.lists(st.sampled_from(["Pass", "Warning"]), min_size=n_panels, max_size=n_panels),
+                st.lists(
+                    st.one_of(
+                        st.floats(-3, 15, allow_nan=False).map(lambda x: f"{x:.3f}"),
+                        st.sampled_from(["NaN", ""]),
+                    ),
+                    min_size=len(assays),
+                    max_size=len(assays),
+                ),
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    lods = draw(
+        st.lists(st.floats(0, 3, allow_nan=False).map(lambda x: f"{x:.2f}"), min_size=len(assays), max_size=len(assays))
+    )
+    return assays, panel, samples, lods
+
+
+@given(project=npx_projects(), european=st.booleans())
+def test_an_olink_wide_file_reads_as_its_long_export(project, european: bool) -> None:
+    """The same NPX data written in Olink's long layout and in the wide layout give the same rows (but their
+    line numbers, and the cell text where the wide file writes decimal commas)."""
+    assays, panel, samples, lods = project
+    panels = list(dict.fromkeys(panel[a[0]] for a in assays))
+
+    def num(cell: str) -> str:
+        return cell.replace(".", ",") if european else cell
+
+    long_lines = ["SampleID,Assay,OlinkID,UniProt,Panel,PlateID,QC_Warning,LOD,NPX"]
+    for sample, plate, warnings, values in samples:
+        for (name, oid, uniprot), value, lod in zip(assays, values, lods, strict=True):
+            warning = warnings[panels.index(panel[name])]
+            long_lines.append(
+                f"{sample},{name},{oid},{uniprot},{panel[name]},{plate} {panel[name][-6:]},{warning},{lod},{value}"
+            )
+    sep = ";" if european else ","
+    wide = [
+        ["NPX data"],
+        [],
+        ["Panel", *(panel[a[0]] for a in assays), *panels, *panels],
+        ["Assay", *(a[0] for a in assays), *["Plate ID"] * len(panels), *["QC Warning"] * len(panels)],
+        ["Uniprot ID", *(a[2] for a in assays)],
+        ["OlinkID", *(a[1] for a in assays)],
+    ]
+    for sample, plate, warnings, values in samples:
+        wide.append([sample, *map(num, values), *(f"{plate} {p[-6:]}" for p in panels), *warnings])
+    wide += [[], ["LOD", *map(num, lods)], ["Missing Data freq.", *["0"] * len(assays)]]
+    from_long = read_file("\n".join(long_lines).encode() + b"\n", source="npx.csv", sha256="x")
+    from_wide = read_file("\r\n".join(sep.join(r) for r in wide).encode(), source="npx.csv", sha256="x")
+    assert from_wide.layout == "olink_wide" and from_wide.rows_read == from_long.rows_read == len(samples) * len(assays)
+    left_out = ["line_number", "value_text"]
+    assert from_wide.rows.drop(left_out).equals(from_long.rows.drop(left_out))
+    checks = ["check", "sample_id", "analyte_raw"]
+    assert from_wide.quarantine.select(checks).equals(from_long.quarantine.select(checks))

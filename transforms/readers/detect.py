@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from transforms import schema
-from transforms.readers import luminex, manifest, msd, olink, olink_explore, tidy
+from transforms.readers import luminex, manifest, msd, olink, olink_explore, olink_wide, tidy
 from transforms.readers.common import fold_header, with_folded_names
 from transforms.text import (
     Table,
@@ -26,6 +26,7 @@ LAYOUT_NAMES = {
     "manifest": "a sample manifest",
     "olink": "an Olink NPX table",
     "olink_explore": "an Olink Explore NPX table",
+    "olink_wide": "an Olink NPX table in the wide layout",
     "msd": "an MSD plate",
     "tidy": "a generic tidy table",
     "bioplex": "a Bio-Plex report",
@@ -120,31 +121,22 @@ def refuse_near_miss(fields: list[str], where: str) -> None:
         raise UnreadableFileError(f"{where}: no known export layout; {hint} (docs/input-formats.md)")
 
 
-#: The row labels down the first column of Olink's wide NPX layout (NPX Manager, NPX Signature's wide export)
-OLINK_WIDE_LABELS = {"assay", "olinkid"}
-
-
-def refuse_olink_wide(first_cells: list[str], where: str) -> None:
-    """Refuse (UnreadableFileError) an Olink NPX file in the wide layout, one column per assay under rows
-    labelled Panel, Assay, Uniprot ID and OlinkID, with what to export instead; nothing for another file."""
-    if {fold_header(c) for c in first_cells} >= OLINK_WIDE_LABELS:
-        msg = (
-            f"{where}: an Olink NPX file in the wide layout (one column per assay, under rows labelled Assay and "
-            "OlinkID, as NPX Manager and the wide export of NPX Signature write it), which is not read; export "
-            "the NPX data in Olink's long format (one row per sample and assay, with SampleID, OlinkID, UniProt, "
-            "Assay, PlateID, QC_Warning, LOD and NPX columns) and drop that file instead (docs/input-formats.md)"
-        )
-        raise UnreadableFileError(msg)
-
-
 def refuse_with_hint(rows: list[list[str]], where: str) -> None:
     """Refuse (UnreadableFileError) a file no layout takes, when its first rows (``rows``: the cells of its
-    first lines, or of a sheet's first rows) say what to do: a header close to the generic tidy format
-    (:func:`refuse_near_miss`), or Olink's wide NPX layout (:func:`refuse_olink_wide`); nothing otherwise,
-    and the caller refuses the file in its own words."""
+    first lines, or of a sheet's first rows) are close to the generic tidy format (:func:`refuse_near_miss`);
+    nothing otherwise, and the caller refuses the file in its own words."""
     first = next((r for r in rows if any(c.strip() for c in r)), [])
     refuse_near_miss(first, where)
-    refuse_olink_wide([r[0] if r else "" for r in rows], where)
+
+
+def olink_wide_table(
+    rows: list[list[str]], lines: list[int], *, separator: str, where: str
+) -> tuple[Table, dict[str, object]] | None:
+    """Olink's long table of a file (or sheet) in Olink's wide NPX layout, with what the file says of itself
+    (:func:`transforms.readers.olink_wide.wide_to_long`); None for any other file."""
+    if not olink_wide.is_wide([r[0] if r else "" for r in rows[:HEADER_SCAN_LINES]]):
+        return None
+    return olink_wide.wide_to_long(rows, lines, separator=separator, where=where)
 
 
 def detect_layout(lines: list[str]) -> tuple[str, int] | None:
@@ -164,8 +156,9 @@ def _frame_table(frame: pl.DataFrame) -> Table:
     return Table(text, pl.int_range(2, text.height + 2, eager=True).alias("line_number"), ",", 1)
 
 
-def _excel_table(sheet: pl.DataFrame) -> tuple[Table, list[str], str] | None:
-    """Find a known header in the first rows of a header-less sheet; rows above it are the preamble."""
+def _excel_table(sheet: pl.DataFrame, where: str) -> tuple[Table, list[str], str, dict[str, object]] | None:
+    """Find a known header in the first rows of a header-less sheet (rows above it are the preamble), or
+    Olink's wide layout (:func:`olink_wide_table`); rows are numbered as the spreadsheet numbers them."""
     text = sheet.select(pl.all().cast(pl.String).str.strip_chars())
     for i, row in enumerate(text.head(HEADER_SCAN_LINES).iter_rows()):
         layout = _layout_of([v for v in row if v])
@@ -179,8 +172,10 @@ def _excel_table(sheet: pl.DataFrame) -> tuple[Table, list[str], str] | None:
         numbers = (body["__i"].cast(pl.Int64) + i + 2).alias("line_number")
         # pandas-written workbooks carry 'Unnamed: n' placeholders in empty header cells
         preamble = [",".join(v for v in r if v and not v.startswith("Unnamed: ")) for r in text.head(i).iter_rows()]
-        return Table(body.drop("__i"), numbers, ",", i + 1), preamble, layout
-    return None
+        return Table(body.drop("__i"), numbers, ",", i + 1), preamble, layout, {}
+    rows = [[v or "" for v in r] for r in text.iter_rows()]
+    wide = olink_wide_table(rows, list(range(1, len(rows) + 1)), separator=",", where=where)
+    return None if wide is None else (wide[0], [], "olink_wide", wide[1])
 
 
 def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, str], set[str]]:
@@ -285,10 +280,12 @@ def check_workbook_size(data: bytes, *, source: str) -> None:
         raise UnreadableFileError(msg)
 
 
-def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | None]:
+def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | None, dict[str, object]]:
+    """The table of a Parquet file or of the one sheet of a workbook that holds one, its preamble, its
+    layout and what the file says of itself (an Olink wide sheet: product, software)."""
     if data[:4] == b"PAR1":
         frame = _read_parquet(data, source=source)
-        return _frame_table(frame), [], _layout_of(frame.columns)
+        return _frame_table(frame), [], _layout_of(frame.columns), {}
     check_workbook_size(data, source=source)
     try:
         # every row from the sheet's first, empty ones too, so that row i is the spreadsheet's row i + 1 (by
@@ -304,7 +301,9 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
     except (Exception, pl.exceptions.PanicException) as exc:
         msg = f"{source}: Excel workbook cannot be read ({exc}); save it again as .xlsx or CSV"
         raise UnreadableFileError(msg) from exc
-    tables = {name: found for name, sheet in sheets.items() if (found := _excel_table(sheet)) is not None}
+    tables = {
+        name: found for name, sheet in sheets.items() if (found := _excel_table(sheet, f"{source}: sheet {name}"))
+    }
     if len(tables) > 1:  # reading the first alone dropped the others without a word
         named = ", ".join(f"{LAYOUT_NAMES.get(t[2], t[2])} on sheet {name}" for name, t in tables.items())
         msg = (
@@ -473,8 +472,9 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
             return _explore_parquet(
                 data, names, metadata, text_columns, source=source, sha256=sha256, hold_warnings=hold
             )
+    info: dict[str, object] = {}
     if data[:4] == b"PAR1" or data[:4] == b"PK\x03\x04":
-        table, preamble, layout = _binary_table(data, source=source)
+        table, preamble, layout, info = _binary_table(data, source=source)
     elif (fast := _clean_text_table(data, source=source)) is not None:
         table, preamble, layout = fast
     else:
@@ -491,7 +491,10 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
                 "export the plate from Discovery Workbench with calculated concentrations"
             )
             raise UnreadableFileError(msg)
-        if found is None:
+        wide = None if found is not None else _olink_wide_text(lines, source=source)
+        if wide is not None:
+            (table, info), preamble, found = wide, [], ("olink_wide", 0)
+        elif found is None:
             head = [line for line in lines[:HEADER_SCAN_LINES] if line.strip()]
             refuse_with_hint([split_fields(line, sniff_separator(line)) for line in head], source)
             msg = (
@@ -505,8 +508,9 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
             unit = str(opts.get("msd_unit", "pg/mL"))
             rows, bad = luminex.read_bioplex(lines, source=source, sha256=sha256, default_unit=unit)
             return ReadResult(layout, rows, bad)
-        table = read_table(lines, header_index=header_index, source=source)
-        preamble = lines[:header_index]
+        if wide is None:
+            table = read_table(lines, header_index=header_index, source=source)
+            preamble = lines[:header_index]
     if layout == "bioplex":
         msg = f"{source}: Bio-Plex workbook; export the report as CSV (File > Export) and send that"
         raise UnreadableFileError(msg)
@@ -524,13 +528,26 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         return _explore_result(
             table.frame, table.line_numbers, metadata={}, separator=table.separator, hold_warnings=hold, **common
         )
-    if layout == "olink":
+    if layout in ("olink", "olink_wide"):
         rows, bad = olink.read_olink(table, hold_warnings=hold, **common)
     elif layout == "msd":
         rows, bad = msd.read_msd(table, preamble=preamble, default_unit=str(opts.get("msd_unit", "pg/mL")), **common)
     else:
         rows, bad = tidy.read_tidy(table, **common)
-    return ReadResult(layout, rows, bad)
+    return ReadResult(layout, rows, bad, info=info)
+
+
+def _olink_wide_text(lines: list[str], *, source: str) -> tuple[Table, dict[str, object]] | None:
+    """:func:`olink_wide_table` of a text file's lines, split at the separator of its Assay row."""
+    lines = [line.rstrip("\r") for line in lines]
+    firsts = [
+        split_fields(line, sniff_separator(line))[0] if line.strip() else "" for line in lines[:HEADER_SCAN_LINES]
+    ]
+    if not olink_wide.is_wide(firsts):
+        return None
+    separator = sniff_separator(lines[[fold_header(c) for c in firsts].index("assay")])
+    rows = [split_fields(line, separator) if line.strip() else [] for line in lines]
+    return olink_wide_table(rows, list(range(1, len(rows) + 1)), separator=separator, where=source)
 
 
 class ReaderFailure(UnreadableFileError):
