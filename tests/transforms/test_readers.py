@@ -279,6 +279,31 @@ def test_a_workbook_names_rows_by_their_spreadsheet_row_numbers_with_empty_rows_
     ]
 
 
+def test_a_workbook_with_an_empty_sheet_beside_its_table_is_read() -> None:
+    """Excel's empty Sheet2 and Sheet3 refused the whole workbook ("Excel workbook cannot be read (empty Excel
+    sheet ...)"); a table on a hidden sheet is named as hidden when it is the second table of a workbook."""
+    import xlsxwriter
+
+    def book(hidden_table: bool) -> bytes:
+        buf = io.BytesIO()
+        workbook = xlsxwriter.Workbook(buf)
+        data = workbook.add_worksheet("Results")
+        workbook.add_worksheet("Sheet2")
+        workbook.add_worksheet("Notes").write(0, 0, "checked by AB")
+        for sheet in [data] + ([workbook.add_worksheet("old run")] if hidden_table else []):
+            sheet.write_row(0, 0, ["sample_id", "analyte", "value", "unit", "plate_id"])
+            sheet.write_row(1, 0, ["S1", "IL-6", 1.5, "pg/mL", "P1"])
+        if hidden_table:
+            workbook.worksheets()[-1].hide()
+        workbook.close()
+        return buf.getvalue()
+
+    r = read(book(hidden_table=False), "lab.xlsx")
+    assert r.layout == "tidy" and r.rows["value"].to_list() == [1.5]
+    with pytest.raises(UnreadableFileError, match=r"on sheet old run \(a hidden sheet: unhide it to see it\)"):
+        read(book(hidden_table=True), "lab.xlsx")
+
+
 @pytest.mark.parametrize(
     ("data", "match"),
     [

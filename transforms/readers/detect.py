@@ -297,6 +297,7 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
             infer_schema_length=0,
             drop_empty_rows=False,
             read_options={"skip_rows": 0},
+            raise_if_empty=False,  # an empty sheet (Excel's Sheet2) refused the whole workbook
         )
     except (Exception, pl.exceptions.PanicException) as exc:
         msg = f"{source}: Excel workbook cannot be read ({exc}); save it again as .xlsx or CSV"
@@ -305,7 +306,11 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
         name: found for name, sheet in sheets.items() if (found := _excel_table(sheet, f"{source}: sheet {name}"))
     }
     if len(tables) > 1:  # reading the first alone dropped the others without a word
-        named = ", ".join(f"{LAYOUT_NAMES.get(t[2], t[2])} on sheet {name}" for name, t in tables.items())
+        hidden = _hidden_sheets(data)
+        note = " (a hidden sheet: unhide it to see it)"
+        named = ", ".join(
+            f"{LAYOUT_NAMES.get(t[2], t[2])} on sheet {name}{note * (name in hidden)}" for name, t in tables.items()
+        )
         msg = (
             f"{source}: this workbook holds {len(tables)} tables ({named}), and a file is read as one table; save "
             "each sheet as a file of its own (CSV or .xlsx) in the landing folder"
@@ -318,6 +323,17 @@ def _binary_table(data: bytes, *, source: str) -> tuple[Table, list[str], str | 
         refuse_with_hint(rows, f"{source}: sheet {name}")
     msg = f"{source}: no sheet of this workbook has a known header (sheets: {', '.join(sheets)})"
     raise UnreadableFileError(msg)
+
+
+def _hidden_sheets(data: bytes) -> set[str]:
+    """The names of a workbook's hidden sheets (a refusal names them as such: the user sees no such sheet)."""
+    import fastexcel
+
+    try:
+        book = fastexcel.read_excel(data)
+        return {n for n in book.sheet_names if book.load_sheet(n, header_row=None, n_rows=0).visible != "visible"}
+    except Exception:  # only a nicer message is lost
+        return set()
 
 
 FAST_LAYOUTS = {
