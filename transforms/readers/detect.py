@@ -129,16 +129,6 @@ def refuse_with_hint(rows: list[list[str]], where: str) -> None:
     refuse_near_miss(first, where)
 
 
-def olink_wide_table(
-    rows: list[list[str]], lines: list[int], *, separator: str, where: str
-) -> tuple[Table, dict[str, object]] | None:
-    """Olink's long table of a file (or sheet) in Olink's wide NPX layout, with what the file says of itself
-    (:func:`transforms.readers.olink_wide.wide_to_long`); None for any other file."""
-    if not olink_wide.is_wide([r[0] if r else "" for r in rows[:HEADER_SCAN_LINES]]):
-        return None
-    return olink_wide.wide_to_long(rows, lines, separator=separator, where=where)
-
-
 def detect_layout(lines: list[str]) -> tuple[str, int] | None:
     """The layout and header line index of a text export, or None when no reader knows it."""
     for i, line in enumerate(lines[:HEADER_SCAN_LINES]):
@@ -173,9 +163,12 @@ def _excel_table(sheet: pl.DataFrame, where: str) -> tuple[Table, list[str], str
         # pandas-written workbooks carry 'Unnamed: n' placeholders in empty header cells
         preamble = [",".join(v for v in r if v and not v.startswith("Unnamed: ")) for r in text.head(i).iter_rows()]
         return Table(body.drop("__i"), numbers, ",", i + 1), preamble, layout, {}
+    first_cells = text.get_column(text.columns[0]).head(HEADER_SCAN_LINES).fill_null("").to_list() if text.width else []
+    if not olink_wide.is_wide(first_cells):  # Olink's wide layout
+        return None
     rows = [[v or "" for v in r] for r in text.iter_rows()]
-    wide = olink_wide_table(rows, list(range(1, len(rows) + 1)), separator=",", where=where)
-    return None if wide is None else (wide[0], [], "olink_wide", wide[1])
+    table, info = olink_wide.wide_to_long(rows, list(range(1, len(rows) + 1)), separator=",", where=where)
+    return table, [], "olink_wide", info
 
 
 def parquet_metadata(data: bytes, *, source: str) -> tuple[list[str], dict[str, str], set[str]]:
@@ -554,7 +547,8 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
 
 
 def _olink_wide_text(lines: list[str], *, source: str) -> tuple[Table, dict[str, object]] | None:
-    """:func:`olink_wide_table` of a text file's lines, split at the separator of its Assay row."""
+    """Olink's long table of a text file in Olink's wide NPX layout, with what the file says of itself
+    (:func:`transforms.readers.olink_wide.wide_to_long`; split at the separator of its Assay row), or None."""
     lines = [line.rstrip("\r") for line in lines]
     firsts = [
         split_fields(line, sniff_separator(line))[0] if line.strip() else "" for line in lines[:HEADER_SCAN_LINES]
@@ -563,7 +557,7 @@ def _olink_wide_text(lines: list[str], *, source: str) -> tuple[Table, dict[str,
         return None
     separator = sniff_separator(lines[[fold_header(c) for c in firsts].index("assay")])
     rows = [split_fields(line, separator) if line.strip() else [] for line in lines]
-    return olink_wide_table(rows, list(range(1, len(rows) + 1)), separator=separator, where=source)
+    return olink_wide.wide_to_long(rows, list(range(1, len(rows) + 1)), separator=separator, where=source)
 
 
 class ReaderFailure(UnreadableFileError):
