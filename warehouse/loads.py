@@ -991,6 +991,8 @@ def record_attempt(warehouse: Path, run_id: str, *, error: BaseException | None 
 
     path = attempt_journal(warehouse)
     entry: dict[str, Any] = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname()}
+    if (started := process_started(os.getpid())) is not None:
+        entry["pid_started"] = started
     if error is None:
         entry |= {"state": "running", "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     else:
@@ -1031,7 +1033,22 @@ def last_attempt(warehouse: Path) -> dict[str, Any] | None:
             entry["state"] = "killed"
         except PermissionError:
             pass  # alive, another user's
+        else:  # a process of that id lives: the run's own, unless the id was given to another since
+            recorded, now = entry.get("pid_started"), process_started(int(entry["pid"]))
+            if recorded is not None and now is not None and recorded != now:
+                entry["state"] = "killed"
     return dict(entry)
+
+
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since the machine's boot (Linux' /proc), so that a process
+    id the system gave to another process after the run's was killed is not taken for the run; None where
+    /proc is not there (the journal then trusts the process id alone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name in brackets may hold spaces
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def warehouse_status(con: duckdb.DuckDBPyConnection, *, named: int = 5) -> dict[str, Any]:

@@ -592,3 +592,32 @@ def test_raw_files_written_before_the_olink_ngs_columns_read_them_as_null(tmp_pa
     # internal control rows are kept, but never handed to normalisation
     assert loads.raw_names(con)["n"].sum() == 3
     con.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from Linux' /proc")
+def test_a_killed_runs_process_id_given_to_another_process_is_not_taken_for_the_run(tmp_path: Path) -> None:
+    """`status` asked whether the run's process id was alive; once the system gave that id to another process
+    (a long uptime, or a container whose runs always get the same small id), a killed run stayed "running now"
+    for ever. The journal records when the run's process started, and an id alive since another start is no
+    longer the run."""
+    import json
+    import subprocess
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    loads.record_attempt(warehouse, "run-1")
+    entry = json.loads(loads.attempt_journal(warehouse).read_text())
+    assert entry["pid_started"] == loads.process_started(entry["pid"])  # this process: the run, running
+    assert loads.last_attempt(warehouse)["state"] == "running"
+
+    other = subprocess.Popen(["sleep", "30"])  # alive, under an id that once was the run's
+    try:
+        journal = loads.attempt_journal(warehouse)
+        journal.write_text(json.dumps({**entry, "pid": other.pid}))
+        assert loads.last_attempt(warehouse)["state"] == "killed"
+        journal.write_text(json.dumps({**entry, "pid": other.pid, "pid_started": loads.process_started(other.pid)}))
+        assert loads.last_attempt(warehouse)["state"] == "running"  # the same process: still the run
+        journal.write_text(json.dumps({k: v for k, v in entry.items() if k != "pid_started"} | {"pid": other.pid}))
+        assert loads.last_attempt(warehouse)["state"] == "running"  # a journal of an older refranges: the id alone
+    finally:
+        other.kill()
+        other.wait()
