@@ -71,6 +71,26 @@ def test_olink_types_samples_by_their_plates_and_names() -> None:
     assert r.rows.height == len(lines)
 
 
+@pytest.mark.parametrize(
+    ("lod_header", "source"),
+    [
+        ("LOD", "column LOD"),
+        ("PlateLOD", "column PlateLOD"),
+        ("MaxLOD", "column MaxLOD"),
+        ("Limit", "none: the file has no LOD column, so no value is flagged below the LOD"),
+    ],
+)
+def test_olink_target_lod_from_the_lod_column_the_file_has_and_the_ledger_says_which(lod_header: str, source: str):
+    """A Target file whose LOD column is PlateLOD or MaxLOD (later Olink software) was read without an LOD, so no
+    value was flagged below it, without a word. The first LOD column present is read, and `file_info_json`
+    says where the LOD came from, or that the file has none."""
+    text = f"SampleID,Assay,PlateID,{lod_header},NPX\nS1,IL6,P1,1.5,0.7\nS2,IL6,P1,1.5,2.1\n"
+    r = read(text.encode(), "target.csv")
+    assert r.info["lod_source"] == source
+    flagged = r.rows.filter(pl.col("censoring") == "below_lod")["sample_id"].to_list()
+    assert flagged == ([] if source.startswith("none") else ["S1"])
+
+
 def test_olink_target_samples_in_two_panels_are_on_two_plates_without_being_bridges() -> None:
     """Olink Target runs each panel on plates of its own: a sample measured in two panels names two plates.
     Every sample of a two-panel project was typed a bridge; a bridge is a sample on two plates of one panel."""

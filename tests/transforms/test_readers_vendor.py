@@ -280,6 +280,7 @@ def test_olink_npx_manager_wide_file_reads_as_one_row_per_sample_and_assay(golde
         "data_file_type": "NPX File (wide)",
         "software_version": "Olink NPX Manager 3.1.0.5",
         "title": "NPX data / Olink NPX Manager 3.1.0.5",
+        "lod_source": "row LOD",
         "columns_not_read": [
             "Olink Target 96 Inflammation(v.3022) QC Deviation from median Inc Ctrl 2",
             "Olink Target 96 Inflammation(v.3022) QC Deviation from median Det Ctrl",

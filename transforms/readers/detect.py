@@ -539,6 +539,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         )
     if layout in ("olink", "olink_wide"):
         rows, bad = olink.read_olink(table, hold_warnings=hold, **common)
+        info = {"lod_source": olink.lod_source(table), **info}  # a wide file names its LOD row itself
     elif layout == "msd":
         rows, bad = msd.read_msd(table, preamble=preamble, default_unit=str(opts.get("msd_unit", "pg/mL")), **common)
     else:

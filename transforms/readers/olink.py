@@ -13,12 +13,16 @@ from transforms.text import Table, uses_decimal_comma, with_numbers
 
 #: Every column read_olink reads (any case): a clean export is parsed for these alone (OlinkID, UniProt,
 #: MissingFreq, Normalization and the like are not parsed; the file itself stays in the archive).
+#: The LOD columns a Target file may carry, the first present read: NPX Manager writes LOD; later software a
+#: plate's LOD or the highest of its plates' (docs/input-formats.md).
+LOD_COLUMNS = ("LOD", "PlateLOD", "Plate_LOD", "MaxLOD")
+
 COLUMNS = (
     "SampleID",
     "Sample_Type",
     "SampleType",
     "NPX",
-    "LOD",
+    *LOD_COLUMNS,
     "QC_Warning",
     "Assay_Warning",
     "PlateID",
@@ -42,7 +46,7 @@ def read_olink(
     sample = text_col(table, "SampleID")
     stype = text_col(table, "Sample_Type", "SampleType").str.to_lowercase()
     frame = with_numbers(frame, pl.col(npx_name), decimal_comma=decimal_comma)
-    frame = with_numbers(frame, text_col(table, "LOD"), decimal_comma=decimal_comma, prefix="lod_")
+    frame = with_numbers(frame, text_col(table, *LOD_COLUMNS), decimal_comma=decimal_comma, prefix="lod_")
     flags = [f for f in (_warning(table, "QC_Warning"), _warning(table, "Assay_Warning")) if f is not None]
     frame = frame.with_columns(
         sample.alias("sample_id"),
@@ -89,6 +93,12 @@ def read_olink(
     if hold_warnings:
         checks.append(warning_held(pl.col("vendor_qc").is_not_null(), label))
     return finish(frame, source=source, sha256=sha256, checks=checks)
+
+
+def lod_source(table: Table) -> str:
+    """Where a Target file's LOD comes from, for the ledger (``lod_source`` in ``files.file_info_json``)."""
+    found = column(table, *LOD_COLUMNS)
+    return f"column {found}" if found else "none: the file has no LOD column, so no value is flagged below the LOD"
 
 
 def sample_on_plate() -> pl.Expr:

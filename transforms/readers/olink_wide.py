@@ -182,7 +182,8 @@ def wide_to_long(
         for name, values in fixed.items():
             columns[name] += values
         line_numbers += [lines[m]] * n
-    frame = pl.DataFrame(columns, schema=dict.fromkeys(LONG_COLUMNS, pl.String))
+    absent = [name for label, name in BOTTOM_COLUMNS.items() if label not in bottom]  # as a long file without them
+    frame = pl.DataFrame(columns, schema=dict.fromkeys(LONG_COLUMNS, pl.String)).drop(absent)
     info: dict[str, object] = {
         "olink_layout": "wide",
         "product": _product(panels),
@@ -191,6 +192,9 @@ def wide_to_long(
             (c for row in head for c in row if re.search(r"(?i)npx\s*(manager|signature)", c)), None
         ),
         "title": " / ".join(c.strip() for row in head for c in row if c.strip()) or None,
+        "lod_source": "row LOD"
+        if "lod" in bottom
+        else "none: the file has no LOD row, so no value is flagged below the LOD",
         "columns_not_read": others or None,
         "rows_not_read": not_read or None,
     }
