@@ -4,7 +4,8 @@ Each step is ``verb_object(frame, ...) -> frame`` (plus, where rows can be held 
 in ``transforms.schema.QUARANTINE``). Rules:
 
 * analyte names are matched after folding case, spaces, punctuation and Greek letters; an unknown name is
-  held back with the closest known names, never guessed;
+  identified by the UniProt accession its export gives (Olink), else held back with the closest known names,
+  never guessed;
 * concentrations go to pg/mL through pint; molar units through the molecular weight; NPX stays NPX;
 * values are corrected on the log scale (natural log for concentrations, NPX as is) and transformed back;
 * censored values keep their flag; their limit moves with the plate shift like measured values.
@@ -76,14 +77,73 @@ def held_rows(frame: pl.DataFrame, *, stage: str, check: str, reason: pl.Expr) -
     return schema.conform(held, schema.QUARANTINE)
 
 
-def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Attach analyte (HGNC), uniprot, analyte_label and mw_kda; hold back names the dictionary lacks."""
-    names = (
-        rows.select("analyte_raw")
-        .unique()
+#: A UniProt accession (UniProt's own pattern, with an isoform suffix), or several joined by '_' as Olink names an
+#: assay of a protein complex (IL-12: P29459_P29460).
+_ACCESSION = r"(?:[OPQ][0-9][A-Z0-9]{3}[0-9]|[A-NR-Z][0-9](?:[A-Z][A-Z0-9]{2}[0-9]){1,2})(?:-[0-9]+)?"
+UNIPROT_ACCESSIONS = rf"^{_ACCESSION}(?:[_;,]\s*{_ACCESSION})*$"
+#: Where an analyte's identity came from (resolve_names).
+BY_NAME, BY_UNIPROT, VENDOR = "dictionary", "dictionary by UniProt", "vendor"
+NAME_KEYS = ["platform", "panel", "analyte_raw"]
+
+
+def resolve_names(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
+    """The analyte of each raw name: ``names`` has platform, panel, analyte_raw and (optionally) uniprot_raw,
+    in any number of rows; returns one row per (platform, panel, analyte_raw) with analyte, uniprot,
+    analyte_label, mw_kda (null analyte: unknown), analyte_from and the name's accessions (``accessions``).
+
+    A name the dictionary knows (folded) is its analyte. An unknown name whose export gives one UniProt
+    accession for it (Olink's files do) is the dictionary's analyte of that accession when there is one, else
+    an analyte of its own under the vendor's name and accession (``vendor``: Olink names its assays by gene
+    symbol, and an Explore HT panel holds thousands the curated dictionary does not list). An unknown name
+    without an accession, or with two, stays unknown. Normalisation parts and their plan resolve alike
+    (the plan from every raw row's name, a part from its rows, which hold all of their names' rows)."""
+    if "uniprot_raw" not in names.columns:
+        names = names.with_columns(pl.lit(None, pl.String).alias("uniprot_raw"))
+    per_name = (
+        names.select(*NAME_KEYS, pl.col("uniprot_raw").cast(pl.String).str.strip_chars())
+        .group_by(NAME_KEYS)
+        .agg(pl.col("uniprot_raw").drop_nulls().unique().sort().alias("accessions"))
         .with_columns(pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key"))
     )
-    named = rows.join(names, on="analyte_raw", how="left").join(lookup, on="key", how="left").drop("key")
+    by_name = per_name.join(lookup, on="key", how="left")
+    one = pl.col("accessions").list.len() == 1
+    accession = pl.when(one).then(pl.col("accessions").list.first())
+    valid = accession.str.contains(UNIPROT_ACCESSIONS).fill_null(False)
+    dictionary = lookup.unique("analyte").select(
+        pl.col("uniprot").alias("__acc"), "analyte", "uniprot", "analyte_label", "mw_kda"
+    )
+    dictionary = dictionary.filter(pl.col("__acc").is_not_null() & (pl.col("__acc").count().over("__acc") == 1))
+    unknown = by_name.filter(pl.col("analyte").is_null()).drop("analyte", "uniprot", "analyte_label", "mw_kda")
+    by_accession = unknown.with_columns(accession.alias("__acc")).join(dictionary, on="__acc", how="left")
+    vendor = pl.col("analyte").is_null() & valid
+    resolved = by_accession.with_columns(
+        pl.when(vendor).then(pl.col("analyte_raw").str.strip_chars()).otherwise(pl.col("analyte")).alias("analyte"),
+        pl.when(vendor).then(pl.col("__acc")).otherwise(pl.col("uniprot")).alias("uniprot"),
+        pl.when(vendor)
+        .then(pl.col("analyte_raw").str.strip_chars())
+        .otherwise(pl.col("analyte_label"))
+        .alias("analyte_label"),
+        pl.when(pl.col("analyte").is_not_null())
+        .then(pl.lit(BY_UNIPROT))
+        .when(vendor)
+        .then(pl.lit(VENDOR))
+        .alias("analyte_from"),
+    ).drop("__acc")
+    known = by_name.filter(pl.col("analyte").is_not_null()).with_columns(pl.lit(BY_NAME).alias("analyte_from"))
+    columns = [*NAME_KEYS, "analyte", "uniprot", "analyte_label", "mw_kda", "analyte_from", "accessions", "key"]
+    return pl.concat([known.select(columns), resolved.select(columns)], how="vertical_relaxed").drop("key")
+
+
+def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Attach analyte (HGNC), uniprot, analyte_label and mw_kda (:func:`resolve_names`); hold back names the
+    dictionary lacks and the export gives no UniProt accession for."""
+    wanted = [*NAME_KEYS, *(["uniprot_raw"] if "uniprot_raw" in rows.columns else [])]
+    names = resolve_names(rows.select(wanted).unique(), lookup)
+    # a name resolves alike on every platform and panel (the common case): joined on the name alone, a third of
+    # the time of a join on all three
+    on = ["analyte_raw"] if names["analyte_raw"].is_unique().all() else NAME_KEYS
+    attach = names.select(*on, "analyte", "uniprot", "analyte_label", "mw_kda")
+    named = rows.join(attach, on=on, how="left", nulls_equal=True, maintain_order="left")
     unknown = named.filter(pl.col("analyte").is_null())
     known = named.filter(pl.col("analyte").is_not_null())
     if unknown.height == 0:
@@ -95,13 +155,27 @@ def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataF
         close = difflib.get_close_matches(fold_name(raw), keys, n=3, cutoff=0.5)
         names_close = sorted({key_to_name[k] for k in close})
         hints[raw] = ", ".join(names_close) if names_close else "none"
-    unknown = unknown.with_columns(pl.col("analyte_raw").replace_strict(hints, return_dtype=pl.String).alias("__hint"))
+    accessions = names.filter(pl.col("accessions").list.len() > 0).select(
+        *NAME_KEYS, pl.col("accessions").list.join(", ").alias("__acc")
+    )
+    unknown = unknown.with_columns(
+        pl.col("analyte_raw").replace_strict(hints, return_dtype=pl.String).alias("__hint")
+    ).join(accessions, on=NAME_KEYS, how="left", nulls_equal=True, maintain_order="left")
+    given = (
+        pl.when(pl.col("__acc").is_null())
+        .then(pl.lit(""))
+        .when(pl.col("__acc").str.contains(","))
+        .then(pl.lit("; the export gives it several UniProt accessions (") + pl.col("__acc") + pl.lit(")"))
+        .otherwise(pl.lit("; its UniProt accession '") + pl.col("__acc") + pl.lit("' is not one"))
+    )
     reason = (
         pl.lit("analyte '")
         + pl.col("analyte_raw")
         + pl.lit("' is not in the analyte dictionary (closest: ")
         + pl.col("__hint")
-        + pl.lit("); add it to transforms/analytes.csv if it is a new name for a known marker")
+        + pl.lit(")")
+        + given
+        + pl.lit("; add it to transforms/analytes.csv if it is a new name for a known marker")
     )
     return known, held_rows(unknown, stage="normalise", check="analyte_known", reason=reason)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.normalise import fold_name
+from transforms.normalise import NAME_KEYS, fold_name, resolve_names
 
 WHOLE_PLATFORM_METHODS = {"bridge", "combat"}  # they pool a platform's analytes (ComBat priors) and samples
 
@@ -28,8 +28,9 @@ def pack(sizes: list[int], max_rows: int) -> list[int]:
 def plan_normalise(
     names: pl.DataFrame, lookup: pl.DataFrame, methods: dict[str, str] | None = None, *, max_rows: int = 2_000_000
 ) -> pl.DataFrame:
-    """Parts of normalisation. ``names`` has platform, panel, analyte_raw and n (raw rows); ``lookup`` is
-    :func:`transforms.normalise.dictionary_lookup`.
+    """Parts of normalisation. ``names`` has platform, panel, analyte_raw, n (raw rows) and optionally
+    uniprot_raw (its rows may repeat a name); ``lookup`` is :func:`transforms.normalise.dictionary_lookup`.
+    Names resolve to analytes as a part resolves them (:func:`transforms.normalise.resolve_names`).
 
     Every step of normalisation works within one analyte of one platform and panel (plate shifts, plate
     checks, replicates), so that is a unit (with every raw name that resolves to it). Bridging and ComBat
@@ -37,8 +38,11 @@ def plan_normalise(
     panel, analyte_raw and part.
     """
     methods = methods or {}
-    keyed = names.with_columns(pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key"))
-    keyed = keyed.join(lookup.select("key", "analyte").unique("key"), on="key", how="left")
+    sizes_of = names.group_by(NAME_KEYS).agg(pl.col("n").sum())
+    resolved = resolve_names(names, lookup).select(*NAME_KEYS, "analyte")
+    keyed = sizes_of.join(resolved, on=NAME_KEYS, how="left", nulls_equal=True).with_columns(
+        pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key")
+    )
     whole = pl.col("platform").replace_strict(methods, default="plate_control").is_in(list(WHOLE_PLATFORM_METHODS))
     analyte = pl.coalesce("analyte", pl.lit("?") + pl.col("key"))  # an unknown name is held: any part will do
     unit = (

@@ -42,6 +42,7 @@ MEASUREMENT: dict[str, pl.DataType] = {
     "ext_npx": pl.Float64(),  # extension-control normalised NPX (Olink ExtNPX)
     "pc_normalized_npx": pl.Float64(),  # plate-control normalised NPX (Olink PCNormalizedNPX)
     "normalization": pl.String(),  # Olink Normalization: Intensity | Plate control
+    "uniprot_raw": pl.String(),  # the UniProt accession the export gives for the analyte (Olink), else null
 }
 
 #: Rows of these assay types are analytes; every other (Olink's internal controls) is kept for QC only.

@@ -763,10 +763,11 @@ def read_raw(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 
 def raw_names(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """platform, panel, analyte_raw and n (rows) of every currently loaded file: what partitions are planned on."""
+    """platform, panel, analyte_raw, uniprot_raw and n (rows) of every currently loaded file: what partitions
+    are planned on."""
     return con.sql(
-        f"select r.platform, r.panel, r.analyte_raw, count(*) as n from {LOADED_RAW} where {ANALYTE_ROWS} "
-        "group by all order by all"
+        f"select r.platform, r.panel, r.analyte_raw, r.uniprot_raw, count(*) as n from {LOADED_RAW} "
+        f"where {ANALYTE_ROWS} group by all order by all"
     ).pl()
 
 

@@ -65,6 +65,56 @@ def test_unknown_analyte_is_held_with_closest_names(lookup: pl.DataFrame) -> Non
     assert "(closest: none)" in reasons[1]
 
 
+def test_an_unknown_olink_assay_is_identified_by_the_uniprot_accession_its_export_gives(lookup: pl.DataFrame) -> None:
+    """An Explore HT panel holds some 5,400 assays, the curated dictionary about 130 markers: every other assay's
+    rows were held back as 'not in the analyte dictionary' unless the lab wrote thousands of dictionary rows.
+    Olink's files give each assay's UniProt accession: a known accession is its marker (a new name for it), an
+    unknown one an analyte under Olink's own name; a name without one, or with two, or with no accession
+    (`X00001`) is held as before, and the reason says which."""
+    rows = raw(
+        analyte_raw=["ADM", "ADM", "Interleukin-6 receptor X", "IL6new", "Zorbin", "TwoIDs", "TwoIDs", "IL12", "NoID"],
+        uniprot_raw=["P35318", "P35318", None, "P05231", "X00001", "P01375", "P01579", "P29459_P29460", None],
+        sample_id=["S1", "S2", "S1", "S1", "S1", "S1", "S2", "S1", "S1"],
+        platform=["olink_explore_ht"] * 9,
+        panel=["Explore_HT"] * 9,
+    )
+    known, held = resolve_analytes(rows, lookup)
+    got = known.select("analyte_raw", "analyte", "uniprot", "analyte_label").unique(maintain_order=True).rows()
+    assert got == [
+        ("ADM", "ADM", "P35318", "ADM"),  # not in the dictionary: Olink's name and accession
+        ("IL6new", "IL6", "P05231", "IL-6"),  # IL-6's accession: the dictionary's IL6
+        ("IL12", "IL12", "P29459_P29460", "IL12"),  # a complex, as Olink writes its two accessions
+    ]
+    reasons = dict(zip(held["analyte_raw"], held["reason"], strict=False))
+    assert set(reasons) == {"Interleukin-6 receptor X", "Zorbin", "TwoIDs", "NoID"}
+    assert reasons["Zorbin"].endswith(
+        "(closest: none); its UniProt accession 'X00001' is not one; add it to transforms/analytes.csv if it is a new "
+        "name for a known marker"
+    )
+    assert "the export gives it several UniProt accessions (P01375, P01579)" in reasons["TwoIDs"]
+    assert "(closest: none); add it to" in reasons["NoID"]
+    assert known.height + held.height == rows.height
+
+
+def test_the_normalisation_plan_resolves_names_as_the_parts_do(lookup: pl.DataFrame) -> None:
+    """A name identified by its accession shares its marker's unit of the plan (normalisation steps work
+    within one analyte of a platform and panel, so all of an analyte's names must be in one part)."""
+    from transforms.partitions import plan_normalise
+
+    names = pl.DataFrame(
+        {
+            "platform": ["olink"] * 4,
+            "panel": ["P"] * 4,
+            "analyte_raw": ["IL-6", "IL6new", "ADM", "TNF"],
+            "uniprot_raw": ["P05231", "P05231", "P35318", "P01375"],
+            "n": [1_000, 1_000, 1_000, 1_000],
+        }
+    )
+    plan = plan_normalise(names, lookup, max_rows=2_000)
+    part = dict(zip(plan["analyte_raw"], plan["part"], strict=True))
+    assert part["IL-6"] == part["IL6new"] and len(set(part.values())) == 3  # IL6's 2,000 rows fill a part
+
+
 def test_dictionary_has_no_ambiguous_alias_and_folds_greek() -> None:
     assert fold_name("TNF-α") == fold_name("TNF alpha") == "tnfalpha"
     frame = read_analyte_dictionary()[0]

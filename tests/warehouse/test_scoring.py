@@ -78,9 +78,11 @@ def _bytes(frame: pl.DataFrame) -> bytes:
 def test_bad_input_gets_its_reason_per_marker_and_the_rest_is_still_scored() -> None:
     demo = generate_retest(plate_shifts=(0.0, 0.5))
     files = dict(demo.files)
-    # visit 1 Olink: an assay the dictionary does not know, and one NPX cell that is not a number
+    # visit 1 Olink: an assay the dictionary does not know (without a UniProt accession, which would name it),
+    # and one NPX cell that is not a number
     olink = _csv(files["olink_npx_retest_visit1.csv"])
     olink = olink.with_columns(
+        pl.when(pl.col("Assay") == "IL6").then(pl.lit("")).otherwise(pl.col("UniProt")).alias("UniProt"),
         pl.when(pl.col("Assay") == "IL6").then(pl.lit("IL-99x")).otherwise(pl.col("Assay")).alias("Assay"),
         pl.when((pl.col("Assay") == "TNF") & (pl.col("SampleID") == "RT011-1"))
         .then(pl.lit("n.a.x"))

@@ -27,6 +27,7 @@ COLUMNS = (
     "Assay_Warning",
     "PlateID",
     "Assay",
+    "UniProt",
     "Panel",
 )
 
@@ -52,6 +53,7 @@ def read_olink(
         sample.alias("sample_id"),
         text_col(table, "PlateID").alias("plate_id"),
         text_col(table, "Assay").alias("analyte_raw"),
+        text_col(table, "UniProt").alias("uniprot_raw"),
         text_col(table, "Panel").alias("panel"),
         pl.col(npx_name).alias("value_text"),
         pl.lit("NPX").alias("unit_raw"),
