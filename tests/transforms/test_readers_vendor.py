@@ -298,6 +298,15 @@ def test_olink_npx_manager_wide_file_reads_as_one_row_per_sample_and_assay(golde
     )
 
 
+def test_olink_wide_samples_after_an_empty_row_are_read_not_left_out() -> None:
+    """An empty row between two plates' samples ended the samples: the second plate's rows were neither read
+    nor counted. The samples run to the first bottom row (LOD, Missing Data freq., ...)."""
+    lines = (DATA / "olink_npx_manager_wide.csv").read_text().splitlines()
+    lines.insert(12, ";" * 11)  # before S004, the first sample of plate 2
+    r = read_file("\r\n".join(lines).encode(), source="w.csv", sha256="x")
+    assert r.rows_read == 8 * 5 and r.rows.filter(pl.col("plate_id") == "INF_Plate2")["sample_id"].n_unique() == 3
+
+
 def _wide_workbook(rows: list[list[str]]) -> bytes:
     """The rows as NPX Manager's Excel export writes them: numbers as number cells, at the same rows."""
     import xlsxwriter

@@ -148,7 +148,8 @@ def _frame_table(frame: pl.DataFrame) -> Table:
 
 def _excel_table(sheet: pl.DataFrame, where: str) -> tuple[Table, list[str], str, dict[str, object]] | None:
     """Find a known header in the first rows of a header-less sheet (rows above it are the preamble), or
-    Olink's wide layout (:func:`olink_wide_table`); rows are numbered as the spreadsheet numbers them."""
+    Olink's wide layout (:func:`transforms.readers.olink_wide.wide_to_long`); rows are numbered as the
+    spreadsheet numbers them."""
     text = sheet.select(pl.all().cast(pl.String).str.strip_chars())
     for i, row in enumerate(text.head(HEADER_SCAN_LINES).iter_rows()):
         layout = _layout_of([v for v in row if v])

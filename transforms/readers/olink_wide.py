@@ -104,13 +104,13 @@ def wide_to_long(
         raise UnreadableFileError(msg)
     head = [r for r in rows[:start] if any(c.strip() for c in r)]
 
-    # the middle: sample rows from after the top to the first empty row (or a bottom label)
+    # the middle: sample rows from after the top to the first bottom label (an empty row between blocks of
+    # samples, one per plate say, does not end it: no sample row is left out of the ledger)
     i = end + 1
-    while i < len(rows) and not any(c.strip() for c in rows[i]):
-        i += 1
     middle: list[int] = []
-    while i < len(rows) and any(c.strip() for c in rows[i]) and labels[i] not in BOTTOM_COLUMNS:
-        middle.append(i)
+    while i < len(rows) and labels[i] not in {*BOTTOM_COLUMNS, *NOT_NPX_BOTTOM, "plate_lod"}:
+        if any(c.strip() for c in rows[i]):
+            middle.append(i)
         i += 1
     _refuse_other_data(head, top, set(labels[i:]), where)
     bottom: dict[str, list[str]] = {}
@@ -121,7 +121,7 @@ def wide_to_long(
         if labels[k] in {*BOTTOM_COLUMNS, "plate_lod"} and (labels[k] in bottom or labels[k] == "plate_lod"):
             msg = (
                 f"{where}: an Olink wide file with a {rows[k][0].strip()} row per plate (line {lines[k]}), which names "
-                "no plate, so whose limit is whose cannot be known; export the NPX data in Olink's long format (one "
+                "no plate, so whose values are whose cannot be known; export the NPX data in Olink's long format (one "
                 "row per sample and assay, with its plate's LOD) and drop that file instead"
             )
             raise UnreadableFileError(msg)
