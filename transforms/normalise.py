@@ -86,6 +86,12 @@ BY_NAME, BY_UNIPROT, VENDOR = "dictionary", "dictionary by UniProt", "vendor"
 NAME_KEYS = ["platform", "panel", "analyte_raw"]
 
 
+def _accession_cell(cell: pl.Expr) -> pl.Expr:
+    """An accession cell as text, stripped; empty and the usual words for none (NA as R writes it) are null."""
+    text = cell.cast(pl.String).str.strip_chars()
+    return pl.when(text.str.to_uppercase().is_in(["", "NA", "N/A", "NAN", "NONE", "-"])).then(None).otherwise(text)
+
+
 def resolve_names(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     """The analyte of each raw name: ``names`` has platform, panel, analyte_raw and (optionally) uniprot_raw,
     in any number of rows; returns one row per (platform, panel, analyte_raw) with analyte, uniprot,
@@ -100,7 +106,7 @@ def resolve_names(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     if "uniprot_raw" not in names.columns:
         names = names.with_columns(pl.lit(None, pl.String).alias("uniprot_raw"))
     per_name = (
-        names.select(*NAME_KEYS, pl.col("uniprot_raw").cast(pl.String).str.strip_chars())
+        names.select(*NAME_KEYS, _accession_cell(pl.col("uniprot_raw")).alias("uniprot_raw"))
         .group_by(NAME_KEYS)
         .agg(pl.col("uniprot_raw").drop_nulls().unique().sort().alias("accessions"))
         .with_columns(pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key"))

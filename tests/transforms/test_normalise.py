@@ -71,12 +71,13 @@ def test_an_unknown_olink_assay_is_identified_by_the_uniprot_accession_its_expor
     Olink's files give each assay's UniProt accession: a known accession is its marker (a new name for it), an
     unknown one an analyte under Olink's own name; a name without one, or with two, or with no accession
     (`X00001`) is held as before, and the reason says which."""
+    named = ["ADM", "ADM", "Interleukin-6 receptor X", "IL6new", "Zorbin", "TwoIDs", "TwoIDs", "IL12", "NoID"]
     rows = raw(
-        analyte_raw=["ADM", "ADM", "Interleukin-6 receptor X", "IL6new", "Zorbin", "TwoIDs", "TwoIDs", "IL12", "NoID"],
-        uniprot_raw=["P35318", "P35318", None, "P05231", "X00001", "P01375", "P01579", "P29459_P29460", None],
-        sample_id=["S1", "S2", "S1", "S1", "S1", "S1", "S2", "S1", "S1"],
-        platform=["olink_explore_ht"] * 9,
-        panel=["Explore_HT"] * 9,
+        analyte_raw=[*named, "NAid"],
+        uniprot_raw=["P35318", "P35318", None, "P05231", "X00001", "P01375", "P01579", "P29459_P29460", None, " NA "],
+        sample_id=["S1", "S2", "S1", "S1", "S1", "S1", "S2", "S1", "S1", "S1"],
+        platform=["olink_explore_ht"] * 10,
+        panel=["Explore_HT"] * 10,
     )
     known, held = resolve_analytes(rows, lookup)
     got = known.select("analyte_raw", "analyte", "uniprot", "analyte_label").unique(maintain_order=True).rows()
@@ -86,13 +87,13 @@ def test_an_unknown_olink_assay_is_identified_by_the_uniprot_accession_its_expor
         ("IL12", "IL12", "P29459_P29460", "IL12"),  # a complex, as Olink writes its two accessions
     ]
     reasons = dict(zip(held["analyte_raw"], held["reason"], strict=False))
-    assert set(reasons) == {"Interleukin-6 receptor X", "Zorbin", "TwoIDs", "NoID"}
+    assert set(reasons) == {"Interleukin-6 receptor X", "Zorbin", "TwoIDs", "NoID", "NAid"}
     assert reasons["Zorbin"].endswith(
         "(closest: none); its UniProt accession 'X00001' is not one; add it to transforms/analytes.csv if it is a new "
         "name for a known marker"
     )
     assert "the export gives it several UniProt accessions (P01375, P01579)" in reasons["TwoIDs"]
-    assert "(closest: none); add it to" in reasons["NoID"]
+    assert "(closest: none); add it to" in reasons["NoID"] and "(closest: ADA, TNF); add it to" in reasons["NAid"]
     assert known.height + held.height == rows.height
 
 
