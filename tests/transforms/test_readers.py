@@ -202,6 +202,21 @@ def test_a_header_unlike_the_tidy_format_gets_the_general_reason(header: str) ->
         read_file(f"{header}\n1,2,3,4\n".encode(), source="f.csv", sha256="x")
 
 
+def test_tidy_uniprot_column_identifies_an_analyte_the_dictionary_does_not_know() -> None:
+    """A tool handing in a marker outside the curated dictionary can name its UniProt accession, as Olink's
+    files do; without it the rows are held back at normalisation."""
+    from transforms.normalise import dictionary_lookup, resolve_analytes
+    from warehouse.lookups import read_analyte_dictionary
+
+    data = b"sample_id,analyte,value,unit,plate_id,uniprot\nS1,Adrenomedullin,5.1,pg/mL,P1,P35318\n"
+    data += b"S2,IL-6,1,pg/mL,P1,\n"
+    r = read(data, "tidy.csv")
+    assert r.rows["uniprot_raw"].to_list() == ["P35318", None]
+    known, held = resolve_analytes(r.rows, dictionary_lookup(read_analyte_dictionary()[0]))
+    assert known.select("analyte", "uniprot").rows() == [("Adrenomedullin", "P35318"), ("IL6", "P05231")]
+    assert held.height == 0
+
+
 def test_tidy_limits_set_censoring_flags() -> None:
     data = (
         b"sample_id,analyte,value,unit,plate_id,lod,uloq,sample_type\n"

@@ -1,6 +1,7 @@
 """The generic tidy hand-in format: sample_id, analyte, value, unit, plate_id (+ optional columns).
 
-Optional: lod, lloq, uloq, well, run_date (ISO date), sample_type, platform, panel. A numeric value under
+Optional: lod, lloq, uloq, well, run_date (ISO date), sample_type, platform, panel, uniprot (the analyte's UniProt
+accession: a name the analyte dictionary does not know is identified by it, as for Olink's files). A numeric value under
 ``lod`` is kept and flagged ``below_lod`` (under ``lloq``: ``below_lloq``), over ``uloq``: ``above_uloq``.
 """
 
@@ -28,6 +29,7 @@ def read_tidy(table: Table, *, source: str, sha256: str) -> tuple[pl.DataFrame, 
     frame = frame.with_columns(
         text_col(table, "sample_id").alias("sample_id"),
         text_col(table, "analyte").alias("analyte_raw"),
+        text_col(table, "uniprot").alias("uniprot_raw"),
         text_col(table, "plate_id").alias("plate_id"),
         text_col(table, "well").alias("well"),
         text_col(table, "unit").alias("unit_raw"),
