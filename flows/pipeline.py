@@ -40,6 +40,7 @@ from transforms.normalise import (
     dictionary_lookup,
     finish_measurements,
     hold_plates,
+    named_by_uniprot,
     plate_control_anchors,
     prepare_measurements,
 )
@@ -131,6 +132,8 @@ class RunSummary:
     landing_waiting: list[str] = field(default_factory=list)
     # keep mode: loaded files that left the landing folder since a run read them (their rows stay in use)
     landing_gone: list[str] = field(default_factory=list)
+    # names the analyte dictionary does not know, identified by their UniProt accession (when normalisation ran)
+    analytes_by_uniprot: list[str] = field(default_factory=list)
 
     @property
     def files_new(self) -> list[FileOutcome]:
@@ -817,7 +820,7 @@ def normalise_part(
 
 
 @task(cache_policy=NO_CACHE)
-def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int], int]:
+def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int], int, list[str]]:
     """Rebuild the normalised measurements from every loaded raw row and every manifest, in parts by analyte
     (``partition_rows``) on the task runner, and swap them into the warehouse in one transaction (the parts'
     files become the normalised store's generation ``run_id``: loads.replace_derived). When the
@@ -836,10 +839,11 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
         ]
         fingerprint = input_fingerprint(settings, files, f"{dictionary_sha}:{code_version()}")
         if loads.derived_fingerprint(con, "normalise") == fingerprint:
-            return (*_normalised_counts(con), 0)
+            return (*_normalised_counts(con), 0, [])
     scratch = _scratch(settings, f"{run_id}-normalise")
     with _connect(settings) as con:
-        plan = plan_normalise(loads.raw_names(con), lookup, settings.methods, max_rows=settings.partition_rows)
+        names = loads.raw_names(con)
+        plan = plan_normalise(names, lookup, settings.methods, max_rows=settings.partition_rows)
         raw_files = loads.loaded_raw_files(con)
         loads.read_samples(con).write_parquet(scratch / "samples.parquet")
         loads.held_manifest_samples(con).write_parquet(scratch / "held_samples.parquet")
@@ -875,7 +879,7 @@ def normalise_all(settings: Settings, run_id: str) -> tuple[int, dict[str, int],
     with _connect(settings) as con:
         counts = _normalised_counts(con)
     shutil.rmtree(scratch, ignore_errors=True)
-    return (*counts, len(keys))
+    return (*counts, len(keys), named_by_uniprot(names, lookup))
 
 
 def _normalised_counts(con: Any) -> tuple[int, dict[str, int]]:
@@ -1342,7 +1346,8 @@ def _ingest(
     summary.stage_seconds["ingest"] = time.perf_counter() - started
     shutil.rmtree(scratch, ignore_errors=True)
     started = time.perf_counter()
-    summary.normalised_rows, summary.held_by_check, summary.parts["normalise"] = normalise_all(settings, summary.run_id)
+    normalised = normalise_all(settings, summary.run_id)
+    summary.normalised_rows, summary.held_by_check, summary.parts["normalise"], summary.analytes_by_uniprot = normalised
     summary.stage_seconds["normalise"] = time.perf_counter() - started
 
 

@@ -49,6 +49,12 @@ def print_summary(
         str(summary.groups_published),
         groups_skipped_detail(summary.groups_skipped),
     )
+    if summary.analytes_by_uniprot:
+        named = (
+            "not in the analyte dictionary; identified by the UniProt accession their export gives "
+            "(docs/normalisation.md): " + named_some(summary.analytes_by_uniprot, "; ")
+        )
+        table.add_row("analytes named by UniProt", str(len(summary.analytes_by_uniprot)), named)
     if summary.landing_waiting:
         waiting = (
             "changed too recently to be read (landing_min_age_seconds), as a copy still being written would be; "

@@ -140,6 +140,21 @@ def resolve_names(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([known.select(columns), resolved.select(columns)], how="vertical_relaxed").drop("key")
 
 
+def named_by_uniprot(names: pl.DataFrame, lookup: pl.DataFrame) -> list[str]:
+    """The raw names :func:`resolve_names` identified by their UniProt accession, as the run summary tells
+    them: "ADM (P35318)" for an analyte of its own, "IL-6 new as IL6 (P05231)" for a dictionary marker."""
+    found = resolve_names(names, lookup).filter(pl.col("analyte_from").is_in([BY_UNIPROT, VENDOR]))
+    text = (
+        pl.when(pl.col("analyte_from") == VENDOR)
+        .then(pl.col("analyte"))
+        .otherwise(pl.col("analyte_raw") + pl.lit(" as ") + pl.col("analyte"))
+        + pl.lit(" (")
+        + pl.col("uniprot")
+        + pl.lit(")")
+    )
+    return sorted(set(found.select(text.alias("t"))["t"].to_list()))
+
+
 def resolve_analytes(rows: pl.DataFrame, lookup: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Attach analyte (HGNC), uniprot, analyte_label and mw_kda (:func:`resolve_names`); hold back names the
     dictionary lacks and the export gives no UniProt accession for."""

@@ -346,8 +346,23 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
     )
     demo = generate_explore(seed=8, n_healthy=140, n_patients=30)
     copy_demo(demo.files, settings.landing)
+    # IL6 under a name the dictionary does not know: found by the UniProt accession the file gives for it
+    import pyarrow.parquet as pq
+
+    landed = settings.landing / "explore_ht_npx.parquet"
+    table = pq.read_table(landed)
+    renamed = pl.DataFrame(pl.from_arrow(table)).with_columns(
+        pl.when(pl.col("Assay") == "IL6").then(pl.lit("IL6 (Explore)")).otherwise(pl.col("Assay")).alias("Assay")
+    )
+    pq.write_table(renamed.to_arrow().replace_schema_metadata(table.schema.metadata), landed)
     summary = run_pipeline(settings)
     assert summary.release_version is not None and summary.groups_published == 20
+    assert summary.analytes_by_uniprot == ["IL6 (Explore) as IL6 (P05231)"]
+    from flows.summary import summary_text
+
+    told = " ".join(summary_text(summary, width=400).split())
+    assert "analytes named by UniProt │ 1 │ not in the analyte dictionary; identified by the UniProt" in told
+    assert "IL6 (Explore) as IL6 (P05231)" in told
     npx = next(f for f in summary.files if f.name == "explore_ht_npx.parquet")
     assert npx.status == "loaded" and npx.rows_read == npx.rows_loaded + npx.rows_quarantined
     assert npx.rows_quarantined == demo.truth["n_assays"]  # the one failed sample, nothing else
@@ -371,8 +386,6 @@ def test_an_explore_ht_parquet_file_runs_end_to_end_into_npx_reference_groups(tm
 
     # a retest on a new Explore HT plate (its controls named after it, everything read 0.7 NPX high)
     import io
-
-    import pyarrow.parquet as pq
 
     from warehouse.client import load_release, score
 
