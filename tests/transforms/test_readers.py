@@ -378,9 +378,16 @@ def test_no_row_is_ever_lost(values: list[str]) -> None:
     [("msd_workbench_test_1.csv", 4, []), ("msd_workbench_test_2.csv", 0, [47, 48])],
 )
 def test_real_msd_workbench_exports(name: str, n_above: int, held_lines: list[int]) -> None:
+    """... and the ledger says where censoring came from: an export without a Detection Range column (the second)
+    flags no value outside the detection range, which nothing said before (`file_info_json.censoring_source`)."""
     data = (SHARED_EXAMPLES / "msd" / name).read_bytes()
     r = read(data, name)
     assert r.layout == "msd"
+    assert r.info["censoring_source"] == (
+        "column Detection Range"
+        if n_above
+        else "none: the file has no Detection Range column, so no value is flagged outside the detection range"
+    )
     n_lines = sum(1 for line in data.decode().splitlines()[2:] if line.strip(", "))
     assert r.rows_read == n_lines
     assert r.rows["plate_id"].str.starts_with("Plate_").all()

@@ -543,6 +543,7 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
         info = {"lod_source": olink.lod_source(table), **info}  # a wide file names its LOD row itself
     elif layout == "msd":
         rows, bad = msd.read_msd(table, preamble=preamble, default_unit=str(opts.get("msd_unit", "pg/mL")), **common)
+        info = {**info, "censoring_source": msd.censoring_source(table)}
     else:
         rows, bad = tidy.read_tidy(table, **common)
     return ReadResult(layout, rows, bad, info=info)

@@ -26,6 +26,15 @@ def _plate_from_preamble(preamble: list[str]) -> str | None:
     return None
 
 
+def censoring_source(table: Table) -> str:
+    """Where an MSD file's censoring comes from, for the ledger (``censoring_source`` in ``file_info_json``): a
+    Workbench export without a Detection Range column flags no value below or above the detection range."""
+    if column(table, "Detection Range") is None:
+        return "none: the file has no Detection Range column, so no value is flagged outside the detection range"
+    limits = column(table, "Detection Limits: Calc. Low") is not None
+    return "column Detection Range" + (", limits from Detection Limits: Calc. Low / High" if limits else "")
+
+
 def read_msd(
     table: Table, *, preamble: list[str], source: str, sha256: str, default_unit: str
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
