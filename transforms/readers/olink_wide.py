@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
 from transforms.readers.common import fold_header
@@ -157,13 +158,48 @@ def wide_to_long(
     plate_for = _per_panel(plates, panels, top, "Plate ID", where)
     warning_for = _per_panel(warnings, panels, top, "QC Warning", where)
 
-    def column_of(row: list[str], by_panel: dict[str, int]) -> list[str | None]:
-        return [_cell(row, by_panel[panel_of[j]]) if panel_of[j] in by_panel else None for j in assays]
-
     def per_assay(row: list[str] | None) -> list[str | None]:
         return [None if row is None else _cell(row, j) for j in assays]
 
-    n = len(assays)
+    # the sample rows as columns, then one row per sample and assay, row by row (in polars and numpy: a panel of
+    # 1,000 assays on 2,000 samples is 2 million cells)
+    padded = [r + [""] * (width - len(r)) for r in (rows[m] for m in middle)]
+    cells = pl.DataFrame(padded, schema=[f"c{j}" for j in range(width)], orient="row") if padded else None
+    n_rows, n = len(middle), len(assays)
+
+    def column(j: int) -> pl.Series:
+        if cells is None:
+            return pl.Series([], dtype=pl.String)
+        return cells.get_column(f"c{j}").cast(pl.String).str.strip_chars()
+
+    row_of = np.repeat(np.arange(n_rows), n)  # long row -> sample row
+    pos_of = np.tile(np.arange(n), n_rows)  # long row -> assay
+    npx = (
+        cells.select(pl.concat_list([pl.col(f"c{j}").cast(pl.String).str.strip_chars() for j in assays]))
+        .to_series()
+        .explode()
+        if cells is not None
+        else pl.Series([], dtype=pl.String)
+    )
+    panel_index = {p: k for k, p in enumerate(panels)}
+    panel_of_pos = np.array([panel_index[panel_of[j]] for j in assays], dtype=np.int64)
+
+    def of_panel(by_panel: dict[str, int]) -> pl.Series:
+        """Each long row's cell in the column (Plate ID, QC Warning) of its assay's panel; null without one."""
+        if not by_panel:
+            return pl.repeat(None, n_rows * n, dtype=pl.String, eager=True)
+        per_panel = [
+            column(by_panel[p]) if p in by_panel else pl.repeat(None, n_rows, dtype=pl.String, eager=True)
+            for p in panels
+        ]
+        flat = (
+            pl.DataFrame(per_panel, schema=[str(k) for k in range(len(panels))])
+            .select(pl.concat_list(pl.all()))
+            .to_series()
+            .explode()
+        )
+        return flat.gather(row_of * len(panels) + panel_of_pos[pos_of])
+
     fixed: dict[str, list[str | None]] = {
         "Assay": per_assay(top["assay"]),
         "OlinkID": per_assay(top["olinkid"]),
@@ -171,19 +207,18 @@ def wide_to_long(
         "Panel": [panel_of[j] for j in assays],
         **{name: per_assay(bottom.get(label)) for label, name in BOTTOM_COLUMNS.items()},
     }
-    columns: dict[str, list[str | None]] = {c: [] for c in LONG_COLUMNS}
-    line_numbers: list[int] = []
-    for m in middle:
-        row = rows[m]
-        columns["SampleID"] += [_cell(row, 0)] * n
-        columns["NPX"] += per_assay(row)
-        columns["PlateID"] += column_of(row, plate_for)
-        columns["QC_Warning"] += column_of(row, warning_for)
-        for name, values in fixed.items():
-            columns[name] += values
-        line_numbers += [lines[m]] * n
+    long = pl.DataFrame(
+        {
+            "SampleID": column(0).gather(row_of),
+            "NPX": npx,
+            "PlateID": of_panel(plate_for),
+            "QC_Warning": of_panel(warning_for),
+            **{name: pl.Series(values, dtype=pl.String).gather(pos_of) for name, values in fixed.items()},
+        }
+    )
+    line_numbers = pl.Series([lines[m] for m in middle], dtype=pl.Int64).gather(row_of)
     absent = [name for label, name in BOTTOM_COLUMNS.items() if label not in bottom]  # as a long file without them
-    frame = pl.DataFrame(columns, schema=dict.fromkeys(LONG_COLUMNS, pl.String)).drop(absent)
+    frame = long.select([c for c in LONG_COLUMNS if c not in absent])
     info: dict[str, object] = {
         "olink_layout": "wide",
         "product": _product(panels),
@@ -198,7 +233,7 @@ def wide_to_long(
         "columns_not_read": others or None,
         "rows_not_read": not_read or None,
     }
-    table = Table(frame, pl.Series("line_number", line_numbers, dtype=pl.Int64), separator, lines[end])
+    table = Table(frame, line_numbers.alias("line_number"), separator, lines[end])
     return table, {k: v for k, v in info.items() if v is not None}
 
 
