@@ -164,23 +164,14 @@ def wide_to_long(
     # the sample rows as columns, then one row per sample and assay, row by row (in polars and numpy: a panel of
     # 1,000 assays on 2,000 samples is 2 million cells)
     padded = [r + [""] * (width - len(r)) for r in (rows[m] for m in middle)]
-    cells = pl.DataFrame(padded, schema=[f"c{j}" for j in range(width)], orient="row") if padded else None
+    names = [f"c{j}" for j in range(width)]
+    cells = pl.DataFrame(padded, schema=dict.fromkeys(names, pl.String), orient="row").select(
+        pl.all().str.strip_chars()
+    )
     n_rows, n = len(middle), len(assays)
-
-    def column(j: int) -> pl.Series:
-        if cells is None:
-            return pl.Series([], dtype=pl.String)
-        return cells.get_column(f"c{j}").cast(pl.String).str.strip_chars()
-
     row_of = np.repeat(np.arange(n_rows), n)  # long row -> sample row
     pos_of = np.tile(np.arange(n), n_rows)  # long row -> assay
-    npx = (
-        cells.select(pl.concat_list([pl.col(f"c{j}").cast(pl.String).str.strip_chars() for j in assays]))
-        .to_series()
-        .explode()
-        if cells is not None
-        else pl.Series([], dtype=pl.String)
-    )
+    npx = cells.select(pl.concat_list([f"c{j}" for j in assays])).to_series().explode()
     panel_index = {p: k for k, p in enumerate(panels)}
     panel_of_pos = np.array([panel_index[panel_of[j]] for j in assays], dtype=np.int64)
 
@@ -189,7 +180,9 @@ def wide_to_long(
         if not by_panel:
             return pl.repeat(None, n_rows * n, dtype=pl.String, eager=True)
         per_panel = [
-            column(by_panel[p]) if p in by_panel else pl.repeat(None, n_rows, dtype=pl.String, eager=True)
+            cells.get_column(f"c{by_panel[p]}")
+            if p in by_panel
+            else pl.repeat(None, n_rows, dtype=pl.String, eager=True)
             for p in panels
         ]
         flat = (
@@ -209,7 +202,7 @@ def wide_to_long(
     }
     long = pl.DataFrame(
         {
-            "SampleID": column(0).gather(row_of),
+            "SampleID": cells.get_column("c0").gather(row_of),
             "NPX": npx,
             "PlateID": of_panel(plate_for),
             "QC_Warning": of_panel(warning_for),
