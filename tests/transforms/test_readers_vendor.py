@@ -349,7 +349,7 @@ def test_olink_npx_manager_wide_workbook_matches_the_csv() -> None:
         (lambda rows: [["OlinkID"] if r[0] == "OlinkID" else r for r in rows], "without assay columns"),
     ],
 )
-def test_olink_wide_files_that_hold_no_npx_are_refused_with_what_to_export(change, match) -> None:
+def test_olink_wide_files_this_reader_cannot_read_are_refused_with_the_reason(change, match) -> None:
     text = (DATA / "olink_npx_manager_wide.csv").read_text()
     rows = change([line.split(";") for line in text.splitlines()])
     data = "\n".join(";".join(r) for r in rows).encode()
