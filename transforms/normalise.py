@@ -95,7 +95,8 @@ def _accession_cell(cell: pl.Expr) -> pl.Expr:
 def resolve_names(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     """The analyte of each raw name: ``names`` has platform, panel, analyte_raw and (optionally) uniprot_raw,
     in any number of rows; returns one row per (platform, panel, analyte_raw) with analyte, uniprot,
-    analyte_label, mw_kda (null analyte: unknown), analyte_from and the name's accessions (``accessions``).
+    analyte_label, mw_kda (null analyte: unknown), analyte_from, the name's accessions (``accessions``) and
+    its folded form (``key``, :func:`fold_name`).
 
     A name the dictionary knows (folded) is its analyte. An unknown name whose export gives one UniProt
     accession for it (Olink's files do) is the dictionary's analyte of that accession when there is one, else
@@ -137,7 +138,7 @@ def resolve_names(names: pl.DataFrame, lookup: pl.DataFrame) -> pl.DataFrame:
     ).drop("__acc")
     known = by_name.filter(pl.col("analyte").is_not_null()).with_columns(pl.lit(BY_NAME).alias("analyte_from"))
     columns = [*NAME_KEYS, "analyte", "uniprot", "analyte_label", "mw_kda", "analyte_from", "accessions", "key"]
-    return pl.concat([known.select(columns), resolved.select(columns)], how="vertical_relaxed").drop("key")
+    return pl.concat([known.select(columns), resolved.select(columns)], how="vertical_relaxed")
 
 
 def named_by_uniprot(names: pl.DataFrame, lookup: pl.DataFrame) -> list[str]:

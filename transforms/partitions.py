@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from transforms.normalise import NAME_KEYS, fold_name, resolve_names
+from transforms.normalise import NAME_KEYS, resolve_names
 
 WHOLE_PLATFORM_METHODS = {"bridge", "combat"}  # they pool a platform's analytes (ComBat priors) and samples
 
@@ -39,10 +39,8 @@ def plan_normalise(
     """
     methods = methods or {}
     sizes_of = names.group_by(NAME_KEYS).agg(pl.col("n").sum())
-    resolved = resolve_names(names, lookup).select(*NAME_KEYS, "analyte")
-    keyed = sizes_of.join(resolved, on=NAME_KEYS, how="left", nulls_equal=True).with_columns(
-        pl.col("analyte_raw").map_elements(fold_name, return_dtype=pl.String).alias("key")
-    )
+    resolved = resolve_names(names, lookup).select(*NAME_KEYS, "analyte", "key")
+    keyed = sizes_of.join(resolved, on=NAME_KEYS, how="left", nulls_equal=True)
     whole = pl.col("platform").replace_strict(methods, default="plate_control").is_in(list(WHOLE_PLATFORM_METHODS))
     analyte = pl.coalesce("analyte", pl.lit("?") + pl.col("key"))  # an unknown name is held: any part will do
     unit = (

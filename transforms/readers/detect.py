@@ -503,22 +503,22 @@ def read_file(data: bytes, *, source: str, sha256: str, options: dict[str, objec
             raise UnreadableFileError(msg)
         wide = None if found is not None else _olink_wide_text(lines, source=source)
         if wide is not None:
-            (table, info), preamble, found = wide, [], ("olink_wide", 0)
-        elif found is None:
-            head = [line for line in lines[:HEADER_SCAN_LINES] if line.strip()]
-            refuse_with_hint([split_fields(line, sniff_separator(line)) for line in head], source)
-            msg = (
-                f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected a manifest, "
-                "Olink NPX, MSD Discovery Workbench, Luminex xPONENT, Bio-Plex or generic tidy header; "
-                "see docs/input-formats.md)"
-            )
-            raise UnreadableFileError(msg)
-        layout, header_index = found
-        if layout == "bioplex":
-            unit = str(opts.get("msd_unit", "pg/mL"))
-            rows, bad = luminex.read_bioplex(lines, source=source, sha256=sha256, default_unit=unit)
-            return ReadResult(layout, rows, bad)
-        if wide is None:
+            (table, info), preamble, layout = wide, [], "olink_wide"
+        else:
+            if found is None:
+                head = [line for line in lines[:HEADER_SCAN_LINES] if line.strip()]
+                refuse_with_hint([split_fields(line, sniff_separator(line)) for line in head], source)
+                msg = (
+                    f"{source}: no known export layout in the first {HEADER_SCAN_LINES} lines (expected a manifest, "
+                    "Olink NPX, MSD Discovery Workbench, Luminex xPONENT, Bio-Plex or generic tidy header; "
+                    "see docs/input-formats.md)"
+                )
+                raise UnreadableFileError(msg)
+            layout, header_index = found
+            if layout == "bioplex":
+                unit = str(opts.get("msd_unit", "pg/mL"))
+                rows, bad = luminex.read_bioplex(lines, source=source, sha256=sha256, default_unit=unit)
+                return ReadResult(layout, rows, bad)
             table = read_table(lines, header_index=header_index, source=source)
             preamble = lines[:header_index]
     if layout == "bioplex":

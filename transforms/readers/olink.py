@@ -11,12 +11,11 @@ import polars as pl
 from transforms.readers.common import column, finish, text_col, value_checks, with_lines
 from transforms.text import Table, uses_decimal_comma, with_numbers
 
-#: Every column read_olink reads (any case): a clean export is parsed for these alone (OlinkID, UniProt,
-#: MissingFreq, Normalization and the like are not parsed; the file itself stays in the archive).
 #: The LOD columns a Target file may carry, the first present read: NPX Manager writes LOD; later software a
 #: plate's LOD or the highest of its plates' (docs/input-formats.md).
 LOD_COLUMNS = ("LOD", "PlateLOD", "Plate_LOD", "MaxLOD")
-
+#: Every column read_olink reads (any case): a clean export is parsed for these alone (OlinkID, MissingFreq,
+#: Normalization and the like are not parsed; the file itself stays in the archive).
 COLUMNS = (
     "SampleID",
     "Sample_Type",

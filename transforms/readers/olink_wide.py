@@ -35,6 +35,10 @@ BOTTOM_COLUMNS = {
 }
 #: Bottom rows of quantified files: a file with one of these is no NPX file.
 NOT_NPX_BOTTOM = {"lloq", "uloq", "lowest_quantifiable_level"}
+#: A bottom row per plate (it names no plate): refused.
+PER_PLATE_LOD = "plate_lod"
+#: Every label that starts the bottom (ends the sample rows).
+BOTTOM_LABELS = {*BOTTOM_COLUMNS, *NOT_NPX_BOTTOM, PER_PLATE_LOD}
 #: A wide file is recognised by these labels down its first column (folded).
 LABELS = {"assay", "olinkid"}
 
@@ -109,7 +113,7 @@ def wide_to_long(
     # samples, one per plate say, does not end it: no sample row is left out of the ledger)
     i = end + 1
     middle: list[int] = []
-    while i < len(rows) and labels[i] not in {*BOTTOM_COLUMNS, *NOT_NPX_BOTTOM, "plate_lod"}:
+    while i < len(rows) and labels[i] not in BOTTOM_LABELS:
         if any(c.strip() for c in rows[i]):
             middle.append(i)
         i += 1
@@ -119,7 +123,7 @@ def wide_to_long(
     for k in range(i, len(rows)):
         if not any(c.strip() for c in rows[k]):
             continue
-        if labels[k] in {*BOTTOM_COLUMNS, "plate_lod"} and (labels[k] in bottom or labels[k] == "plate_lod"):
+        if labels[k] == PER_PLATE_LOD or labels[k] in bottom:  # a second LOD row, say: one per plate
             msg = (
                 f"{where}: an Olink wide file with a {rows[k][0].strip()} row per plate (line {lines[k]}), which names "
                 "no plate, so whose values are whose cannot be known; export the NPX data in Olink's long format (one "
